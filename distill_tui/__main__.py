@@ -1,0 +1,3 @@
+from distill_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,391 @@
+"""The model catalog: pydantic schema, validation rules, user copy layering.
+
+No textual import here: the CLI and the engine child use this module too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distill_tui.atomic import atomic_write_json, move_aside
+
+log = logging.getLogger(__name__)
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+Component = Literal["diffusion", "textEncoder", "vae"]
+COMPONENTS: tuple[Component, ...] = ("diffusion", "textEncoder", "vae")
+COMPONENT_LABELS: dict[str, str] = {
+    "diffusion": "Diffusion Model",
+    "textEncoder": "Text Encoder",
+    "vae": "VAE",
+}
+
+
+class CatalogError(Exception):
+    """The catalog file is unusable. The message names the file, the JSON path and the problem."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class CatalogFile(_Model):
+    """One downloadable file. ``file`` is relative to the model directory."""
+
+    file: str
+    size: int = Field(gt=0, description="Size in bytes")
+    download_url: str = Field(alias="downloadUrl")
+    sha256: str | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _relative_inside(cls, v: str) -> str:
+        if not v or v.strip() != v:
+            raise ValueError("must be a non-empty relative path without surrounding spaces")
+        if v.startswith(("/", "\\")) or _DRIVE.match(v) or PureWindowsPath(v).is_absolute():
+            raise ValueError(f"must be a relative path, got absolute path {v!r}")
+        parts = PurePosixPath(v.replace("\\", "/")).parts
+        if any(p == ".." for p in parts):
+            raise ValueError(f"must stay inside the model directory ('..' in {v!r})")
+        if any(p in ("", ".") for p in parts) or v.endswith("/"):
+            raise ValueError(f"is not a clean file path: {v!r}")
+        return v
+
+    @field_validator("download_url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        parts = urlsplit(v)
+        host = parts.hostname or ""
+        if parts.scheme == "https" and host:
+            return v
+        if parts.scheme == "http" and host and _is_loopback(host):
+            return v
+        if parts.scheme == "http":
+            raise ValueError(f"plain http is allowed only for loopback hosts, got {host!r}")
+        raise ValueError(f"must be an https URL, got scheme {parts.scheme or 'none'!r}")
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.lower()
+        if not _SHA256.match(v):
+            raise ValueError("must be 64 hexadecimal characters")
+        return v
+
+    @property
+    def repo_id(self) -> str | None:
+        """``owner/name`` for a Hub resolve URL, else None."""
+        m = re.search(r"/([^/]+/[^/]+)/resolve/", urlsplit(self.download_url).path)
+        return m.group(1) if m else None
+
+
+class Quant(CatalogFile):
+    id: str = Field(min_length=1)
+    label: str
+    description: str = ""
+    min_vram_gb: float | None = Field(default=None, alias="minVramGb")
+
+
+class QuantSection(_Model):
+    name: str | None = None
+    quants: list[Quant] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> QuantSection:
+        seen: set[str] = set()
+        for q in self.quants:
+            if q.id in seen:
+                raise ValueError(f"duplicate quant id {q.id!r}")
+            seen.add(q.id)
+        return self
+
+    def get(self, quant_id: str) -> Quant | None:
+        return next((q for q in self.quants if q.id == quant_id), None)
+
+    @property
+    def ids(self) -> list[str]:
+        return [q.id for q in self.quants]
+
+
+class Recommended(_Model):
+    steps: int = Field(default=4, ge=1, le=200)
+    cfg_scale: float = Field(default=1.0, alias="cfgScale", ge=0)
+    sampler: str = "euler"
+    scheduler: str = "default"
+    width: int = Field(default=1024, ge=16)
+    height: int = Field(default=1024, ge=16)
+    diffusion_quant: str | None = Field(default=None, alias="diffusionQuant")
+    text_encoder_quant: str | None = Field(default=None, alias="textEncoderQuant")
+
+
+class License(_Model):
+    name: str
+    url: str | None = None
+    note: str = ""
+
+
+class CatalogModel(_Model):
+    id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    name: str
+    description: str = ""
+    type: str = "image-generation"
+    family: str = ""
+    vae: CatalogFile
+    diffusion: QuantSection
+    text_encoder: QuantSection = Field(alias="textEncoder")
+    recommended: Recommended = Field(default_factory=Recommended)
+    license: License | None = None
+
+    def section(self, component: str) -> QuantSection:
+        if component == "diffusion":
+            return self.diffusion
+        if component == "textEncoder":
+            return self.text_encoder
+        raise KeyError(component)
+
+    def default_quant(self, component: str) -> str:
+        rec = (
+            self.recommended.diffusion_quant
+            if component == "diffusion"
+            else self.recommended.text_encoder_quant
+        )
+        sec = self.section(component)
+        if rec and sec.get(rec):
+            return rec
+        return sec.quants[len(sec.quants) // 2].id if len(sec.quants) > 2 else sec.quants[0].id
+
+    def files(self) -> Iterator[tuple[str, str | None, CatalogFile]]:
+        """Every file: (component, quant id or None, file)."""
+        for q in self.diffusion.quants:
+            yield "diffusion", q.id, q
+        for q in self.text_encoder.quants:
+            yield "textEncoder", q.id, q
+        yield "vae", None, self.vae
+
+    @property
+    def text_encoder_name(self) -> str:
+        return self.text_encoder.name or "Text Encoder"
+
+
+class Catalog(_Model):
+    catalog_version: int = Field(alias="catalogVersion", ge=1)
+    models: list[CatalogModel]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Catalog:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.id in seen:
+                raise ValueError(f"duplicate model id {m.id!r}")
+            seen.add(m.id)
+        return self
+
+    def get(self, model_id: str) -> CatalogModel | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+    def require(self, model_id: str) -> CatalogModel:
+        m = self.get(model_id)
+        if m is None:
+            raise UnknownModelError(model_id, self.ids)
+        return m
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.id for m in self.models]
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class UnknownModelError(KeyError):
+    def __init__(self, model_id: str, valid: list[str]):
+        self.model_id = model_id
+        self.valid = valid
+        super().__init__(model_id)
+
+    def __str__(self) -> str:
+        return f"unknown model {self.model_id!r}; valid ids: {', '.join(self.valid) or '(none)'}"
+
+
+class UnknownQuantError(KeyError):
+    def __init__(self, model_id: str, component: str, quant_id: str, valid: list[str]):
+        self.model_id, self.component, self.quant_id, self.valid = (
+            model_id,
+            component,
+            quant_id,
+            valid,
+        )
+        super().__init__(quant_id)
+
+    def __str__(self) -> str:
+        label = COMPONENT_LABELS.get(self.component, self.component).lower()
+        return (
+            f"unknown {label} quant {self.quant_id!r} for {self.model_id}; "
+            f"valid: {', '.join(self.valid)}"
+        )
+
+
+def _format_loc(loc: tuple) -> str:
+    out = "$"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def format_validation_error(source: Path | str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {_format_loc(tuple(e['loc']))}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_catalog(text: str | bytes, source: Path | str) -> Catalog:
+    """Parse and validate catalog JSON; raise :class:`CatalogError` with file, path, problem."""
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise CatalogError(f"{source}: $: not valid JSON ({where or e}): {e}") from None
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{source}: $: expected a JSON object, got {type(raw).__name__}")
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as e:
+        raise CatalogError(format_validation_error(source, e)) from None
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CatalogError(f"{path}: cannot read: {e.strerror or e}") from None
+    return parse_catalog(data, path)
+
+
+def apply_endpoint(catalog: Catalog, endpoint: str | None) -> Catalog:
+    """Rewrite the ``https://huggingface.co`` prefix of every URL (``HF_ENDPOINT``)."""
+    if not endpoint:
+        return catalog
+    endpoint = endpoint.rstrip("/")
+    if endpoint == HF_DEFAULT_ENDPOINT:
+        return catalog
+    raw = catalog.to_json()
+
+    def fix(node: object) -> object:
+        if isinstance(node, dict):
+            return {
+                k: (
+                    endpoint + v[len(HF_DEFAULT_ENDPOINT) :]
+                    if k == "downloadUrl"
+                    and isinstance(v, str)
+                    and v.startswith(HF_DEFAULT_ENDPOINT + "/")
+                    else fix(v)
+                )
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    try:
+        return Catalog.model_validate(fix(raw))
+    except ValidationError as e:
+        raise CatalogError(format_validation_error(f"HF_ENDPOINT={endpoint}", e)) from None
+
+
+def merge_catalogs(user: Catalog, bundled: Catalog) -> Catalog:
+    """Bundled models replace same-id user entries; user-only models are kept (after them)."""
+    bundled_ids = set(bundled.ids)
+    models = list(bundled.models) + [m for m in user.models if m.id not in bundled_ids]
+    return Catalog(catalogVersion=bundled.catalog_version, models=models)
+
+
+@dataclass
+class CatalogLoad:
+    catalog: Catalog
+    warnings: list[str] = field(default_factory=list)
+    source: Path | None = None
+
+
+def load_catalog(
+    user_path: Path,
+    bundled_path: Path | None = None,
+    endpoint: str | None = None,
+    seed: bool = True,
+) -> CatalogLoad:
+    """The runtime catalog: the user copy, seeded/merged from the bundled one.
+
+    - no user copy: seed it from the bundled catalog (when ``seed``);
+    - user copy unparsable: move it aside (``.corrupt-<time>``), warn, use the bundled one;
+    - bundled ``catalogVersion`` newer: merge bundled models in, keep user-added ones.
+    """
+    from distill_tui.resources import bundled_catalog_path
+
+    bundled_path = bundled_path or bundled_catalog_path()
+    bundled = load_catalog_file(bundled_path)  # a broken bundled catalog is a broken install
+    warnings: list[str] = []
+    catalog = bundled
+    if user_path.exists():
+        try:
+            user = load_catalog_file(user_path)
+        except CatalogError as e:
+            try:
+                moved = move_aside(user_path)
+                warnings.append(
+                    f"user catalog {user_path} is invalid and was moved aside to {moved.name}; "
+                    f"using the bundled catalog. Problem: {str(e).splitlines()[0]}"
+                )
+            except OSError as oe:
+                warnings.append(
+                    f"user catalog {user_path} is invalid ({str(e).splitlines()[0]}) and could "
+                    f"not be moved aside ({oe.strerror}); using the bundled catalog"
+                )
+            _try_seed(user_path, bundled, warnings) if seed else None
+        else:
+            if bundled.catalog_version > user.catalog_version:
+                catalog = merge_catalogs(user, bundled)
+                if seed:
+                    _try_write(user_path, catalog, warnings)
+            else:
+                catalog = user
+    elif seed:
+        _try_seed(user_path, bundled, warnings)
+    endpoint = endpoint if endpoint is not None else os.environ.get("HF_ENDPOINT")
+    return CatalogLoad(apply_endpoint(catalog, endpoint), warnings, user_path)
+
+
+def _try_seed(user_path: Path, bundled: Catalog, warnings: list[str]) -> None:
+    _try_write(user_path, bundled, warnings)
+
+
+def _try_write(user_path: Path, catalog: Catalog, warnings: list[str]) -> None:
+    try:
+        atomic_write_json(user_path, catalog.to_json())
+    except OSError as e:
+        warnings.append(f"could not write the user catalog {user_path}: {e.strerror or e}")

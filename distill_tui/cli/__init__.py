@@ -1,0 +1,127 @@
+"""``distill`` command line. No textual import on the headless paths (fast start)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from distill_tui import __version__
+
+RENDERERS = ("auto", "sixel", "kitty", "halfcell", "unicode")
+
+
+class CliError(Exception):
+    """A one-line reason; the process exits non-zero with it."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="distill",
+        description="Keyboard-first terminal studio for local image generation "
+        "(FLUX.2 Klein via stable-diffusion.cpp). Without a command, starts the TUI.",
+    )
+    p.add_argument("--version", action="version", version=f"distill {__version__}")
+    p.add_argument("--debug", action="store_true", help="verbose log file")
+    p.add_argument(
+        "--image-renderer",
+        choices=RENDERERS,
+        help="how images are drawn in the TUI (default: the setting, 'auto')",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    # ---- models ----------------------------------------------------------------------
+    models = sub.add_parser("models", help="list, download, select, verify and remove models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    ls = msub.add_parser("list", help="models, quants, sizes, what is downloaded and active")
+    ls.add_argument("--json", action="store_true", help="machine-readable output (stable shape)")
+
+    use = msub.add_parser("use", help="choose the active quants (and make the model active)")
+    use.add_argument("model")
+    use.add_argument("--diffusion", metavar="Q")
+    use.add_argument("--text-encoder", metavar="Q")
+    use.add_argument("--no-activate", action="store_true", help="do not change active_model_id")
+
+    dl = msub.add_parser("download", help="download a model's files (resumable, verified)")
+    dl.add_argument("model")
+    dl.add_argument("--diffusion", metavar="Q", help="diffusion quant (default: selected/recommended)")
+    dl.add_argument("--text-encoder", metavar="Q", help="text encoder quant")
+    dl.add_argument("--no-vae", action="store_true", help="skip the VAE")
+    dl.add_argument("--connections", type=int, metavar="N", help="Range segments per file")
+
+    ver = msub.add_parser("verify", help="re-hash downloaded files against the inventory")
+    ver.add_argument("model", nargs="?")
+
+    rm = msub.add_parser("remove", help="delete downloaded files")
+    rm.add_argument("model")
+    g = rm.add_mutually_exclusive_group(required=True)
+    g.add_argument("--diffusion", metavar="Q")
+    g.add_argument("--text-encoder", metavar="Q")
+    g.add_argument("--vae", action="store_true")
+    g.add_argument("--all", action="store_true")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    msub.add_parser("clean", help="remove partial downloads and stale locks (never outputs/)")
+
+    # ---- generate --------------------------------------------------------------------
+    gen = sub.add_parser("generate", help="generate images headless with the active model")
+    gen.add_argument("prompt")
+    gen.add_argument("--negative", default=None, metavar="TEXT")
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--cfg", type=float)
+    gen.add_argument("--seed", type=int, default=-1, help="-1 = random (the used seed is printed)")
+    gen.add_argument("--sampler")
+    gen.add_argument("--scheduler")
+    gen.add_argument("--batch", type=int, default=1)
+    gen.add_argument("--model", metavar="ID")
+    gen.add_argument("--ref-image", action="append", metavar="PATH", help="Klein edit reference")
+    gen.add_argument("--threads", type=int)
+    out = gen.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="FILE")
+    out.add_argument("--out-dir", metavar="DIR")
+
+    sub.add_parser("doctor", help="backend, GPU, paths, disk, token present yes/no")
+    sub.add_parser("tui", help="start the TUI (same as no command)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "tui"
+    try:
+        if command == "tui":
+            from distill_tui.cli.tui import run_tui
+
+            return run_tui(args)
+        from distill_tui.context import CoreContext, setup_logging
+
+        ctx = CoreContext.build()
+        setup_logging(ctx.paths, args.debug)
+        for w in ctx.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if command == "models":
+            from distill_tui.cli import models
+
+            return models.run(args, ctx)
+        if command == "generate":
+            from distill_tui.cli.generate import run_generate
+
+            return run_generate(args, ctx)
+        if command == "doctor":
+            from distill_tui.cli.doctor import run_doctor
+
+            return run_doctor(args, ctx)
+    except CliError as e:
+        print(f"distill: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("distill: interrupted", file=sys.stderr)
+        return 130
+    raise AssertionError(command)

@@ -1,0 +1,155 @@
+"""``distill models list|use`` here; download/verify/remove/clean in ``cli.downloads``.
+
+``distill models list --json`` shape (stable, version 1)::
+
+    {"version": 1, "modelsDir": str, "activeModelId": str,
+     "storage": {"usedBytes": int, "freeBytes": int},
+     "models": [{"id", "name", "type", "ready": bool, "missing": [str],
+                 "active": bool, "usedBytes": int,
+                 "selection": {"diffusion": str|null, "textEncoder": str|null},
+                 "components": {
+                    "diffusion":   {"name": str, "quants": [QUANT...]},
+                    "textEncoder": {"name": str, "quants": [QUANT...]},
+                    "vae": {"file", "size", "downloaded": bool}}}]}
+    QUANT = {"id", "label", "file", "size", "downloaded": bool, "selected": bool}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from distill_tui.catalog import UnknownModelError, UnknownQuantError
+from distill_tui.cli import CliError
+from distill_tui.context import CoreContext
+from distill_tui.inventory import human_size
+
+
+def run(args: argparse.Namespace, ctx: CoreContext) -> int:
+    cmd = args.models_command
+    if cmd == "list":
+        return cmd_list(args, ctx)
+    if cmd == "use":
+        return cmd_use(args, ctx)
+    from distill_tui.cli import downloads
+
+    return downloads.run(args, ctx)
+
+
+def models_json(ctx: CoreContext) -> dict:
+    inv, res = ctx.inventory, ctx.resolver
+    active = ctx.settings.settings.active_model_id
+    out_models = []
+    for m in ctx.catalog.models:
+        sel = ctx.settings.selection(m.id)
+        comps: dict = {}
+        for comp in ("diffusion", "textEncoder"):
+            section = m.section(comp)
+            comps[comp] = {
+                "name": section.name or m.name,
+                "quants": [
+                    {
+                        "id": q.id,
+                        "label": q.label,
+                        "file": q.file,
+                        "size": q.size,
+                        "downloaded": inv.is_present(q.file),
+                        "selected": sel.get(comp) == q.id,
+                    }
+                    for q in section.quants
+                ],
+            }
+        comps["vae"] = {
+            "file": m.vae.file,
+            "size": m.vae.size,
+            "downloaded": inv.is_present(m.vae.file),
+        }
+        missing = res.missing(m.id)
+        out_models.append(
+            {
+                "id": m.id,
+                "name": m.name,
+                "type": m.type,
+                "ready": not missing,
+                "missing": missing,
+                "active": m.id == active,
+                "usedBytes": inv.model_usage(m),
+                "selection": {"diffusion": sel.diffusion_quant, "textEncoder": sel.text_encoder_quant},
+                "components": comps,
+            }
+        )
+    return {
+        "version": 1,
+        "modelsDir": str(inv.models_dir),
+        "activeModelId": active,
+        "storage": {"usedBytes": inv.total_usage(), "freeBytes": inv.free_bytes()},
+        "models": out_models,
+    }
+
+
+def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
+    data = models_json(ctx)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    w = sys.stdout.write
+    for m in data["models"]:
+        badge = "Ready" if m["ready"] else "Setup Required"
+        star = "*" if m["active"] else " "
+        w(f"{star} {m['name']} ({m['id']})  [{badge}]  on disk {human_size(m['usedBytes'])}\n")
+        for comp, title in (("diffusion", "Diffusion Model"), ("textEncoder", "Text Encoder")):
+            c = m["components"][comp]
+            name = f" ({c['name']})" if comp == "textEncoder" else ""
+            w(f"    {title}{name}\n")
+            for q in c["quants"]:
+                mark = ">" if q["selected"] else " "
+                have = "downloaded" if q["downloaded"] else "-"
+                w(f"      {mark} {q['id']:<8} {human_size(q['size']):>9}  {have}\n")
+        v = m["components"]["vae"]
+        w(f"    VAE  {v['file']}  {human_size(v['size'])}  "
+          f"{'downloaded' if v['downloaded'] else '-'}\n")
+        if m["missing"]:
+            w(f"    missing: {'; '.join(m['missing'])}\n")
+        w("\n")
+    st = data["storage"]
+    w(f"models dir {data['modelsDir']}: {human_size(st['usedBytes'])} used, "
+      f"{human_size(st['freeBytes'])} free   (* active model, > selected quant)\n")
+    return 0
+
+
+def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
+    try:
+        model = ctx.catalog.require(args.model)
+    except UnknownModelError as e:
+        raise CliError(str(e)) from None
+    if not args.diffusion and not args.text_encoder:
+        raise CliError("nothing to do: give --diffusion Q and/or --text-encoder Q")
+    changes = []
+    for comp, qid in (("diffusion", args.diffusion), ("textEncoder", args.text_encoder)):
+        if not qid:
+            continue
+        try:
+            f = ctx.resolver.file_for(model.id, comp, qid)
+        except UnknownQuantError as e:
+            raise CliError(str(e)) from None
+        if not ctx.inventory.is_present(f.file):
+            flag = "--diffusion" if comp == "diffusion" else "--text-encoder"
+            raise CliError(
+                f"{model.id} {qid} is not downloaded; run: distill models download {model.id} "
+                f"{flag} {qid}"
+            )
+        changes.append((comp, qid))
+    for comp, qid in changes:
+        ctx.settings.set_quant(model.id, comp, qid)
+    if not args.no_activate:
+        ctx.settings.update(active_model_id=model.id)
+    if ctx.settings.read_only_reason:
+        raise CliError(ctx.settings.read_only_reason)
+    sel = ctx.settings.selection(model.id)
+    ready = "ready" if ctx.resolver.is_model_ready(model.id) else (
+        "not ready: " + "; ".join(ctx.resolver.missing(model.id)))
+    print(f"{model.id}: diffusion {sel.diffusion_quant}, text encoder {sel.text_encoder_quant} "
+          f"({ready})")
+    return 0

@@ -1,0 +1,218 @@
+"""What is installed: ``installed.json`` in the model directory.
+
+One record per verified file (relative path, size, sha256, source URL without its query,
+revision, when downloaded and last verified). Read-modify-write happens under a file lock so
+the TUI and a CLI run in another shell never lose each other's records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from distill_tui.atomic import atomic_write_json, move_aside
+from distill_tui.catalog import CatalogModel
+from distill_tui.redact import redact_url
+
+log = logging.getLogger(__name__)
+
+INVENTORY_NAME = "installed.json"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+class FileRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    path: str
+    size: int
+    sha256: str | None = None
+    source_url: str | None = None
+    revision: str | None = None
+    downloaded_at: str | None = None
+    verified_at: str | None = None
+
+
+class InventoryData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: int = 1
+    files: dict[str, FileRecord] = {}
+
+
+class Inventory:
+    def __init__(self, models_dir: Path):
+        self.models_dir = Path(models_dir)
+        self.path = self.models_dir / INVENTORY_NAME
+        self._lock = threading.RLock()
+        self._data = InventoryData()
+        self._mtime: float | None = None
+        self.warnings: list[str] = []
+
+    # ---- IO --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.models_dir / ".installed.json.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read(self) -> InventoryData:
+        try:
+            raw = self.path.read_bytes()
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._mtime = None
+            return InventoryData()
+        except OSError as e:
+            self.warnings.append(f"cannot read {self.path}: {e.strerror or e}")
+            return InventoryData()
+        try:
+            data = InventoryData.model_validate(json.loads(raw))
+        except (ValueError, ValidationError) as e:
+            try:
+                moved = move_aside(self.path)
+                msg = (
+                    f"inventory {self.path} is unreadable and was moved aside to {moved.name}; "
+                    "downloaded files will be re-verified before they count"
+                )
+            except OSError:
+                msg = f"inventory {self.path} is unreadable ({e})"
+            log.warning(msg)
+            self.warnings.append(msg)
+            return InventoryData()
+        self._mtime = st.st_mtime_ns
+        return data
+
+    def load(self) -> Inventory:
+        with self._lock:
+            self._data = self._read()
+        return self
+
+    def refresh(self) -> None:
+        """Re-read if another process changed the file."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime != self._mtime:
+            self.load()
+
+    def _write(self) -> None:
+        atomic_write_json(self.path, self._data.model_dump(mode="json"))
+        with contextlib.suppress(OSError):
+            self._mtime = self.path.stat().st_mtime_ns
+
+    # ---- records ---------------------------------------------------------------------
+    def get(self, rel: str) -> FileRecord | None:
+        with self._lock:
+            return self._data.files.get(rel)
+
+    def records(self) -> dict[str, FileRecord]:
+        with self._lock:
+            return dict(self._data.files)
+
+    def record(
+        self,
+        rel: str,
+        size: int,
+        sha256: str | None,
+        source_url: str | None = None,
+        revision: str | None = None,
+    ) -> FileRecord:
+        stamp = now_iso()
+        rec = FileRecord(
+            path=rel,
+            size=size,
+            sha256=sha256,
+            source_url=redact_url(source_url) if source_url else None,
+            revision=revision,
+            downloaded_at=stamp,
+            verified_at=stamp,
+        )
+        with self._lock, self._file_lock():
+            self._data = self._read()
+            self._data.files[rel] = rec
+            self._write()
+        return rec
+
+    def mark_verified(self, rel: str) -> None:
+        with self._lock, self._file_lock():
+            self._data = self._read()
+            rec = self._data.files.get(rel)
+            if rec is not None:
+                self._data.files[rel] = rec.model_copy(update={"verified_at": now_iso()})
+                self._write()
+
+    def forget(self, rel: str) -> None:
+        with self._lock, self._file_lock():
+            self._data = self._read()
+            if self._data.files.pop(rel, None) is not None:
+                self._write()
+
+    # ---- queries ---------------------------------------------------------------------
+    def abs_path(self, rel: str) -> Path:
+        return self.models_dir / rel
+
+    def is_present(self, rel: str) -> bool:
+        """Recorded as verified AND the file is on disk with the recorded size."""
+        rec = self.get(rel)
+        if rec is None:
+            return False
+        try:
+            return self.abs_path(rel).stat().st_size == rec.size
+        except OSError:
+            return False
+
+    def model_usage(self, model: CatalogModel) -> int:
+        """Bytes on disk of this model's verified files (the shared VAE counts for each)."""
+        seen: set[str] = set()
+        total = 0
+        for _c, _q, f in model.files():
+            if f.file not in seen and self.is_present(f.file):
+                seen.add(f.file)
+                total += f.size
+        return total
+
+    def total_usage(self) -> int:
+        return sum(r.size for rel, r in self.records().items() if self.is_present(rel))
+
+    def free_bytes(self) -> int:
+        probe = self.models_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        return shutil.disk_usage(probe).free
+
+
+def human_size(n: float, precision: int = 1) -> str:
+    """1_500_000_000 -> '1.5 GB' (decimal units, as Hugging Face shows sizes)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(n)} B"
+            return f"{n:.{precision}f} {unit}"
+        n /= 1000
+    return f"{n} TB"
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,60 @@
+"""Shared test setup: every path in tmp_path, no real token, snapshots under snapshots/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Shared fixtures of the larger areas live in their own modules.
+pytest_plugins = ["tests.hub_fixtures", "tests.engine_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Config, data, cache and state all under tmp_path; no token, no endpoint, no proxy."""
+    home = tmp_path / "home"
+    for var, sub in (
+        ("XDG_CONFIG_HOME", "xdg/config"),
+        ("XDG_DATA_HOME", "xdg/data"),
+        ("XDG_CACHE_HOME", "xdg/cache"),
+        ("XDG_STATE_HOME", "xdg/state"),
+    ):
+        d = tmp_path / sub
+        d.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(var, str(d))
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-such-token"))
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def app_paths(isolated_dirs: Path):
+    from distill_tui.paths import AppPaths
+
+    return AppPaths.from_env()
+
+
+# ---- snapshots live in the top-level snapshots/ folder ----------------------------------
+try:
+    import pytest_textual_snapshot.plugin as _snap_plugin
+    from syrupy.extensions.single_file import SingleFileSnapshotExtension
+
+    _Base = _snap_plugin.SVGImageExtension
+
+    class _TopLevelSVG(_Base):  # type: ignore[misc,valid-type]
+        @classmethod
+        def dirname(cls, *, test_location) -> str:  # type: ignore[override]
+            return str(ROOT / "snapshots" / Path(test_location.filepath).stem)
+
+    _snap_plugin.SVGImageExtension = _TopLevelSVG
+    del SingleFileSnapshotExtension
+except Exception:  # pragma: no cover - plugin missing: snapshot tests will error clearly
+    pass
