@@ -1,0 +1,201 @@
+"""The Textual app: wiring, App-owned services and global keys. Screens own their layouts.
+
+Long work lives here, not in screens: the DownloadManager and the EngineClient belong to the
+App, so leaving a screen, switching tabs or collapsing a card never stops a download or a
+generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from distill_tui.context import CoreContext
+from distill_tui.resources import style_path
+
+if TYPE_CHECKING:
+    from distill_tui.downloads import DownloadManager
+    from distill_tui.engine.client import EngineClient
+
+log = logging.getLogger(__name__)
+
+
+def _generate_screen() -> Screen:
+    from distill_tui.screens.generate import GenerateScreen
+
+    return GenerateScreen()
+
+
+def _models_screen() -> Screen:
+    from distill_tui.screens.models import ModelManagerScreen
+
+    return ModelManagerScreen()
+
+
+def _gallery_screen() -> Screen:
+    from distill_tui.screens.gallery import GalleryScreen
+
+    return GalleryScreen()
+
+
+class DistillApp(App[int]):
+    """distill: generate (F2), manage models (F3), browse the gallery (F4)."""
+
+    TITLE = "distill"
+    CSS_PATH = [style_path("app.tcss")]
+    MODES: ClassVar[dict[str, Any]] = {
+        "generate": _generate_screen,
+        "models": _models_screen,
+        "gallery": _gallery_screen,
+    }
+    DEFAULT_MODE = "generate"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help", id="app.help", tooltip="Keys of the current screen",
+                priority=True),
+        Binding("f2", "show_generate", "Generate", id="app.generate",
+                tooltip="Prompt and generate images", priority=True),
+        Binding("f3", "show_models", "Models", id="app.models",
+                tooltip="Download and choose model quants", priority=True),
+        Binding("f4", "show_gallery", "Gallery", id="app.gallery",
+                tooltip="Past generations", priority=True),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Quit distill", priority=True),
+    ]
+
+    def __init__(
+        self,
+        core: CoreContext | None = None,
+        *,
+        image_renderer: str | None = None,
+        engine_factory: Callable[[DistillApp], EngineClient] | None = None,
+        downloads_factory: Callable[[DistillApp], DownloadManager] | None = None,
+        deterministic: bool = False,
+    ) -> None:
+        super().__init__()
+        self.core = core or CoreContext.build()
+        self.image_renderer = image_renderer or self.core.settings.settings.image_renderer
+        self.deterministic = deterministic
+        self._engine_factory = engine_factory
+        self._downloads_factory = downloads_factory
+        self._downloads: DownloadManager | None = None
+        self._engine: EngineClient | None = None
+
+    # ---- services --------------------------------------------------------------------
+    @property
+    def downloads(self) -> DownloadManager:
+        if self._downloads is None:
+            if self._downloads_factory is not None:
+                self._downloads = self._downloads_factory(self)
+            else:
+                from distill_tui.downloads import DownloadManager
+
+                c = self.core
+                self._downloads = DownloadManager(c.catalog, c.settings, c.inventory)
+        return self._downloads
+
+    @property
+    def engine(self) -> EngineClient:
+        if self._engine is None:
+            if self._engine_factory is not None:
+                self._engine = self._engine_factory(self)
+            else:
+                from distill_tui.engine.client import EngineClient
+
+                self._engine = EngineClient()
+        return self._engine
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def on_mount(self) -> None:
+        for warning in self.core.warnings:
+            self.notify(warning, title="Warning", severity="warning", timeout=12)
+
+    async def on_unmount(self) -> None:
+        if self._engine is not None:
+            try:
+                await self._engine.shutdown()
+            except Exception:
+                log.exception("engine shutdown failed")
+        if self._downloads is not None:
+            try:
+                await self._downloads.aclose()
+            except Exception:
+                log.exception("download shutdown failed")
+
+    # ---- central failure handler -----------------------------------------------------
+    def report_failure(self, title: str, message: str) -> None:
+        """The one place background failures become something a person sees."""
+        log.error("%s: %s", title, message)
+        self.notify(message, title=title, severity="error", timeout=15)
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            err = event.worker.error
+            self.report_failure(f"{event.worker.name or 'Background task'} failed", str(err))
+
+    # ---- actions ---------------------------------------------------------------------
+    def action_show_generate(self) -> None:
+        self.switch_mode("generate")
+
+    def action_show_models(self) -> None:
+        self.switch_mode("models")
+
+    def action_show_gallery(self) -> None:
+        self.switch_mode("gallery")
+
+    def action_help(self) -> None:
+        from distill_tui.screens.help import HelpModal
+
+        if isinstance(self.screen, HelpModal):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpModal.for_screen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Generate", "Go to the Generate screen (F2)", self.action_show_generate)
+        yield SystemCommand("Model Manager", "Download and choose quants (F3)",
+                            self.action_show_models)
+        yield SystemCommand("Gallery", "Past generations (F4)", self.action_show_gallery)
+        yield SystemCommand("Help", "Keys of the current screen (F1)", self.action_help)
+        screen_commands = getattr(screen, "palette_commands", None)
+        if callable(screen_commands):
+            yield from screen_commands()
+        for extra in self.extra_palette_commands():
+            yield extra
+        yield SystemCommand("Quit", "Quit distill (ctrl+q)", self.action_quit)
+
+    def extra_palette_commands(self) -> Iterable[SystemCommand]:
+        """App-wide commands added by features (image renderer, unload model, ...)."""
+        return ()
+
+
+def prepare_image_support(renderer: str | None) -> None:
+    """Import textual-image BEFORE the app runs (its terminal probe needs the TTY), with a
+    handler on its logger so a terminal without graphics prints no traceback."""
+    logging.getLogger("textual_image").addHandler(logging.NullHandler())
+    logging.getLogger("textual_image").propagate = False
+    try:
+        import textual_image.renderable  # noqa: F401
+    except Exception:  # never fatal: the half-cell fallback needs nothing special
+        log.warning("textual-image could not probe the terminal", exc_info=True)
+
+
+def run_app(debug: bool = False, image_renderer: str | None = None) -> int:
+    import sys
+
+    from distill_tui.context import setup_logging
+
+    core = CoreContext.build()
+    setup_logging(core.paths, debug)
+    prepare_image_support(image_renderer)
+    app = DistillApp(core, image_renderer=image_renderer)
+    app.run()
+    if app.return_code:
+        print(f"distill exited with code {app.return_code}", file=sys.stderr)
+    return app.return_code or 0

@@ -1,0 +1,65 @@
+"""F1: the keys of the screen underneath, grouped, with their descriptions."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+
+def _key_label(key: str) -> str:
+    return key.replace("ctrl+", "^").replace("escape", "esc").replace("delete", "del")
+
+
+class HelpModal(ModalScreen[None]):
+    """Lists the bindings that are active on the screen it was opened from."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="help.close", tooltip="Close help"),
+        Binding("q", "close", "Close", show=False, id="help.close_q", tooltip="Close help"),
+    ]
+
+    def __init__(self, title: str, rows: list[tuple[str, str, str]]) -> None:
+        super().__init__(id="help-modal")
+        self._title = title
+        self._rows = rows
+
+    @classmethod
+    def for_screen(cls, screen: Screen) -> HelpModal:
+        rows: list[tuple[str, str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            if b.action in ("help",) and key != "f1":
+                continue
+            desc = b.description or b.action
+            ident = (desc, b.action)
+            if ident in seen and b.key_display is None:
+                # several keys for one action: join them on the first row
+                for i, (k, d, t) in enumerate(rows):
+                    if d == desc:
+                        rows[i] = (f"{k} / {_key_label(key)}", d, t)
+                continue
+            seen.add(ident)
+            rows.append((b.key_display or _key_label(key), desc, b.tooltip or ""))
+        title = getattr(screen, "HELP_TITLE", None) or screen.__class__.__name__
+        return cls(title, rows)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Static(f"[b]{self._title}[/b] — keys", id="help-title")
+            width = max((len(k) for k, _d, _t in self._rows), default=4)
+            lines = []
+            for key, desc, tip in self._rows:
+                tail = f"  [dim]{tip}[/dim]" if tip and tip != desc else ""
+                lines.append(f"[b]{key:<{width}}[/b]  {desc}{tail}")
+            yield Static("\n".join(lines) or "(no keys)", id="help-keys")
+            yield Static("[dim]esc closes · ctrl+p opens the command palette[/dim]",
+                         id="help-footer")
+
+    def action_close(self) -> None:
+        self.dismiss()
