@@ -57,14 +57,33 @@ class DistillApp(App[int]):
     }
     DEFAULT_MODE = "generate"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1", "help", "Help", id="app.help", tooltip="Keys of the current screen",
-                priority=True),
-        Binding("f2", "show_generate", "Generate", id="app.generate",
-                tooltip="Prompt and generate images", priority=True),
-        Binding("f3", "show_models", "Models", id="app.models",
-                tooltip="Download and choose model quants", priority=True),
-        Binding("f4", "show_gallery", "Gallery", id="app.gallery",
-                tooltip="Past generations", priority=True),
+        Binding(
+            "f1", "help", "Help", id="app.help", tooltip="Keys of the current screen", priority=True
+        ),
+        Binding(
+            "f2",
+            "show_generate",
+            "Generate",
+            id="app.generate",
+            tooltip="Prompt and generate images",
+            priority=True,
+        ),
+        Binding(
+            "f3",
+            "show_models",
+            "Models",
+            id="app.models",
+            tooltip="Download and choose model quants",
+            priority=True,
+        ),
+        Binding(
+            "f4",
+            "show_gallery",
+            "Gallery",
+            id="app.gallery",
+            tooltip="Past generations",
+            priority=True,
+        ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Quit distill", priority=True),
     ]
 
@@ -159,15 +178,15 @@ class DistillApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand("Generate", "Go to the Generate screen (F2)", self.action_show_generate)
-        yield SystemCommand("Model Manager", "Download and choose quants (F3)",
-                            self.action_show_models)
+        yield SystemCommand(
+            "Model Manager", "Download and choose quants (F3)", self.action_show_models
+        )
         yield SystemCommand("Gallery", "Past generations (F4)", self.action_show_gallery)
         yield SystemCommand("Help", "Keys of the current screen (F1)", self.action_help)
         screen_commands = getattr(screen, "palette_commands", None)
         if callable(screen_commands):
             yield from screen_commands()
-        for extra in self.extra_palette_commands():
-            yield extra
+        yield from self.extra_palette_commands()
         yield SystemCommand("Quit", "Quit distill (ctrl+q)", self.action_quit)
 
     def extra_palette_commands(self) -> Iterable[SystemCommand]:

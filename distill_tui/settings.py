@@ -138,7 +138,9 @@ class SettingsStore:
             raw = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             problem = "not valid JSON" + (
-                f" (line {e.lineno} column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
+                f" (line {e.lineno} column {e.colno})"
+                if isinstance(e, json.JSONDecodeError)
+                else ""
             )
         if problem is None and not isinstance(raw, dict):
             problem = f"expected a JSON object, got {type(raw).__name__}"
@@ -151,7 +153,9 @@ class SettingsStore:
         try:
             self.settings = Settings.model_validate(raw)
         except ValidationError as e:
-            unknown = [".".join(map(str, x["loc"])) for x in e.errors() if x["type"] == "extra_forbidden"]
+            unknown = [
+                ".".join(map(str, x["loc"])) for x in e.errors() if x["type"] == "extra_forbidden"
+            ]
             others = [x for x in e.errors() if x["type"] != "extra_forbidden"]
             if unknown and not others:
                 # Keep what is valid; the original (with the unknown keys) is kept aside.

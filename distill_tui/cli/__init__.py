@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = msub.add_parser("download", help="download a model's files (resumable, verified)")
     dl.add_argument("model")
-    dl.add_argument("--diffusion", metavar="Q", help="diffusion quant (default: selected/recommended)")
+    dl.add_argument(
+        "--diffusion", metavar="Q", help="diffusion quant (default: selected/recommended)"
+    )
     dl.add_argument("--text-encoder", metavar="Q", help="text encoder quant")
     dl.add_argument("--no-vae", action="store_true", help="skip the VAE")
     dl.add_argument("--connections", type=int, metavar="N", help="Range segments per file")

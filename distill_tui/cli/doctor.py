@@ -49,8 +49,10 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         ("HF token", f"yes (from {token_source()})" if token_source() else "no"),
         ("HF_ENDPOINT", os.environ.get("HF_ENDPOINT") or "(default) https://huggingface.co"),
         ("active model", ctx.settings.settings.active_model_id),
-        ("model ready", "yes" if ctx.resolver.is_model_ready() else
-            "no: " + "; ".join(ctx.resolver.missing())),
+        (
+            "model ready",
+            "yes" if ctx.resolver.is_model_ready() else "no: " + "; ".join(ctx.resolver.missing()),
+        ),
     ]
     info = engine_info()
     if info.get("ok"):

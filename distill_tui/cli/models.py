@@ -75,7 +75,10 @@ def models_json(ctx: CoreContext) -> dict:
                 "missing": missing,
                 "active": m.id == active,
                 "usedBytes": inv.model_usage(m),
-                "selection": {"diffusion": sel.diffusion_quant, "textEncoder": sel.text_encoder_quant},
+                "selection": {
+                    "diffusion": sel.diffusion_quant,
+                    "textEncoder": sel.text_encoder_quant,
+                },
                 "components": comps,
             }
         )
@@ -108,14 +111,18 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
                 have = "downloaded" if q["downloaded"] else "-"
                 w(f"      {mark} {q['id']:<8} {human_size(q['size']):>9}  {have}\n")
         v = m["components"]["vae"]
-        w(f"    VAE  {v['file']}  {human_size(v['size'])}  "
-          f"{'downloaded' if v['downloaded'] else '-'}\n")
+        w(
+            f"    VAE  {v['file']}  {human_size(v['size'])}  "
+            f"{'downloaded' if v['downloaded'] else '-'}\n"
+        )
         if m["missing"]:
             w(f"    missing: {'; '.join(m['missing'])}\n")
         w("\n")
     st = data["storage"]
-    w(f"models dir {data['modelsDir']}: {human_size(st['usedBytes'])} used, "
-      f"{human_size(st['freeBytes'])} free   (* active model, > selected quant)\n")
+    w(
+        f"models dir {data['modelsDir']}: {human_size(st['usedBytes'])} used, "
+        f"{human_size(st['freeBytes'])} free   (* active model, > selected quant)\n"
+    )
     return 0
 
 
@@ -148,8 +155,13 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
     if ctx.settings.read_only_reason:
         raise CliError(ctx.settings.read_only_reason)
     sel = ctx.settings.selection(model.id)
-    ready = "ready" if ctx.resolver.is_model_ready(model.id) else (
-        "not ready: " + "; ".join(ctx.resolver.missing(model.id)))
-    print(f"{model.id}: diffusion {sel.diffusion_quant}, text encoder {sel.text_encoder_quant} "
-          f"({ready})")
+    ready = (
+        "ready"
+        if ctx.resolver.is_model_ready(model.id)
+        else ("not ready: " + "; ".join(ctx.resolver.missing(model.id)))
+    )
+    print(
+        f"{model.id}: diffusion {sel.diffusion_quant}, text encoder {sel.text_encoder_quant} "
+        f"({ready})"
+    )
     return 0

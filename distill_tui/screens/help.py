@@ -58,8 +58,9 @@ class HelpModal(ModalScreen[None]):
                 tail = f"  [dim]{tip}[/dim]" if tip and tip != desc else ""
                 lines.append(f"[b]{key:<{width}}[/b]  {desc}{tail}")
             yield Static("\n".join(lines) or "(no keys)", id="help-keys")
-            yield Static("[dim]esc closes · ctrl+p opens the command palette[/dim]",
-                         id="help-footer")
+            yield Static(
+                "[dim]esc closes · ctrl+p opens the command palette[/dim]", id="help-footer"
+            )
 
     def action_close(self) -> None:
         self.dismiss()

@@ -1,0 +1,141 @@
+"""Settings: defaults, migrations, atomic saves, and every kind of bad file survives."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from distill_tui.settings import LEGACY_KEYS, Settings, SettingsStore
+
+
+@pytest.fixture
+def store(app_paths):
+    return SettingsStore(app_paths)
+
+
+def _aside(store):
+    return sorted(store.path.parent.glob("settings.json.corrupt-*"))
+
+
+def test_defaults_without_a_file(store, app_paths):
+    s = store.load()
+    assert s.active_model_id == "flux2-klein-4b"
+    assert s.model_quant_selections == {}
+    assert store.models_dir == app_paths.data_dir / "models"
+    assert store.outputs_dir == app_paths.data_dir / "outputs"
+    assert (s.download_concurrency, s.connections_per_file, s.image_renderer) == (1, 8, "auto")
+    assert store.warnings == []
+    assert not store.path.exists()  # loading never writes
+
+
+def test_set_quant_persists_at_once(store):
+    store.load()
+    store.set_quant("flux2-klein-4b", "diffusion", "Q4_K_S")
+    on_disk = json.loads(store.path.read_text())
+    assert on_disk["model_quant_selections"] == {
+        "flux2-klein-4b": {"diffusionQuant": "Q4_K_S", "textEncoderQuant": None}
+    }
+    again = SettingsStore(store.paths)
+    again.load()
+    assert again.selection("flux2-klein-4b").diffusion_quant == "Q4_K_S"
+
+
+def test_save_is_atomic_no_temp_left(store):
+    store.load()
+    store.update(download_concurrency=2)
+    leftovers = [p.name for p in store.path.parent.iterdir() if p.name != "settings.json"]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "not valid JSON"),
+        (b'{"active_model_id": "flux2-kl', "not valid JSON"),
+        (bytes(range(256)), "not valid JSON"),
+        (b"[1, 2, 3]", "expected a JSON object, got list"),
+        (b'{"download_concurrency": "many"}', "invalid values"),
+        (b'{"model_quant_selections": {"m": {"diffusionQuant": 5}}}', "invalid values"),
+    ],
+    ids=["empty", "half-object", "binary", "list", "wrong-type", "nested-wrong-type"],
+)
+def test_bad_files_are_moved_aside_and_defaults_used(store, content, problem):
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_bytes(content)
+    s = store.load()
+    assert s == Settings()
+    assert len(store.warnings) == 1 and problem in store.warnings[0]
+    aside = _aside(store)
+    assert len(aside) == 1 and aside[0].read_bytes() == content  # nothing lost
+    assert aside[0].name in store.warnings[0]
+    assert not store.path.exists()
+
+
+def test_unknown_keys_are_named_and_valid_values_kept(store):
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_text(
+        json.dumps(
+            {"schema_version": 1, "download_concurency": 3, "active_model_id": "flux2-klein-9b"}
+        )
+    )
+    s = store.load()
+    assert s.active_model_id == "flux2-klein-9b"
+    assert len(store.warnings) == 1
+    assert "unknown key(s) 'download_concurency'" in store.warnings[0]
+    assert len(_aside(store)) == 1  # the original is kept
+    assert "download_concurency" not in json.loads(store.path.read_text())
+
+
+def test_legacy_keys_are_migrated_away(store):
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    legacy = {k: f"/old/{k}.gguf" for k in LEGACY_KEYS}
+    legacy["active_model_id"] = "flux2-klein-9b"
+    store.path.write_text(json.dumps(legacy))
+    s = store.load()
+    assert s.active_model_id == "flux2-klein-9b"
+    assert store.warnings == []
+    on_disk = json.loads(store.path.read_text())
+    assert on_disk["schema_version"] == 1
+    assert not set(LEGACY_KEYS) & set(on_disk)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_config_dir_nonroot(store):  # pragma: no cover - CI runs as root
+    _read_only_check(store)
+
+
+def test_read_only_config_dir(store, monkeypatch):
+    """A config dir we cannot write: clear error, settings still usable in memory."""
+    import distill_tui.settings as mod
+
+    def denied(path, obj):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(mod, "atomic_write_json", denied)  # root bypasses chmod here
+    _read_only_check(store)
+
+
+def _read_only_check(store):
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.parent.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        store.load()
+        ok = store.set_quant("flux2-klein-4b", "diffusion", "Q8_0")
+        assert ok is False
+        assert store.selection("flux2-klein-4b").diffusion_quant == "Q8_0"  # in memory
+        assert store.read_only_reason and "cannot save settings" in store.read_only_reason
+        assert "kept in memory" in store.read_only_reason
+    finally:
+        store.path.parent.chmod(0o755)
+
+
+def test_listeners_are_told_and_a_failing_listener_is_contained(store):
+    store.load()
+    seen = []
+    store.subscribe(lambda s: 1 / 0)
+    store.subscribe(lambda s: seen.append(s.active_model_id))
+    store.update(active_model_id="flux2-klein-9b")
+    assert seen == ["flux2-klein-9b"]
