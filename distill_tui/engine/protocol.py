@@ -1,0 +1,273 @@
+"""Wire protocol between :class:`~distill_tui.engine.client.EngineClient` and the engine child.
+
+JSON lines, one message per line, every message carrying ``v`` (:data:`PROTOCOL_VERSION`)
+and a ``type`` discriminator. Both sides validate with pydantic. No textual import here.
+
+Channels (decision, see ``child.py``): requests go parent -> child on the child's stdin;
+events go child -> parent on the child's **original stdout**, which the child duplicates and
+then points fd 1 at stderr before importing the native library, so the library's ``printf``
+output can never corrupt the protocol. stderr is free-form log text the parent drains into a
+bounded tail.
+
+Request/response shape (one request at a time; the child processes them in order):
+
+* ``load``     -> ``phase(loading)``, ``progress(phase=loading)``..., ``loaded`` | ``error``
+  (a load whose paths and options equal the loaded model's answers ``loaded`` with
+  ``reused=True`` at once, without a ``loading`` phase).
+* ``generate`` -> ``phase(encoding)``, ``phase(sampling)``, ``progress``..., ``preview``...,
+  ``phase(decoding)``, ``phase(saving)``, ``image`` (one per image), ``done`` | ``error``.
+* ``unload``   -> ``unloaded``.
+* ``shutdown`` -> the child exits 0.
+
+The child writes the PNGs itself (no image bytes on the pipe) with the ``parameters`` text
+chunk; the parent adds the history record (``outputs.History``). The ``ready`` event is sent
+once, unprompted, when the child has imported the library.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+Phase = Literal["loading", "encoding", "sampling", "decoding", "saving"]
+ErrorKind = Literal[
+    "load",  # the library could not load the files (NULL context); message has its ERROR lines
+    "mismatch",  # text encoder width does not match the diffusion model (preflight)
+    "missing_file",  # a model file or a reference image does not exist
+    "bad_file",  # truncated / not a model file / wrong kind of file (preflight)
+    "not_loaded",  # generate before any load
+    "generate",  # the library raised during generation
+    "bad_request",  # the request did not validate / unsupported parameter value
+    "protocol",  # version mismatch or a non-JSON line
+    "crash",  # (client side) the child died: signal / abort / segfault
+    "cancelled",  # (client side) the generation was cancelled by ending the child
+    "busy",  # (client side) a generation is already running
+    "start",  # (client side) the child could not be started or did not become ready
+]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    v: int = PROTOCOL_VERSION
+
+
+# ---- requests (parent -> child) ---------------------------------------------------------
+
+
+class LoadRequest(_Msg):
+    """Load (or keep) a model. Equal :meth:`key` -> the loaded context is reused."""
+
+    type: Literal["load"] = "load"
+    diffusion_model_path: str
+    llm_path: str
+    vae_path: str
+    n_threads: int = -1  # <= 0: the library picks (cpu_count // 2)
+    flash_attn: bool = True
+    offload_to_cpu: bool = False
+    vae_decode_only: bool = True  # False is required for reference images (edits)
+    keep_clip_on_cpu: bool = False
+    keep_vae_on_cpu: bool = False
+    enable_mmap: bool = False
+    wtype: str = "default"
+
+    def key(self) -> tuple:
+        """What identifies a loaded context: every field but the envelope."""
+        return tuple(sorted(self.model_dump(exclude={"v", "type"}).items()))
+
+
+class GenerateRequest(_Msg):
+    type: Literal["generate"] = "generate"
+    id: str = Field(default="", description="echoed in every event of this request")
+    prompt: str
+    negative_prompt: str = ""
+    width: int = Field(default=1024, ge=16, le=8192)
+    height: int = Field(default=1024, ge=16, le=8192)
+    steps: int = Field(default=4, ge=1, le=1000)
+    cfg_scale: float = Field(default=1.0, ge=0)
+    sampler: str = "euler"  # a stable_diffusion_cpp SAMPLE_METHOD_MAP name or "default"
+    scheduler: str = "default"
+    seed: int = -1  # < 0: random; the seed used is reported
+    batch_count: int = Field(default=1, ge=1, le=64)
+    ref_images: list[str] = Field(default_factory=list, description="paths (Klein edit)")
+    preview: bool = False  # per-step `proj` previews (W/8 x H/8)
+    preview_interval: int = Field(default=1, ge=1)
+    vae_tiling: bool = False
+    output_dir: str | None = None  # where PNGs go (time-sorted unique names)
+    output_file: str | None = None  # exact path (batch: <stem>-<n><suffix>); wins over dir
+    # Recorded in the PNG `parameters` chunk and in history; not used by the library.
+    model_id: str = ""
+    diffusion_quant: str = ""
+    text_encoder_quant: str = ""
+
+
+class UnloadRequest(_Msg):
+    type: Literal["unload"] = "unload"
+
+
+class ShutdownRequest(_Msg):
+    type: Literal["shutdown"] = "shutdown"
+
+
+Request = Annotated[
+    LoadRequest | GenerateRequest | UnloadRequest | ShutdownRequest, Field(discriminator="type")
+]
+
+# ---- events (child -> parent) -----------------------------------------------------------
+
+
+class DeviceInfo(BaseModel):
+    name: str
+    description: str = ""
+    type: str = "CPU"  # CPU | GPU | IGPU | ACCEL
+    memory_total: int | None = None  # bytes, when the backend reports it
+    memory_free: int | None = None
+
+
+class ReadyEvent(_Msg):
+    type: Literal["ready"] = "ready"
+    version: str  # stable-diffusion-cpp-python version
+    backend: str  # "CPU", "CUDA", "Vulkan", ... (first non-CPU registry entry, else CPU)
+    devices: list[DeviceInfo] = Field(default_factory=list)
+    system_info: str = ""
+    pid: int = 0
+
+
+class PhaseEvent(_Msg):
+    type: Literal["phase"] = "phase"
+    id: str = ""
+    phase: Phase
+    image_index: int = 0  # sampling of image N (batch)
+
+
+class ProgressEvent(_Msg):
+    type: Literal["progress"] = "progress"
+    id: str = ""
+    phase: Phase = "sampling"  # "loading": step/steps count tensors; "decoding": VAE tiles
+    step: int
+    steps: int
+    seconds_per_step: float = 0.0  # the library's running average
+    image_index: int = 0
+
+
+class PreviewEvent(_Msg):
+    type: Literal["preview"] = "preview"
+    id: str = ""
+    step: int
+    width: int
+    height: int
+    png_b64: str  # a small PNG (proj previews are W/8 x H/8)
+    image_index: int = 0
+
+
+class LoadedEvent(_Msg):
+    type: Literal["loaded"] = "loaded"
+    seconds: float
+    reused: bool = False  # True: same paths and options, nothing was reloaded
+    model_version: str = ""  # e.g. "Flux.2 klein" from the load log
+
+
+class ImageEvent(_Msg):
+    type: Literal["image"] = "image"
+    id: str = ""
+    path: str
+    seed: int
+    width: int
+    height: int
+    index: int
+
+
+class Timings(BaseModel):
+    load: float = 0.0  # 0 when the loaded model was reused
+    encode: float = 0.0
+    sample: float = 0.0
+    decode: float = 0.0
+    save: float = 0.0
+    total: float = 0.0  # the generate request, child side (load excluded)
+
+
+class DoneEvent(_Msg):
+    type: Literal["done"] = "done"
+    id: str = ""
+    seed: int  # seed of the first image; image i used seed + i
+    timings: Timings
+    images: list[ImageEvent]
+
+
+class UnloadedEvent(_Msg):
+    type: Literal["unloaded"] = "unloaded"
+
+
+class ErrorEvent(_Msg):
+    type: Literal["error"] = "error"
+    id: str = ""
+    kind: ErrorKind
+    message: str
+    log_tail: list[str] = Field(default_factory=list)
+
+
+Event = Annotated[
+    ReadyEvent
+    | PhaseEvent
+    | ProgressEvent
+    | PreviewEvent
+    | LoadedEvent
+    | ImageEvent
+    | DoneEvent
+    | UnloadedEvent
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+EngineEvent = (
+    ReadyEvent
+    | PhaseEvent
+    | ProgressEvent
+    | PreviewEvent
+    | LoadedEvent
+    | ImageEvent
+    | DoneEvent
+    | UnloadedEvent
+    | ErrorEvent
+)
+EngineRequest = LoadRequest | GenerateRequest | UnloadRequest | ShutdownRequest
+
+_events: TypeAdapter[Any] = TypeAdapter(Event)
+_requests: TypeAdapter[Any] = TypeAdapter(Request)
+
+
+class ProtocolError(ValueError):
+    """A line that is not a valid message of this protocol version."""
+
+
+def dumps(msg: BaseModel) -> str:
+    """One JSON line (with the trailing newline)."""
+    return msg.model_dump_json() + "\n"
+
+
+def _parse(line: str | bytes, adapter: TypeAdapter[Any]) -> Any:
+    try:
+        raw = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        raise ProtocolError(f"not JSON: {text[:200]!r}") from e
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"not a JSON object: {str(raw)[:200]!r}")
+    if raw.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {raw.get('v')!r}, expected {PROTOCOL_VERSION}")
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise ProtocolError(f"invalid {raw.get('type')!r} message: {loc}: {first['msg']}") from e
+
+
+def parse_event(line: str | bytes) -> EngineEvent:
+    return _parse(line, _events)
+
+
+def parse_request(line: str | bytes) -> EngineRequest:
+    return _parse(line, _requests)

@@ -1,0 +1,249 @@
+"""Generated images on disk: PNG naming + ``parameters`` text chunk, and the history file.
+
+Decisions:
+
+* **Who writes the PNG:** the engine child (``engine/child.py`` calls :func:`save_png`), so
+  image bytes never travel over the protocol pipe; the parent gets paths in ``image`` events.
+  The parent (``EngineClient`` when given a :class:`History`, or the caller) appends the
+  history record once the generation is ``done``.
+* **Names** sort by time and never collide: ``YYYYmmdd-HHMMSS-mmm_<seed>_<n>.png`` (local
+  time), created with ``O_EXCL``; on a collision ``-1``, ``-2``... is appended.
+* **Metadata** is the A1111 ``parameters`` tEXt chunk (read by A1111/Forge/ComfyUI-style
+  tools and most image viewers): ``<prompt>\\nNegative prompt: <neg>\\nSteps: 4, Sampler: euler,
+  CFG scale: 1.0, Seed: 1, Size: 64x64, Model: ..., Diffusion quant: ..., Text encoder quant:
+  ..., Scheduler: ...``. A second ``distill`` chunk holds the same parameters as JSON.
+* **History** is JSON lines at ``AppPaths.history_file`` (append under an ``flock`` on a
+  sibling lock file plus a thread lock, one ``write`` per record; deletes rewrite the file
+  atomically). A torn/invalid line is skipped when reading, never fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+from pydantic import BaseModel, Field
+
+from distill_tui.atomic import atomic_write_bytes
+
+try:  # POSIX only; Windows falls back to the thread lock
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+PARAM_KEYS = (
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "sampler",
+    "scheduler",
+    "cfg_scale",
+    "seed",
+    "width",
+    "height",
+    "model_id",
+    "diffusion_quant",
+    "text_encoder_quant",
+)
+
+
+def format_parameters(params: Mapping[str, Any]) -> str:
+    """The A1111 ``parameters`` text for ``params`` (keys of :data:`PARAM_KEYS`)."""
+    lines = [str(params.get("prompt", ""))]
+    neg = params.get("negative_prompt") or ""
+    if neg:
+        lines.append(f"Negative prompt: {neg}")
+    fields: list[tuple[str, Any]] = [
+        ("Steps", params.get("steps")),
+        ("Sampler", params.get("sampler")),
+        ("CFG scale", params.get("cfg_scale")),
+        ("Seed", params.get("seed")),
+        ("Size", f"{params.get('width')}x{params.get('height')}"),
+        ("Model", params.get("model_id")),
+        ("Diffusion quant", params.get("diffusion_quant")),
+        ("Text encoder quant", params.get("text_encoder_quant")),
+        ("Scheduler", params.get("scheduler")),
+    ]
+    if params.get("ref_images"):
+        fields.append(("Reference images", len(params["ref_images"])))
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
+    return "\n".join(lines)
+
+
+def parse_parameters(text: str) -> dict[str, str]:
+    """Best-effort inverse of :func:`format_parameters` (prompt, negative, key: value pairs)."""
+    lines = text.split("\n")
+    out: dict[str, str] = {}
+    kv_line = lines[-1] if len(lines) > 1 else ""
+    body = lines[:-1] if len(lines) > 1 else lines
+    neg = [ln for ln in body if ln.startswith("Negative prompt: ")]
+    out["prompt"] = "\n".join(ln for ln in body if not ln.startswith("Negative prompt: "))
+    if neg:
+        out["negative_prompt"] = neg[0][len("Negative prompt: ") :]
+    for part in kv_line.split(", "):
+        if ": " in part:
+            k, v = part.split(": ", 1)
+            out[k] = v
+    return out
+
+
+def _stamp(now: float) -> str:
+    t = time.localtime(now)
+    return time.strftime("%Y%m%d-%H%M%S", t) + f"-{int(now * 1000) % 1000:03d}"
+
+
+def _open_exclusive(path: Path) -> tuple[Path, int]:
+    stem, suffix = path.stem, path.suffix or ".png"
+    for n in range(10_000):
+        cand = path if n == 0 else path.with_name(f"{stem}-{n}{suffix}")
+        try:
+            return cand, os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free file name near {path}")
+
+
+def save_png(
+    image: Image.Image,
+    target: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    *,
+    index: int = 0,
+    exact: bool = False,
+) -> Path:
+    """Save ``image`` with the ``parameters`` chunk; return the path written.
+
+    ``target`` is a directory (a new time-sorted unique name is made inside it) unless
+    ``exact`` is True, in which case it is the file path (overwritten if it exists, written
+    through a temp file + ``os.replace``).
+    """
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", format_parameters(params))
+    info.add_text("distill", json.dumps(dict(params), default=str, sort_keys=True))
+    img = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    target = Path(target)
+    if exact:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        import io
+
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", pnginfo=info)
+        atomic_write_bytes(target, buf.getvalue())
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    name = f"{_stamp(time.time())}_{params.get('seed', 0)}_{index}.png"
+    path, fd = _open_exclusive(target / name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG", pnginfo=info)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return path
+
+
+def read_parameters(path: str | os.PathLike[str]) -> str | None:
+    """The ``parameters`` text of a PNG, or None."""
+    with Image.open(path) as im:
+        return im.info.get("parameters")  # type: ignore[return-value]
+
+
+# ---- history --------------------------------------------------------------------------
+
+
+class HistoryRecord(BaseModel):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    model_id: str
+    diffusion_quant: str
+    text_encoder_quant: str
+    params: dict[str, Any]  # every generation parameter as requested (seed -1 kept here)
+    seed: int  # seed used for image 0 (image i used seed + i)
+    images: list[str]
+    timings: dict[str, float] = Field(default_factory=dict)
+    backend: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model_id, self.diffusion_quant, self.text_encoder_quant)
+
+
+class History:
+    """Append-only JSONL history; ``records()`` newest first."""
+
+    _tlock = threading.Lock()
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.warnings: list[str] = []
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tlock, open(self.path.with_name(self.path.name + ".lock"), "a+") as lf:
+            if fcntl is not None:
+                fcntl.flock(lf.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(lf.fileno(), fcntl.LOCK_UN)
+
+    def add(self, record: HistoryRecord) -> HistoryRecord:
+        line = (record.model_dump_json() + "\n").encode("utf-8")
+        with self._locked():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        return record
+
+    def _read(self) -> list[HistoryRecord]:
+        out: list[HistoryRecord] = []
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return out
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(HistoryRecord.model_validate_json(line))
+            except ValueError:
+                self.warnings.append(f"{self.path}: line {n} is not a valid record; skipped")
+        return out
+
+    def records(self) -> list[HistoryRecord]:
+        """All records, newest first."""
+        return list(reversed(self._read()))
+
+    def get(self, record_id: str) -> HistoryRecord | None:
+        return next((r for r in self._read() if r.id == record_id), None)
+
+    def delete(self, record_id: str, delete_files: bool = True) -> bool:
+        """Remove a record (and its image files). False if there was no such record."""
+        with self._locked():
+            recs = self._read()
+            keep = [r for r in recs if r.id != record_id]
+            if len(keep) == len(recs):
+                return False
+            data = "".join(r.model_dump_json() + "\n" for r in keep).encode("utf-8")
+            atomic_write_bytes(self.path, data)
+        if delete_files:
+            for r in recs:
+                if r.id == record_id:
+                    for p in r.images:
+                        with contextlib.suppress(FileNotFoundError):
+                            Path(p).unlink()
+        return True
