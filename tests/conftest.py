@@ -43,18 +43,16 @@ def app_paths(isolated_dirs: Path):
 
 
 # ---- snapshots live in the top-level snapshots/ folder ----------------------------------
-try:
-    import pytest_textual_snapshot.plugin as _snap_plugin
-    from syrupy.extensions.single_file import SingleFileSnapshotExtension
+# pytest-textual-snapshot has no option for the directory: rebind its extension class to one
+# whose dirname() points at snapshots/<test file stem>/ (snap_compare looks the name up at call
+# time, so rebinding the module global is enough).
+import pytest_textual_snapshot as _snap  # noqa: E402
 
-    _Base = _snap_plugin.SVGImageExtension
 
-    class _TopLevelSVG(_Base):  # type: ignore[misc,valid-type]
-        @classmethod
-        def dirname(cls, *, test_location) -> str:  # type: ignore[override]
-            return str(ROOT / "snapshots" / Path(test_location.filepath).stem)
+class _TopLevelSVG(_snap.SVGImageExtension):
+    @classmethod
+    def dirname(cls, *, test_location) -> str:  # type: ignore[override]
+        return str(ROOT / "snapshots" / Path(test_location.filepath).stem)
 
-    _snap_plugin.SVGImageExtension = _TopLevelSVG
-    del SingleFileSnapshotExtension
-except Exception:  # pragma: no cover - plugin missing: snapshot tests will error clearly
-    pass
+
+_snap.SVGImageExtension = _TopLevelSVG  # type: ignore[misc]
