@@ -1,0 +1,221 @@
+"""Tiny random-weight FLUX.2 Klein model sets that stable-diffusion.cpp runs for real.
+
+The shapes follow ``../shared/research/sdcpp-engine.md`` §3.1: sd.cpp detects the DiT as
+``Flux.2 klein`` and runs the whole Klein path (Qwen3 template + tokenizer, LLM, FLUX.2 DiT,
+Flux2 flow sampler, FLUX.2 VAE decode) in well under a second at 64x64 on a CPU.
+
+Sets (all deterministic for a given set name):
+
+* ``fast``  (research set D): DiT H=128 1+1 blocks, Qwen3 1 layer h=32 (-> context 32),
+  decoder-only VAE (ch 32). ~19 MB. Text encoding ~0.2 s.
+* ``slow``  (set E-like): Qwen3 27 layers h=32 (-> 3x32 = 96 wide, Klein's 9/18/27 concat);
+  a realistic silent text-encoding phase of ~4 s. For cancel / progress-UI tests.
+* ``edit``  (set B-like): ``fast`` + the full-width VAE encoder (+69 MB), needed for
+  reference-image edits (``vae_decode_only=False``).
+
+``mismatched_llm(path)`` writes a Qwen3 whose output width (64) does not match the ``fast``
+DiT (32): sd.cpp would SIGABRT on it; the engine's preflight must refuse it.
+
+Usage: ``python -m tests.tinymodels OUTDIR [--set fast|slow|edit]`` (prints the paths as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+VOCAB = 151936  # keep the full Qwen2 vocab: the template uses tokens near the top
+DIT_HIDDEN = 128  # one head of dim 128 (FLUX.2 axes_dim sums to 128)
+
+SETS: dict[str, dict] = {
+    "fast": {"llm_layers": 1, "llm_hidden": 32, "llm_inter": 64, "encoder": False},
+    "slow": {"llm_layers": 27, "llm_hidden": 32, "llm_inter": 64, "encoder": False},
+    "edit": {"llm_layers": 1, "llm_hidden": 32, "llm_inter": 64, "encoder": True},
+}
+
+FILE_NAMES = {"diffusion": "dit.gguf", "text_encoder": "llm.gguf", "vae": "vae.safetensors"}
+
+
+def _w(rng: np.random.Generator, *shape: int, scale: float = 0.02) -> np.ndarray:
+    return (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float16)
+
+
+def llm_out_width(layers: int, hidden: int) -> int:
+    n = sum(1 for k in (9, 18, 27) if k <= layers)
+    return hidden * n if n else hidden
+
+
+def write_dit(path: Path, context_in_dim: int, seed: int = 1) -> Path:
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    H, M = DIT_HIDDEN, 3 * DIT_HIDDEN
+    t: dict[str, np.ndarray] = {
+        "img_in.weight": _w(rng, H, 128),
+        "time_in.in_layer.weight": _w(rng, H, 256),
+        "time_in.out_layer.weight": _w(rng, H, H),
+        "txt_in.weight": _w(rng, H, context_in_dim),
+    }
+    for s in ("img", "txt"):
+        p = f"double_blocks.0.{s}_"
+        t[p + "attn.qkv.weight"] = _w(rng, 3 * H, H)
+        t[p + "attn.norm.query_norm.scale"] = np.ones(128, np.float32)
+        t[p + "attn.norm.key_norm.scale"] = np.ones(128, np.float32)
+        t[p + "attn.proj.weight"] = _w(rng, H, H)
+        t[p + "mlp.0.weight"] = _w(rng, 2 * M, H)
+        t[p + "mlp.2.weight"] = _w(rng, H, M)
+    t["single_blocks.0.linear1.weight"] = _w(rng, 3 * H + 2 * M, H)
+    t["single_blocks.0.linear2.weight"] = _w(rng, H, H + M)
+    t["single_blocks.0.norm.query_norm.scale"] = np.ones(128, np.float32)
+    t["single_blocks.0.norm.key_norm.scale"] = np.ones(128, np.float32)
+    t["final_layer.linear.weight"] = _w(rng, 128, H)
+    t["final_layer.adaLN_modulation.1.weight"] = _w(rng, 2 * H, H)
+    t["double_stream_modulation_img.lin.weight"] = _w(rng, 6 * H, H)
+    t["double_stream_modulation_txt.lin.weight"] = _w(rng, 6 * H, H)
+    t["single_stream_modulation.lin.weight"] = _w(rng, 3 * H, H)
+    w = gguf.GGUFWriter(str(path), "flux")
+    for name, arr in t.items():
+        w.add_tensor(name, arr)
+    _finish(w)
+    return path
+
+
+def write_llm(path: Path, layers: int, hidden: int, inter: int, seed: int = 2) -> Path:
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    w.add_tensor("token_embd.weight", _w(rng, VOCAB, hidden, scale=0.5))
+    for n in range(layers):
+        p = f"blk.{n}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(hidden, np.float32))
+        w.add_tensor(p + "ffn_norm.weight", np.ones(hidden, np.float32))
+        w.add_tensor(p + "attn_q.weight", _w(rng, 4096, hidden))
+        w.add_tensor(p + "attn_k.weight", _w(rng, 1024, hidden))
+        w.add_tensor(p + "attn_v.weight", _w(rng, 1024, hidden))
+        w.add_tensor(p + "attn_output.weight", _w(rng, hidden, 4096))
+        w.add_tensor(p + "attn_q_norm.weight", np.ones(128, np.float32))
+        w.add_tensor(p + "attn_k_norm.weight", np.ones(128, np.float32))
+        w.add_tensor(p + "ffn_gate.weight", _w(rng, inter, hidden))
+        w.add_tensor(p + "ffn_up.weight", _w(rng, inter, hidden))
+        w.add_tensor(p + "ffn_down.weight", _w(rng, hidden, inter))
+    w.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    _finish(w)
+    return path
+
+
+def _finish(w) -> None:
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _resnet(t: dict, rng, p: str, cin: int, cout: int) -> None:
+    t[p + "norm1.weight"] = np.ones(cin, np.float32)
+    t[p + "norm1.bias"] = np.zeros(cin, np.float32)
+    t[p + "conv1.weight"] = _w(rng, cout, cin, 3, 3)
+    t[p + "conv1.bias"] = np.zeros(cout, np.float32)
+    t[p + "norm2.weight"] = np.ones(cout, np.float32)
+    t[p + "norm2.bias"] = np.zeros(cout, np.float32)
+    t[p + "conv2.weight"] = _w(rng, cout, cout, 3, 3)
+    t[p + "conv2.bias"] = np.zeros(cout, np.float32)
+    if cin != cout:
+        t[p + "nin_shortcut.weight"] = _w(rng, cout, cin, 1, 1)
+        t[p + "nin_shortcut.bias"] = np.zeros(cout, np.float32)
+
+
+def _attn(t: dict, rng, p: str, c: int) -> None:
+    t[p + "norm.weight"] = np.ones(c, np.float32)
+    t[p + "norm.bias"] = np.zeros(c, np.float32)
+    for k in ("q", "k", "v", "proj_out"):
+        t[p + f"{k}.weight"] = _w(rng, c, c, 1, 1)
+        t[p + f"{k}.bias"] = np.zeros(c, np.float32)
+
+
+def _conv(t: dict, rng, p: str, cin: int, cout: int, k: int = 3) -> None:
+    t[p + "weight"] = _w(rng, cout, cin, k, k)
+    t[p + "bias"] = np.zeros(cout, np.float32)
+
+
+def write_vae(path: Path, encoder: bool = False, dec_ch: int = 32, seed: int = 3) -> Path:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    mult = (1, 2, 4, 4)
+    z = 32
+    t: dict[str, np.ndarray] = {}
+    # decoder (width inferred by sd.cpp from conv_in out-channels / 4)
+    block_in = dec_ch * mult[-1]
+    _conv(t, rng, "decoder.conv_in.", z, block_in)
+    _resnet(t, rng, "decoder.mid.block_1.", block_in, block_in)
+    _attn(t, rng, "decoder.mid.attn_1.", block_in)
+    _resnet(t, rng, "decoder.mid.block_2.", block_in, block_in)
+    for i in reversed(range(4)):
+        out = dec_ch * mult[i]
+        for j in range(3):
+            _resnet(t, rng, f"decoder.up.{i}.block.{j}.", block_in, out)
+            block_in = out
+        if i != 0:
+            _conv(t, rng, f"decoder.up.{i}.upsample.conv.", out, out)
+    t["decoder.norm_out.weight"] = np.ones(block_in, np.float32)
+    t["decoder.norm_out.bias"] = np.zeros(block_in, np.float32)
+    _conv(t, rng, "decoder.conv_out.", block_in, 3)
+    _conv(t, rng, "post_quant_conv.", z, z, 1)
+    t["bn.running_mean"] = np.zeros(128, np.float32)
+    t["bn.running_var"] = np.ones(128, np.float32)
+    if encoder:  # fixed width ch=128 in sd.cpp
+        ch = 128
+        _conv(t, rng, "encoder.conv_in.", 3, ch)
+        block_in = ch
+        for i in range(4):
+            out = ch * mult[i]
+            for j in range(2):
+                _resnet(t, rng, f"encoder.down.{i}.block.{j}.", block_in, out)
+                block_in = out
+            if i != 3:
+                _conv(t, rng, f"encoder.down.{i}.downsample.conv.", out, out)
+        _resnet(t, rng, "encoder.mid.block_1.", block_in, block_in)
+        _attn(t, rng, "encoder.mid.attn_1.", block_in)
+        _resnet(t, rng, "encoder.mid.block_2.", block_in, block_in)
+        t["encoder.norm_out.weight"] = np.ones(block_in, np.float32)
+        t["encoder.norm_out.bias"] = np.zeros(block_in, np.float32)
+        _conv(t, rng, "encoder.conv_out.", block_in, 2 * z)
+        _conv(t, rng, "quant_conv.", 2 * z, 2 * z, 1)
+    save_file(t, str(path))
+    return path
+
+
+def make_set(out_dir: str | Path, name: str = "fast") -> dict[str, Path]:
+    """Write one set into ``out_dir`` (files named by :data:`FILE_NAMES`); return the paths."""
+    spec = SETS[name]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / v for k, v in FILE_NAMES.items()}
+    width = llm_out_width(spec["llm_layers"], spec["llm_hidden"])
+    write_dit(paths["diffusion"], width)
+    write_llm(paths["text_encoder"], spec["llm_layers"], spec["llm_hidden"], spec["llm_inter"])
+    write_vae(paths["vae"], encoder=spec["encoder"])
+    return paths
+
+
+def mismatched_llm(path: str | Path) -> Path:
+    """A 1-layer Qwen3 with hidden 64: output width 64 != the ``fast`` DiT's 32."""
+    return write_llm(Path(path), 1, 64, 64, seed=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.tinymodels", description=__doc__)
+    ap.add_argument("out_dir")
+    ap.add_argument("--set", default="fast", choices=sorted(SETS))
+    a = ap.parse_args(argv)
+    paths = make_set(a.out_dir, a.set)
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
