@@ -23,6 +23,7 @@ from distill_tui.resources import style_path
 if TYPE_CHECKING:
     from distill_tui.downloads import DownloadManager
     from distill_tui.engine.client import EngineClient
+    from distill_tui.generation import GenerationService
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class DistillApp(App[int]):
         self._downloads_factory = downloads_factory
         self._downloads: DownloadManager | None = None
         self._engine: EngineClient | None = None
+        self._generation: GenerationService | None = None
 
     # ---- services --------------------------------------------------------------------
     @property
@@ -124,10 +126,17 @@ class DistillApp(App[int]):
             if self._engine_factory is not None:
                 self._engine = self._engine_factory(self)
             else:
-                from distill_tui.engine.client import EngineClient
-
-                self._engine = EngineClient()
+                self._engine = self.generation.make_client()
         return self._engine
+
+    @property
+    def generation(self) -> GenerationService:
+        """The one running generation, its progress and the engine state (for the UI)."""
+        if self._generation is None:
+            from distill_tui.generation import GenerationService
+
+            self._generation = GenerationService(self.core, lambda: self.engine)
+        return self._generation
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -191,7 +200,9 @@ class DistillApp(App[int]):
 
     def extra_palette_commands(self) -> Iterable[SystemCommand]:
         """App-wide commands added by features (image renderer, unload model, ...)."""
-        return ()
+        from distill_tui.screens.generate import app_palette_commands
+
+        return app_palette_commands(self)
 
 
 def prepare_image_support(renderer: str | None) -> None:
@@ -201,6 +212,7 @@ def prepare_image_support(renderer: str | None) -> None:
     logging.getLogger("textual_image").propagate = False
     try:
         import textual_image.renderable  # noqa: F401
+        import textual_image.widget  # noqa: F401  (measures the cell size: needs the TTY too)
     except Exception:  # never fatal: the half-cell fallback needs nothing special
         log.warning("textual-image could not probe the terminal", exc_info=True)
 

@@ -1,16 +1,633 @@
-"""Generate screen (placeholder until the Generate issue lands)."""
+"""Generate (F2, the default screen): model, prompt and parameters on the left, the live
+preview / final image on the right, progress under the form, the engine status line.
+
+The generation itself belongs to the App (``app.generation``, a
+:class:`~distill_tui.generation.GenerationService`): this screen only starts and stops it and
+draws what the service reports, so switching to F3 and back never interrupts it.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Footer, Header, Input, Label, Select, Static, TextArea
+
+from distill_tui.generation import (
+    SAMPLERS,
+    SCHEDULERS,
+    SIZE_PRESETS,
+    ChangeKind,
+    GenerationService,
+    GenParams,
+    Job,
+    check_float,
+    check_int,
+    check_seed,
+    check_size,
+)
+from distill_tui.resources import style_path
+from distill_tui.widgets.engine_status import EngineStatus
+from distill_tui.widgets.gen_progress import GenProgress
+from distill_tui.widgets.image_view import RENDERERS, Frame, ImageView
+from distill_tui.widgets.model_select import MANAGE, ModelSelect
+
+if TYPE_CHECKING:
+    from distill_tui.app import DistillApp
+
+
+class ReasonValidator(Validator):
+    """Wraps a ``check_*`` function (text -> reason or None) into a Textual validator."""
+
+    def __init__(self, label: str, check: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self.label = label
+        self.check = check
+
+    def validate(self, value: str) -> ValidationResult:
+        reason = self.check(value)
+        return self.success() if reason is None else self.failure(f"{self.label}: {reason}")
+
+
+def display_path(app: DistillApp, path: str) -> str:
+    """A path for the screen: ``~`` for home; only the file name in deterministic mode."""
+    if getattr(app, "deterministic", False):
+        return Path(path).name
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path.startswith(home + "/") else path
+
+
+def image_caption(
+    app: DistillApp,
+    path: str,
+    seed: int,
+    width: int,
+    height: int,
+    timings: dict[str, float] | None = None,
+) -> str:
+    parts = [f"[b]{escape(display_path(app, path))}[/b]", f"seed {seed} · {width}x{height}"]
+    if timings:
+        t = timings
+        bits = [f"{k} {t[k]:.1f}s" for k in ("load", "encode", "sample", "decode") if t.get(k)]
+        if t.get("total"):
+            bits.append(f"total {t['total']:.1f}s")
+        if bits:
+            parts.append(" · ".join(bits))
+    return "\n".join(parts)
 
 
 class GenerateScreen(Screen):
-    HELP_TITLE = "Generate"
+    """Prompt, parameters, progress and the image inline."""
 
+    HELP_TITLE = "Generate"
+    CSS_PATH = [style_path("generate.tcss")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "ctrl+g",
+            "generate",
+            "Generate",
+            id="generate.start",
+            priority=True,
+            tooltip="Generate with the current prompt and parameters",
+        ),
+        Binding(
+            "ctrl+x",
+            "stop",
+            "Stop",
+            id="generate.stop",
+            priority=True,
+            tooltip="Stop the running generation (ends the engine process)",
+        ),
+        Binding(
+            "ctrl+r",
+            "reroll_seed",
+            "New seed",
+            id="generate.reroll_seed",
+            priority=True,
+            tooltip="Put a new random seed in the seed field",
+        ),
+        Binding(
+            "ctrl+l",
+            "last_seed",
+            "Last seed",
+            id="generate.last_seed",
+            priority=True,
+            tooltip="Reuse the seed of the last generated image",
+        ),
+        Binding(
+            "ctrl+o",
+            "random_seed",
+            "Random seed",
+            id="generate.random_seed",
+            show=False,
+            priority=True,
+            tooltip="Clear the seed field: a random seed each run",
+        ),
+        Binding(
+            "[",
+            "previous_image",
+            "Prev",
+            id="generate.previous_image",
+            show=False,
+            tooltip="Previous image of the batch",
+        ),
+        Binding(
+            "]",
+            "next_image",
+            "Next",
+            id="generate.next_image",
+            show=False,
+            tooltip="Next image of the batch",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._shown_job: int | None = None
+        self._shown_images = 0
+
+    # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        app = self.distill
+        core = app.core
+        d = self._defaults()
         yield Header()
-        yield Static("Generate — coming soon", id="generate-placeholder")
+        with Horizontal(id="generate-body"):
+            with VerticalScroll(id="generate-form"):
+                with Horizontal(classes="row"):
+                    yield Label("Model", classes="field-label")
+                    yield ModelSelect(core, id="model-select")
+                yield Label("Prompt", classes="section-label")
+                yield TextArea(
+                    id="prompt",
+                    compact=True,
+                    placeholder="Describe the image…",
+                    tab_behavior="focus",
+                )
+                with Horizontal(classes="row"):
+                    yield Label("Negative", classes="field-label")
+                    yield Input(
+                        d.negative_prompt,
+                        id="negative-prompt",
+                        compact=True,
+                        placeholder="(optional)",
+                    )
+                with Horizontal(classes="row"):
+                    yield Label("Size", classes="field-label")
+                    yield Input(
+                        str(d.width),
+                        id="width",
+                        compact=True,
+                        classes="num",
+                        validators=[ReasonValidator("Width", check_size)],
+                    )
+                    yield Label("x", classes="times")
+                    yield Input(
+                        str(d.height),
+                        id="height",
+                        compact=True,
+                        classes="num",
+                        validators=[ReasonValidator("Height", check_size)],
+                    )
+                    yield Select(
+                        [(f"{w}x{h}", f"{w}x{h}") for w, h in SIZE_PRESETS],
+                        prompt="preset",
+                        id="size-preset",
+                        compact=True,
+                    )
+                with Horizontal(classes="row"):
+                    yield Label("Steps", classes="field-label")
+                    yield Input(
+                        str(d.steps),
+                        id="steps",
+                        compact=True,
+                        classes="num",
+                        validators=[ReasonValidator("Steps", lambda v: check_int(v, 1, 200))],
+                    )
+                    yield Label("CFG", classes="inline-label")
+                    yield Input(
+                        f"{d.cfg_scale:g}",
+                        id="cfg",
+                        compact=True,
+                        classes="num",
+                        validators=[ReasonValidator("CFG", lambda v: check_float(v, 0, 50))],
+                    )
+                    yield Label("Batch", classes="inline-label")
+                    yield Input(
+                        str(d.batch_count),
+                        id="batch",
+                        compact=True,
+                        classes="num",
+                        validators=[ReasonValidator("Batch", lambda v: check_int(v, 1, 16))],
+                    )
+                with Horizontal(classes="row"):
+                    yield Label("Seed", classes="field-label")
+                    yield Input(
+                        "",
+                        id="seed",
+                        compact=True,
+                        placeholder="random",
+                        classes="seed",
+                        validators=[ReasonValidator("Seed", check_seed)],
+                    )
+                    yield Static("^r new · ^l last", classes="hint")
+                with Horizontal(classes="row"):
+                    yield Label("Sampler", classes="field-label")
+                    yield Select(
+                        [(s, s) for s in SAMPLERS],
+                        value=self._pick(d.sampler, SAMPLERS),
+                        allow_blank=False,
+                        id="sampler",
+                        compact=True,
+                    )
+                    yield Select(
+                        [(s, s) for s in SCHEDULERS],
+                        value=self._pick(d.scheduler, SCHEDULERS),
+                        allow_blank=False,
+                        id="scheduler",
+                        compact=True,
+                    )
+                with Horizontal(classes="row"):
+                    yield Label("Ref image", classes="field-label")
+                    yield Input(
+                        "",
+                        id="ref-image",
+                        compact=True,
+                        placeholder="(optional) path of an image to edit",
+                    )
+                yield Static("", id="form-errors")
+                yield GenProgress(id="gen-progress")
+            yield ImageView("No image yet — type a prompt and press ctrl+g", id="image-view")
+        yield EngineStatus(id="engine-status")
         yield Footer()
+
+    @staticmethod
+    def _pick(value: str, allowed: tuple[str, ...]) -> str:
+        return value if value in allowed else allowed[0]
+
+    @property
+    def distill(self) -> DistillApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def service(self) -> GenerationService:
+        return self.distill.generation
+
+    def _defaults(self, model_id: str | None = None) -> GenParams:
+        """Catalog recommendations for the model, overridden by settings.generation."""
+        core = self.distill.core
+        model = core.catalog.get(model_id or core.settings.settings.active_model_id)
+        rec = model.recommended if model else None
+        g = core.settings.settings.generation
+        return GenParams(
+            prompt="",
+            negative_prompt=g.negative_prompt,
+            width=g.width or (rec.width if rec else 1024),
+            height=g.height or (rec.height if rec else 1024),
+            steps=g.steps or (rec.steps if rec else 4),
+            cfg_scale=g.cfg_scale if g.cfg_scale is not None else (rec.cfg_scale if rec else 1.0),
+            sampler=g.sampler or (rec.sampler if rec else "euler"),
+            scheduler=g.scheduler or (rec.scheduler if rec else "default"),
+            batch_count=g.batch_count,
+        )
+
+    def on_mount(self) -> None:
+        self._unsubscribe = self.service.subscribe(self._on_service_change)
+        self.set_interval(0.5, self._tick)
+        self._refresh_all()
+        self.query_one("#prompt", TextArea).focus()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+
+    def on_screen_resume(self) -> None:
+        self.query_one(ModelSelect).reload()
+        self.query_one(ImageView).refresh_renderer()
+        self._refresh_all()
+
+    # ---- service -> widgets ----------------------------------------------------------
+    def _tick(self) -> None:
+        if self.service.running and not self.distill.deterministic:
+            self.query_one(GenProgress).tick(self.service)
+
+    def _refresh_all(self) -> None:
+        self.query_one(EngineStatus).update_from(self.service)
+        self.query_one(GenProgress).update_from(self.service)
+        job = self.service.job
+        if job is not None and job.images:
+            self._show_images(job)
+
+    def _on_service_change(self, kind: ChangeKind) -> None:
+        if not self.is_mounted:
+            return
+        svc = self.service
+        job = svc.job
+        if kind == "engine":
+            self.query_one(EngineStatus).update_from(svc)
+            return
+        self.query_one(GenProgress).update_from(svc)
+        self.query_one(EngineStatus).update_from(svc)
+        if job is None:
+            return
+        view = self.query_one(ImageView)
+        if kind == "preview" and job.preview_png:
+            batch = job.params.batch_count
+            which = f" · image {job.image_index + 1}/{batch}" if batch > 1 else ""
+            view.show_preview(
+                job.preview_png,
+                f"preview · step {job.preview_step}/{job.steps or job.params.steps}{which}",
+            )
+        elif kind == "image":
+            self._show_images(job, last=True)
+        elif kind == "finished":
+            if job.images:
+                self._show_images(job)
+            elif job.phase == "failed":
+                self.distill.report_failure("Generation failed", job.error or "unknown error")
+            self._maybe_notify(job)
+            self.refresh_bindings()
+        elif kind == "job":
+            self.refresh_bindings()
+
+    def _show_images(self, job: Job, last: bool = False) -> None:
+        timings = job.timings.model_dump() if job.timings else None
+        frames = [
+            Frame(
+                path=im.path,
+                caption=image_caption(self.distill, im.path, im.seed, im.width, im.height, timings),
+            )
+            for im in job.images
+        ]
+        view = self.query_one(ImageView)
+        same = (
+            self._shown_job == job.number
+            and self._shown_images == len(frames)
+            and len(view.frames) == len(frames)
+        )
+        if same:
+            for f, old in zip(frames, view.frames, strict=True):
+                old.caption = f.caption
+            view.set_caption(view.frames[view.index].caption)
+            return
+        self._shown_job, self._shown_images = job.number, len(frames)
+        view.set_frames(frames, index=len(frames) - 1 if last else 0)
+
+    def _maybe_notify(self, job: Job) -> None:
+        """Bell + OSC 9 when a long generation ends while the user is on another screen."""
+        settings = self.distill.core.settings.settings
+        if not settings.notify_on_finish or self.is_current:
+            return
+        if job.elapsed(self.service.clock()) < settings.notify_after_seconds:
+            return
+        what = {"done": "finished", "failed": "failed", "cancelled": "stopped"}[job.phase]
+        message = f"distill: generation {what}"
+        self.app.bell()
+        driver = self.app._driver
+        if driver is not None and not self.app.is_headless:
+            driver.write(f"\x1b]9;{message}\x07")
+        self.app.notify(
+            message, title="Generate", severity="error" if job.phase == "failed" else "information"
+        )
+
+    # ---- form <-> params -------------------------------------------------------------
+    def read_form(self) -> tuple[GenParams | None, list[str]]:
+        """Validated params, or None and the reasons (one line per bad field)."""
+        errors: list[str] = []
+        first_bad: Input | None = None
+        for inp in self.query("#generate-form Input").results(Input):
+            result = inp.validate(inp.value)
+            if result is not None and not result.is_valid:
+                errors.extend(result.failure_descriptions)
+                first_bad = first_bad or inp
+        prompt = self.query_one("#prompt", TextArea).text.strip()
+        if not prompt:
+            errors.insert(0, "Prompt: required")
+        ref = self.query_one("#ref-image", Input).value.strip()
+        if ref and not Path(ref).expanduser().is_file():
+            errors.append(f"Ref image: no such file: {ref}")
+        core = self.distill.core
+        model_id = core.settings.settings.active_model_id
+        if core.catalog.get(model_id) is None:
+            errors.append(f"Model: {model_id!r} is not in the catalog (F3 opens the Model Manager)")
+        elif not core.resolver.is_model_ready(model_id):
+            missing = "; ".join(core.resolver.missing(model_id))
+            errors.append(f"Model: not ready ({missing}) — F3 opens the Model Manager")
+        if errors:
+            if first_bad is not None:
+                first_bad.focus()
+            return None, errors
+        v = {i.id: i.value.strip() for i in self.query("#generate-form Input").results(Input)}
+        seed = v["seed"]
+        return (
+            GenParams(
+                prompt=prompt,
+                negative_prompt=v["negative-prompt"],
+                width=int(v["width"]),
+                height=int(v["height"]),
+                steps=int(v["steps"]),
+                cfg_scale=float(v["cfg"]),
+                seed=-1 if seed in ("", "-1", "random") else int(seed),
+                sampler=str(self.query_one("#sampler", Select).value),
+                scheduler=str(self.query_one("#scheduler", Select).value),
+                batch_count=int(v["batch"]),
+                ref_image=str(Path(ref).expanduser()) if ref else "",
+            ),
+            [],
+        )
+
+    def apply_params(self, params: GenParams, model_id: str | None = None) -> None:
+        """Fill the form (the Gallery's "reuse")."""
+        core = self.distill.core
+        if model_id and model_id != core.settings.settings.active_model_id:
+            if core.catalog.get(model_id) is not None and core.resolver.is_model_ready(model_id):
+                core.settings.update(active_model_id=model_id)
+                self.query_one(ModelSelect).reload()
+            else:
+                self.notify(
+                    f"{model_id} is not ready here; the current model is kept", severity="warning"
+                )
+        self.query_one("#prompt", TextArea).text = params.prompt
+        values = {
+            "negative-prompt": params.negative_prompt,
+            "width": str(params.width),
+            "height": str(params.height),
+            "steps": str(params.steps),
+            "cfg": f"{params.cfg_scale:g}",
+            "batch": str(params.batch_count),
+            "seed": "" if params.seed < 0 else str(params.seed),
+            "ref-image": params.ref_image,
+        }
+        for key, val in values.items():
+            self.query_one(f"#{key}", Input).value = val
+        self.query_one("#sampler", Select).value = self._pick(params.sampler, SAMPLERS)
+        self.query_one("#scheduler", Select).value = self._pick(params.scheduler, SCHEDULERS)
+        self._show_errors([])
+
+    def _show_errors(self, errors: list[str]) -> None:
+        box = self.query_one("#form-errors", Static)
+        box.update("\n".join(escape(e) for e in errors))
+        box.set_class(bool(errors), "-errors")
+
+    # ---- events ----------------------------------------------------------------------
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        # keep the error list honest while the user fixes fields
+        result = event.validation_result
+        if (
+            self.query_one("#form-errors", Static).has_class("-errors")
+            and result is not None
+            and result.is_valid
+        ):
+            self._show_errors([])
+
+    @on(Select.Changed, "#size-preset")
+    def _preset_chosen(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            return
+        w, h = str(event.value).split("x")
+        self.query_one("#width", Input).value = w
+        self.query_one("#height", Input).value = h
+
+    @on(Select.Changed, "#model-select")
+    def _model_chosen(self, event: Select.Changed) -> None:
+        select = self.query_one(ModelSelect)
+        core = self.distill.core
+        value = event.value
+        active = core.settings.settings.active_model_id
+        if value is Select.NULL or value == active:
+            return
+        if value == MANAGE or not core.resolver.is_model_ready(str(value)):
+            select.reload()  # snap back to the active model
+            self.app.switch_mode("models")
+            return
+        core.settings.update(active_model_id=str(value))
+        self._switch_engine_model(str(value))
+
+    def _switch_engine_model(self, model_id: str) -> None:
+        self.app.run_worker(
+            self.service.switch_model(model_id),
+            group="engine",
+            name="Switch model",
+            exit_on_error=False,
+        )
+
+    # ---- actions ---------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return True if self.service.running else None
+        if action == "generate":
+            return None if self.service.running else True
+        return True
+
+    def action_generate(self) -> None:
+        if self.service.running:
+            self.notify("A generation is already running (ctrl+x stops it)", severity="warning")
+            return
+        params, errors = self.read_form()
+        self._show_errors(errors)
+        if params is None:
+            return
+        run_generation(self.distill, params)
+
+    def action_stop(self) -> None:
+        if self.service.running:
+            self.app.run_worker(
+                self.service.cancel(), group="engine-stop", name="Stop", exit_on_error=False
+            )
+
+    def action_reroll_seed(self) -> None:
+        self.query_one("#seed", Input).value = str(random.randrange(0, 2**32))
+
+    def action_last_seed(self) -> None:
+        seed = self.service.last_seed
+        if seed is None:
+            self.notify("No image generated yet in this session", severity="warning")
+            return
+        self.query_one("#seed", Input).value = str(seed)
+
+    def action_random_seed(self) -> None:
+        self.query_one("#seed", Input).value = ""
+
+    def action_previous_image(self) -> None:
+        self.query_one(ImageView).action_previous_image()
+
+    def action_next_image(self) -> None:
+        self.query_one(ImageView).action_next_image()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Generate", "Generate with the current form (ctrl+g)", self.action_generate
+        )
+        if self.service.running:
+            yield SystemCommand(
+                "Stop generation", "End the running generation (ctrl+x)", self.action_stop
+            )
+
+
+def run_generation(app: DistillApp, params: GenParams, model_id: str | None = None) -> None:
+    """Start a generation as a worker of the App (never of a screen: it outlives them)."""
+    app.run_worker(
+        app.generation.generate(params, model_id),
+        group="engine",
+        name="Generation",
+        exit_on_error=False,
+    )
+
+
+# ---- app-wide palette commands (wired through DistillApp.extra_palette_commands) ---------
+
+
+def app_palette_commands(app: DistillApp) -> Iterable[SystemCommand]:
+    def set_renderer(name: str) -> Callable[[], None]:
+        def apply() -> None:
+            app.image_renderer = name
+            try:
+                app.core.settings.update(image_renderer=name)
+            except Exception as e:  # a read-only config still switches for this session
+                app.report_failure("Settings not saved", str(e))
+            for view in app.screen.query(ImageView):
+                view.refresh_renderer()
+            app.notify(f"Image renderer: {name}")
+
+        return apply
+
+    current = getattr(app, "image_renderer", "auto")
+    for name in RENDERERS:
+        mark = " (current)" if name == current else ""
+        yield SystemCommand(
+            f"Image renderer: {name}{mark}",
+            f"Draw images with the {name} renderer",
+            set_renderer(name),
+        )
+
+    def unload() -> None:
+        async def _unload() -> None:
+            if app.generation.running:
+                app.notify("A generation is running; stop it first (ctrl+x)", severity="warning")
+                return
+            await app.generation.unload()
+            app.notify("Model unloaded; memory freed")
+
+        app.run_worker(_unload(), group="engine", name="Unload model", exit_on_error=False)
+
+    yield SystemCommand(
+        "Unload model (free memory)",
+        "Free the loaded model's memory (the engine reloads it on next generate)",
+        unload,
+    )

@@ -1,0 +1,501 @@
+"""App-owned generation service: the one running job, its progress, and the engine's state.
+
+Widgets never talk to the :class:`~distill_tui.engine.client.EngineClient` directly: the
+Generate screen asks :class:`GenerationService` to start or stop, and every widget that
+shows progress, previews or the engine state reads :attr:`GenerationService.job` /
+:attr:`GenerationService.engine_state` and subscribes for changes. The service lives as
+long as the App, so leaving the Generate screen never stops a generation.
+
+No textual import: the service is a plain object whose listeners are called on the event
+loop that runs the engine client (the App's).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from distill_tui.engine.protocol import (
+    EngineEvent,
+    ErrorEvent,
+    GenerateRequest,
+    ImageEvent,
+    LoadRequest,
+    PhaseEvent,
+    PreviewEvent,
+    ProgressEvent,
+    ReadyEvent,
+    Timings,
+)
+
+if TYPE_CHECKING:
+    from distill_tui.context import CoreContext
+    from distill_tui.engine.client import EngineClient
+
+log = logging.getLogger(__name__)
+
+SIZE_STEP = 16
+MIN_SIZE = 64
+MAX_SIZE = 4096
+SIZE_PRESETS: tuple[tuple[int, int], ...] = (
+    (1024, 1024),
+    (768, 768),
+    (512, 512),
+    (1024, 768),
+    (768, 1024),
+    (1216, 832),
+    (832, 1216),
+    (1344, 768),
+    (768, 1344),
+    (256, 256),
+    (64, 64),
+)
+SAMPLERS: tuple[str, ...] = (
+    "euler",
+    "euler_a",
+    "heun",
+    "dpm2",
+    "dpm++2s_a",
+    "dpm++2m",
+    "dpm++2mv2",
+    "ipndm",
+    "ipndm_v",
+    "lcm",
+    "ddim_trailing",
+    "tcd",
+    "res_multistep",
+    "res_2s",
+    "er_sde",
+)
+SCHEDULERS: tuple[str, ...] = (
+    "default",
+    "discrete",
+    "karras",
+    "exponential",
+    "ays",
+    "gits",
+    "sgm_uniform",
+    "simple",
+    "smoothstep",
+    "kl_optimal",
+    "lcm",
+    "bong_tangent",
+)
+
+JobPhase = Literal[
+    "starting",
+    "loading",
+    "encoding",
+    "sampling",
+    "decoding",
+    "saving",
+    "done",
+    "failed",
+    "cancelled",
+]
+ChangeKind = Literal["job", "progress", "preview", "image", "finished", "engine"]
+
+
+# ---- form values ----------------------------------------------------------------------
+
+
+def check_size(text: str) -> str | None:
+    """The reason ``text`` is not a valid width/height, or None."""
+    t = text.strip()
+    if not t:
+        return "required"
+    if not t.isdigit():
+        return "a whole number of pixels"
+    n = int(t)
+    if n < MIN_SIZE or n > MAX_SIZE:
+        return f"between {MIN_SIZE} and {MAX_SIZE}"
+    if n % SIZE_STEP:
+        lo = n - n % SIZE_STEP
+        return f"a multiple of {SIZE_STEP} (try {max(lo, MIN_SIZE)} or {lo + SIZE_STEP})"
+    return None
+
+
+def check_int(text: str, lo: int, hi: int) -> str | None:
+    t = text.strip()
+    if not t or not t.lstrip("-").isdigit():
+        return "a whole number"
+    n = int(t)
+    if n < lo or n > hi:
+        return f"between {lo} and {hi}"
+    return None
+
+
+def check_float(text: str, lo: float, hi: float) -> str | None:
+    try:
+        v = float(text.strip())
+    except ValueError:
+        return "a number"
+    if v != v or v < lo or v > hi:  # NaN or out of range
+        return f"between {lo:g} and {hi:g}"
+    return None
+
+
+def check_seed(text: str) -> str | None:
+    t = text.strip()
+    if t in ("", "-1", "random"):
+        return None
+    if not t.isdigit():
+        return "a whole number ≥ 0, or empty for random"
+    if int(t) >= 2**63:
+        return "too large (below 2^63)"
+    return None
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Validated form values: everything a generation needs besides the model."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 1024
+    height: int = 1024
+    steps: int = 4
+    cfg_scale: float = 1.0
+    seed: int = -1  # -1: random
+    sampler: str = "euler"
+    scheduler: str = "default"
+    batch_count: int = 1
+    ref_image: str = ""
+
+    def request(
+        self,
+        *,
+        model_id: str,
+        diffusion_quant: str,
+        text_encoder_quant: str,
+        output_dir: str,
+        preview: bool = True,
+    ) -> GenerateRequest:
+        return GenerateRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            sampler=self.sampler,
+            scheduler=self.scheduler,
+            seed=self.seed,
+            batch_count=self.batch_count,
+            ref_images=[self.ref_image] if self.ref_image else [],
+            preview=preview,
+            output_dir=output_dir,
+            model_id=model_id,
+            diffusion_quant=diffusion_quant,
+            text_encoder_quant=text_encoder_quant,
+        )
+
+    @classmethod
+    def from_record_params(cls, params: dict[str, Any], seed: int | None = None) -> GenParams:
+        """Form values from a history record's ``params`` (the request as sent)."""
+        refs = params.get("ref_images") or []
+        return cls(
+            prompt=str(params.get("prompt", "")),
+            negative_prompt=str(params.get("negative_prompt") or ""),
+            width=int(params.get("width", 1024)),
+            height=int(params.get("height", 1024)),
+            steps=int(params.get("steps", 4)),
+            cfg_scale=float(params.get("cfg_scale", 1.0)),
+            seed=int(seed if seed is not None else params.get("seed", -1)),
+            sampler=str(params.get("sampler") or "euler"),
+            scheduler=str(params.get("scheduler") or "default"),
+            batch_count=int(params.get("batch_count", 1)),
+            ref_image=str(refs[0]) if refs else "",
+        )
+
+
+# ---- the job ---------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """The state of one generation, as the UI shows it."""
+
+    number: int
+    params: GenParams
+    model_id: str
+    diffusion_quant: str
+    text_encoder_quant: str
+    started: float
+    phase: JobPhase = "starting"
+    step: int = 0
+    steps: int = 0
+    seconds_per_step: float = 0.0
+    image_index: int = 0
+    preview_png: bytes | None = None
+    preview_step: int = 0
+    images: list[ImageEvent] = field(default_factory=list)
+    timings: Timings | None = None
+    seed: int | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    finished: float | None = None
+    history_id: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.phase not in ("done", "failed", "cancelled")
+
+    def elapsed(self, now: float) -> float:
+        return (self.finished or now) - self.started
+
+    @property
+    def fraction(self) -> float:
+        """Overall progress 0..1 across the batch (sampling only)."""
+        batch = max(self.params.batch_count, 1)
+        if self.phase == "done":
+            return 1.0
+        if not self.steps:
+            return 0.0
+        return min(1.0, (self.image_index + self.step / self.steps) / batch)
+
+
+class GenerationService:
+    """Starts, follows and stops generations; mirrors the engine's state for the UI."""
+
+    def __init__(
+        self,
+        core: CoreContext,
+        engine: Callable[[], EngineClient],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.core = core
+        self._engine_getter = engine
+        self.clock = clock
+        self.job: Job | None = None
+        self.last_seed: int | None = None
+        self.engine_state: str = "not_started"
+        self.engine_reason: str = ""
+        self.backend: str = ""
+        self.loaded_label: str = ""
+        self._listeners: list[Callable[[ChangeKind], None]] = []
+        self._count = 0
+
+    # ---- wiring ---------------------------------------------------------------------
+    def make_client(self, **kwargs: Any) -> EngineClient:
+        """An EngineClient wired to this service (events, state, history record)."""
+        from distill_tui.engine.client import EngineClient
+        from distill_tui.outputs import History
+
+        kwargs.setdefault("history", History(self.core.paths.history_file))
+        with_log = self.core.paths.log_dir / "engine.log"
+        try:
+            with_log.parent.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("log_file", with_log)
+        except OSError:
+            pass
+        return EngineClient(on_event=self.handle_event, on_state=self.handle_state, **kwargs)
+
+    def subscribe(self, listener: Callable[[ChangeKind], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _changed(self, kind: ChangeKind) -> None:
+        for cb in list(self._listeners):
+            try:
+                cb(kind)
+            except Exception:  # a UI bug must never stop a generation
+                log.exception("generation listener failed")
+
+    @property
+    def engine(self) -> EngineClient:
+        return self._engine_getter()
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    # ---- engine callbacks (on the loop) ----------------------------------------------
+    def handle_state(self, state: str) -> None:
+        self.engine_state = state
+        if state != "failed":
+            self.engine_reason = ""
+        try:
+            client = self.engine
+            model = client.loaded_model
+        except Exception:
+            model = None
+        self.loaded_label = self._label_for(model) if model else ""
+        if self.job and self.job.running and state == "loading":
+            self._phase("loading")
+        self._changed("engine")
+
+    def _label_for(self, model_id: str) -> str:
+        job = self.job
+        if job and job.model_id == model_id:
+            return f"{model_id} · {job.diffusion_quant} + {job.text_encoder_quant}"
+        sel = self.core.settings.selection(model_id)
+        if sel.diffusion_quant:
+            return f"{model_id} · {sel.diffusion_quant} + {sel.text_encoder_quant}"
+        return model_id
+
+    def _phase(self, phase: JobPhase) -> None:
+        if self.job is not None:
+            self.job.phase = phase
+            self._changed("progress")
+
+    def handle_event(self, ev: EngineEvent) -> None:
+        if isinstance(ev, ReadyEvent):
+            self.backend = ev.backend
+            self._changed("engine")
+            return
+        job = self.job
+        if job is None or not job.running:
+            return
+        if isinstance(ev, PhaseEvent):
+            job.image_index = ev.image_index
+            if ev.phase == "sampling":
+                job.step = 0
+            self._phase(ev.phase)
+        elif isinstance(ev, ProgressEvent):
+            if ev.phase == "sampling":
+                job.phase = "sampling"
+                job.step, job.steps = ev.step, ev.steps
+                job.seconds_per_step = ev.seconds_per_step
+                job.image_index = ev.image_index
+                self._changed("progress")
+        elif isinstance(ev, PreviewEvent):
+            try:
+                job.preview_png = base64.b64decode(ev.png_b64)
+            except ValueError:
+                return
+            job.preview_step = ev.step
+            self._changed("preview")
+        elif isinstance(ev, ImageEvent):
+            job.images.append(ev)
+            job.seed = job.images[0].seed
+            self._changed("image")
+        elif isinstance(ev, ErrorEvent):
+            job.error, job.error_kind = ev.message, ev.kind
+
+    # ---- requests --------------------------------------------------------------------
+    def load_request(self, model_id: str, *, edit: bool = False) -> tuple[LoadRequest, Any]:
+        paths = self.core.resolver.active_paths(model_id)
+        gen = self.core.settings.settings.generation
+        req = LoadRequest(
+            diffusion_model_path=str(paths.diffusion),
+            llm_path=str(paths.text_encoder),
+            vae_path=str(paths.vae),
+            n_threads=gen.threads,
+            flash_attn=gen.flash_attention,
+            offload_to_cpu=gen.offload_to_cpu,
+            vae_decode_only=not edit,
+        )
+        return req, paths
+
+    async def generate(self, params: GenParams, model_id: str | None = None) -> Job | None:
+        """Run one generation to its end (done / failed / cancelled). None if one is running."""
+        if self.running:
+            return None
+        from distill_tui.engine.client import EngineError
+
+        model_id = model_id or self.core.settings.settings.active_model_id
+        load, paths = self.load_request(model_id, edit=bool(params.ref_image))
+        self._count += 1
+        job = Job(
+            number=self._count,
+            params=params,
+            model_id=model_id,
+            diffusion_quant=paths.diffusion_quant,
+            text_encoder_quant=paths.text_encoder_quant,
+            started=self.clock(),
+        )
+        self.job = job
+        self._changed("job")
+        out_dir = self.core.settings.outputs_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        req = params.request(
+            model_id=model_id,
+            diffusion_quant=paths.diffusion_quant,
+            text_encoder_quant=paths.text_encoder_quant,
+            output_dir=str(out_dir),
+        )
+        try:
+            result = await self.engine.generate(load, req)
+        except EngineError as e:
+            job.finished = self.clock()
+            if e.kind == "cancelled":
+                job.phase = "cancelled"
+                job.error = "stopped"
+            else:
+                job.phase = "failed"
+                job.error, job.error_kind = e.message, e.kind
+                if e.kind in ("crash", "start", "protocol"):
+                    self.engine_reason = e.message
+                log.warning("generation failed (%s): %s", e.kind, e.message)
+            self._changed("finished")
+            return job
+        job.finished = self.clock()
+        job.images = list(result.images) or job.images
+        job.seed = result.seed
+        job.timings = result.timings
+        job.history_id = result.history_id
+        job.phase = "done"
+        self.last_seed = result.seed
+        self._changed("finished")
+        return job
+
+    async def cancel(self) -> bool:
+        if not self.running:
+            return False
+        return await self.engine.cancel()
+
+    async def unload(self) -> bool:
+        """Free the loaded model. False if a generation is running."""
+        if self.running:
+            return False
+        await self.engine.unload()
+        self.loaded_label = ""
+        self._changed("engine")
+        return True
+
+    async def switch_model(self, model_id: str) -> None:
+        """The active model changed: reload it in a running engine (or just unload)."""
+        if self.running or self._engine_getter is None:
+            return
+        client = self.engine
+        if client.pid is None or client.loaded_model in (None, model_id):
+            return
+        if self.core.resolver.is_model_ready(model_id):
+            load, _paths = self.load_request(model_id)
+            await client.load(load, model_id)
+        else:
+            await client.unload()
+        self.loaded_label = self._label_for(client.loaded_model) if client.loaded_model else ""
+        self._changed("engine")
+
+    def engine_line(self) -> str:
+        """One line for the status bar: state (+ model and quants, or the reason)."""
+        s = self.engine_state
+        if s == "not_started":
+            text = "not started"
+        elif s == "starting":
+            text = "starting…"
+        elif s == "loading":
+            text = "loading model…"
+        elif s == "ready":
+            text = (
+                f"ready · {self.loaded_label}" if self.loaded_label else "ready (no model loaded)"
+            )
+        elif s == "busy":
+            text = f"busy · {self.loaded_label}" if self.loaded_label else "busy"
+        elif s == "failed":
+            text = f"failed: {self.engine_reason}" if self.engine_reason else "failed"
+        else:
+            text = s
+        return text

@@ -1,0 +1,26 @@
+"""The engine status line: state (with model and quants, or the failure) and the backend."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual.widgets import Static
+
+from distill_tui.generation import GenerationService
+
+
+class EngineStatus(Static):
+    """``Engine: ready · flux2-klein-4b · Q4_K_S + Q4_K_M   Backend: CPU``."""
+
+    DEFAULT_CSS = """
+    EngineStatus { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
+    EngineStatus.-ready { color: $success; }
+    EngineStatus.-busy, EngineStatus.-loading, EngineStatus.-starting { color: $warning; }
+    EngineStatus.-failed { color: $error; }
+    """
+
+    def update_from(self, service: GenerationService) -> None:
+        state = service.engine_state
+        for s in ("ready", "busy", "loading", "starting", "failed", "not_started"):
+            self.set_class(s == state, f"-{s}")
+        backend = service.backend or "?"
+        self.update(f"Engine: {escape(service.engine_line())}   Backend: {escape(backend)}")

@@ -1,0 +1,46 @@
+"""The model selector above the prompt: ready models, "(Setup Required)" ones, and the
+"Manage Models…" entry. Choosing a not-ready model or the last entry opens the Model Manager
+(the selection then snaps back to the active model)."""
+
+from __future__ import annotations
+
+from textual.widgets import Select
+
+from distill_tui.context import CoreContext
+
+MANAGE = "__manage__"
+SETUP_REQUIRED = " (Setup Required)"
+
+
+def model_options(core: CoreContext) -> list[tuple[str, str]]:
+    """(label, value) per image-generation model, then "Manage Models…"."""
+    out: list[tuple[str, str]] = []
+    for m in core.catalog.models:
+        if m.type != "image-generation":
+            continue
+        ready = core.resolver.is_model_ready(m.id)
+        out.append((m.name + ("" if ready else SETUP_REQUIRED), m.id))
+    out.append(("Manage Models…", MANAGE))
+    return out
+
+
+class ModelSelect(Select[str]):
+    """A Select of model ids; see :func:`model_options`."""
+
+    def __init__(self, core: CoreContext, *, id: str | None = None) -> None:
+        self.core = core
+        options = model_options(core)
+        active = core.settings.settings.active_model_id
+        value = active if any(v == active for _l, v in options) else Select.NULL
+        super().__init__(
+            options, value=value, allow_blank=True, prompt="(choose a model)", id=id, compact=True
+        )
+
+    def reload(self) -> None:
+        """Rebuild the options (readiness may have changed in the Model Manager)."""
+        options = model_options(self.core)
+        active = self.core.settings.settings.active_model_id
+        with self.prevent(Select.Changed):
+            self.set_options(options)
+            if any(v == active for _l, v in options):
+                self.value = active
