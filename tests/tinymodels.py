@@ -48,7 +48,8 @@ def llm_out_width(layers: int, hidden: int) -> int:
     return hidden * n if n else hidden
 
 
-def write_dit(path: Path, context_in_dim: int, seed: int = 1) -> Path:
+def write_dit(path: Path, context_in_dim: int, seed: int = 1, drop: tuple[str, ...] = ()) -> Path:
+    """The Klein DiT; ``drop`` leaves tensors out (a file the library refuses to load)."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -78,7 +79,8 @@ def write_dit(path: Path, context_in_dim: int, seed: int = 1) -> Path:
     t["single_stream_modulation.lin.weight"] = _w(rng, 3 * H, H)
     w = gguf.GGUFWriter(str(path), "flux")
     for name, arr in t.items():
-        w.add_tensor(name, arr)
+        if name not in drop:
+            w.add_tensor(name, arr)
     _finish(w)
     return path
 

@@ -380,6 +380,9 @@ class EngineClient:
         self._busy = True
         t0 = time.monotonic()
         try:
+            if gen.ref_images and load.vae_decode_only:
+                # edits need the VAE encoder: load with it (the child refuses a decoder-only VAE)
+                load = load.model_copy(update={"vae_decode_only": False})
             if not gen.id:
                 self._seq += 1
                 gen = gen.model_copy(update={"id": f"g{os.getpid()}-{self._seq}"})
