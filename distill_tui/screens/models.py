@@ -1,16 +1,547 @@
-"""Model Manager screen (placeholder)."""
+"""Model Manager (F3): download quants, choose the active ones, see what is ready.
+
+The screen draws state and turns keys into requests; it owns no long work. Downloads run in
+the App's DownloadManager: this screen reads ``app.downloads.events()`` when it mounts,
+subscribes to new events (throttled by the service, coalesced here with ``can_replace``) and
+unsubscribes when it unmounts, so leaving the screen, switching tabs or collapsing a card
+never stops or restarts a download.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import events, on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Static, Tab, Tabs
+
+from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
+from distill_tui.inventory import human_size
+from distill_tui.resources import style_path
+from distill_tui.screens.confirm import ConfirmModal
+from distill_tui.widgets.file_row import FileRow
+from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, state_name
+from distill_tui.widgets.model_card import ModelCard
+from distill_tui.widgets.quant_radio_set import QuantRadioSet
+from distill_tui.widgets.quant_row import QuantRow
+
+log = logging.getLogger(__name__)
+
+Row = QuantRow | FileRow
+
+#: (tab id, label, catalog model type or None for all, enabled)
+CATEGORIES: tuple[tuple[str, str, str | None, bool], ...] = (
+    ("tab-all", "All Models", None, True),
+    ("tab-image-generation", "Image Generation", "image-generation", True),
+    ("tab-upscalers", "Upscalers (soon)", "upscaler", False),
+    ("tab-video", "Video (soon)", "video", False),
+)
+
+
+def display_path(path: Path) -> str:
+    """``/home/me/models`` -> ``~/models`` (shorter, and no user name in screenshots)."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+class ModelList(VerticalScroll, can_focus=False):
+    """The scrolling column of model cards (focus goes to the rows, not to the list)."""
 
 
 class ModelManagerScreen(Screen):
-    HELP_TITLE = "Model Manager"
+    """Cards per model; rows per file; keys d / x / r / del act on the focused row."""
 
+    HELP_TITLE = "Model Manager"
+    CSS_PATH = [style_path("models.tcss")]
+    AUTO_FOCUS = "CardTitle"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "d",
+            "download",
+            "Download",
+            id="models.download",
+            tooltip="Download the focused file; on a card header the selected set "
+            "(the recommended set where nothing is selected)",
+        ),
+        Binding(
+            "x",
+            "cancel_download",
+            "Cancel",
+            id="models.cancel",
+            tooltip="Cancel the focused download (the partial file is kept to resume)",
+        ),
+        Binding("r", "retry", "Retry", id="models.retry", tooltip="Retry a failed download"),
+        Binding(
+            "delete",
+            "remove_file",
+            "Remove",
+            key_display="del",
+            id="models.remove",
+            tooltip="Delete the focused downloaded file (asks first)",
+        ),
+        Binding(
+            "down",
+            "focus_next_row",
+            "Next row",
+            show=False,
+            id="models.next_row",
+            tooltip="Move to the next row",
+        ),
+        Binding(
+            "up",
+            "focus_previous_row",
+            "Previous row",
+            show=False,
+            id="models.previous_row",
+            tooltip="Move to the previous row",
+        ),
+    ]
+
+    class DownloadProgress(Message):
+        """A download event from the App's DownloadManager. Progress of one file coalesces:
+        a pending update is dropped when a newer one for the same file is queued behind it;
+        final states (done, failed, cancelled) are never dropped."""
+
+        def __init__(self, event: Any) -> None:
+            super().__init__()
+            self.event = event
+
+        def can_replace(self, message: Message) -> bool:
+            return (
+                isinstance(message, ModelManagerScreen.DownloadProgress)
+                and message.event.key == self.event.key
+                and not getattr(self.event, "finished", False)
+                and not getattr(message.event, "finished", False)
+            )
+
+    class SettingsChanged(Message):
+        """settings.json changed (a selection, possibly from the download service)."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ModelManagerScreen.SettingsChanged)
+
+    def __init__(self) -> None:
+        super().__init__(id="models-screen")
+        self._events: dict[str, Any] = {}
+        self._unsubscribe: Callable[[], Any] | None = None
+        self._settings_hooked = False
+
+    # ---- services --------------------------------------------------------------------
+    @property
+    def core(self) -> Any:
+        return self.app.core  # type: ignore[attr-defined]
+
+    @property
+    def deterministic(self) -> bool:
+        return bool(getattr(self.app, "deterministic", False))
+
+    # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Model Manager — coming soon", id="models-placeholder")
-        yield Footer()
+        yield Tabs(
+            *(Tab(label, id=tab_id) for tab_id, label, _t, _on in CATEGORIES), id="model-tabs"
+        )
+        active = self.core.settings.settings.active_model_id
+        models = self.core.catalog.models
+        expanded = (
+            active if any(m.id == active for m in models) else models[0].id if models else None
+        )
+        with ModelList(id="model-list"):
+            for model in models:
+                yield ModelCard(
+                    model, collapsed=model.id != expanded, deterministic=self.deterministic
+                )
+            yield Static("No models in this category yet.", id="models-empty")
+        yield Static("", id="models-dir-line")
+        yield Footer(compact=True)
+
+    @property
+    def cards(self) -> list[ModelCard]:
+        return list(self.query(ModelCard))
+
+    def rows_for(self, key: str) -> list[Row]:
+        return [row for card in self.cards for row in card.rows if row.key == key]
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def on_mount(self) -> None:
+        tabs = self.query_one("#model-tabs", Tabs)
+        for tab_id, _label, _type, enabled in CATEGORIES:
+            if not enabled:
+                tabs.disable(tab_id)
+        self.query_one("#models-empty").display = False
+        downloads = self.app.downloads  # type: ignore[attr-defined]
+        try:
+            for event in downloads.events():
+                self._events[event.key] = event
+        except Exception:  # an empty registry is fine; never fail to draw the screen
+            log.exception("cannot read download events")
+        self._unsubscribe = downloads.subscribe(self._on_download_event)
+        if not self._settings_hooked:
+            self._settings_hooked = True
+            self.core.settings.subscribe(self._on_settings_changed)
+        self.sync_all()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            try:
+                self._unsubscribe()
+            finally:
+                self._unsubscribe = None
+
+    def on_screen_resume(self) -> None:
+        # Another process (the CLI) may have changed the inventory meanwhile.
+        self.core.inventory.refresh()
+        self.sync_all()
+
+    def _on_download_event(self, event: Any) -> None:
+        self.post_message(self.DownloadProgress(event))
+
+    def _on_settings_changed(self, _settings: Any) -> None:
+        if self.is_attached:
+            self.post_message(self.SettingsChanged())
+
+    # ---- state -> widgets ------------------------------------------------------------
+    def sync_all(self) -> None:
+        core = self.core
+        active = core.settings.settings.active_model_id
+        for card in self.cards:
+            mid = card.model.id
+            card.sync(
+                inventory=core.inventory,
+                selection=core.settings.selection(mid),
+                events=self._events,
+                ready=core.resolver.is_model_ready(mid),
+                active=mid == active,
+            )
+        self._sync_dir_line()
+        self.refresh_bindings()
+
+    def _sync_dir_line(self) -> None:
+        inv = self.core.inventory
+        try:
+            free = f"{human_size(inv.free_bytes())} free"
+        except OSError as e:
+            free = f"free space unknown ({e.strerror or e})"
+        self.query_one("#models-dir-line", Static).update(
+            Content.from_markup(
+                "Models in [b]$path[/b] · $used used · $free",
+                path=display_path(inv.models_dir),
+                used=human_size(inv.total_usage()),
+                free=free,
+            )
+        )
+
+    @on(DownloadProgress)
+    def _download_progress(self, message: DownloadProgress) -> None:
+        event = message.event
+        previous = self._events.get(event.key)
+        self._events[event.key] = event
+        new, old = state_name(event), state_name(previous)
+        if new == "failed" and old != "failed":
+            self._report_failure(event)
+        if new != old or getattr(event, "finished", False):
+            self.sync_all()
+        else:
+            for row in self.rows_for(event.key):
+                row.set_status(row.present, event)
+
+    @on(SettingsChanged)
+    def _settings_changed(self) -> None:
+        self.sync_all()
+
+    def _report_failure(self, event: Any) -> None:
+        rows = self.rows_for(event.key)
+        if rows:
+            row = rows[0]
+            what = self._row_name(row)
+            text = error_text(event, row.file)
+        else:
+            what, text = event.key, str(getattr(event, "error", "") or "unknown error")
+        self.app.report_failure(f"Download failed: {what}", text)  # type: ignore[attr-defined]
+
+    # ---- focus helpers ---------------------------------------------------------------
+    def focused_row(self) -> Row | None:
+        focused = self.focused
+        if isinstance(focused, QuantRadioSet):
+            return focused.highlighted
+        if isinstance(focused, FileRow):
+            return focused
+        return None
+
+    def focused_card(self) -> ModelCard | None:
+        node = self.focused
+        while node is not None and not isinstance(node, ModelCard):
+            node = node.parent  # type: ignore[assignment]
+        return node
+
+    def _row_name(self, row: Row) -> str:
+        model = self.core.catalog.get(row.model_id)
+        name = model.name if model else row.model_id
+        if isinstance(row, QuantRow):
+            return f"{name} {COMPONENT_LABELS[row.component]} {row.quant_id}"
+        return f"{name} {COMPONENT_LABELS.get(row.component, row.component)}"
+
+    def on_descendant_focus(self, _event: events.DescendantFocus) -> None:
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Dim d / del and hide x / r in the footer where they would do nothing (at 80
+        columns the footer has no room for keys that cannot act)."""
+        if action not in ("download", "cancel_download", "retry", "remove_file"):
+            return True
+        row = self.focused_row()
+        if row is None:
+            card = self.focused_card()
+            if card is None:
+                return None
+            states = {r.state for r in card.rows}
+            if action == "download":
+                return True
+            if action == "cancel_download":
+                return bool(states & ACTIVE_STATES)
+            if action == "retry":
+                return "failed" in states
+            return None
+        state = row.state
+        if action == "download":
+            return True if state in ("missing", "cancelled", "paused", "failed") else None
+        if action == "cancel_download":
+            return state in ACTIVE_STATES
+        if action == "retry":
+            return state in ("failed", "cancelled", "paused")
+        return True if state == "done" else None
+
+    # ---- navigation ------------------------------------------------------------------
+    def action_focus_next_row(self) -> None:
+        widget = self.focus_next()
+        if isinstance(widget, QuantRadioSet):
+            widget.highlight_first()
+
+    def action_focus_previous_row(self) -> None:
+        widget = self.focus_previous()
+        if isinstance(widget, QuantRadioSet):
+            widget.highlight_last()
+
+    @on(Tabs.TabActivated, "#model-tabs")
+    def _tab_activated(self, event: Tabs.TabActivated) -> None:
+        wanted = next((t for tid, _l, t, _e in CATEGORIES if tid == event.tab.id), None)
+        shown = 0
+        for card in self.cards:
+            visible = wanted is None or card.model.type == wanted
+            card.display = visible
+            shown += visible
+        self.query_one("#models-empty").display = shown == 0
+
+    # ---- choosing a quant ------------------------------------------------------------
+    @on(QuantRadioSet.Changed)
+    def _quant_chosen(self, event: QuantRadioSet.Changed) -> None:
+        qset = event.radio_set
+        row = event.pressed
+        if not isinstance(qset, QuantRadioSet) or not isinstance(row, QuantRow):
+            return
+        settings = self.core.settings
+        if not settings.set_quant(qset.model_id, qset.component, row.quant_id):
+            self.app.report_failure(  # type: ignore[attr-defined]
+                "Selection not saved", settings.read_only_reason or "settings.json not written"
+            )
+        self.sync_all()
+
+    @on(QuantRadioSet.UnavailablePicked)
+    def _unavailable(self, event: QuantRadioSet.UnavailablePicked) -> None:
+        row = event.row
+        hint = "it is downloading" if row.state in ACTIVE_STATES else "press d to download it"
+        self.notify(
+            f"{row.quant.label} is not on disk yet: {hint}.",
+            title="Not downloaded",
+            severity="warning",
+        )
+
+    # ---- downloads -------------------------------------------------------------------
+    def _enqueue(self, model_id: str, component: str, quant_id: str | None) -> None:
+        try:
+            result = self.app.downloads.enqueue(model_id, component, quant_id)  # type: ignore[attr-defined]
+        except Exception as e:
+            self.app.report_failure("Cannot start download", str(e))  # type: ignore[attr-defined]
+            return
+        if inspect.isawaitable(result):
+            self.app.run_worker(
+                result, name="Queue download", group="downloads", exit_on_error=False
+            )
+
+    def download_set(self, model: CatalogModel, *, recommended: bool = False) -> int:
+        """Queue the selected (or recommended) set of a model; returns how many files."""
+        card = next((c for c in self.cards if c.model.id == model.id), None)
+        selection = self.core.settings.selection(model.id)
+        if recommended:
+            files = [
+                (
+                    "diffusion",
+                    model.default_quant("diffusion"),
+                    model.diffusion.get(model.default_quant("diffusion")),
+                ),
+                (
+                    "textEncoder",
+                    model.default_quant("textEncoder"),
+                    model.text_encoder.get(model.default_quant("textEncoder")),
+                ),
+                ("vae", None, model.vae),
+            ]
+        elif card is not None:
+            files, _rec = card.selected_set(selection)
+        else:
+            return 0
+        queued = 0
+        inventory = self.core.inventory
+        for component, quant_id, file in files:
+            if file is None or inventory.is_present(file.file):
+                continue
+            if state_name(self._events.get(file.file)) in ACTIVE_STATES:
+                continue
+            self._enqueue(model.id, component, quant_id)
+            queued += 1
+        if queued == 0:
+            self.notify(
+                f"Everything for {model.name} is already on disk or on its way.",
+                title="Nothing to download",
+            )
+        return queued
+
+    def action_download(self) -> None:
+        row = self.focused_row()
+        if row is None:
+            card = self.focused_card()
+            if card is not None:
+                self.download_set(card.model)
+            return
+        state = row.state
+        if state == "done":
+            self.notify(f"{self._row_name(row)} is already downloaded.", title="On disk")
+        elif state in ACTIVE_STATES:
+            self.notify(f"{self._row_name(row)} is already {state}.", title="Downloading")
+        else:
+            self._enqueue(row.model_id, row.component, row.quant_id)
+
+    def action_cancel_download(self) -> None:
+        row = self.focused_row()
+        rows = [row] if row is not None else (c.rows if (c := self.focused_card()) else [])
+        keys = {r.key for r in rows if r.state in ACTIVE_STATES}
+        if not keys:
+            self.notify("No download to cancel here.", title="Cancel")
+            return
+        for key in keys:
+            try:
+                self.app.downloads.cancel(key)  # type: ignore[attr-defined]
+            except Exception as e:
+                self.app.report_failure("Cannot cancel download", str(e))  # type: ignore[attr-defined]
+
+    def action_retry(self) -> None:
+        row = self.focused_row()
+        if row is not None:
+            if row.state in ("failed", "cancelled", "paused"):
+                self._enqueue(row.model_id, row.component, row.quant_id)
+            else:
+                self.notify("Only a failed or cancelled download can be retried.", title="Retry")
+            return
+        card = self.focused_card()
+        failed = [r for r in card.rows if r.state == "failed"] if card else []
+        if not failed:
+            self.notify("No failed download in this card.", title="Retry")
+        for r in failed:
+            self._enqueue(r.model_id, r.component, r.quant_id)
+
+    # ---- removal ---------------------------------------------------------------------
+    def action_remove_file(self) -> None:
+        row = self.focused_row()
+        if row is None or row.state != "done":
+            what = "Move to a downloaded file" if row is None else "Only a downloaded file"
+            self.notify(f"{what} to remove it (del).", title="Remove")
+            return
+        core = self.core
+        active_id = core.settings.settings.active_model_id
+        model = core.catalog.get(row.model_id)
+        assert model is not None
+        comp_label = COMPONENT_LABELS.get(row.component, row.component)
+        if (
+            isinstance(row, QuantRow)
+            and row.model_id == active_id
+            and core.settings.selection(active_id).get(row.component) == row.quant_id
+        ):
+            self.notify(
+                f"{row.quant_id} is the active {comp_label} quant of {model.name}, the model "
+                f"Generate uses. Select another downloaded {comp_label} quant first "
+                "(enter on its row), then remove this one.",
+                title="Not removed",
+                severity="warning",
+                timeout=10,
+            )
+            return
+        users = [
+            m.name
+            for m in core.catalog.models
+            if m.id != row.model_id or isinstance(row, FileRow)
+            if any(f.file == row.key for _c, _q, f in m.files())
+        ]
+        body = f"Delete {row.key} ({human_size(row.file.size)}) from the models folder?"
+        if isinstance(row, FileRow) and users:
+            body += f"\nThe {comp_label} is shared by {', '.join(users)}: they will need it again."
+        self.app.push_screen(
+            ConfirmModal(f"Remove {self._row_name(row)}?", body),
+            callback=partial(self._removal_confirmed, row.key),
+        )
+
+    def _removal_confirmed(self, key: str, yes: bool | None) -> None:
+        if yes:
+            self.app.run_worker(
+                self._remove_file(key), name=f"Remove {key}", group="removal", exit_on_error=False
+            )
+
+    async def _remove_file(self, key: str) -> None:
+        core = self.core
+        inventory = core.inventory
+
+        def remove() -> None:
+            inventory.abs_path(key).unlink(missing_ok=True)
+            inventory.forget(key)
+
+        await asyncio.to_thread(remove)
+        for model in core.catalog.models:
+            selection = core.settings.selection(model.id)
+            for component in ("diffusion", "textEncoder"):
+                qid = selection.get(component)
+                quant = model.section(component).get(qid) if qid else None
+                if quant is not None and quant.file == key:
+                    core.settings.set_quant(model.id, component, None)
+        if state_name(self._events.get(key)) not in ACTIVE_STATES:
+            self._events.pop(key, None)
+        self.notify(f"Removed {key}.", title="Removed")
+        self.sync_all()
+
+    # ---- command palette -------------------------------------------------------------
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        for model in self.core.catalog.models:
+            yield SystemCommand(
+                f"Download recommended set for {model.name}",
+                "Diffusion + text encoder quants the catalog recommends, and the VAE",
+                partial(self.download_set, model, recommended=True),
+            )
+        yield SystemCommand(
+            "Open models folder path",
+            "Show where model files are stored",
+            self._show_models_dir,
+        )
+
+    def _show_models_dir(self) -> None:
+        self.notify(str(self.core.inventory.models_dir), title="Models folder", timeout=15)

@@ -1,0 +1,211 @@
+"""The status column shared by quant rows and the VAE row (not a widget: pure formatting).
+
+A row's state comes from two sources: the inventory (is the verified file on disk?) and the
+latest :class:`~distill_tui.downloads.DownloadEvent` for the file's key. An active download
+wins over "on disk"; a finished one that left a verified file reads "Downloaded".
+Everything here is styled with theme variables in content markup, never literal colours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from textual.content import Content
+
+from distill_tui.catalog import CatalogFile
+from distill_tui.inventory import human_size
+
+ACTIVE_STATES = frozenset({"queued", "preflight", "downloading", "verifying"})
+#: every state class a row may carry (``-missing``, ``-downloading``, ...)
+ROW_STATES = (
+    "missing",
+    "queued",
+    "preflight",
+    "downloading",
+    "verifying",
+    "done",
+    "failed",
+    "cancelled",
+    "paused",
+)
+
+
+def state_name(event: Any | None) -> str | None:
+    if event is None:
+        return None
+    state = getattr(event, "state", None)
+    return str(getattr(state, "value", state))
+
+
+def row_state(present: bool, event: Any | None) -> str:
+    """One of ROW_STATES."""
+    s = state_name(event)
+    if s in ACTIVE_STATES:
+        return s  # type: ignore[return-value]
+    if present:
+        return "done"
+    if s in ("failed", "cancelled", "paused"):
+        return s  # type: ignore[return-value]
+    return "missing"
+
+
+def short_size(n: float) -> str:
+    """Size for a row: '2.4 GB', '336 MB' (one decimal above 10 is noise)."""
+    text = human_size(n)
+    num, _, unit = text.partition(" ")
+    try:
+        value = float(num)
+    except ValueError:
+        return text
+    if unit and unit != "B" and value >= 10:
+        return f"{value:.0f} {unit}"
+    return text
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None or seconds < 0 or seconds != seconds:
+        return "--:--"
+    s = int(seconds + 0.5)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def bar(fraction: float, width: int) -> Content:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = int(round(fraction * width))
+    done = "━" * filled
+    todo = "━" * (width - filled)
+    return Content.from_markup(f"[$accent]{done}[/][$panel-lighten-2]{todo}[/]")
+
+
+def repo_page(file: CatalogFile) -> str | None:
+    repo = file.repo_id
+    if not repo:
+        return None
+    parts = urlsplit(file.download_url)
+    return f"{parts.scheme}://{parts.netloc}/{repo}"
+
+
+def error_text(event: Any, file: CatalogFile) -> str:
+    """What went wrong, in words a person can act on."""
+    kind = getattr(event, "error_kind", None)
+    err = getattr(event, "error", None)
+    if kind == "gated":
+        page = repo_page(file) or "the repository page"
+        if err and "HF_TOKEN" in err and page in err:
+            return f"{err.rstrip('.')}; then press r to retry."
+        return (
+            f"Gated repo: accept the license at {page} while logged in, then set HF_TOKEN "
+            "(export HF_TOKEN=hf_… or run `hf auth login`) and press r to retry."
+        )
+    return str(err or "unknown error")
+
+
+def fraction_of(event: Any | None) -> float:
+    if event is None:
+        return 0.0
+    frac = getattr(event, "fraction", None)
+    if frac is not None:
+        return float(frac)
+    total = getattr(event, "total", 0) or 0
+    return (getattr(event, "bytes_done", 0) or 0) / total if total else 0.0
+
+
+def status_line(state: str, event: Any | None, *, width: int, deterministic: bool) -> Content:
+    """The first line of the status column (at most ``width`` cells)."""
+    key = "[b $accent]{}[/]"
+    if state == "missing":
+        return Content.from_markup(f"[$text-muted]not downloaded[/] · {key.format('d')} download")
+    if state == "done":
+        return Content.from_markup("[$text-success]Downloaded ✓[/]")
+    if state in ("queued", "preflight"):
+        word = "queued" if state == "queued" else "checking…"
+        return Content.from_markup(f"[$text-muted]{word}[/] · {key.format('x')} cancel")
+    frac = fraction_of(event)
+    pct = f"{frac * 100:3.0f}%"
+    if state == "verifying":
+        return Content.from_markup("[$text-muted]verifying sha256…[/]")
+    if state == "downloading":
+        extra = ""
+        if not deterministic and event is not None:
+            speed = getattr(event, "speed", None)
+            eta = getattr(event, "eta", None)
+            if speed:
+                extra += f" {short_size(speed)}/s"
+            extra += f" ETA {fmt_eta(eta)}"
+        tail = f" {pct}{extra} · "
+        tail_len = len(tail) + len("x cancel")
+        bar_width = max(6, min(24, width - tail_len))
+        if bar_width + tail_len > width:  # very narrow: drop speed/ETA first
+            tail = f" {pct} · "
+            tail_len = len(tail) + len("x cancel")
+            bar_width = max(4, min(24, width - tail_len))
+        return Content.assemble(
+            bar(frac, bar_width), tail, Content.from_markup(f"{key.format('x')} cancel")
+        )
+    if state in ("cancelled", "paused"):
+        word = "cancelled" if state == "cancelled" else "paused"
+        done = getattr(event, "bytes_done", 0) or 0
+        kept = f" at {pct.strip()}, partial kept" if done else ""
+        return Content.from_markup(f"[$text-warning]{word}{kept}[/] · {key.format('d')} resume")
+    if state == "failed":
+        return Content.from_markup(f"[$text-error]✗ Failed[/] · {key.format('r')} retry")
+    return Content(state)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, max(10, width), break_long_words=True, break_on_hyphens=False) or [
+        ""
+    ]
+
+
+def row_lines(
+    width: int,
+    *,
+    glyph: Content | None,
+    label: str,
+    label_width: int,
+    size: int,
+    description: str,
+    state: str,
+    event: Any | None,
+    file: CatalogFile,
+    deterministic: bool,
+) -> list[Content]:
+    """Lines of one file row: ``● Q4_K_S   2.4 GB  <status>`` plus the failure reason below.
+
+    From 100 cells on, the quant description gets its own column; below that it is left out
+    (the status column matters more at 80 columns).
+    """
+    width = max(width, 20)
+    head: list[Content | str] = []
+    if glyph is not None:
+        head += [glyph, " "]
+    head += [
+        Content.styled(label.ljust(label_width), "bold"),
+        "  ",
+        short_size(size).rjust(6),
+        "  ",
+    ]
+    prefix = Content.assemble(*head)
+    indent = prefix.cell_length
+    desc_width = 34 if width >= 100 and description else 0
+    if desc_width:
+        desc = (
+            description
+            if len(description) <= desc_width - 2
+            else description[: desc_width - 3] + "…"
+        )
+        prefix = Content.assemble(prefix, Content.styled(desc.ljust(desc_width), "$text-muted"))
+    status_width = max(width - prefix.cell_length, 10)
+    status = status_line(state, event, width=status_width, deterministic=deterministic)
+    first = Content.assemble(prefix, status.truncate(status_width, ellipsis=True))
+    lines = [first]
+    if state == "failed" and event is not None:
+        for part in _wrap(error_text(event, file), width - indent):
+            lines.append(Content.assemble(" " * indent, Content.styled(part, "$text-error")))
+    return lines

@@ -1,0 +1,171 @@
+"""One model of the catalog as a collapsible card.
+
+Header: name, readiness badge (Ready / Setup Required), size of the selected set, description.
+Body: a storage line, the Diffusion Model and Text Encoder sections (one QuantRadioSet each)
+and the VAE row. The card only draws state; the screen feeds it facts (inventory, settings,
+download events) and handles the keys, so collapsing a card never touches a download.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.widgets import Collapsible, Static
+
+from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
+from distill_tui.inventory import Inventory, human_size
+from distill_tui.settings import QuantSelection
+from distill_tui.widgets.card_title import CardTitle
+from distill_tui.widgets.file_row import FileRow
+from distill_tui.widgets.quant_radio_set import QuantRadioSet
+from distill_tui.widgets.quant_row import QuantRow
+
+
+def css_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)
+
+
+class ModelCard(Collapsible):
+    """A model card. ``rows`` lists every file row (quant rows and the VAE row)."""
+
+    def __init__(
+        self, model: CatalogModel, *, collapsed: bool = True, deterministic: bool = False
+    ) -> None:
+        super().__init__(
+            title=model.name,
+            collapsed=collapsed,
+            id=f"card-{css_id(model.id)}",
+            classes="model-card",
+        )
+        self.model = model
+        self.deterministic = deterministic
+        # Replace the stock title with ours (space and arrow keys).
+        self._title = CardTitle(
+            label=model.name, collapsed_symbol="▶", expanded_symbol="▼", collapsed=collapsed
+        )
+        self.ready = False
+        labels = [q.label for sec in (model.diffusion, model.text_encoder) for q in sec.quants]
+        self._label_width = max(len(x) for x in labels)
+        self.sets: dict[str, QuantRadioSet] = {}
+        for component in ("diffusion", "textEncoder"):
+            section = model.section(component)
+            rows = [
+                QuantRow(
+                    model.id,
+                    component,
+                    q,
+                    label_width=self._label_width,
+                    deterministic=deterministic,
+                )
+                for q in section.quants
+            ]
+            self.sets[component] = QuantRadioSet(
+                model.id, component, *rows, id=f"set-{css_id(model.id)}-{component}"
+            )
+        self.vae_row = FileRow(
+            model.id,
+            "vae",
+            model.vae,
+            label=model.vae.file.rsplit("/", 1)[-1],
+            label_width=self._label_width + 2,
+            deterministic=deterministic,
+        )
+        self.storage = Static("", classes="card-storage")
+
+    def compose(self) -> ComposeResult:
+        yield self._title
+        with self.Contents():
+            yield self.storage
+            yield Static(
+                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["diffusion"]),
+                classes="section-title",
+            )
+            yield self.sets["diffusion"]
+            te = self.model.text_encoder.name
+            te_title = COMPONENT_LABELS["textEncoder"] + (f" ({te})" if te else "")
+            yield Static(
+                Content.from_markup("[b]$name[/b]", name=te_title), classes="section-title"
+            )
+            yield self.sets["textEncoder"]
+            yield Static(
+                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["vae"]),
+                classes="section-title",
+            )
+            yield self.vae_row
+
+    # ---- rows ------------------------------------------------------------------------
+    @property
+    def rows(self) -> list[QuantRow | FileRow]:
+        out: list[QuantRow | FileRow] = []
+        for s in self.sets.values():
+            out.extend(s.rows)
+        out.append(self.vae_row)
+        return out
+
+    @property
+    def title_widget(self) -> CardTitle:
+        return self._title  # type: ignore[return-value]
+
+    # ---- state -----------------------------------------------------------------------
+    def selected_set(self, sel: QuantSelection) -> tuple[list[tuple[str, str | None, Any]], bool]:
+        """Files of the selected set (or the recommended set where nothing is selected).
+
+        Returns ([(component, quant id, file)], whether any part is a recommendation)."""
+        files: list[tuple[str, str | None, Any]] = []
+        recommended = False
+        for component in ("diffusion", "textEncoder"):
+            qid = sel.get(component)
+            section = self.model.section(component)
+            quant = section.get(qid) if qid else None
+            if quant is None:
+                recommended = True
+                quant = section.get(self.model.default_quant(component))
+            assert quant is not None
+            files.append((component, quant.id, quant))
+        files.append(("vae", None, self.model.vae))
+        return files, recommended
+
+    def sync(
+        self,
+        *,
+        inventory: Inventory,
+        selection: QuantSelection,
+        events: dict[str, Any],
+        ready: bool,
+        active: bool,
+    ) -> None:
+        """Redraw header, storage line and rows from the facts."""
+        for row in self.rows:
+            row.set_status(inventory.is_present(row.key), events.get(row.key))
+        for component, qset in self.sets.items():
+            qset.show_pressed(selection.get(component))
+        self.ready = ready
+        self.set_class(ready, "-ready")
+        self.set_class(not ready, "-setup-required")
+        files, recommended = self.selected_set(selection)
+        set_size = sum(f.size for _c, _q, f in files)
+        to_get = sum(f.size for _c, _q, f in files if not inventory.is_present(f.file))
+        badge = (
+            "[b $background on $success] Ready [/]"
+            if ready
+            else "[b $background on $warning] Setup Required [/]"
+        )
+        which = "recommended set" if recommended else "selected set"
+        active_mark = " [$text-accent]· active[/]" if active else ""
+        title = Content.assemble(
+            Content.from_markup("[b]$name[/b] ", name=self.model.name),
+            Content.from_markup(badge),
+            Content.from_markup(f"{active_mark} [$text-muted]· {which} {human_size(set_size)}[/]"),
+            "\n",
+            Content.styled(self.model.description, "$text-muted"),
+        )
+        self._title.label = title
+        on_disk = inventory.model_usage(self.model)
+        if to_get:
+            need = f"[$text-warning]{human_size(to_get)} to download[/] ({which}: d on the header)"
+        else:
+            need = f"[$text-success]{which} on disk[/]"
+        self.storage.update(Content.from_markup(f"On disk {human_size(on_disk)} · {need}"))
