@@ -10,14 +10,26 @@ threads via ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from distill_tui.downloads.errors import DownloadError
+from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, Progress, Restart
+from distill_tui.downloads.hub import HubMeta, head, new_client
+from distill_tui.downloads.lock import DestLock
+from distill_tui.downloads.sidecar import lock_path, part_path, partial_bytes, sidecar_path
 from distill_tui.hftoken import get_token
+from distill_tui.inventory import human_size
+from distill_tui.redact import redact
 
 if TYPE_CHECKING:
     from distill_tui.catalog import Catalog, CatalogFile
@@ -63,8 +75,11 @@ class DownloadEvent:
     speed: float  #: bytes/s, smoothed
     eta: float | None  #: seconds
     error: str | None = None  #: actionable, redacted, one or two lines
-    error_kind: str | None = None  #: gated|auth|not_found|disk|checksum|network|upstream_changed|locked|...
+    error_kind: str | None = (
+        None  #: gated|auth|not_found|disk|checksum|network|upstream_changed|locked|...
+    )
     resumable: bool = False  #: a .part (with its sidecar) is kept on disk
+    note: str | None = None  #: transient information, e.g. "waiting for another distill process"
 
     @property
     def fraction(self) -> float:
@@ -76,6 +91,40 @@ class DownloadEvent:
     def finished(self) -> bool:
         """A final state: done, failed, cancelled or paused."""
         return self.state in FINAL_STATES
+
+
+@dataclass(eq=False)
+class _Job:
+    key: str
+    model_id: str
+    component: str
+    quant_id: str | None
+    file: CatalogFile
+    state: DownloadState = DownloadState.QUEUED
+    progress: Progress | None = None
+    task: asyncio.Task | None = None
+    stop_reason: str | None = None
+    final: DownloadEvent | None = None
+    finished_event: asyncio.Event = field(default_factory=asyncio.Event)
+    speed: float = 0.0
+    last_t: float = 0.0
+    last_bytes: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    resumable: bool = False
+    note: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def sha256_file(path: Path, block: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class DownloadManager:
@@ -103,6 +152,7 @@ class DownloadManager:
         backoff: float = 1.0,
         disk_margin: int | None = None,
         wait_for_lock: bool = True,
+        fetch_overrides: dict[str, Any] | None = None,
     ):
         self.catalog = catalog
         self.settings = settings
@@ -116,8 +166,16 @@ class DownloadManager:
         self.backoff = backoff
         self.disk_margin = disk_margin
         self.wait_for_lock = wait_for_lock
+        self.fetch_overrides = dict(fetch_overrides or {})  # FetchConfig fields (tests, bench)
         self._subscribers: list[Callable[[DownloadEvent], None]] = []
         self._events: dict[str, DownloadEvent] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._queue: asyncio.Queue[str] | None = None
+        self._workers: list[asyncio.Task] = []
+        self._ticker: asyncio.Task | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._meta_cache: dict[str, tuple[HubMeta, float]] = {}
+        self._closing = False
 
     # ---- events ----------------------------------------------------------------------
     def subscribe(self, callback: Callable[[DownloadEvent], None]) -> Callable[[], None]:
@@ -147,32 +205,435 @@ class DownloadManager:
         return self._file(model_id, component, quant_id).file
 
     def enqueue(self, model_id: str, component: str, quant_id: str | None = None) -> str:
-        """Queue one file (must be called from the running loop). Returns its key."""
-        raise NotImplementedError
+        """Queue one file (must be called from the running loop). Returns its key.
+
+        ``quant_id`` None means the model's recommended quant (ignored for the VAE). A key that
+        is already queued or running is not queued again; a finished one is queued anew (a
+        DONE file whose bytes are still present finishes at once without network).
+        """
+        asyncio.get_running_loop()  # raises RuntimeError outside the loop
+        f = self._file(model_id, component, quant_id)
+        qid = None if component == "vae" else (quant_id or self._default_quant(model_id, component))
+        job = self._jobs.get(f.file)
+        if job is not None and not job.finished:
+            return f.file
+        job = _Job(f.file, model_id, component, qid, f)
+        self._jobs[f.file] = job
+        self._emit(self._snapshot(job))
+        self._ensure_running()
+        assert self._queue is not None
+        self._queue.put_nowait(f.file)
+        return f.file
 
     async def preflight(self, items: Iterable[PlanItem]) -> list[DownloadEvent]:
-        """HEAD every file of the plan; return FAILED events (gated, missing, changed...)."""
-        raise NotImplementedError
+        """HEAD every file of the plan concurrently; return FAILED events (gated, missing,
+        upstream changed, network...). Files already downloaded are skipped. Nothing is written.
+        """
+        plan = self._resolve_plan(items)
+        self._ensure_running()
+        todo = [p for p in plan if not self.inventory.is_present(p.file.file)]
+
+        async def one(p: _Job) -> DownloadEvent | None:
+            try:
+                await self._meta(p, fresh=True)
+            except DownloadError as e:
+                p.state = DownloadState.FAILED
+                p.error, p.error_kind = str(e), e.kind
+                ev = self._snapshot(p)
+                active = self._jobs.get(p.key)
+                if active is None or active.finished:
+                    self._emit(ev)
+                return ev
+            return None
+
+        results = await asyncio.gather(*(one(p) for p in todo))
+        return [r for r in results if r is not None]
 
     async def download_plan(self, items: Iterable[PlanItem]) -> list[DownloadEvent]:
         """Preflight + disk check for the whole plan, then enqueue all and wait for them.
 
         If the preflight or the disk check fails nothing is downloaded and the failed events
-        are returned. Otherwise returns the final event of every file.
+        are returned. Otherwise returns the final event of every file (plan order).
         """
-        raise NotImplementedError
+        plan = self._resolve_plan(items)
+        failed = await self.preflight([(p.model_id, p.component, p.quant_id) for p in plan])
+        if failed:
+            return failed
+        need = 0
+        for p in plan:
+            if self.inventory.is_present(p.key):
+                continue
+            meta = self._meta_cache[p.key][0]
+            need += meta.size - partial_bytes(self.inventory.abs_path(p.key), meta.size)
+        problem = self._disk_problem(need)
+        if problem:
+            out = []
+            for p in plan:
+                p.state, p.error, p.error_kind = DownloadState.FAILED, problem, "disk"
+                ev = self._snapshot(p)
+                self._emit(ev)
+                out.append(ev)
+            return out
+        keys = [self.enqueue(p.model_id, p.component, p.quant_id) for p in plan]
+        return [await self.wait(k) for k in keys]
 
     def cancel(self, key: str) -> bool:
         """Stop one file; its partial stays resumable; state CANCELLED. False if not active."""
-        raise NotImplementedError
+        return self._stop(key, "cancelled")
+
+    def pause_all(self) -> int:
+        """Stop every queued/running file as PAUSED (resumable). Returns how many."""
+        return sum(self._stop(k, "paused") for k in list(self._jobs))
 
     async def wait(self, key: str) -> DownloadEvent:
         """Wait until ``key`` reaches a final state and return that event."""
-        raise NotImplementedError
+        job = self._jobs.get(key)
+        if job is None:
+            ev = self._events.get(key)
+            if ev is None:
+                raise KeyError(key)
+            return ev
+        await job.finished_event.wait()
+        assert job.final is not None
+        return job.final
 
     async def aclose(self) -> None:
         """Stop every worker; running files end PAUSED with a resumable partial."""
-        raise NotImplementedError
+        self._closing = True
+        self.pause_all()
+        tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        for t in [*self._workers, *([self._ticker] if self._ticker else [])]:
+            t.cancel()
+        for t in [*self._workers, *([self._ticker] if self._ticker else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._workers.clear()
+        self._ticker = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # ---- machinery -------------------------------------------------------------------
+    def _ensure_running(self) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._client is None:
+            self._client = new_client(self.stall_timeout, self.connections)
+        self._workers = [w for w in self._workers if not w.done()]
+        while len(self._workers) < self.concurrency:
+            self._workers.append(asyncio.create_task(self._worker_loop(), name="distill-dl"))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick_loop(), name="distill-dl-tick")
+
+    async def _worker_loop(self) -> None:
+        assert self._queue is not None
+        while True:
+            key = await self._queue.get()
+            job = self._jobs.get(key)
+            if job is None or job.finished or job.task is not None:
+                continue
+            job.task = asyncio.create_task(self._run_job(job), name=f"distill-dl:{key}")
+            try:
+                await asyncio.shield(job.task)
+            except asyncio.CancelledError:
+                job.stop_reason = job.stop_reason or "paused"
+                job.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job.task
+                raise
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for job in list(self._jobs.values()):
+                if job.state not in (DownloadState.DOWNLOADING, DownloadState.VERIFYING):
+                    continue
+                pr = job.progress
+                if pr is None:
+                    continue
+                if pr.phase == "verifying" and job.state != DownloadState.VERIFYING:
+                    job.state = DownloadState.VERIFYING
+                dt = now - job.last_t
+                if dt <= 0:
+                    continue
+                inst = max(0, pr.done - job.last_bytes) / dt
+                job.speed = inst if job.speed == 0 else 0.75 * job.speed + 0.25 * inst
+                job.last_t, job.last_bytes = now, pr.done
+                self._emit(self._snapshot(job))
+
+    def _stop(self, key: str, reason: str) -> bool:
+        job = self._jobs.get(key)
+        if job is None or job.finished:
+            return False
+        job.stop_reason = reason
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+        else:
+            state = DownloadState.CANCELLED if reason == "cancelled" else DownloadState.PAUSED
+            self._finish(job, state, resumable=self._has_partial(job))
+        return True
+
+    async def _run_job(self, job: _Job) -> None:
+        try:
+            await self._run_job_inner(job)
+        except asyncio.CancelledError:
+            state = (
+                DownloadState.CANCELLED if job.stop_reason == "cancelled" else DownloadState.PAUSED
+            )
+            self._finish(job, state, resumable=self._has_partial(job))
+        except DownloadError as e:
+            self._finish(
+                job,
+                DownloadState.FAILED,
+                error=str(e),
+                kind=e.kind,
+                resumable=e.resumable and self._has_partial(job),
+            )
+        except Exception as e:  # a bug must not kill the queue; the message is redacted
+            log.exception("download of %s failed", job.key)
+            self._finish(
+                job,
+                DownloadState.FAILED,
+                error=redact(f"unexpected error: {type(e).__name__}: {e}", self._secrets),
+                kind="internal",
+                resumable=self._has_partial(job),
+            )
+
+    async def _run_job_inner(self, job: _Job) -> None:
+        dest = self.inventory.abs_path(job.key)
+        lock = DestLock(lock_path(dest))
+        waited = False
+        while not lock.try_acquire():
+            if not self.wait_for_lock:
+                raise DownloadError(
+                    "locked",
+                    f"{job.key} is being downloaded by another distill process (pid "
+                    f"{lock.holder_pid() or '?'}); wait for it to finish or stop it",
+                )
+            if not waited:
+                waited = True
+                job.note = f"waiting for another distill process (pid {lock.holder_pid() or '?'})"
+                self._emit(self._snapshot(job))
+            await asyncio.sleep(0.25)
+        job.note = None
+        try:
+            self.inventory.refresh()
+            if self.inventory.is_present(job.key):
+                rec = self.inventory.get(job.key)
+                job.progress = Progress(rec.size if rec else 0)
+                job.progress.done = job.progress.total
+                self._maybe_select(job)
+                self._finish(job, DownloadState.DONE)
+                return
+            self._set_state(job, DownloadState.PREFLIGHT)
+            meta = await self._meta(job)
+            expected = meta.sha256 or job.file.sha256
+            if dest.exists() and expected and await self._adopt(job, dest, meta, expected):
+                return
+            need = meta.size - partial_bytes(dest, meta.size)
+            problem = self._disk_problem(need)
+            if problem:
+                raise DownloadError("disk", problem)
+            scratch_retry = False
+            restarts = 0
+            while True:
+                job.progress = Progress(meta.size)
+                job.last_t, job.last_bytes = time.monotonic(), 0
+                fetcher = Fetcher(
+                    self._client,  # type: ignore[arg-type]
+                    dest,
+                    meta,
+                    expected_sha=expected,
+                    token=self.token,
+                    cfg=self._fetch_cfg(),
+                    refresh=lambda j=job: self._meta(j, fresh=True),
+                    progress=job.progress,
+                    label=job.key,
+                )
+                job.last_bytes = 0
+                self._set_state(job, DownloadState.DOWNLOADING)
+                try:
+                    sha = await fetcher.run()
+                    break
+                except ChecksumMismatch as e:
+                    if scratch_retry:
+                        raise DownloadError(
+                            "checksum",
+                            f"{job.key}: sha256 mismatch twice (expected {e.expected[:12]}…, got "
+                            f"{e.actual[:12]}…); the bad bytes were deleted and nothing was "
+                            "published. The server or a proxy is corrupting the file; try later",
+                        ) from None
+                    log.warning("%s: %s; deleted, downloading once more from scratch", job.key, e)
+                    scratch_retry = True
+                except Restart as e:
+                    restarts += 1
+                    if restarts > 2:
+                        raise DownloadError("upstream_changed", str(e)) from None
+                    log.warning("%s; starting over", e)
+                    for p in (part_path(dest), sidecar_path(dest)):
+                        with contextlib.suppress(FileNotFoundError):
+                            p.unlink()
+                    meta = await self._meta(job, fresh=True)
+                    expected = meta.sha256 or job.file.sha256
+            self._set_state(job, DownloadState.VERIFYING)
+            self.inventory.record(
+                job.key, meta.size, sha, source_url=meta.resolve_url, revision=meta.revision
+            )
+            self._maybe_select(job)
+            self._finish(job, DownloadState.DONE)
+        finally:
+            lock.release(unlink=True)
+
+    async def _adopt(self, job: _Job, dest: Path, meta: HubMeta, expected: str) -> bool:
+        """A file under the final name the inventory doesn't know: verify before it counts."""
+        try:
+            if dest.stat().st_size != meta.size:
+                return False
+        except OSError:
+            return False
+        job.progress = Progress(meta.size)
+        self._set_state(job, DownloadState.VERIFYING)
+        digest = await asyncio.to_thread(sha256_file, dest)
+        if digest != expected:
+            log.warning("%s exists but its sha256 does not match; downloading it again", job.key)
+            return False
+        job.progress.done = meta.size
+        self.inventory.record(
+            job.key, meta.size, digest, source_url=meta.resolve_url, revision=meta.revision
+        )
+        self._maybe_select(job)
+        self._finish(job, DownloadState.DONE)
+        return True
+
+    async def _meta(self, job: _Job, fresh: bool = False) -> HubMeta:
+        cached = self._meta_cache.get(job.key)
+        if cached and not fresh and time.monotonic() - cached[1] < 300:
+            meta = cached[0]
+        else:
+            self._ensure_running()
+            meta = await head(
+                self._client,
+                job.file.download_url,
+                self.token,  # type: ignore[arg-type]
+                retries=min(self.retries, 4),
+                backoff=self.backoff,
+            )
+            self._meta_cache[job.key] = (meta, time.monotonic())
+        cat = job.file.sha256
+        if cat and meta.sha256 and cat != meta.sha256:
+            repo = job.file.repo_id or "the repository"
+            raise DownloadError(
+                "upstream_changed",
+                f"upstream file changed: {job.key} in {repo} now has sha256 {meta.sha256[:12]}… "
+                f"but the catalog expects {cat[:12]}…; nothing was downloaded. Update distill (or "
+                "the catalog entry) to get the new file",
+            )
+        return meta
+
+    def _fetch_cfg(self) -> FetchConfig:
+        cfg = FetchConfig(
+            connections=self.connections,
+            stall_timeout=self.stall_timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
+        for k, v in self.fetch_overrides.items():
+            setattr(cfg, k, v)
+        return cfg
+
+    def _disk_problem(self, need: int) -> str | None:
+        margin = self.disk_margin if self.disk_margin is not None else max(100_000_000, need // 50)
+        try:
+            free = self.inventory.free_bytes()
+        except OSError:
+            return None
+        if need + margin > free:
+            return (
+                f"not enough disk space in {self.inventory.models_dir}: need {human_size(need)} "
+                f"(+ {human_size(margin)} margin), {human_size(free)} free; free some space or "
+                "set model_base_path to a bigger disk"
+            )
+        return None
+
+    def _resolve_plan(self, items: Iterable[PlanItem]) -> list[_Job]:
+        seen: dict[str, _Job] = {}
+        for model_id, component, quant_id in items:
+            f = self._file(model_id, component, quant_id)
+            qid = (
+                None
+                if component == "vae"
+                else (quant_id or self._default_quant(model_id, component))
+            )
+            if f.file not in seen:
+                seen[f.file] = _Job(f.file, model_id, component, qid, f)
+        return list(seen.values())
+
+    def _default_quant(self, model_id: str, component: str) -> str:
+        return self.catalog.require(model_id).default_quant(component)
+
+    def _maybe_select(self, job: _Job) -> None:
+        if job.component == "vae" or not job.quant_id:
+            return
+        if self.settings.selection(job.model_id).get(job.component) is None:
+            self.settings.set_quant(job.model_id, job.component, job.quant_id)
+
+    def _has_partial(self, job: _Job) -> bool:
+        dest = self.inventory.abs_path(job.key)
+        return part_path(dest).exists() and sidecar_path(dest).exists()
+
+    def _set_state(self, job: _Job, state: DownloadState) -> None:
+        job.state = state
+        self._emit(self._snapshot(job))
+
+    def _finish(
+        self,
+        job: _Job,
+        state: DownloadState,
+        *,
+        error: str | None = None,
+        kind: str | None = None,
+        resumable: bool = False,
+    ) -> None:
+        job.state = state
+        job.error = redact(error, self._secrets) if error else None
+        job.error_kind = kind
+        job.resumable = resumable
+        job.speed = 0.0
+        ev = self._snapshot(job)
+        job.final = ev
+        self._emit(ev)
+        job.finished_event.set()
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return (self.token,) if self.token else ()
+
+    def _snapshot(self, job: _Job) -> DownloadEvent:
+        pr = job.progress
+        total = pr.total if pr else (job.file.size or 0)
+        done = pr.done if pr else 0
+        if job.state == DownloadState.DONE:
+            done = total
+        speed = job.speed if job.state == DownloadState.DOWNLOADING else 0.0
+        eta = (total - done) / speed if speed > 0 and total > done else None
+        return DownloadEvent(
+            key=job.key,
+            model_id=job.model_id,
+            component=job.component,
+            quant_id=job.quant_id,
+            state=job.state,
+            bytes_done=done,
+            total=total,
+            speed=speed,
+            eta=eta,
+            error=job.error,
+            error_kind=job.error_kind,
+            resumable=job.resumable,
+            note=job.note,
+        )
 
     # ---- helpers ---------------------------------------------------------------------
     def _file(self, model_id: str, component: str, quant_id: str | None) -> CatalogFile:
@@ -209,5 +670,5 @@ __all__ = [
     "DownloadManager",
     "DownloadState",
     "PlanItem",
-    "replace",
+    "sha256_file",
 ]

@@ -1,0 +1,545 @@
+"""Fetch one file as parallel Range segments into ``<file>.part``, verify, publish.
+
+- The file is cut into pieces (1-32 MiB); ``connections`` workers take the lowest pending
+  piece each, so the contiguous written prefix grows steadily from offset 0.
+- Every answer is checked: 206 with the Content-Range asked for and the Hub's total; a 200 to
+  a Range request is only used when the range starts at 0 (its prefix), else retried; a 403
+  from the CDN (expired signature) re-asks the Hub for a fresh URL; 416 re-checks the Hub.
+- A hasher thread follows the contiguous written prefix and reads it back (from the page
+  cache, right after it was written), so when the last byte lands only the tail written by the
+  other connections is left to hash: no second full read of the file.
+- Every ``flush_interval`` seconds: fdatasync the .part, then atomically replace the sidecar
+  with the ranges written before that sync. A crash can only lose the last interval.
+- Memory is flat: bytes go from the socket (64 KiB chunks) straight to ``os.pwrite``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from distill_tui.atomic import fsync_dir
+from distill_tui.downloads.errors import DownloadError
+from distill_tui.downloads.hub import (
+    RETRY_STATUS,
+    TRANSIENT_EXC,
+    HubMeta,
+    network_error,
+    retry_after,
+)
+from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
+from distill_tui.inventory import human_size
+
+log = logging.getLogger(__name__)
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
+MiB = 1 << 20
+HASH_BLOCK = 4 * MiB
+
+
+class ChecksumMismatch(Exception):
+    def __init__(self, expected: str, actual: str):
+        super().__init__(f"sha256 mismatch: expected {expected[:12]}…, got {actual[:12]}…")
+        self.expected = expected
+        self.actual = actual
+
+
+class Restart(Exception):
+    """The object upstream changed (size/sha): the partial is dropped and started over."""
+
+
+@dataclass
+class FetchConfig:
+    connections: int = 8
+    stall_timeout: float = 30.0
+    retries: int = 6
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    min_piece: int = 1 * MiB
+    max_piece: int = 32 * MiB
+    flush_interval: float = 1.0
+    tick: float = 0.1
+
+
+class Progress:
+    """Shared between the fetcher and the service's ticker (same thread: the loop)."""
+
+    def __init__(self, total: int = 0):
+        self.total = total
+        self.done = 0
+        self.resumed_from = 0
+        self.fetched = 0  # body bytes received in this process
+        self.phase = "downloading"  # -> "verifying" once every byte is written
+
+    def __repr__(self) -> str:
+        return f"Progress({self.done}/{self.total})"
+
+
+class PrefixHasher:
+    """sha256 of [0, size) computed by a thread that follows the contiguous written prefix."""
+
+    def __init__(self, fd: int, size: int):
+        self.fd = fd
+        self.size = size
+        self.pos = 0
+        self._target = 0
+        self._h = hashlib.sha256()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="distill-hasher", daemon=True)
+        self._thread.start()
+
+    def advance(self, end: int) -> None:
+        with self._cond:
+            if end > self._target:
+                self._target = min(end, self.size)
+                self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while self.pos >= self._target and not self._stop:
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    target = self._target
+                while self.pos < target:
+                    n = min(HASH_BLOCK, target - self.pos)
+                    data = os.pread(self.fd, n, self.pos)
+                    if not data:
+                        raise OSError(errno.EIO, "short read while hashing")
+                    self._h.update(data)
+                    self.pos += len(data)
+                if self.pos >= self.size:
+                    return
+        except BaseException as e:  # reported by result()
+            self._error = e
+
+    async def result(self) -> str:
+        self.advance(self.size)
+        await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise self._error
+        if self.pos != self.size:
+            raise OSError(errno.EIO, "hasher stopped early")
+        return self._h.hexdigest()
+
+
+def piece_size(size: int, cfg: FetchConfig) -> int:
+    p = size // max(1, cfg.connections * 4)
+    p = max(cfg.min_piece, min(cfg.max_piece, p))
+    return max(64 * 1024, (p // (64 * 1024)) * (64 * 1024)) if p >= 64 * 1024 else max(1, p)
+
+
+class Fetcher:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        dest: Path,
+        meta: HubMeta,
+        *,
+        expected_sha: str | None,
+        token: str | None,
+        cfg: FetchConfig,
+        refresh: Callable[[], Awaitable[HubMeta]],
+        progress: Progress,
+        label: str,
+    ):
+        self.client = client
+        self.dest = dest
+        self.meta = meta
+        self.size = meta.size
+        self.expected_sha = expected_sha
+        self.token = token
+        self.cfg = cfg
+        self.refresh = refresh
+        self.progress = progress
+        self.label = label
+        self.part = part_path(dest)
+        self.side = sidecar_path(dest)
+        self.location = meta.location
+        self.loc_gen = 0
+        self._refresh_lock = asyncio.Lock()
+        self.done = RangeSet()
+        self.inflight: dict[int, list[int]] = {}  # id -> [start, pos]
+        self.pending: deque[tuple[int, int]] = deque()
+        self.fd: int | None = None
+        self.sidecar: Sidecar | None = None
+        self.hasher: PrefixHasher | None = None
+
+    # ---- state -----------------------------------------------------------------------
+    def written(self) -> RangeSet:
+        w = self.done.copy()
+        for start, pos in self.inflight.values():
+            w.add(start, pos)
+        return w
+
+    def _open(self) -> None:
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        sc = Sidecar.load(self.side)
+        reuse = False
+        if sc is not None and sc.matches(
+            self.meta.resolve_url, self.meta.revision, self.meta.sha256, self.size
+        ):
+            with contextlib.suppress(OSError):
+                reuse = os.stat(self.part).st_size == self.size
+        if not reuse:
+            if sc is not None or self.part.exists():
+                log.info("%s: partial does not match the Hub's file; starting over", self.label)
+            for p in (self.part, self.side):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            sc = Sidecar(self.meta.resolve_url, self.meta.revision, self.meta.sha256, self.size)
+        assert sc is not None
+        self.sidecar = sc
+        self.done = sc.done.copy()
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.fstat(self.fd).st_size != self.size:
+            os.ftruncate(self.fd, self.size)  # sparse; progress lives in the sidecar
+        sc.save(self.side)
+        self.progress.total = self.size
+        self.progress.done = self.progress.resumed_from = self.done.covered()
+
+    def _flush_sync(self) -> None:
+        """fdatasync, then record what that sync made durable. Never raises."""
+        if self.fd is None or self.sidecar is None:
+            return
+        snap = self.written()
+        try:
+            os.fdatasync(self.fd)
+            self.sidecar.done = snap
+            self.sidecar.save(self.side)
+        except OSError as e:
+            log.warning("%s: could not persist progress: %s", self.label, e.strerror or e)
+
+    async def _flush(self) -> None:
+        if self.fd is None or self.sidecar is None:
+            return
+        snap = self.written()
+        fd = self.fd
+        try:
+            await asyncio.to_thread(os.fdatasync, fd)
+            self.sidecar.done = snap
+            await asyncio.to_thread(self.sidecar.save, self.side)
+        except OSError as e:
+            log.warning("%s: could not persist progress: %s", self.label, e.strerror or e)
+
+    async def _ticker(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            await asyncio.sleep(self.cfg.tick)
+            w = self.written()
+            self.progress.done = w.covered()
+            if self.hasher is not None:
+                self.hasher.advance(w.prefix_end())
+            if time.monotonic() - last_flush >= self.cfg.flush_interval:
+                last_flush = time.monotonic()
+                await self._flush()
+
+    # ---- run -------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Download what is missing, verify, publish. Returns the sha256 of the published file."""
+        self._open()
+        assert self.fd is not None
+        self.hasher = PrefixHasher(self.fd, self.size)
+        ps = piece_size(self.size, self.cfg)
+        for a, b in self.done.gaps(self.size):
+            for s in range(a, b, ps):
+                self.pending.append((s, min(b, s + ps)))
+        ok = False
+        ticker = asyncio.create_task(self._ticker())
+        try:
+            if self.pending:
+                n = min(self.cfg.connections, len(self.pending))
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        for _ in range(n):
+                            tg.create_task(self._worker())
+                except BaseExceptionGroup as eg:
+                    raise _pick(eg) from None
+            ok = True
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if not ok:
+                self._flush_sync()
+                self.hasher.stop()
+                os.close(self.fd)
+                self.fd = None
+        self.progress.done = self.size
+        self.progress.phase = "verifying"
+        return await self._verify_and_publish()
+
+    async def _verify_and_publish(self) -> str:
+        assert self.fd is not None and self.hasher is not None
+        fd = self.fd
+        try:
+            digest = await self.hasher.result()
+            actual_size = os.fstat(fd).st_size
+        except BaseException:
+            self._flush_sync()
+            os.close(fd)
+            self.fd = None
+            raise
+        if actual_size != self.size:
+            os.close(fd)
+            self.fd = None
+            self._discard()
+            raise DownloadError("size_mismatch", f"{self.label}: size {actual_size} != {self.size}")
+        if self.expected_sha and digest != self.expected_sha:
+            os.close(fd)
+            self.fd = None
+            self._discard()
+            raise ChecksumMismatch(self.expected_sha, digest)
+        try:
+            await asyncio.to_thread(os.fsync, fd)
+        finally:
+            os.close(fd)
+            self.fd = None
+        os.replace(self.part, self.dest)
+        fsync_dir(self.dest.parent)
+        with contextlib.suppress(FileNotFoundError):
+            self.side.unlink()
+        return digest
+
+    def _discard(self) -> None:
+        for p in (self.part, self.side):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    async def _worker(self) -> None:
+        while self.pending:
+            a, b = self.pending.popleft()
+            await self._piece(a, b)
+
+    # ---- one piece ----------------------------------------------------------------------
+    async def _piece(self, a: int, b: int) -> None:
+        pid = id(object()) ^ a
+        slot = [a, a]
+        self.inflight[pid] = slot
+        failures = 0
+        size_faults = 0
+        try:
+            while slot[1] < b:
+                pos = slot[1]
+                url, gen = self.location, self.loc_gen
+                headers = {"Range": f"bytes={pos}-{b - 1}", "Accept-Encoding": "identity"}
+                if self.meta.same_origin and self.token:
+                    headers["Authorization"] = f"Bearer {self.token}"
+                progressed = False
+                delay: float | None = None
+                try:
+                    async with self.client.stream("GET", url, headers=headers) as resp:
+                        limit = await self._check(resp, pos, b, gen)
+                        if limit is None:
+                            delay = self._delay(resp, failures)
+                        else:
+                            async for chunk in resp.aiter_raw():
+                                room = b - slot[1]
+                                if len(chunk) > room:
+                                    chunk = chunk[:room]
+                                self._write(chunk, slot[1])
+                                slot[1] += len(chunk)
+                                self.progress.fetched += len(chunk)
+                                progressed = True
+                                if slot[1] >= b:
+                                    break
+                            if slot[1] < b:
+                                raise httpx.RemoteProtocolError("body ended early")
+                except _SizeFault as e:
+                    size_faults += 1
+                    if size_faults >= 2:
+                        raise DownloadError(
+                            "size_mismatch",
+                            f"{self.label}: the Hub says {self.size} bytes but the CDN serves "
+                            f"{e.total}; nothing was published (try again later)",
+                            resumable=True,
+                        ) from None
+                    await self._refresh_location(gen)
+                    delay = 0
+                except TRANSIENT_EXC as e:
+                    if progressed:
+                        failures = 0
+                    failures += 1
+                    log.info(
+                        "%s: connection problem at %d (%s), retry %d",
+                        self.label,
+                        slot[1],
+                        type(e).__name__,
+                        failures,
+                    )
+                    if failures > self.cfg.retries:
+                        raise network_error(self.meta.resolve_url, e, self.token) from None
+                    await asyncio.sleep(self._backoff(failures))
+                    continue
+                if delay is not None:
+                    if progressed:
+                        failures = 0
+                    failures += 1
+                    if failures > self.cfg.retries:
+                        raise DownloadError(
+                            "network",
+                            f"{self.label}: the download server kept failing; rerun to resume",
+                            resumable=True,
+                        )
+                    if delay:
+                        await asyncio.sleep(delay)
+        finally:
+            self.inflight.pop(pid, None)
+            if slot[1] > a:
+                self.done.add(a, slot[1])
+
+    def _write(self, chunk: bytes, offset: int) -> None:
+        assert self.fd is not None
+        try:
+            view = memoryview(chunk)
+            while view:
+                n = os.pwrite(self.fd, view, offset)
+                view = view[n:]
+                offset += n
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                free = _free(self.dest.parent)
+                raise DownloadError(
+                    "disk",
+                    f"disk full while writing {self.dest.name} ({human_size(free)} free); the "
+                    "partial download is kept: free some space and rerun to resume",
+                    resumable=True,
+                ) from None
+            raise DownloadError(
+                "disk", f"cannot write {self.part}: {e.strerror or e}", resumable=True
+            ) from None
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.cfg.max_backoff, self.cfg.backoff * 2 ** max(0, failures - 1))
+
+    def _delay(self, resp: httpx.Response, failures: int) -> float:
+        if resp.status_code in RETRY_STATUS:
+            return retry_after(resp, self._backoff(failures + 1))
+        if resp.status_code == 403 or resp.status_code == 416:
+            return 0.0  # already refreshed
+        return self._backoff(failures + 1)
+
+    async def _check(self, resp: httpx.Response, pos: int, b: int, gen: int) -> int | None:
+        """Validate an answer. Return the number of bytes to take, or None to retry."""
+        st = resp.status_code
+        enc = resp.headers.get("content-encoding", "identity").lower()
+        if st in (200, 206) and enc not in ("identity", ""):
+            log.info("%s: server sent Content-Encoding %s; retrying", self.label, enc)
+            return None
+        if st == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("content-range", "").strip())
+            if not m:
+                log.info("%s: 206 without a usable Content-Range; retrying", self.label)
+                return None
+            s, e, t = int(m.group(1)), int(m.group(2)), m.group(3)
+            if t != "*" and int(t) != self.size:
+                raise _SizeFault(int(t))
+            if s != pos or e != b - 1:
+                log.info(
+                    "%s: asked bytes %d-%d, got Content-Range %d-%d; retrying",
+                    self.label,
+                    pos,
+                    b - 1,
+                    s,
+                    e,
+                )
+                return None
+            return b - pos
+        if st == 200:
+            cl = resp.headers.get("content-length")
+            if cl is not None and cl.isdigit() and int(cl) != self.size:
+                raise _SizeFault(int(cl))
+            if pos == 0:
+                return b  # Range ignored, but the body starts where we want: use its prefix
+            log.info("%s: server ignored Range (200) at offset %d; retrying", self.label, pos)
+            return None
+        if st in (401, 403, 404, 410) and not self.meta.same_origin:
+            # signed URL expired/invalid (403) or object moved: ask the Hub for a fresh URL
+            await self._refresh_location(gen)
+            return None
+        if st == 416:
+            m = _UNSATISFIED.match(resp.headers.get("content-range", "").strip())
+            if m and int(m.group(1)) != self.size:
+                raise _SizeFault(int(m.group(1)))
+            await self._refresh_location(gen)
+            return None
+        if st in RETRY_STATUS:
+            return None
+        if st in (401, 403, 404):
+            from distill_tui.downloads.hub import hub_error
+
+            raise hub_error(resp, self.meta.resolve_url, self.token)
+        log.info("%s: unexpected status %d; retrying", self.label, st)
+        return None
+
+    async def _refresh_location(self, gen: int) -> None:
+        async with self._refresh_lock:
+            if gen != self.loc_gen:
+                return  # another connection already got a fresh URL
+            meta = await self.refresh()
+            if meta.size != self.size or (
+                meta.sha256 and self.meta.sha256 and meta.sha256 != self.meta.sha256
+            ):
+                raise Restart(f"{self.label}: the file changed on the Hub during the download")
+            self.location = meta.location
+            self.loc_gen += 1
+            log.info("%s: got a fresh download URL from the Hub", self.label)
+
+
+class _SizeFault(Exception):
+    def __init__(self, total: int):
+        self.total = total
+
+
+def _pick(eg: BaseExceptionGroup) -> BaseException:
+    """The most meaningful exception of a group (a worker's DownloadError over cancellations)."""
+    flat: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for x in e.exceptions:
+                walk(x)
+        else:
+            flat.append(e)
+
+    walk(eg)
+    for kind in (DownloadError, Restart, ChecksumMismatch):
+        for e in flat:
+            if isinstance(e, kind):
+                return e
+    for e in flat:
+        if not isinstance(e, asyncio.CancelledError):
+            return e
+    return flat[0] if flat else eg
+
+
+def _free(path: Path) -> int:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0

@@ -1,0 +1,253 @@
+"""The Hugging Face ``resolve`` protocol: HEAD for metadata, error mapping, retry policy.
+
+DESIGN §4 rules 1-3: HEAD with ``Accept-Encoding: identity`` without following the cross-host
+redirect; size = ``X-Linked-Size``, sha256 = ``X-Linked-Etag`` (64 hex), revision =
+``X-Repo-Commit``; the redirect target is fetched without ``Authorization``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from distill_tui import __version__
+from distill_tui.downloads.errors import DownloadError
+from distill_tui.redact import redact, redact_url
+
+log = logging.getLogger(__name__)
+
+# httpx logs every request URL (signed CDN query strings included) at INFO.
+for _name in ("httpx", "httpcore"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+HF_PAGE = "https://huggingface.co"
+TRANSIENT_EXC = (
+    httpx.TransportError,  # connect/read/write errors, timeouts, RemoteProtocolError
+)
+
+
+@dataclass(frozen=True)
+class HubMeta:
+    """What the Hub says about one file."""
+
+    resolve_url: str  #: the catalog URL (no query)
+    location: str  #: where the bytes are (signed CDN URL: never log or store it unredacted)
+    size: int
+    sha256: str | None
+    revision: str | None
+    same_origin: bool  #: location is on the Hub's host (send Authorization there)
+
+
+def repo_of(url: str) -> str | None:
+    m = re.search(r"/([^/]+/[^/]+)/resolve/", urlsplit(url).path)
+    return m.group(1) if m else None
+
+
+def path_in_repo(url: str) -> str:
+    m = re.search(r"/resolve/[^/]+/(.+)$", urlsplit(url).path)
+    return m.group(1) if m else urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def new_client(stall_timeout: float, connections: int) -> httpx.AsyncClient:
+    """One client for the whole manager. Env proxies keep working: no custom transport."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=20.0, read=stall_timeout, write=30.0, pool=None),
+        limits=httpx.Limits(
+            max_connections=max(16, connections * 4),
+            max_keepalive_connections=max(16, connections * 4),
+        ),
+        follow_redirects=False,
+        headers={"Accept-Encoding": "identity", "User-Agent": f"distill/{__version__}"},
+        trust_env=True,
+    )
+
+
+def retry_after(resp: httpx.Response, default: float) -> float:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date), capped at 120 s."""
+    value = resp.headers.get("retry-after")
+    if not value:
+        return default
+    try:
+        return max(0.0, min(120.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+        return max(0.0, min(120.0, when - time.time()))
+    except (TypeError, ValueError):
+        return default
+
+
+def proxy_hint() -> str:
+    names = [
+        v
+        for v in (
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "ALL_PROXY",
+            "https_proxy",
+            "http_proxy",
+            "all_proxy",
+        )
+        if os.environ.get(v)
+    ]
+    return f" (through the proxy from {names[0]})" if names else ""
+
+
+def network_error(url: str, exc: BaseException, token: str | None = None) -> DownloadError:
+    host = urlsplit(url).netloc
+    detail = redact(
+        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        (token,) if token else (),
+    )
+    return DownloadError(
+        "network",
+        f"network error talking to {host}{proxy_hint()}: {detail}; rerun to resume",
+        resumable=True,
+    )
+
+
+def hub_error(resp: httpx.Response, url: str, token: str | None) -> DownloadError:
+    """Map a Hub error answer to an actionable message (never includes the token)."""
+    code = resp.headers.get("x-error-code", "")
+    msg = resp.headers.get("x-error-message", "")
+    repo = repo_of(url) or urlsplit(url).netloc
+    path = path_in_repo(url)
+    status = resp.status_code
+    page = f"{HF_PAGE}/{repo}"
+    if code == "GatedRepo":
+        if token:
+            return DownloadError(
+                "gated",
+                f"{repo} is gated and your token is not approved for it yet: accept the license "
+                f"at {page} with the account of HF_TOKEN, then rerun",
+            )
+        return DownloadError(
+            "gated",
+            f"{repo} is gated: accept the license at {page} and set HF_TOKEN "
+            "(or `hf auth login`), then rerun",
+        )
+    if status == 401 and "invalid credentials" in msg.lower():
+        return DownloadError(
+            "auth",
+            f"the Hugging Face token was refused (401 from {urlsplit(url).netloc}): it is invalid "
+            "or expired; create a new one at https://huggingface.co/settings/tokens and set "
+            "HF_TOKEN (or `hf auth login`)",
+        )
+    if code == "RepoNotFound" or (status == 401 and not code):
+        extra = "" if token else "; if it is private or gated, set HF_TOKEN (or `hf auth login`)"
+        return DownloadError("not_found", f"repository {repo} not found ({status}){extra}")
+    if code == "RevisionNotFound":
+        return DownloadError("not_found", f"revision not found in {repo} for {path} (404)")
+    if status == 404:
+        return DownloadError(
+            "not_found", f"{path} not found in {repo} (404); the catalog entry may be outdated"
+        )
+    if status == 403:
+        why = redact(msg, (token,) if token else ()) or "access denied"
+        return DownloadError(
+            "auth", f"access to {repo}/{path} refused (403: {why}); check the token's permissions"
+        )
+    if status == 400:
+        return DownloadError("protocol", f"the Hub refused the request for {repo}/{path} (400)")
+    return DownloadError(
+        "network",
+        f"unexpected answer {status} from {urlsplit(url).netloc} for {repo}/{path}",
+        resumable=True,
+    )
+
+
+async def head(
+    client: httpx.AsyncClient,
+    url: str,
+    token: str | None,
+    *,
+    retries: int = 4,
+    backoff: float = 1.0,
+) -> HubMeta:
+    """HEAD the resolve URL; follow same-host redirects only; return the file's metadata."""
+    origin = urlsplit(url).netloc
+    attempt = 0
+    current = url
+    hops = 0
+    while True:
+        headers = {"Accept-Encoding": "identity"}
+        same = urlsplit(current).netloc == origin
+        if token and same:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            resp = await client.head(current, headers=headers)
+        except TRANSIENT_EXC as e:
+            attempt += 1
+            if attempt > retries:
+                raise network_error(current, e, token) from None
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        status = resp.status_code
+        if status in RETRY_STATUS:
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(
+                    "network",
+                    f"the Hub keeps answering {status} for {path_in_repo(url)}; try again later",
+                    resumable=True,
+                )
+            await asyncio.sleep(retry_after(resp, backoff * 2 ** (attempt - 1)))
+            continue
+        if 300 <= status < 400 and "location" in resp.headers:
+            loc = urljoin(current, resp.headers["location"])
+            if urlsplit(loc).netloc == origin and not _has_linked(resp):
+                # relative/same-host redirect (renamed repo, resolve-cache): follow it
+                hops += 1
+                if hops > 5:
+                    raise DownloadError("protocol", f"too many redirects for {redact_url(url)}")
+                current = loc
+                continue
+            return _meta(resp, url, loc, same_origin=urlsplit(loc).netloc == origin)
+        if status == 200:
+            return _meta(resp, url, current, same_origin=True)
+        raise hub_error(resp, url, token)
+
+
+def _has_linked(resp: httpx.Response) -> bool:
+    return "x-linked-size" in resp.headers
+
+
+def _meta(resp: httpx.Response, url: str, location: str, *, same_origin: bool) -> HubMeta:
+    h = resp.headers
+    size: int | None = None
+    if h.get("x-linked-size"):
+        try:
+            size = int(h["x-linked-size"])
+        except ValueError:
+            size = None
+    elif not resp.is_redirect and h.get("content-length"):
+        size = int(h["content-length"])  # only for a 200, never the body of a 3xx
+    if size is None:
+        raise DownloadError(
+            "protocol",
+            f"{redact_url(url)} did not announce a size (no X-Linked-Size): is HF_ENDPOINT or a "
+            "proxy rewriting the Hub's answers?",
+        )
+    etag = (h.get("x-linked-etag") or h.get("etag") or "").strip()
+    etag = etag.removeprefix("W/").strip('"').lower()
+    sha = etag if _SHA256.match(etag) else None
+    return HubMeta(
+        resolve_url=redact_url(url).replace("?<redacted>", ""),
+        location=location,
+        size=size,
+        sha256=sha,
+        revision=h.get("x-repo-commit"),
+        same_origin=same_origin,
+    )

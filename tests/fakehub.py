@@ -1,0 +1,569 @@
+"""A real fake Hugging Face Hub on 127.0.0.1: a "Hub" port and a "CDN" port, raw HTTP/1.1.
+
+Hub:  HEAD/GET /<owner>/<name>/resolve/<rev>/<path>
+      -> 302 to http://127.0.0.1:<cdn>/cdn/<sha256>?Expires=<t>&Signature=<hmac>
+         with X-Linked-Size, X-Linked-Etag: "<sha256>", X-Repo-Commit, Accept-Ranges;
+      gated repos: 401 + X-Error-Code: GatedRepo without a valid Bearer token, 403 GatedRepo
+      with the "unapproved" token, 401 "Invalid credentials" with any other token;
+      missing file: 404 EntryNotFound; missing repo: 401 RepoNotFound.
+CDN:  GET/HEAD /cdn/<sha256>?Expires&Signature -> 200 / 206 + Content-Range, 416, and a real
+      403 when the signature is bad or expired.
+
+Faults are injected per request (``hub.faults.append(Fault(...))``); every request is
+recorded (``hub.requests``) with its headers (Authorization included) and the body bytes sent.
+Run standalone for manual tests: ``python -m tests.fakehub --help``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+VALID_TOKEN = "hf_FakeValidToken0123456789abcdef"
+UNAPPROVED_TOKEN = "hf_FakeUnapprovedToken0123456789"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+_SECRET = b"fakehub-signing-key"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass
+class Fault:
+    """One injected fault. Matches requests by server ("hub"/"cdn"), method and path substring.
+
+    kinds:
+      drop            send ``after`` body bytes, then close the connection
+      stall           send ``after`` body bytes, then send nothing for ``seconds``
+      ignore_range    answer a Range request with 200 and the whole body
+      bad_range       206 whose Content-Range starts 1 byte later than asked (body from there)
+      416             416 with ``Content-Range: bytes */size``
+      expired         403 "Request has expired" (CDN signed URL)
+      flip            flip one byte at absolute offset ``offset`` of the served body
+      size            CDN announces a total of size + ``delta`` in Content-Range
+      status          answer ``status`` (503, 429, 500...) with ``headers`` (e.g. Retry-After)
+      callback        call ``fn(handler)`` then serve normally (e.g. fill the disk mid-download)
+    ``times``: how many requests it affects (None = all).
+    """
+
+    kind: str
+    server: str = "cdn"
+    method: str | None = None
+    path: str | None = None
+    times: int | None = 1
+    after: int = 0
+    seconds: float = 5.0
+    offset: int = 0
+    delta: int = 1000
+    status: int = 503
+    headers: dict[str, str] = field(default_factory=dict)
+    fn: object = None
+    only_ranged: bool = False
+
+    def matches(self, server: str, method: str, path: str, ranged: bool) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.server != server:
+            return False
+        if self.method and self.method != method:
+            return False
+        if self.only_ranged and not ranged:
+            return False
+        return not (self.path and self.path not in path)
+
+
+@dataclass
+class Request:
+    server: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    range: str | None
+    status: int = 0
+    body_bytes: int = 0
+    fault: str | None = None
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
+
+
+@dataclass
+class HubFile:
+    repo: str
+    path: str
+    blob: Path
+    size: int
+    sha256: str
+
+
+class FakeHub:
+    """Start with ``start()`` (or as a context manager); ``url`` is the Hub's base URL."""
+
+    def __init__(self, root: Path | None = None, *, rate: float | None = None):
+        self._tmp = None
+        if root is None:
+            self._tmp = tempfile.mkdtemp(prefix="fakehub-")
+            root = Path(self._tmp)
+        self.root = Path(root)
+        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        self.files: dict[tuple[str, str], HubFile] = {}
+        self.by_sha: dict[str, HubFile] = {}
+        self.gated: set[str] = set()
+        self.valid_token = VALID_TOKEN
+        self.unapproved_token = UNAPPROVED_TOKEN
+        self.commit = COMMIT
+        self.url_ttl = 3600.0
+        self.rate = rate  # bytes/s cap per connection (None = uncapped)
+        self.faults: list[Fault] = []
+        self.requests: list[Request] = []
+        self.report_sha = True  # X-Linked-Etag present
+        self.linked_size_override: dict[str, int] = {}
+        self.sha_override: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._servers: list[ThreadingHTTPServer] = []
+        self._threads: list[threading.Thread] = []
+        self.hub_port = 0
+        self.cdn_port = 0
+        self.closing = threading.Event()
+
+    # ---- content ---------------------------------------------------------------------
+    def add_file(self, repo: str, path: str, data: bytes | Path, gated: bool = False) -> HubFile:
+        """Serve ``data`` (bytes, or an existing file that is linked, not copied)."""
+        if isinstance(data, Path):
+            blob_src = data
+            h = hashlib.sha256()
+            with open(blob_src, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    h.update(chunk)
+            sha = h.hexdigest()
+            blob = self.root / "blobs" / sha
+            if not blob.exists():
+                try:
+                    os.link(blob_src, blob)
+                except OSError:
+                    os.symlink(blob_src.resolve(), blob)
+            size = blob_src.stat().st_size
+        else:
+            sha = hashlib.sha256(data).hexdigest()
+            blob = self.root / "blobs" / sha
+            if not blob.exists():
+                blob.write_bytes(data)
+            size = len(data)
+        f = HubFile(repo, path, blob, size, sha)
+        with self._lock:
+            self.files[(repo, path)] = f
+            self.by_sha[sha] = f
+            if gated:
+                self.gated.add(repo)
+        return f
+
+    def set_gated(self, repo: str, gated: bool = True) -> None:
+        with self._lock:
+            (self.gated.add if gated else self.gated.discard)(repo)
+
+    def resolve_url(self, repo: str, path: str, rev: str = "main") -> str:
+        return f"{self.url}/{repo}/resolve/{rev}/{path}"
+
+    # ---- lifecycle -------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://127.0.0.1:{self.cdn_port}"
+
+    def start(self, hub_port: int = 0, cdn_port: int = 0) -> FakeHub:
+        for name, port in (("hub", hub_port), ("cdn", cdn_port)):
+            handler = type(
+                f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name}
+            )
+            srv = _Server(("127.0.0.1", port), handler)
+            self._servers.append(srv)
+            t = threading.Thread(
+                target=srv.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"fakehub-{name}",
+                daemon=True,
+            )
+            t.start()
+            self._threads.append(t)
+            if name == "hub":
+                self.hub_port = srv.server_address[1]
+            else:
+                self.cdn_port = srv.server_address[1]
+        return self
+
+    def stop(self) -> None:
+        self.closing.set()
+        for srv in self._servers:
+            srv.shutdown()
+            srv.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._servers.clear()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> FakeHub:
+        return self.start() if not self._servers else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- queries for tests -------------------------------------------------------------
+    def cdn_requests(self, path_part: str | None = None) -> list[Request]:
+        return [
+            r
+            for r in self.requests
+            if r.server == "cdn" and (path_part is None or path_part in r.path)
+        ]
+
+    def bytes_served(self, sha: str | None = None) -> int:
+        return sum(
+            r.body_bytes
+            for r in self.requests
+            if r.server == "cdn" and r.method == "GET" and (sha is None or sha in r.path)
+        )
+
+    # ---- internals -------------------------------------------------------------------
+    def _sign(self, sha: str, expires: int) -> str:
+        return hmac.new(_SECRET, f"{sha}:{expires}".encode(), "sha256").hexdigest()[:32]
+
+    def signed_location(self, sha: str) -> str:
+        exp = int(time.time() + self.url_ttl)
+        return (
+            f"{self.cdn_url}/cdn/{sha}?Expires={exp}&Signature={self._sign(sha, exp)}"
+            f"&Key-Pair-Id=K2FAKEFAKEFAKE"
+        )
+
+    def _take_fault(self, server: str, method: str, path: str, ranged: bool) -> Fault | None:
+        with self._lock:
+            for f in self.faults:
+                if f.matches(server, method, path, ranged):
+                    if f.times is not None:
+                        f.times -= 1
+                    return f
+        return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    hub: FakeHub
+    server_name: str
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    # every response goes through here so it is recorded
+    def _start(self, rec: Request, status: int, headers: dict[str, str], length: int) -> None:
+        rec.status = status
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def _simple(
+        self, rec: Request, status: int, headers: dict[str, str], body: bytes = b""
+    ) -> None:
+        self._start(rec, status, headers, len(body))
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+            rec.body_bytes += len(body)
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        parts = urlsplit(self.path)
+        rec = Request(
+            server=self.server_name,
+            method=self.command,
+            path=unquote(parts.path),
+            query=parts.query,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            range=self.headers.get("Range"),
+        )
+        self.hub.requests.append(rec)
+        fault = self.hub._take_fault(
+            self.server_name, self.command, rec.path, rec.range is not None
+        )
+        if fault is not None:
+            rec.fault = fault.kind
+            if fault.kind == "callback" and callable(fault.fn):
+                fault.fn(self)
+                fault = None
+            elif fault.kind == "status":
+                self._simple(rec, fault.status, dict(fault.headers), b"transient error\n")
+                return
+        try:
+            if self.server_name == "hub":
+                self._hub(rec, fault)
+            else:
+                self._cdn(rec, fault)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # ---- hub -------------------------------------------------------------------------
+    def _hub(self, rec: Request, fault: Fault | None) -> None:
+        hub = self.hub
+        m = re.match(r"^/(.+?/.+?)/resolve/([^/]+)/(.+)$", rec.path)
+        if not m:
+            self._simple(rec, 404, {"X-Error-Code": "RepoNotFound"}, b"not found\n")
+            return
+        repo, _rev, path = m.groups()
+        auth = rec.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else None
+        repo_exists = any(r == repo for r, _ in hub.files)
+        if token is not None and token not in (hub.valid_token, hub.unapproved_token):
+            self._simple(
+                rec, 401, {"X-Error-Message": "Invalid credentials in Authorization header"}
+            )
+            return
+        if not repo_exists:
+            self._simple(
+                rec,
+                401,
+                {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
+            )
+            return
+        if repo in hub.gated:
+            if token is None:
+                self._simple(
+                    rec,
+                    401,
+                    {
+                        "X-Error-Code": "GatedRepo",
+                        "X-Error-Message": f"Access to model {repo} is restricted. You must have "
+                        "access to it and be authenticated to access it. Please log in.",
+                    },
+                )
+                return
+            if token == hub.unapproved_token:
+                self._simple(
+                    rec,
+                    403,
+                    {
+                        "X-Error-Code": "GatedRepo",
+                        "X-Error-Message": f"Access to model {repo} is restricted and you are not in "
+                        f"the authorized list. Visit https://huggingface.co/{repo} to ask for access.",
+                    },
+                )
+                return
+        f = hub.files.get((repo, path))
+        if f is None:
+            self._simple(
+                rec,
+                404,
+                {
+                    "X-Error-Code": "EntryNotFound",
+                    "X-Repo-Commit": hub.commit,
+                    "X-Error-Message": f"{path} does not exist",
+                },
+            )
+            return
+        body = b"Found. Redirecting to the CDN"
+        headers = {
+            "Location": hub.signed_location(f.sha256),
+            "X-Repo-Commit": hub.commit,
+            "X-Linked-Size": str(hub.linked_size_override.get(f.sha256, f.size)),
+            "Accept-Ranges": "bytes",
+            "ETag": '"hub-etag-not-the-sha"',
+        }
+        if hub.report_sha:
+            headers["X-Linked-Etag"] = f'"{hub.sha_override.get(f.sha256, f.sha256)}"'
+        self._simple(rec, 302, headers, body)
+
+    # ---- cdn -------------------------------------------------------------------------
+    def _cdn(self, rec: Request, fault: Fault | None) -> None:
+        hub = self.hub
+        m = re.match(r"^/cdn/([0-9a-f]{64})$", rec.path)
+        f = hub.by_sha.get(m.group(1)) if m else None
+        if f is None:
+            self._simple(rec, 404, {}, b"NoSuchKey\n")
+            return
+        q = parse_qs(rec.query)
+        try:
+            exp = int(q["Expires"][0])
+            sig = q["Signature"][0]
+        except (KeyError, ValueError, IndexError):
+            self._simple(
+                rec,
+                403,
+                {"Content-Type": "application/xml"},
+                b"<Error><Code>AccessDenied</Code><Message>Missing signature</Message></Error>",
+            )
+            return
+        if (
+            fault is not None
+            and fault.kind == "expired"
+            or exp < time.time()
+            or not hmac.compare_digest(sig, hub._sign(f.sha256, exp))
+        ):
+            self._simple(
+                rec,
+                403,
+                {"Content-Type": "application/xml"},
+                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            )
+            return
+        size = f.size
+        total = size + (fault.delta if fault is not None and fault.kind == "size" else 0)
+        start, end = 0, size - 1
+        status = 200
+        if rec.range and not (fault is not None and fault.kind == "ignore_range"):
+            rm = _RANGE.match(rec.range.strip())
+            if not rm or (rm.group(1) == "" and rm.group(2) == ""):
+                self._simple(rec, 416, {"Content-Range": f"bytes */{size}"})
+                return
+            a, b = rm.group(1), rm.group(2)
+            if a == "":
+                start, end = max(0, size - int(b)), size - 1
+            else:
+                start = int(a)
+                end = min(int(b), size - 1) if b else size - 1
+            if start >= size or (fault is not None and fault.kind == "416"):
+                self._simple(rec, 416, {"Content-Range": f"bytes */{size}"})
+                return
+            status = 206
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": '"cdn-etag-0000"',
+            "Content-Type": "application/octet-stream",
+        }
+        if fault is not None and fault.kind == "bad_range" and status == 206:
+            start = min(start + 1, end)
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+        length = end - start + 1
+        self._start(rec, status, headers, length)
+        if self.command == "HEAD":
+            return
+        self._send_body(rec, f, start, length, fault)
+
+    def _send_body(
+        self, rec: Request, f: HubFile, start: int, length: int, fault: Fault | None
+    ) -> None:
+        hub = self.hub
+        kind = fault.kind if fault is not None else None
+        limit = length
+        if kind in ("drop", "stall"):
+            limit = min(length, fault.after)  # type: ignore[union-attr]
+        flip_at = fault.offset if kind == "flip" else -1  # type: ignore[union-attr]
+        sock = self.connection
+        self.wfile.flush()
+        sent = 0
+        with open(f.blob, "rb") as fh:
+            if hub.rate is None and flip_at < 0 and limit > 0:
+                # fast path: sendfile
+                while sent < limit:
+                    n = sock.sendfile(fh, start + sent, limit - sent)
+                    if not n:
+                        break
+                    sent += n
+                    rec.body_bytes = sent
+            else:
+                chunk = 64 * 1024
+                t0 = time.monotonic()
+                while sent < limit:
+                    n = min(chunk, limit - sent)
+                    data = os.pread(fh.fileno(), n, start + sent)
+                    if not data:
+                        break
+                    if start + sent <= flip_at < start + sent + len(data):
+                        i = flip_at - start - sent
+                        data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+                    sock.sendall(data)
+                    sent += len(data)
+                    rec.body_bytes = sent
+                    if hub.rate:
+                        due = t0 + sent / hub.rate
+                        delay = due - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+        if kind == "stall":
+            deadline = time.monotonic() + fault.seconds  # type: ignore[union-attr]
+            while time.monotonic() < deadline and not hub.closing.is_set():
+                time.sleep(0.02)
+        if kind in ("drop", "stall") and sent < length:
+            self.close_connection = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a directory of files (or the hub catalog payloads) on fixed ports, for manual runs."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m tests.fakehub")
+    p.add_argument("--hub-port", type=int, default=18080)
+    p.add_argument("--cdn-port", type=int, default=18081)
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help='JSON list of {"repo", "path", "file", "gated"}',
+    )
+    p.add_argument("--rate", type=float, default=None, help="bytes/s per connection")
+    p.add_argument(
+        "--drop-every",
+        type=int,
+        default=0,
+        help="drop every Nth CDN request after 1 MiB (fault injection)",
+    )
+    args = p.parse_args(argv)
+    hub = FakeHub(rate=args.rate)
+    for item in json.loads(args.manifest.read_text()):
+        hub.add_file(item["repo"], item["path"], Path(item["file"]), gated=item.get("gated", False))
+    if args.drop_every:
+        hub.faults.append(Fault("drop", after=1 << 20, times=None))
+        counter = {"n": 0}
+        orig = hub._take_fault
+
+        def every_nth(server: str, method: str, path: str, ranged: bool) -> Fault | None:
+            if server != "cdn" or method != "GET":
+                return None
+            counter["n"] += 1
+            return (
+                orig(server, method, path, ranged) if counter["n"] % args.drop_every == 0 else None
+            )
+
+        hub._take_fault = every_nth  # type: ignore[method-assign]
+    hub.start(args.hub_port, args.cdn_port)
+    print(f"hub {hub.url}  cdn {hub.cdn_url}  token {hub.valid_token}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
