@@ -298,15 +298,15 @@ class ModelManagerScreen(Screen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Dim d / del and hide x / r in the footer where they would do nothing (at 80
-        columns the footer has no room for keys that cannot act)."""
+        """Show d / x / r / del in the footer only where they can act (at 80 columns the
+        footer has no room for keys that would do nothing here)."""
         if action not in ("download", "cancel_download", "retry", "remove_file"):
             return True
         row = self.focused_row()
         if row is None:
             card = self.focused_card()
             if card is None:
-                return None
+                return False
             states = {r.state for r in card.rows}
             if action == "download":
                 return True
@@ -314,15 +314,15 @@ class ModelManagerScreen(Screen):
                 return bool(states & ACTIVE_STATES)
             if action == "retry":
                 return "failed" in states
-            return None
+            return False
         state = row.state
         if action == "download":
-            return True if state in ("missing", "cancelled", "paused", "failed") else None
+            return state in ("missing", "cancelled", "paused", "failed")
         if action == "cancel_download":
             return state in ACTIVE_STATES
         if action == "retry":
             return state in ("failed", "cancelled", "paused")
-        return True if state == "done" else None
+        return state == "done"
 
     # ---- navigation ------------------------------------------------------------------
     def action_focus_next_row(self) -> None:

@@ -206,6 +206,9 @@ def row_lines(
     first = Content.assemble(prefix, status.truncate(status_width, ellipsis=True))
     lines = [first]
     if state == "failed" and event is not None:
+        # Below 100 cells the reason gets more room than the status column would give it.
+        if width < 100:
+            indent = min(indent, 4)
         for part in _wrap(error_text(event, file), width - indent):
             lines.append(Content.assemble(" " * indent, Content.styled(part, "$text-error")))
     return lines

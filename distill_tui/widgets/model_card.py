@@ -113,7 +113,7 @@ class ModelCard(Collapsible):
     def selected_set(self, sel: QuantSelection) -> tuple[list[tuple[str, str | None, Any]], bool]:
         """Files of the selected set (or the recommended set where nothing is selected).
 
-        Returns ([(component, quant id, file)], whether any part is a recommendation)."""
+        Returns ([(component, quant id, file)], True when nothing is selected at all)."""
         files: list[tuple[str, str | None, Any]] = []
         recommended = False
         for component in ("diffusion", "textEncoder"):
@@ -121,11 +121,11 @@ class ModelCard(Collapsible):
             section = self.model.section(component)
             quant = section.get(qid) if qid else None
             if quant is None:
-                recommended = True
                 quant = section.get(self.model.default_quant(component))
             assert quant is not None
             files.append((component, quant.id, quant))
         files.append(("vae", None, self.model.vae))
+        recommended = sel.diffusion_quant is None and sel.text_encoder_quant is None
         return files, recommended
 
     def sync(
