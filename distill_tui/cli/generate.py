@@ -1,0 +1,210 @@
+"""``distill generate "PROMPT" ...``: one generation headless, through the engine child.
+
+Defaults, weakest first: the catalog model's ``recommended`` values, then the user's
+``settings.generation`` values, then the command-line flags. Progress (phase + step) goes to
+stderr (a Rich bar on a terminal, plain lines otherwise); stdout gets only the saved path(s),
+one per line, so scripts can capture them. Failures exit non-zero with one line (``CliError``):
+model not ready (naming what is missing), engine errors, Ctrl-C (the child is ended first).
+No textual import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from distill_tui.catalog import UnknownModelError
+from distill_tui.cli import CliError
+from distill_tui.context import CoreContext
+from distill_tui.engine.client import EngineClient, EngineError
+from distill_tui.engine.protocol import (
+    EngineEvent,
+    ErrorEvent,
+    GenerateRequest,
+    LoadedEvent,
+    LoadRequest,
+    PhaseEvent,
+    ProgressEvent,
+)
+from distill_tui.outputs import History
+from distill_tui.resolver import ModelNotReadyError
+
+PHASE_TEXT = {
+    "loading": "loading model",
+    "encoding": "encoding prompt",
+    "sampling": "sampling",
+    "decoding": "decoding",
+    "saving": "saving",
+}
+
+
+def build_requests(
+    args: argparse.Namespace, ctx: CoreContext
+) -> tuple[LoadRequest, GenerateRequest]:
+    try:
+        model = ctx.resolver.model(args.model)
+        paths = ctx.resolver.active_paths(model.id)
+    except UnknownModelError as e:
+        raise CliError(str(e)) from None
+    except ModelNotReadyError as e:
+        raise CliError(
+            f"model {e.model_id} is not ready: {'; '.join(e.missing)} "
+            f"(see 'distill models list', 'distill models download {e.model_id}')"
+        ) from None
+    rec = model.recommended
+    gd = ctx.settings.settings.generation
+
+    def pick(flag, setting, recommended):
+        if flag is not None:
+            return flag
+        return setting if setting is not None else recommended
+
+    refs = [str(Path(r).expanduser().resolve()) for r in (args.ref_image or [])]
+    for r in refs:
+        if not Path(r).is_file():
+            raise CliError(f"reference image not found: {r}")
+    out_file = out_dir = None
+    if args.output:
+        out_file = str(Path(args.output).expanduser().resolve())
+    else:
+        out_dir = str(
+            Path(args.out_dir).expanduser().resolve() if args.out_dir else ctx.settings.outputs_dir
+        )
+    threads = args.threads if args.threads is not None else gd.threads
+    load = LoadRequest(
+        diffusion_model_path=str(paths.diffusion),
+        llm_path=str(paths.text_encoder),
+        vae_path=str(paths.vae),
+        n_threads=threads,
+        flash_attn=gd.flash_attention,
+        offload_to_cpu=gd.offload_to_cpu,
+        vae_decode_only=not refs,
+    )
+    if args.batch < 1:
+        raise CliError("--batch must be at least 1")
+    try:
+        gen = GenerateRequest(
+            prompt=args.prompt,
+            negative_prompt=args.negative if args.negative is not None else gd.negative_prompt,
+            width=pick(args.width, gd.width, rec.width),
+            height=pick(args.height, gd.height, rec.height),
+            steps=pick(args.steps, gd.steps, rec.steps),
+            cfg_scale=pick(args.cfg, gd.cfg_scale, rec.cfg_scale),
+            sampler=pick(args.sampler, gd.sampler, rec.sampler),
+            scheduler=pick(args.scheduler, gd.scheduler, rec.scheduler),
+            seed=args.seed,
+            batch_count=args.batch,
+            ref_images=refs,
+            output_dir=out_dir,
+            output_file=out_file,
+            model_id=paths.model_id,
+            diffusion_quant=paths.diffusion_quant,
+            text_encoder_quant=paths.text_encoder_quant,
+        )
+    except ValidationError as e:  # range checks (width, steps ...)
+        first = e.errors()[0]
+        raise CliError(f"invalid {first['loc'][0]}: {first['msg']}") from None
+    return load, gen
+
+
+class _Reporter:
+    """Phase + step progress on stderr."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+        self.tty = sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+        self.phase = ""
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description:<22}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("starting engine", total=None, speed="")
+
+    def _desc(self, phase: str, index: int) -> str:
+        text = PHASE_TEXT.get(phase, phase)
+        if phase == "sampling" and self.batch > 1:
+            text += f" {index + 1}/{self.batch}"
+        return text
+
+    def __call__(self, ev: EngineEvent) -> None:
+        if isinstance(ev, PhaseEvent):
+            self.phase = ev.phase
+            desc = self._desc(ev.phase, ev.image_index)
+            if self.progress is not None:
+                self.progress.update(self.task, description=desc, total=None, completed=0, speed="")
+            else:
+                print(f"distill: {desc}", file=sys.stderr, flush=True)
+        elif isinstance(ev, ProgressEvent) and ev.phase == "sampling" and ev.steps > 0:
+            speed = f"{ev.seconds_per_step:.2f} s/step" if ev.seconds_per_step else ""
+            if self.progress is not None:
+                self.progress.update(self.task, total=ev.steps, completed=ev.step, speed=speed)
+            elif ev.step > 0:
+                print(
+                    f"distill: step {ev.step}/{ev.steps}"
+                    + (f" (image {ev.image_index + 1}/{self.batch})" if self.batch > 1 else "")
+                    + (f" {speed}" if speed else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
+        elif isinstance(ev, LoadedEvent) and not ev.reused and self.progress is None:
+            print(f"distill: model loaded in {ev.seconds:.2f} s", file=sys.stderr, flush=True)
+        elif isinstance(ev, ErrorEvent) and self.progress is not None:
+            self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext):
+    reporter = _Reporter(gen.batch_count)
+    client = EngineClient(
+        on_event=reporter,
+        history=History(ctx.paths.history_file),
+        log_file=ctx.paths.log_dir / "engine.log",
+    )
+    ctx.paths.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return await client.generate(load, gen)
+    except asyncio.CancelledError:  # Ctrl-C: end the child before we go
+        await client.cancel()
+        raise
+    finally:
+        reporter.close()
+        await client.shutdown()
+
+
+def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
+    load, gen = build_requests(args, ctx)
+    try:
+        result = asyncio.run(_run(load, gen, ctx))
+    except EngineError as e:
+        detail = ""
+        if e.kind == "crash" and e.log_tail:
+            detail = f" (last log line: {e.log_tail[-1].strip()[:200]})"
+        raise CliError(f"engine {e.kind}: {e.message}{detail}") from None
+    t = result.timings
+    print(
+        f"distill: seed {result.seed}; load {t.load:.2f} s, encode {t.encode:.2f} s, "
+        f"sample {t.sample:.2f} s, decode {t.decode:.2f} s, total {t.total:.2f} s",
+        file=sys.stderr,
+    )
+    for p in result.paths:
+        print(p)
+    return 0
