@@ -522,12 +522,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fakehub")
     p.add_argument("--hub-port", type=int, default=18080)
     p.add_argument("--cdn-port", type=int, default=18081)
+    p.add_argument("--manifest", type=Path, help='JSON list of {"repo", "path", "file", "gated"}')
     p.add_argument(
-        "--manifest",
+        "--mirror-catalog",
         type=Path,
-        required=True,
-        help='JSON list of {"repo", "path", "file", "gated"}',
+        metavar="OUT",
+        help="serve the bundled catalog's files (small payloads) and write a loopback "
+        "catalog to OUT (e.g. the user catalog path)",
     )
+    p.add_argument("--scale", type=int, default=64, help="payload scale for --mirror-catalog")
+    p.add_argument("--gate", action="append", default=[], metavar="REPO", help="gate a repo")
     p.add_argument("--rate", type=float, default=None, help="bytes/s per connection")
     p.add_argument(
         "--drop-every",
@@ -537,8 +541,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     hub = FakeHub(rate=args.rate)
-    for item in json.loads(args.manifest.read_text()):
-        hub.add_file(item["repo"], item["path"], Path(item["file"]), gated=item.get("gated", False))
+    hub.hub_port, hub.cdn_port = args.hub_port, args.cdn_port  # URLs before start
+    if args.manifest:
+        for item in json.loads(args.manifest.read_text()):
+            hub.add_file(
+                item["repo"], item["path"], Path(item["file"]), gated=item.get("gated", False)
+            )
+    if args.mirror_catalog:
+        from tests.hub_fixtures import build_hub_catalog
+
+        build_hub_catalog(hub, args.mirror_catalog, scale=args.scale)
+        print(f"wrote {args.mirror_catalog}", flush=True)
+    for repo in args.gate:
+        hub.set_gated(repo)
     if args.drop_every:
         hub.faults.append(Fault("drop", after=1 << 20, times=None))
         counter = {"n": 0}

@@ -1,0 +1,442 @@
+"""``distill models download|verify|remove|clean`` (rich progress; no textual import)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from distill_tui.catalog import COMPONENT_LABELS, CatalogModel, UnknownModelError
+from distill_tui.cli import CliError
+from distill_tui.context import CoreContext
+from distill_tui.inventory import human_size
+
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+def run(args: argparse.Namespace, ctx: CoreContext) -> int:
+    cmd = args.models_command
+    if cmd == "download":
+        return cmd_download(args, ctx)
+    if cmd == "verify":
+        return cmd_verify(args, ctx)
+    if cmd == "remove":
+        return cmd_remove(args, ctx)
+    if cmd == "clean":
+        return cmd_clean(args, ctx)
+    raise CliError(f"unknown models command {cmd!r}")
+
+
+def _model(ctx: CoreContext, model_id: str) -> CatalogModel:
+    try:
+        return ctx.catalog.require(model_id)
+    except UnknownModelError as e:
+        raise CliError(str(e)) from None
+
+
+def _quant(model: CatalogModel, comp: str, qid: str) -> str:
+    section = model.section(comp)
+    if section.get(qid) is None:
+        label = COMPONENT_LABELS[comp].lower()
+        raise CliError(
+            f"unknown {label} quant {qid!r} for {model.id}; valid: {', '.join(section.ids)}"
+        )
+    return qid
+
+
+# ---- download ------------------------------------------------------------------------------
+def plan_for(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel) -> list[tuple]:
+    sel = ctx.settings.selection(model.id)
+    diff = _quant(
+        model,
+        "diffusion",
+        args.diffusion or sel.diffusion_quant or model.default_quant("diffusion"),
+    )
+    te = _quant(
+        model,
+        "textEncoder",
+        args.text_encoder or sel.text_encoder_quant or model.default_quant("textEncoder"),
+    )
+    items: list[tuple] = [(model.id, "diffusion", diff), (model.id, "textEncoder", te)]
+    if not args.no_vae:
+        items.append((model.id, "vae", None))
+    return items
+
+
+def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
+    model = _model(ctx, args.model)
+    items = plan_for(args, ctx, model)
+    if args.connections is not None and not 1 <= args.connections <= 32:
+        raise CliError("--connections must be between 1 and 32")
+    return asyncio.run(_download(ctx, model, items, args.connections))
+
+
+def _label(ev) -> str:
+    comp = {"diffusion": "diffusion", "textEncoder": "text encoder", "vae": "vae"}[ev.component]
+    q = f" {ev.quant_id}" if ev.quant_id else ""
+    return f"{comp}{q}"
+
+
+async def _download(
+    ctx: CoreContext, model: CatalogModel, items: list[tuple], connections: int | None
+) -> int:
+    from distill_tui.downloads import DownloadManager, DownloadState
+
+    mgr = DownloadManager(ctx.catalog, ctx.settings, ctx.inventory, connections=connections)
+    out = _Output()
+    got_signal: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        if not got_signal:
+            got_signal.append(sig)
+            if sig == signal.SIGHUP:
+                out.silence()  # the terminal is gone
+            out.note(f"{signal.Signals(sig).name}: stopping, keeping partial downloads resumable…")
+            mgr.pause_all()
+        else:
+            out.note("already stopping; the partial downloads stay consistent")
+
+    for sig in SIGNAL_EXIT:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+    present = [k for k in (mgr.key_for(*it) for it in items) if ctx.inventory.is_present(k)]
+    out.header(model, items, mgr, present)
+    unsubscribe = mgr.subscribe(out.event)
+    try:
+        results = await mgr.download_plan(items)
+    finally:
+        unsubscribe()
+        await mgr.aclose()
+        out.stop()
+        for sig in SIGNAL_EXIT:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    failed = [e for e in results if e.state == DownloadState.FAILED]
+    nothing_done = bool(failed) and all(e.state == DownloadState.FAILED for e in results)
+    for ev in results:
+        if ev.state == DownloadState.DONE:
+            where = "already downloaded" if ev.key in present else "downloaded and verified"
+            out.line(f"  ok      {_label(ev):<22} {human_size(ev.total):>9}  {where}  ({ev.key})")
+        elif ev.state == DownloadState.FAILED:
+            out.line(f"  FAILED  {_label(ev):<22} {ev.error}")
+        else:
+            part = (
+                f"{human_size(ev.bytes_done)} of {human_size(ev.total)} kept"
+                if ev.resumable
+                else "nothing kept"
+            )
+            out.line(f"  {ev.state.value:<7} {_label(ev):<22} {part}; rerun the command to resume")
+    if got_signal:
+        return SIGNAL_EXIT[signal.Signals(got_signal[0])]
+    if failed:
+        if nothing_done:
+            out.line("nothing was downloaded; fix the problem above and rerun")
+        return 1
+    sel = ctx.settings.selection(model.id)
+    ready = ctx.resolver.is_model_ready(model.id)
+    out.line(
+        f"{model.id}: selected diffusion {sel.diffusion_quant}, text encoder "
+        f"{sel.text_encoder_quant}" + ("  (ready)" if ready else "")
+    )
+    return 0
+
+
+class _Output:
+    """Rich progress bars on a terminal; plain lines otherwise (logs, pipes, CI)."""
+
+    def __init__(self) -> None:
+        self.silent = False
+        self.tty = sys.stderr.isatty()
+        self.progress = None
+        self.tasks: dict[str, int] = {}
+        self.last_state: dict[str, str] = {}
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.console = Console(stderr=True)
+            self.progress = Progress(
+                TextColumn("{task.description:<28}"),
+                BarColumn(),
+                DownloadColumn(binary_units=False),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[state]}"),
+                console=self.console,
+                transient=False,
+                refresh_per_second=8,
+            )
+
+    def silence(self) -> None:
+        self.silent = True
+        with contextlib.suppress(Exception):
+            if self.progress is not None:
+                self.progress.stop()
+        self.progress = None
+
+    def _print(self, text: str, err: bool = False) -> None:
+        if self.silent:
+            return
+        try:
+            stream = sys.stderr if err else sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            self.silent = True
+
+    def header(self, model, items, mgr, present) -> None:
+        todo = len(items) - len(present)
+        self._print(
+            f"{model.name} ({model.id}): {todo} file(s) to download"
+            + (f", {len(present)} already present" if present else "")
+        )
+        if self.progress is not None and todo:
+            self.progress.start()
+
+    def event(self, ev) -> None:
+        if self.silent:
+            return
+        try:
+            self._event(ev)
+        except (OSError, ValueError):
+            self.silent = True
+
+    def _event(self, ev) -> None:
+        state = ev.state.value
+        if self.progress is not None:
+            tid = self.tasks.get(ev.key)
+            desc = _label(ev)
+            extra = ev.note or ("" if state == "downloading" else state)
+            if tid is None:
+                tid = self.progress.add_task(desc, total=ev.total or None, state=extra)
+                self.tasks[ev.key] = tid
+            self.progress.update(tid, completed=ev.bytes_done, total=ev.total or None, state=extra)
+            return
+        if self.last_state.get(ev.key) != state or ev.note:
+            self.last_state[ev.key] = state
+            size = f" {human_size(ev.total)}" if ev.total else ""
+            note = f" ({ev.note})" if ev.note else ""
+            self._print(f"  {state:<11} {ev.key}{size}{note}", err=True)
+
+    def note(self, text: str) -> None:
+        if self.progress is not None and not self.silent:
+            with contextlib.suppress(Exception):
+                self.progress.console.print(text)
+                return
+        self._print(text, err=True)
+
+    def line(self, text: str) -> None:
+        self._print(text)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            with contextlib.suppress(Exception):
+                self.progress.stop()
+
+
+# ---- verify --------------------------------------------------------------------------------
+def _model_files(model: CatalogModel) -> list[str]:
+    return sorted({f.file for _c, _q, f in model.files()})
+
+
+def cmd_verify(args: argparse.Namespace, ctx: CoreContext) -> int:
+    from distill_tui.downloads.service import sha256_file
+
+    inv = ctx.inventory
+    records = inv.records()
+    if args.model:
+        model = _model(ctx, args.model)
+        rels = [r for r in _model_files(model) if r in records]
+    else:
+        rels = sorted(records)
+    if not rels:
+        print(
+            "nothing to verify: no downloaded files" + (f" for {args.model}" if args.model else "")
+        )
+        return 0
+    bad = 0
+    for rel in rels:
+        rec = records[rel]
+        path = inv.abs_path(rel)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            print(f"  MISSING   {rel} (recorded in the inventory, not on disk)")
+            bad += 1
+            continue
+        if size != rec.size:
+            print(f"  BAD SIZE  {rel}: {size} bytes, expected {rec.size}")
+            bad += 1
+            continue
+        digest = sha256_file(path)
+        if rec.sha256 and digest != rec.sha256:
+            print(f"  MISMATCH  {rel}: sha256 {digest[:12]}…, expected {rec.sha256[:12]}…")
+            bad += 1
+            continue
+        inv.mark_verified(rel)
+        print(f"  ok        {rel} ({human_size(size)})")
+    if bad:
+        print(
+            f"{bad} of {len(rels)} file(s) failed verification; remove them "
+            "(`distill models remove`) and download again"
+        )
+        return 1
+    print(f"all {len(rels)} file(s) verified")
+    return 0
+
+
+# ---- remove --------------------------------------------------------------------------------
+def cmd_remove(args: argparse.Namespace, ctx: CoreContext) -> int:
+    from distill_tui.downloads.lock import DestLock
+    from distill_tui.downloads.sidecar import lock_path, part_path, sidecar_path
+
+    model = _model(ctx, args.model)
+    inv = ctx.inventory
+    targets: list[tuple[str, str | None, str]] = []  # (component, quant, rel)
+    notes: list[str] = []
+    if args.all:
+        for comp in ("diffusion", "textEncoder"):
+            for q in model.section(comp).quants:
+                targets.append((comp, q.id, q.file))
+        shared = [
+            m.id
+            for m in ctx.catalog.models
+            if m.id != model.id
+            and m.vae.file == model.vae.file
+            and any(inv.is_present(f.file) for c, _q, f in m.files() if c != "vae")
+        ]
+        if shared:
+            notes.append(f"kept {model.vae.file}: also used by {', '.join(shared)}")
+        else:
+            targets.append(("vae", None, model.vae.file))
+    elif args.vae:
+        targets.append(("vae", None, model.vae.file))
+    else:
+        comp = "diffusion" if args.diffusion else "textEncoder"
+        qid = _quant(model, comp, args.diffusion or args.text_encoder)
+        targets.append((comp, qid, model.section(comp).get(qid).file))  # type: ignore[union-attr]
+
+    def exists(rel: str) -> bool:
+        p = inv.abs_path(rel)
+        return p.exists() or part_path(p).exists() or inv.get(rel) is not None
+
+    targets = [t for t in targets if exists(t[2])]
+    for n in notes:
+        print(n)
+    if not targets:
+        print(f"nothing to remove for {model.id}")
+        return 0
+    sizes = 0
+    for _c, _q, rel in targets:
+        p = inv.abs_path(rel)
+        for x in (p, part_path(p)):
+            with contextlib.suppress(OSError):
+                sizes += x.stat().st_size
+    sel = ctx.settings.selection(model.id)
+    active = [(c, q) for c, q, _r in targets if c != "vae" and sel.get(c) == q]
+    print(f"will delete from {inv.models_dir}:")
+    for _c, _q, rel in targets:
+        print(f"  {rel}")
+    if active:
+        print(
+            "  (the selected "
+            + ", ".join(f"{COMPONENT_LABELS[c].lower()} {q}" for c, q in active)
+            + " — the selection will be cleared)"
+        )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("refusing to delete files without --yes (no terminal to ask)")
+        try:
+            answer = input(f"delete {len(targets)} file(s), {human_size(sizes)}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    failed = 0
+    for _c, _q, rel in targets:
+        p = inv.abs_path(rel)
+        lock = DestLock(lock_path(p))
+        if not lock.try_acquire():
+            print(
+                f"  skipped {rel}: being downloaded by another distill process "
+                f"(pid {lock.holder_pid() or '?'})"
+            )
+            failed += 1
+            continue
+        try:
+            inv.forget(rel)
+            for x in (p, part_path(p), sidecar_path(p)):
+                with contextlib.suppress(FileNotFoundError):
+                    x.unlink()
+        finally:
+            lock.release(unlink=True)
+        print(f"  removed {rel}")
+    for comp, _q in active:
+        ctx.settings.set_quant(model.id, comp, None)
+    print(f"freed {human_size(sizes)}")
+    return 1 if failed else 0
+
+
+# ---- clean ---------------------------------------------------------------------------------
+def leftovers(models_dir: Path, outputs_dir: Path | None = None) -> list[Path]:
+    """Partials, sidecars, unheld lock files and temp files under the models dir."""
+    from distill_tui.downloads.lock import is_stale
+
+    if not models_dir.is_dir():
+        return []
+    out_res = outputs_dir.resolve() if outputs_dir else None
+    found: list[Path] = []
+    for root, dirs, files in os.walk(models_dir):
+        rp = Path(root)
+        if out_res is not None:
+            dirs[:] = [d for d in dirs if (rp / d).resolve() != out_res]
+        for name in files:
+            p = rp / name
+            if name == ".installed.json.lock":
+                continue
+            if name.endswith(".lock"):
+                if is_stale(p):
+                    found.append(p)
+            elif name.endswith((".part", ".part.json")) or (
+                name.startswith(".") and name.endswith(".tmp")
+            ):
+                lock = p.with_name(name.removesuffix(".json").removesuffix(".part") + ".lock")
+                if lock.exists() and not is_stale(lock):
+                    continue  # an active download
+                found.append(p)
+    return sorted(found)
+
+
+def cmd_clean(args: argparse.Namespace, ctx: CoreContext) -> int:
+    models_dir = ctx.inventory.models_dir
+    found = leftovers(models_dir, ctx.settings.outputs_dir)
+    if not found:
+        print(f"nothing to clean in {models_dir}")
+        return 0
+    freed = 0
+    for p in found:
+        try:
+            size = p.stat().st_blocks * 512  # partials are sparse
+            p.unlink()
+        except OSError as e:
+            print(f"  could not remove {p}: {e.strerror or e}")
+            continue
+        freed += size
+        print(f"  removed {p.relative_to(models_dir)}")
+    print(f"removed {len(found)} leftover file(s), freed {human_size(freed)}")
+    return 0
