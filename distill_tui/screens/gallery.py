@@ -1,16 +1,272 @@
-"""Gallery screen (placeholder)."""
+"""Gallery (F4): past generations newest first (the history records), the selected image
+inline; ``enter`` views it large, ``r`` reuses its parameters in the Generate form,
+``delete`` removes image and record after a confirmation. Files deleted outside the app are
+listed as "missing", never as errors."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
+
+from distill_tui.generation import GenParams
+from distill_tui.outputs import History, HistoryRecord
+from distill_tui.resources import style_path
+from distill_tui.widgets.image_view import Frame, ImageView
+
+if TYPE_CHECKING:
+    from distill_tui.app import DistillApp
+
+
+def record_time(rec: HistoryRecord) -> str:
+    """The record's creation time in local time, ``MM-DD HH:MM``."""
+    try:
+        return datetime.fromisoformat(rec.created).astimezone().strftime("%m-%d %H:%M")
+    except ValueError:
+        return rec.created[5:16]
+
+
+def one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 class GalleryScreen(Screen):
+    """The history as a table plus the selected record's image."""
+
     HELP_TITLE = "Gallery"
+    CSS_PATH = [style_path("gallery.tcss")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "view_large", "View", id="gallery.view", tooltip="View the image large"),
+        Binding(
+            "r",
+            "reuse",
+            "Reuse",
+            id="gallery.reuse",
+            tooltip="Load its parameters into the Generate form",
+        ),
+        Binding(
+            "delete",
+            "delete_record",
+            "Delete",
+            id="gallery.delete",
+            tooltip="Delete the image files and the record (asks first)",
+        ),
+        Binding(
+            "[",
+            "previous_image",
+            "Prev",
+            id="gallery.previous_image",
+            show=False,
+            tooltip="Previous image of the batch",
+        ),
+        Binding(
+            "]",
+            "next_image",
+            "Next",
+            id="gallery.next_image",
+            show=False,
+            tooltip="Next image of the batch",
+        ),
+        Binding(
+            "ctrl+r",
+            "reload",
+            "Reload",
+            id="gallery.reload",
+            show=False,
+            tooltip="Read the history file again",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[HistoryRecord] = []
+        self._unsubscribe = None
+
+    @property
+    def distill(self) -> DistillApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def history(self) -> History:
+        return History(self.distill.core.paths.history_file)
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Gallery — coming soon", id="gallery-placeholder")
+        with Horizontal(id="gallery-body"):
+            yield DataTable(id="gallery-table", cursor_type="row", zebra_stripes=True)
+            yield ImageView("No generations yet — F2 to make one", id="gallery-image")
+        yield Static("", id="gallery-status")
         yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("Time", key="time")
+        table.add_column("Prompt", key="prompt")
+        table.add_column("Model", key="model")
+        table.add_column("Quants", key="quants")
+        table.add_column("Seed", key="seed")
+        table.add_column("Size", key="size")
+        self._unsubscribe = self.distill.generation.subscribe(self._on_generation)
+        self.reload()
+        table.focus()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+
+    def on_screen_resume(self) -> None:
+        self.query_one(ImageView).refresh_renderer()
+        self.reload()
+
+    def _on_generation(self, kind: str) -> None:
+        if kind == "finished" and self.is_mounted:
+            self.reload()
+
+    # ---- data ------------------------------------------------------------------------
+    def reload(self) -> None:
+        table = self.query_one(DataTable)
+        keep = self.selected.id if self.selected else None
+        history = self.history
+        self.records = history.records()
+        narrow = self.has_class("-narrow")
+        table.clear()
+        for rec in self.records:
+            missing = not any(Path(p).is_file() for p in rec.images)
+            prompt = one_line(str(rec.params.get("prompt", "")), 16 if narrow else 22)
+            if missing:
+                prompt_cell: Text | str = Text.assemble(("missing ", "bold red"), prompt)
+            else:
+                prompt_cell = prompt
+            table.add_row(
+                record_time(rec),
+                prompt_cell,
+                rec.model_id,
+                f"{rec.diffusion_quant}/{rec.text_encoder_quant}",
+                str(rec.seed),
+                f"{rec.params.get('width')}x{rec.params.get('height')}",
+                key=rec.id,
+            )
+        count = len(self.records)
+        status = f"{count} generation{'s' if count != 1 else ''}"
+        if history.warnings:
+            status += " · " + "; ".join(history.warnings[:2])
+        self.query_one("#gallery-status", Static).update(status)
+        if keep:
+            for i, rec in enumerate(self.records):
+                if rec.id == keep:
+                    table.move_cursor(row=i)
+                    break
+        self._show_selected()
+
+    @property
+    def selected(self) -> HistoryRecord | None:
+        if not self.is_mounted or not self.records:
+            return None
+        row = self.query_one(DataTable).cursor_row
+        return self.records[row] if 0 <= row < len(self.records) else None
+
+    def _frames(self, rec: HistoryRecord) -> list[Frame]:
+        from distill_tui.screens.generate import display_path, image_caption
+
+        w, h = rec.params.get("width", 0), rec.params.get("height", 0)
+        frames = []
+        for i, p in enumerate(rec.images):
+            caption = image_caption(self.distill, p, rec.seed + i, w, h, rec.timings)
+            caption += f"\n{one_line(str(rec.params.get('prompt', '')), 200)}"
+            if not Path(p).is_file():
+                caption = "[b]missing[/b] (deleted outside distill)\n" + caption
+            frames.append(Frame(path=p, caption=caption, label=display_path(self.distill, p)))
+        return frames
+
+    def _show_selected(self) -> None:
+        view = self.query_one(ImageView)
+        rec = self.selected
+        if rec is None:
+            view.clear("No generations yet — F2 to make one")
+            return
+        view.set_frames(self._frames(rec))
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._show_selected()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_view_large()
+
+    # ---- actions ---------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("view_large", "reuse", "delete_record"):
+            return True if self.selected is not None else None
+        return True
+
+    def action_view_large(self) -> None:
+        rec = self.selected
+        if rec is None:
+            return
+        from distill_tui.screens.image_modal import ImageModal
+
+        view = self.query_one(ImageView)
+        self.app.push_screen(ImageModal(self._frames(rec), view.index))
+
+    async def action_reuse(self) -> None:
+        rec = self.selected
+        if rec is None:
+            return
+        params = GenParams.from_record_params(rec.params, seed=rec.seed)
+        await self.app.switch_mode("generate")
+        screen = self.app.screen
+        apply = getattr(screen, "apply_params", None)
+        if callable(apply):
+            apply(params, rec.model_id)
+        self.app.notify("Parameters loaded into the form", title="Gallery")
+
+    def action_delete_record(self) -> None:
+        rec = self.selected
+        if rec is None:
+            return
+        from distill_tui.screens.confirm import ConfirmModal
+
+        n = len(rec.images)
+        body = (
+            f"{one_line(str(rec.params.get('prompt', '')), 120)}\n\n"
+            f"Deletes {n} image file{'s' if n != 1 else ''} and the record."
+        )
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self._delete(rec)
+
+        self.app.push_screen(ConfirmModal("Delete this generation?", body, yes="Delete"), done)
+
+    def _delete(self, rec: HistoryRecord) -> None:
+        try:
+            ok = self.history.delete(rec.id)
+        except OSError as e:
+            self.distill.report_failure("Delete failed", str(e))
+            return
+        if not ok:
+            self.notify("That record was already gone", severity="warning")
+        self.reload()
+
+    def action_previous_image(self) -> None:
+        self.query_one(ImageView).action_previous_image()
+
+    def action_next_image(self) -> None:
+        self.query_one(ImageView).action_next_image()
+
+    def action_reload(self) -> None:
+        self.reload()

@@ -160,6 +160,7 @@ class GenerateScreen(Screen):
         self._unsubscribe: Callable[[], None] | None = None
         self._shown_job: int | None = None
         self._shown_images = 0
+        self._errors: list[str] = []
 
     # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -480,6 +481,7 @@ class GenerateScreen(Screen):
         self._show_errors([])
 
     def _show_errors(self, errors: list[str]) -> None:
+        self._errors = list(errors)
         box = self.query_one("#form-errors", Static)
         box.update("\n".join(escape(e) for e in errors))
         box.set_class(bool(errors), "-errors")
@@ -487,14 +489,14 @@ class GenerateScreen(Screen):
     # ---- events ----------------------------------------------------------------------
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
-        # keep the error list honest while the user fixes fields
+        # a field that became valid drops its own line from the error list
         result = event.validation_result
-        if (
-            self.query_one("#form-errors", Static).has_class("-errors")
-            and result is not None
-            and result.is_valid
-        ):
-            self._show_errors([])
+        if not self._errors or result is None or not result.is_valid:
+            return
+        labels = [v.label for v in event.input.validators if isinstance(v, ReasonValidator)]
+        kept = [e for e in self._errors if not any(e.startswith(f"{lb}:") for lb in labels)]
+        if kept != self._errors:
+            self._show_errors(kept)
 
     @on(Select.Changed, "#size-preset")
     def _preset_chosen(self, event: Select.Changed) -> None:

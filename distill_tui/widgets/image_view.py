@@ -46,6 +46,7 @@ class Frame:
     path: str | None = None
     data: bytes | None = None
     caption: str = ""
+    label: str = ""  # how to name the file when it is missing (default: the path)
 
 
 def load_image(frame: Frame) -> PILImage.Image | None:
@@ -104,6 +105,7 @@ class ImageView(Vertical, can_focus=True):
         self.last_paint_seconds: float | None = None
         self.painted_at: float | None = None
         self.shown: PILImage.Image | None = None
+        self.shown_frame: Frame | None = None  # the frame whose image is on screen now
         self.missing = False
 
     def compose(self) -> ComposeResult:
@@ -187,6 +189,7 @@ class ImageView(Vertical, can_focus=True):
         center = self.query_one("#image-pane Center")
         placeholder = self.query_one("#image-placeholder", Static)
         self.shown = im
+        self.shown_frame = frame
         self.missing = frame is not None and im is None
         if im is None:
             if self._image is not None:
@@ -194,7 +197,9 @@ class ImageView(Vertical, can_focus=True):
             if frame is None:
                 placeholder.update(self.placeholder)
             else:
-                placeholder.update(f"[b]missing[/b]: {escape(frame.path or 'preview')}")
+                placeholder.update(
+                    f"[b]missing[/b]: {escape(frame.label or frame.path or 'preview')}"
+                )
             placeholder.display = True
         else:
             placeholder.display = False
