@@ -231,18 +231,22 @@ class FakeHub:
         ]
 
     def bytes_served(self, sha: str | None = None) -> int:
+        """Payload bytes the CDN sent (200/206 bodies, also the partial ones that were cut)."""
         return sum(
             r.body_bytes
             for r in self.requests
-            if r.server == "cdn" and r.method == "GET" and (sha is None or sha in r.path)
+            if r.server == "cdn"
+            and r.method == "GET"
+            and r.status in (200, 206)
+            and (sha is None or sha in r.path)
         )
 
     # ---- internals -------------------------------------------------------------------
-    def _sign(self, sha: str, expires: int) -> str:
+    def _sign(self, sha: str, expires: str) -> str:
         return hmac.new(_SECRET, f"{sha}:{expires}".encode(), "sha256").hexdigest()[:32]
 
     def signed_location(self, sha: str) -> str:
-        exp = int(time.time() + self.url_ttl)
+        exp = f"{time.time() + self.url_ttl:.3f}"
         return (
             f"{self.cdn_url}/cdn/{sha}?Expires={exp}&Signature={self._sign(sha, exp)}"
             f"&Key-Pair-Id=K2FAKEFAKEFAKE"
@@ -405,7 +409,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         q = parse_qs(rec.query)
         try:
-            exp = int(q["Expires"][0])
+            exp_s = q["Expires"][0]
+            exp = float(exp_s)
             sig = q["Signature"][0]
         except (KeyError, ValueError, IndexError):
             self._simple(
@@ -419,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
             fault is not None
             and fault.kind == "expired"
             or exp < time.time()
-            or not hmac.compare_digest(sig, hub._sign(f.sha256, exp))
+            or not hmac.compare_digest(sig, hub._sign(f.sha256, exp_s))
         ):
             self._simple(
                 rec,

@@ -26,7 +26,13 @@ from distill_tui.downloads.errors import DownloadError
 from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, Progress, Restart
 from distill_tui.downloads.hub import HubMeta, head, new_client
 from distill_tui.downloads.lock import DestLock
-from distill_tui.downloads.sidecar import lock_path, part_path, partial_bytes, sidecar_path
+from distill_tui.downloads.sidecar import (
+    lock_path,
+    part_path,
+    partial_allocated,
+    partial_bytes,
+    sidecar_path,
+)
 from distill_tui.hftoken import get_token
 from distill_tui.inventory import human_size
 from distill_tui.redact import redact
@@ -264,7 +270,7 @@ class DownloadManager:
             if self.inventory.is_present(p.key):
                 continue
             meta = self._meta_cache[p.key][0]
-            need += meta.size - partial_bytes(self.inventory.abs_path(p.key), meta.size)
+            need += self._need(self.inventory.abs_path(p.key), meta.size)
         problem = self._disk_problem(need)
         if problem:
             out = []
@@ -433,7 +439,7 @@ class DownloadManager:
             expected = meta.sha256 or job.file.sha256
             if dest.exists() and expected and await self._adopt(job, dest, meta, expected):
                 return
-            need = meta.size - partial_bytes(dest, meta.size)
+            need = self._need(dest, meta.size)
             problem = self._disk_problem(need)
             if problem:
                 raise DownloadError("disk", problem)
@@ -543,6 +549,12 @@ class DownloadManager:
         for k, v in self.fetch_overrides.items():
             setattr(cfg, k, v)
         return cfg
+
+    @staticmethod
+    def _need(dest: Path, size: int) -> int:
+        """Bytes of new disk space a download still needs (blocks of a partial are reused)."""
+        have = max(partial_bytes(dest, size), partial_allocated(dest))
+        return max(0, size - have)
 
     def _disk_problem(self, need: int) -> str | None:
         margin = self.disk_margin if self.disk_margin is not None else max(100_000_000, need // 50)

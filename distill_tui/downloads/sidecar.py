@@ -154,6 +154,14 @@ def lock_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".lock")
 
 
+def partial_allocated(dest: Path) -> int:
+    """Disk space already allocated to the partial of ``dest`` (rewriting it needs no more)."""
+    try:
+        return os.stat(part_path(dest)).st_blocks * 512
+    except OSError:
+        return 0
+
+
 def partial_bytes(dest: Path, size: int) -> int:
     """Durable bytes of an existing partial of ``dest`` (0 if none or unusable)."""
     sc = Sidecar.load(sidecar_path(dest))
