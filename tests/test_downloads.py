@@ -413,7 +413,7 @@ async def test_locked_by_another_process_waits_then_finds_it(big, fake_hub, tmp_
     dest = big.context().inventory.abs_path(rel)
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = dest.with_name(dest.name + ".lock")
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(  # noqa: ASYNC220
         [
             "python3",
             "-c",
@@ -454,7 +454,7 @@ async def test_disk_full_mid_download_fails_cleanly_keeping_partial(
     mnt = isolated_dirs / "smalldisk"
     mnt.mkdir()
     mounted = (
-        subprocess.run(
+        subprocess.run(  # noqa: ASYNC221
             ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True
         ).returncode
         == 0
@@ -512,7 +512,7 @@ async def test_disk_full_mid_download_fails_cleanly_keeping_partial(
         assert dest.read_bytes() == hc.payload(rel)
     finally:
         if mounted:
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
+            subprocess.run(["umount", "-l", str(mnt)], check=False)  # noqa: ASYNC221
 
 
 def test_sidecar_never_stores_the_signed_url(tmp_path):
