@@ -46,6 +46,15 @@ class HelpModal(ModalScreen[None]):
                 continue
             seen.add(ident)
             rows.append((b.key_display or _key_label(key), desc, b.tooltip or ""))
+        # Keys the screen declares that cannot act right now (its check_action hides them
+        # from the footer, e.g. "x Cancel" with no download) are still worth knowing.
+        for key, bindings in screen._bindings.key_to_bindings.items():
+            for b in bindings:
+                desc = b.description or b.action
+                if not b.show or (desc, b.action) in seen:
+                    continue
+                seen.add((desc, b.action))
+                rows.append((b.key_display or _key_label(key), desc, b.tooltip or ""))
         title = getattr(screen, "HELP_TITLE", None) or screen.__class__.__name__
         return cls(title, rows)
 

@@ -57,8 +57,28 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-class ModelList(VerticalScroll, can_focus=False):
-    """The scrolling column of model cards (focus goes to the rows, not to the list)."""
+class ModelList(VerticalScroll, can_focus=False, inherit_bindings=False):
+    """The scrolling column of model cards. Focus goes to the rows, not to the list; the
+    arrow keys move between rows, so only the page keys scroll."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "pageup",
+            "page_up",
+            "Page up",
+            show=False,
+            id="models.page_up",
+            tooltip="Scroll the model list up a page",
+        ),
+        Binding(
+            "pagedown",
+            "page_down",
+            "Page down",
+            show=False,
+            id="models.page_down",
+            tooltip="Scroll the model list down a page",
+        ),
+    ]
 
 
 class ModelManagerScreen(Screen):
@@ -73,15 +93,14 @@ class ModelManagerScreen(Screen):
             "download",
             "Download",
             id="models.download",
-            tooltip="Download the focused file; on a card header the selected set "
-            "(the recommended set where nothing is selected)",
+            tooltip="Focused file; on a card header the whole selected set",
         ),
         Binding(
             "x",
             "cancel_download",
             "Cancel",
             id="models.cancel",
-            tooltip="Cancel the focused download (the partial file is kept to resume)",
+            tooltip="Stop the focused download; the partial is kept to resume",
         ),
         Binding("r", "retry", "Retry", id="models.retry", tooltip="Retry a failed download"),
         Binding(
