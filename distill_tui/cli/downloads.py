@@ -72,7 +72,15 @@ def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
     items = plan_for(args, ctx, model)
     if args.connections is not None and not 1 <= args.connections <= 32:
         raise CliError("--connections must be between 1 and 32")
-    return asyncio.run(_download(ctx, model, items, args.connections))
+    previous = {sig: signal.getsignal(sig) for sig in SIGNAL_EXIT}
+    code = asyncio.run(_download(ctx, model, items, args.connections))
+    if code not in SIGNAL_EXIT.values():
+        # after a signal they stay ignored: the process is exiting, and another Ctrl-C
+        # must not turn a clean stop into a traceback
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+    return code
 
 
 def _label(ev) -> str:
@@ -117,12 +125,15 @@ async def _download(
         for sig in SIGNAL_EXIT:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+            if got_signal:  # stopping already: more Ctrl-C must not interrupt the summary
+                signal.signal(sig, signal.SIG_IGN)
 
     failed = [e for e in results if e.state == DownloadState.FAILED]
     nothing_done = bool(failed) and all(e.state == DownloadState.FAILED for e in results)
     for ev in results:
         if ev.state == DownloadState.DONE:
-            where = "already downloaded" if ev.key in present else "downloaded and verified"
+            fetched = ev.key in out.fetched and ev.key not in present
+            where = "downloaded and verified" if fetched else "already downloaded"
             out.line(f"  ok      {_label(ev):<22} {human_size(ev.total):>9}  {where}  ({ev.key})")
         elif ev.state == DownloadState.FAILED:
             out.line(f"  FAILED  {_label(ev):<22} {ev.error}")
@@ -157,6 +168,7 @@ class _Output:
         self.progress = None
         self.tasks: dict[str, int] = {}
         self.last_state: dict[str, str] = {}
+        self.fetched: set[str] = set()  # keys that moved bytes in this run
         if self.tty:
             from rich.console import Console
             from rich.progress import (
@@ -208,6 +220,8 @@ class _Output:
             self.progress.start()
 
     def event(self, ev) -> None:
+        if ev.state.value == "downloading":
+            self.fetched.add(ev.key)
         if self.silent:
             return
         try:
@@ -217,6 +231,8 @@ class _Output:
 
     def _event(self, ev) -> None:
         state = ev.state.value
+        if state == "downloading":
+            self.fetched.add(ev.key)
         if self.progress is not None:
             tid = self.tasks.get(ev.key)
             desc = _label(ev)
