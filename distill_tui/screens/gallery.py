@@ -1,7 +1,7 @@
 """Gallery (F4): past generations newest first (the history records), the selected image
 inline; ``enter`` views it large, ``r`` reuses its parameters in the Generate form,
 ``delete`` removes image and record after a confirmation. Files deleted outside the app are
-listed as "missing", never as errors."""
+listed as missing (a red ✗ in the list, "missing" in the pane), never as errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -105,7 +105,7 @@ class GalleryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="gallery-body"):
+        with Vertical(id="gallery-body"):
             yield DataTable(id="gallery-table", cursor_type="row", zebra_stripes=True)
             yield ImageView("No generations yet — F2 to make one", id="gallery-image")
         yield Static("", id="gallery-status")
@@ -141,13 +141,13 @@ class GalleryScreen(Screen):
         keep = self.selected.id if self.selected else None
         history = self.history
         self.records = history.records()
-        narrow = self.has_class("-narrow")
+        narrow = self.app.size.width < 100
         table.clear()
         for rec in self.records:
             missing = not any(Path(p).is_file() for p in rec.images)
-            prompt = one_line(str(rec.params.get("prompt", "")), 16 if narrow else 22)
+            prompt = one_line(str(rec.params.get("prompt", "")), 15 if narrow else 48)
             if missing:
-                prompt_cell: Text | str = Text.assemble(("missing ", "bold red"), prompt)
+                prompt_cell: Text | str = Text.assemble(("✗ ", "bold red"), prompt)
             else:
                 prompt_cell = prompt
             table.add_row(
@@ -185,7 +185,6 @@ class GalleryScreen(Screen):
         frames = []
         for i, p in enumerate(rec.images):
             caption = image_caption(self.distill, p, rec.seed + i, w, h, rec.timings)
-            caption += f"\n{one_line(str(rec.params.get('prompt', '')), 200)}"
             if not Path(p).is_file():
                 caption = "[b]missing[/b] (deleted outside distill)\n" + caption
             frames.append(Frame(path=p, caption=caption, label=display_path(self.distill, p)))

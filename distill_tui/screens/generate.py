@@ -310,6 +310,10 @@ class GenerateScreen(Screen):
     def on_mount(self) -> None:
         self._unsubscribe = self.service.subscribe(self._on_service_change)
         self.set_interval(0.5, self._tick)
+        if self.distill.deterministic:  # snapshots: no blinking cursors
+            self.query_one("#prompt", TextArea).cursor_blink = False
+            for inp in self.query(Input):
+                inp.cursor_blink = False
         self._refresh_all()
         self.query_one("#prompt", TextArea).focus()
 

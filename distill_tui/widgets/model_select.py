@@ -31,10 +31,8 @@ class ModelSelect(Select[str]):
         self.core = core
         options = model_options(core)
         active = core.settings.settings.active_model_id
-        value = active if any(v == active for _l, v in options) else Select.NULL
-        super().__init__(
-            options, value=value, allow_blank=True, prompt="(choose a model)", id=id, compact=True
-        )
+        value = active if any(v == active for _l, v in options) else options[0][1]
+        super().__init__(options, value=value, allow_blank=False, id=id, compact=True)
 
     def reload(self) -> None:
         """Rebuild the options (readiness may have changed in the Model Manager)."""
