@@ -157,6 +157,7 @@ class ModelManagerScreen(Screen):
         self._events: dict[str, Any] = {}
         self._unsubscribe: Callable[[], Any] | None = None
         self._settings_hooked = False
+        self._ready: dict[str, bool] = {}
 
     # ---- services --------------------------------------------------------------------
     @property
@@ -238,13 +239,19 @@ class ModelManagerScreen(Screen):
         active = core.settings.settings.active_model_id
         for card in self.cards:
             mid = card.model.id
+            ready = core.resolver.is_model_ready(mid)
+            became_ready = ready and self._ready.get(mid) is False
+            self._ready[mid] = ready
             card.sync(
                 inventory=core.inventory,
                 selection=core.settings.selection(mid),
                 events=self._events,
-                ready=core.resolver.is_model_ready(mid),
+                ready=ready,
                 active=mid == active,
             )
+            if became_ready:
+                tail = " · F2 to generate" if mid == active else ""
+                self.app.notify(f"{card.model.name} is ready{tail}.", title="Ready")
         self._sync_dir_line()
         self.refresh_bindings()
 
