@@ -71,7 +71,7 @@ class ImageView(Vertical, can_focus=True):
     ImageView > #image-pane Middle { height: 1fr; }
     ImageView #image-widget { width: auto; height: auto; }
     ImageView #image-placeholder { color: $text-muted; width: 100%; text-align: center; }
-    ImageView > #image-caption { height: auto; max-height: 4; color: $text-muted; }
+    ImageView > #image-caption { height: auto; max-height: 6; color: $text-muted; }
     ImageView:focus > #image-caption { color: $text; }
     """
 
