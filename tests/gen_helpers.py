@@ -29,10 +29,11 @@ def install_tiny(core: CoreContext, tiny: dict[str, Path], model_id: str = MODEL
         assert entry is not None
         dest = core.inventory.abs_path(entry.file)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(tiny[key], dest)
-        except OSError:
-            shutil.copyfile(tiny[key], dest)
+        if not dest.exists():  # the VAE is shared between models
+            try:
+                os.link(tiny[key], dest)
+            except OSError:
+                shutil.copyfile(tiny[key], dest)
         core.inventory.record(entry.file, dest.stat().st_size, None)
     core.settings.set_quant(model_id, "diffusion", DIFFUSION_QUANT)
     core.settings.set_quant(model_id, "textEncoder", TEXT_ENCODER_QUANT)

@@ -13,7 +13,7 @@ from distill_tui.outputs import History, HistoryRecord
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.image_view import ImageView
 from distill_tui.widgets.model_select import MANAGE, SETUP_REQUIRED, ModelSelect
-from tests.gen_helpers import MODEL_ID, ready_core, wait_for
+from tests.gen_helpers import MODEL_ID, install_tiny, ready_core, wait_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -59,6 +59,17 @@ async def test_generate_real_engine_end_to_end(tiny_models):
         await wait_for(pilot, lambda: "ready" in status_text(app), 10)
         assert "Q4_K_S" in status_text(app)
         assert app.generation.last_seed == job.seed
+
+        # choosing another ready model reloads it in the running engine
+        install_tiny(core, tiny_models, model_id="flux2-klein-9b")
+        core.settings.update(active_model_id=MODEL_ID)
+        select = app.screen.query_one(ModelSelect)
+        select.reload()
+        await pilot.pause()
+        select.value = "flux2-klein-9b"
+        await wait_for(pilot, lambda: app.engine.loaded_model == "flux2-klein-9b", 30)
+        assert core.settings.settings.active_model_id == "flux2-klein-9b"
+        await wait_for(pilot, lambda: "flux2-klein-9b" in status_text(app), 5)
 
 
 @pytest.mark.slow

@@ -1,0 +1,174 @@
+"""Generate screen behaviour with a fake engine (UI only; the real engine runs in
+test_generate_screen.py): batch strip, seed keys, notification, renderer palette command."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from textual.widgets import Input, TextArea
+
+from distill_tui.app import DistillApp
+from distill_tui.engine.client import GenerationResult
+from distill_tui.engine.protocol import ImageEvent, PhaseEvent, ProgressEvent, Timings
+from distill_tui.screens.generate import app_palette_commands
+from distill_tui.widgets.image_view import ImageView
+from tests.gen_helpers import wait_for
+from tests.test_snapshots_generate import fake_ready_core
+
+DATA = Path(__file__).parent / "data"
+
+
+class FakeEngine:
+    """Emits canned events through the service, like EngineClient, and returns a result."""
+
+    def __init__(self, app: DistillApp, images: list[Path], hold: float = 0.0) -> None:
+        self.app = app
+        self.images = images
+        self.hold = hold
+        self.requests = []
+        self.loaded_model = None
+        self.pid = None
+
+    async def generate(self, load, gen):
+        svc = self.app.generation
+        self.requests.append(gen)
+        svc.handle_state("busy")
+        svc.handle_event(PhaseEvent(phase="encoding"))
+        await asyncio.sleep(self.hold)
+        events = []
+        for i, p in enumerate(self.images):
+            svc.handle_event(ProgressEvent(step=gen.steps, steps=gen.steps, image_index=i))
+            ev = ImageEvent(path=str(p), seed=77 + i, width=64, height=64, index=i)
+            svc.handle_event(ev)
+            events.append(ev)
+        svc.handle_state("ready")
+        return GenerationResult(
+            id="g1",
+            seed=77,
+            images=events,
+            timings=Timings(total=0.1),
+            paths=[str(p) for p in self.images],
+        )
+
+    async def cancel(self):
+        return False
+
+    async def unload(self):
+        return None
+
+    async def shutdown(self):
+        return None
+
+
+def batch_files(core, n: int) -> list[Path]:
+    out = core.settings.outputs_dir
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        dest = out / f"img{i}.png"
+        shutil.copy(DATA / ("scene96x64.png" if i % 2 else "gradient64.png"), dest)
+        files.append(dest)
+    return files
+
+
+async def test_batch_strip_seed_keys_and_notification(isolated_dirs):
+    core = fake_ready_core()
+    core.settings.update(notify_after_seconds=0.0)
+    files = batch_files(core, 3)
+    engines: list[FakeEngine] = []
+
+    def factory(app):
+        engines.append(FakeEngine(app, files, hold=0.3))
+        return engines[-1]
+
+    app = DistillApp(core, image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*"three cats")
+        app.screen.query_one("#batch", Input).value = "3"
+        await pilot.press("ctrl+r")
+        seed = app.screen.query_one("#seed", Input).value
+        assert seed.isdigit()
+        await pilot.press("ctrl+g")
+        await pilot.press("f4")  # leave while it runs: it continues, and we get notified
+        await wait_for(pilot, lambda: not app.generation.running, 10)
+        assert app.generation.job.phase == "done"
+        assert engines[0].requests[0].batch_count == 3
+        assert engines[0].requests[0].seed == int(seed)
+        assert bells == [1]
+        await pilot.press("f2")
+        await pilot.pause()
+        view = app.screen.query_one("#image-view", ImageView)
+        assert [f.path for f in view.frames] == [str(p) for p in files]
+        assert view.index == 2  # the newest image of the batch stays on screen
+        app.screen.query_one(ImageView).focus()
+        await pilot.press("]")
+        assert view.index == 0
+        await pilot.press("]", "]")
+        assert view.index == 2
+        await pilot.press("[")
+        assert view.index == 1
+        await pilot.press("]")
+        assert "3/3" in str(app.screen.query_one("#image-caption").render())
+        # reuse the last seed
+        app.screen.query_one("#seed", Input).value = ""
+        await pilot.press("ctrl+l")
+        assert app.screen.query_one("#seed", Input).value == "77"
+
+
+async def test_no_notification_when_watching(isolated_dirs):
+    core = fake_ready_core()
+    core.settings.update(notify_after_seconds=0.0)
+    files = batch_files(core, 1)
+    app = DistillApp(
+        core,
+        image_renderer="halfcell",
+        deterministic=True,
+        engine_factory=lambda a: FakeEngine(a, files),
+    )
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.screen.query_one("#prompt", TextArea).text = "x"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.generation.job and not app.generation.running, 5)
+        await pilot.pause()
+        assert bells == []
+
+
+async def test_renderer_palette_command_switches_and_persists(isolated_dirs):
+    from textual_image.widget import HalfcellImage, UnicodeImage
+
+    core = fake_ready_core()
+    files = batch_files(core, 1)
+    app = DistillApp(
+        core,
+        image_renderer="halfcell",
+        deterministic=True,
+        engine_factory=lambda a: FakeEngine(a, files),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.query_one("#prompt", TextArea).text = "x"
+        await pilot.press("ctrl+g")
+        view = app.screen.query_one("#image-view", ImageView)
+        await wait_for(
+            pilot, lambda: view.shown is not None and view.shown_frame is view.current, 5
+        )
+        assert isinstance(view.query_one("#image-widget"), HalfcellImage)
+        titles = {c.title: c for c in app_palette_commands(app)}
+        assert "Image renderer: halfcell (current)" in titles
+        assert "Unload model (free memory)" in titles
+        titles["Image renderer: unicode"].callback()
+        await wait_for(
+            pilot,
+            lambda: (
+                isinstance(view.query("#image-widget").first(None), UnicodeImage)
+                and view.shown_frame is view.current
+            ),
+            5,
+        )
+        assert app.image_renderer == "unicode"
+        assert core.settings.settings.image_renderer == "unicode"
