@@ -264,3 +264,61 @@ async def test_gallery_missing_file_and_delete(tiny_models):
         remaining = History(core.paths.history_file).records()
         assert [r.params["prompt"] for r in remaining] == ["gone"]
         assert kept.id not in [r.id for r in remaining]
+
+
+@pytest.mark.slow
+async def test_engine_killed_shows_failed_with_reason_then_recovers(tiny_models_slow):
+    import os
+    import signal
+
+    core = ready_core(tiny_models_slow)
+    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*"doomed")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.generation.job and app.generation.job.phase == "encoding")
+        os.kill(app.engine.pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: not app.generation.job.running, 15)
+        job = app.generation.job
+        assert job.phase == "failed" and job.error_kind == "crash"
+        assert "failed: the engine process was killed by SIGKILL" in status_text(app)
+        phase = str(app.screen.query_one("#gen-phase", Static).render())
+        assert phase.startswith("failed: the engine process was killed")
+        # the TUI stays up; the unload palette command is harmless now
+        assert app.is_running
+
+
+@pytest.mark.slow
+async def test_reference_image_edit_and_unload_command(tiny_models_edit):
+    from distill_tui.screens.generate import app_palette_commands
+
+    core = ready_core(tiny_models_edit)
+    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*"make it blue")
+        app.screen.query_one("#ref-image", Input).value = str(DATA / "gradient64.png")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.generation.job and not app.generation.job.running)
+        job = app.generation.job
+        assert job.phase == "done", job.error
+        rec = History(core.paths.history_file).records()[0]
+        assert rec.params["ref_images"] == [str(DATA / "gradient64.png")]
+        assert app.engine.loaded_model == MODEL_ID
+        unload = next(c for c in app_palette_commands(app) if c.title.startswith("Unload model"))
+        unload.callback()
+        await wait_for(pilot, lambda: app.engine.loaded_model is None, 10)
+        await wait_for(pilot, lambda: "ready (no model loaded)" in status_text(app), 5)
+
+
+async def test_missing_reference_image_is_refused_inline(tiny_models):
+    core = ready_core(tiny_models)
+    factory = NoEngine()
+    app = DistillApp(core, image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*"edit")
+        app.screen.query_one("#ref-image", Input).value = "/no/such/image.png"
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        errors = str(app.screen.query_one("#form-errors", Static).render())
+        assert "Ref image: no such file: /no/such/image.png" in errors
+        assert factory.calls == 0
