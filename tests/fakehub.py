@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import shutil
@@ -136,6 +137,7 @@ class FakeHub:
         self.hub_port = 0
         self.cdn_port = 0
         self.closing = threading.Event()
+        self.log_path: Path | None = None  # JSON line per request (standalone runs)
 
     # ---- content ---------------------------------------------------------------------
     def add_file(self, repo: str, path: str, data: bytes | Path, gated: bool = False) -> HubFile:
@@ -328,6 +330,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self._cdn(rec, fault)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        finally:
+            if self.hub.log_path is not None:
+                line = {
+                    "server": rec.server,
+                    "method": rec.method,
+                    "path": rec.path,
+                    "range": rec.range,
+                    "status": rec.status,
+                    "bytes": rec.body_bytes,
+                    "fault": rec.fault,
+                    "auth": rec.authorization is not None,
+                }
+                with self.hub._lock, open(self.hub.log_path, "a") as fh:
+                    fh.write(json.dumps(line) + "\n")
 
     # ---- hub -------------------------------------------------------------------------
     def _hub(self, rec: Request, fault: Fault | None) -> None:
@@ -537,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--scale", type=int, default=64, help="payload scale for --mirror-catalog")
     p.add_argument("--gate", action="append", default=[], metavar="REPO", help="gate a repo")
+    p.add_argument("--log", type=Path, help="append one JSON line per request to this file")
     p.add_argument("--rate", type=float, default=None, help="bytes/s per connection")
     p.add_argument(
         "--drop-every",
@@ -546,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     hub = FakeHub(rate=args.rate)
+    hub.log_path = args.log
     hub.hub_port, hub.cdn_port = args.hub_port, args.cdn_port  # URLs before start
     if args.manifest:
         for item in json.loads(args.manifest.read_text()):
