@@ -66,12 +66,14 @@ class FileRow(Widget, can_focus=True):
         return row_state(self.present, self.event)
 
     def set_status(self, present: bool, event: Any | None) -> None:
+        before = self.state
         self.present = present
         self.event = event
         state = self.state
         for s in ROW_STATES:
             self.set_class(s == state, f"-{s}")
-        self.refresh(layout=True)
+        # Progress within one state keeps the row's height: repaint it, no relayout.
+        self.refresh(layout=state != before)
 
     def _lines(self, width: int) -> list[Content]:
         return row_lines(

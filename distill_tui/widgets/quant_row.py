@@ -58,13 +58,15 @@ class QuantRow(RadioButton):
     # ---- updates ---------------------------------------------------------------------
     def set_status(self, present: bool, event: Any | None) -> None:
         """New inventory/download facts; re-render only when something visible changed."""
+        before = self.state
         self.present = present
         self.event = event
         state = self.state
         for s in ROW_STATES:
             self.set_class(s == state, f"-{s}")
         self.disabled = not present
-        self.refresh(layout=True)
+        # Progress within one state keeps the row's height: repaint it, no relayout.
+        self.refresh(layout=state != before)
 
     # ---- rendering -------------------------------------------------------------------
     def _glyph(self) -> Content:
