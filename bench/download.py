@@ -150,6 +150,7 @@ class Bench:
         self.work = work
         self.hub = hub
         self.n = 0
+        self.repeat = 1
 
     def env(self) -> dict:
         self.n += 1
@@ -166,6 +167,14 @@ class Bench:
             PYTHONPATH=str(ROOT),
         )
         return env
+
+    def best(self, fn, *a, **kw):
+        """Best of ``repeat`` runs (this box is small and shared: the minimum is the signal)."""
+        runs = [fn(*a, **kw) for _ in range(self.repeat)]
+        ok = [r for r in runs if r and r["ok"]]
+        if not ok:
+            return runs[0]
+        return min(ok, key=lambda r: r.get("inner") or r["seconds"])
 
     def distill(self, url: str, size: int, sha: str, connections: int, verify: bool = True):
         env = self.env()
@@ -230,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap-mbps", type=float, default=25.0, help="MB/s per connection (capped mode)")
     p.add_argument("--connections", type=int, default=8, help="distill's default")
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--repeat", type=int, default=3, help="best of N runs per cell")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-verify", dest="verify", action="store_false", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -246,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         hub.add_file(REPO, "tiny.bin", b"tiny" * 64)
         url = hub.resolve_url(REPO, "big.gguf")
         b = Bench(work, hub)
+        b.repeat = args.repeat
         rows = []
         for mode, rate in (
             ("uncapped", None),
@@ -253,11 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         ):
             hub.rate = rate
             conns = sorted({args.connections, 16})
-            res = {"curl": b.curl(url, sha), "aria2c -x16 -s16": b.aria2c(url, sha)}
+            res = {"curl": b.best(b.curl, url, sha), "aria2c -x16 -s16": b.best(b.aria2c, url, sha)}
             for c in conns:
-                res[f"distill ({c} conn)"] = b.distill(url, size, sha, c)
-            res[f"distill ({args.connections} conn, no verify)"] = b.distill(
-                url, size, sha, args.connections, verify=False
+                res[f"distill ({c} conn)"] = b.best(b.distill, url, size, sha, c)
+            res[f"distill ({args.connections} conn, no verify)"] = b.best(
+                b.distill, url, size, sha, args.connections, verify=False
             )
             rows.append((mode, res))
             print(f"  {mode}: done", flush=True)
@@ -273,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         print(
-            f"file {args.size_mib} MiB, loopback fake Hub (302 to CDN port), {os.cpu_count()} CPUs"
+            f"file {args.size_mib} MiB, loopback fake Hub (302 to CDN port), {os.cpu_count()} CPUs, "
+            f"best of {args.repeat} runs per cell"
         )
         print()
         print("MB/s and ratios use the transfer time: for distill from enqueue to the verified,")
