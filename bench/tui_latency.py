@@ -124,9 +124,33 @@ def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, o
         paints.append(term.wait_marker(term.t_spawn, b"Gallery", timeout=60))
         term.close()
     results["first_paint"] = stats("first paint (spawn -> footer written)", paints)
-    hub = FakeHub(tmp / "hub", rate=args.rate_mb * 1e6).start()
+    # The Hub runs in its own process so its threads don't compete with this one's reader.
+    cfg = tmp / "config" / "distill"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "settings.json").write_text(json.dumps({"schema_version": 1, "download_concurrency": 2}))
+    hub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.loopback_hub",
+            "--config-dir",
+            str(cfg),
+            "--hub-port",
+            str(args.hub_port),
+            "--cdn-port",
+            str(args.hub_port + 1),
+            "--size-mb",
+            str(args.file_mb),
+            "--rate-mb",
+            str(args.rate_mb),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        write_config(tmp, hub, args)
+        assert hub.stdout is not None
+        print(hub.stdout.readline().strip())
         term = PtyTerm(env, w, h)
         term.wait_marker(term.t_spawn, b"Gallery", timeout=60)
         time.sleep(0.5)
@@ -159,7 +183,8 @@ def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, o
         results["partials_growing_at_end"] = len(parts)
         term.close()
     finally:
-        hub.stop()
+        hub.terminate()
+        hub.wait()
     return results
 
 
@@ -224,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-mb", type=float, default=2.0, help="MB/s per connection")
     ap.add_argument("--idle", action="store_true", help="no downloads (baseline)")
     ap.add_argument("--driver", choices=("pty", "tmux"), default="pty")
+    ap.add_argument("--hub-port", type=int, default=18580)
     args = ap.parse_args(argv)
     w, h = (int(x) for x in args.size.split("x"))
 
@@ -249,9 +275,33 @@ def main(argv: list[str] | None = None) -> int:
     tmux("kill-session", "-t", SESSION)
 
     # ---- two rate-capped downloads ---------------------------------------------------------
-    hub = FakeHub(tmp / "hub", rate=args.rate_mb * 1e6).start()
+    # The Hub runs in its own process so its threads don't compete with this one's reader.
+    cfg = tmp / "config" / "distill"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "settings.json").write_text(json.dumps({"schema_version": 1, "download_concurrency": 2}))
+    hub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.loopback_hub",
+            "--config-dir",
+            str(cfg),
+            "--hub-port",
+            str(args.hub_port),
+            "--cdn-port",
+            str(args.hub_port + 1),
+            "--size-mb",
+            str(args.file_mb),
+            "--rate-mb",
+            str(args.rate_mb),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        write_config(tmp, hub, args)
+        assert hub.stdout is not None
+        print(hub.stdout.readline().strip())
         start(env, w, h)
         tmux("send-keys", "-t", SESSION, "F3")
         wait_for(lambda s: "All Models" in s and "Diffusion Model" in s)
