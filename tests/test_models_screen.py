@@ -361,3 +361,41 @@ async def test_tab_navigation_between_sections(hub: FakeHub) -> None:
         await pilot.press("up")
         assert isinstance(app.focused, QuantRadioSet)
         assert app.focused.highlighted.quant.label == "Q4_K_M"  # entered from below: last row
+
+
+async def test_category_tabs_filter_and_keep_downloads(hub: FakeHub) -> None:
+    core = make_core(hub, size=SIZE, sizes={"Q4_K_S": 2 * 1024 * 1024})
+    hub.rate = 256 * 1024
+    app = make_app(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        scr = screen(app)
+        await focus_row(pilot, "Q4_K_S")
+        key = scr.focused_row().key
+        await pilot.press("d")
+        await wait_for(lambda: (ev := app.downloads.status(key)) is not None and ev.bytes_done > 0)
+        tabs = scr.query_one("#model-tabs")
+        tabs.focus()
+        await pilot.press("right")  # Image Generation
+        await pilot.pause()
+        assert tabs.active == "tab-image-generation"
+        assert scr.query_one(ModelCard).display
+        await pilot.press("right")  # the disabled future categories are skipped
+        await pilot.pause()
+        assert tabs.active in ("tab-all", "tab-image-generation")
+        assert app.downloads.status(key).state in ("downloading", "verifying", "done")
+        assert len([e for e in app.downloads.events() if e.key == key]) == 1
+
+
+def test_progress_messages_coalesce() -> None:
+    from distill_tui.downloads import DownloadEvent, DownloadState
+
+    def ev(state: DownloadState, done: int, key: str = "a") -> DownloadEvent:
+        return DownloadEvent(key, "m", "diffusion", "Q", state, done, 100, 1.0, 1.0)
+
+    msg = ModelManagerScreen.DownloadProgress
+    older = msg(ev(DownloadState.DOWNLOADING, 10))
+    assert older.can_replace(msg(ev(DownloadState.DOWNLOADING, 20)))
+    assert not older.can_replace(msg(ev(DownloadState.DOWNLOADING, 20, key="b")))
+    assert not older.can_replace(msg(ev(DownloadState.FAILED, 20)))  # final states stay
+    assert not msg(ev(DownloadState.DONE, 100)).can_replace(msg(ev(DownloadState.QUEUED, 0)))
