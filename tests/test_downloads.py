@@ -532,3 +532,71 @@ def test_rangeset():
     assert r.gaps(50) == [(20, 30), (40, 50)] and r.covered() == 30
     r.add(15, 35)
     assert r.to_list() == [[0, 40]]
+
+
+# ---- proxies from the environment --------------------------------------------------------
+class _ForwardProxy:
+    """A minimal plain-HTTP forward proxy on 127.0.0.1 that records what went through it."""
+
+    def __init__(self) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a) -> None:
+                pass
+
+            def _relay(self) -> None:
+                seen.append(f"{self.command} {self.path}")
+                u = urlsplit(self.path)
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if not k.lower().startswith("proxy-") and k.lower() != "connection"
+                }
+                conn.request(
+                    self.command, u.path + (f"?{u.query}" if u.query else ""), headers=headers
+                )
+                resp = conn.getresponse()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    while chunk := resp.read(65536):
+                        self.wfile.write(chunk)
+                conn.close()
+
+            do_GET = do_HEAD = _relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_env_proxy_is_used_for_hub_and_cdn(big, fake_hub, monkeypatch):
+    proxy = _ForwardProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        res, _, _ = await run_plan(big, [VAE])
+    finally:
+        proxy.stop()
+    assert res[0].state == DownloadState.DONE
+    assert published(big, res[0].key) == big.payload(res[0].key)
+    assert any(s.startswith("HEAD " + fake_hub.url) for s in proxy.seen)
+    assert any(s.startswith("GET " + fake_hub.cdn_url) for s in proxy.seen)
