@@ -211,7 +211,10 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 async def test_kill_9_mid_generation_becomes_error_with_log_tail(
@@ -378,3 +381,39 @@ def test_core_modules_never_import_textual():
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.stdout.strip() == "False", p.stderr
+
+
+async def test_child_that_cannot_start_is_an_error_not_a_hang():
+    client = EngineClient(python=sys.executable + "-does-not-exist")
+    with pytest.raises(EngineError) as ei:
+        await client.start()
+    assert ei.value.kind == "start" and client.state == "failed"
+    # the native library cannot be loaded: the child says so instead of 'ready'
+    env = dict(os.environ, STABLE_DIFFUSION_CPP_LIB="/nonexistent/libstable-diffusion.so")
+    client = EngineClient(env=env)
+    with pytest.raises(EngineError) as ei:
+        await client.start()
+    assert ei.value.kind == "start" and "cannot import stable_diffusion_cpp" in ei.value.message
+    assert client.state == "failed"
+    await client.shutdown()
+
+
+def test_loop_ending_without_shutdown_leaves_no_child():
+    code = (
+        "import asyncio\n"
+        "from distill_tui.engine.client import EngineClient\n"
+        "async def main():\n"
+        "    c = EngineClient()\n"
+        "    await c.start()\n"
+        "    print(c.pid, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert p.returncode == 0, p.stderr
+    pid = int(p.stdout.strip())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)

@@ -238,6 +238,8 @@ class EngineClient:
         if not isinstance(ev, ReadyEvent):
             await self._kill()
             self._set_state("failed")
+            if isinstance(ev, ErrorEvent):  # e.g. the native library failed to import
+                raise EngineError("start", ev.message, ev.log_tail or self._error_tail())
             raise EngineError("protocol", f"expected 'ready', got {ev.type!r}", self.log_tail)
         self.ready_event = ev
         self._set_state("ready")
@@ -259,11 +261,13 @@ class EngineClient:
                     continue
                 self._emit(ev)
                 q.put_nowait(ev)
-        finally:
-            rc = await proc.wait()
-            # let the stderr drain finish so the log tail is complete
-            await asyncio.sleep(0)
-            q.put_nowait(_Exited(rc))
+        except asyncio.CancelledError:
+            # the loop is going away without shutdown(): never leave the child behind
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
+        rc = await proc.wait()
+        q.put_nowait(_Exited(rc))
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
