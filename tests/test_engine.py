@@ -417,3 +417,20 @@ def test_loop_ending_without_shutdown_leaves_no_child():
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
+
+
+async def test_native_abort_is_contained(tiny_models, tiny_mismatched_llm, tmp_path):
+    """Without the preflight the library SIGABRTs on the mismatch: only the child dies."""
+    rec = Recorder()
+    env = dict(os.environ, DISTILL_ENGINE_SKIP_PREFLIGHT="1")
+    client = EngineClient(on_event=rec, env=env)
+    try:
+        bad = dict(tiny_models, text_encoder=tiny_mismatched_llm)
+        with pytest.raises(EngineError) as ei:
+            await client.generate(load_req(bad), gen_req(tmp_path))
+        assert ei.value.kind == "crash" and "SIGABRT" in ei.value.message
+        assert any("GGML_ASSERT" in ln for ln in ei.value.log_tail), ei.value.log_tail
+        res = await client.generate(load_req(tiny_models), gen_req(tmp_path))
+        assert len(res.images) == 1
+    finally:
+        await client.shutdown()

@@ -19,7 +19,8 @@ its original stdout. Traps of stable-diffusion-cpp-python 0.4.7 handled here (se
   ``free_sd_ctx(NULL)`` (segfault), and the collected ERROR lines are reported.
 * A text encoder that does not fit the DiT makes the library abort on the first
   generation: ``preflight.check_load`` refuses it from the GGUF headers before loading.
-* ``GGML_NO_BACKTRACE=1`` so an abort never spawns gdb.
+* ``GGML_NO_BACKTRACE=1`` so an abort never spawns gdb. (``DISTILL_ENGINE_SKIP_PREFLIGHT=1``
+  turns the preflight off; only tests use it, to show an abort is still contained.)
 * There is no cancel API: the parent ends this process; generation runs on the main
   thread and requests are handled strictly one after another.
 * The loaded context is kept across generations and rebuilt only when the load request's
@@ -244,6 +245,8 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
         free_model()
         st.req_id = ""
         try:
+            if os.environ.get("DISTILL_ENGINE_SKIP_PREFLIGHT") == "1":  # tests/debugging only
+                raise _Skip
             preflight.check_load(
                 req.diffusion_model_path,
                 req.llm_path,
@@ -253,6 +256,8 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
         except preflight.PreflightError as e:
             emit(ErrorEvent(kind=e.kind, message=e.message))
             return
+        except _Skip:
+            pass
         st.phase = "loading"
         st.model_version = ""
         emit(PhaseEvent(phase="loading"))
@@ -467,6 +472,11 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
 
 
 _CALLBACKS: tuple = ()
+
+
+class _Skip(Exception):
+    pass
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
