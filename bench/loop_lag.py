@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,33 +38,56 @@ async def run(args) -> dict:
     os.environ["HF_TOKEN_PATH"] = str(tmp / "none")
     from distill_tui.app import DistillApp
     from distill_tui.context import CoreContext
-    from tests.fakehub import FakeHub
-    from tests.loopback_catalog import serve_catalog
 
-    hub = FakeHub(tmp / "hub", rate=args.rate_mb * 1e6).start()
+    cfg = tmp / "c" / "distill"
+    cfg.mkdir(parents=True)
+    # the Hub runs in its own process: its threads must not share this process's GIL
+    hub = subprocess.Popen(  # noqa: ASYNC220 - before the app starts; nothing to block yet
+        [
+            sys.executable,
+            "-m",
+            "bench.loopback_hub",
+            "--config-dir",
+            str(cfg),
+            "--hub-port",
+            str(args.hub_port),
+            "--cdn-port",
+            str(args.hub_port + 1),
+            "--size-mb",
+            str(args.file_mb),
+            "--rate-mb",
+            str(args.rate_mb),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        cfg = tmp / "c" / "distill"
-        cfg.mkdir(parents=True)
-        (cfg / "model-catalog.json").write_text(
-            json.dumps(serve_catalog(hub, int(args.file_mb * 1e6)))
-        )
+        assert hub.stdout is not None
+        hub.stdout.readline()
         (cfg / "settings.json").write_text(
             json.dumps({"schema_version": 1, "download_concurrency": 2})
         )
         app = DistillApp(CoreContext.build())
         lags: list[float] = []
+        worst: list[tuple[float, float]] = []
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("f3", "down", "d", "down", "d")
+            cpu0 = time.process_time()
             t_end = time.perf_counter() + args.seconds
             while time.perf_counter() < t_end:
                 t0 = time.perf_counter()
                 await asyncio.sleep(0.005)
-                lags.append(time.perf_counter() - t0 - 0.005)
+                lag = time.perf_counter() - t0 - 0.005
+                lags.append(lag)
+                worst.append((lag, t0 - (t_end - args.seconds)))
+            cpu = time.process_time() - cpu0
             running = [e.state.value for e in app.downloads.events()]
             done_bytes = sum(e.bytes_done for e in app.downloads.events())
             await app.downloads.aclose()
     finally:
-        hub.stop()
+        hub.terminate()
+        hub.wait()
     lags.sort()
     q = lambda p: lags[min(len(lags) - 1, int(p * (len(lags) - 1)))] * 1000  # noqa: E731
     return {
@@ -75,6 +99,10 @@ async def run(args) -> dict:
         "lag_mean_ms": round(statistics.fmean(lags) * 1000, 2),
         "download_states_at_end": running,
         "mb_downloaded": round(done_bytes / 1e6, 1),
+        "process_cpu_s": round(cpu, 2),
+        "worst_lags_ms_at_s": [
+            (round(lag * 1000, 1), round(at, 2)) for lag, at in sorted(worst, reverse=True)[:5]
+        ],
     }
 
 
@@ -83,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--file-mb", type=float, default=200)
     ap.add_argument("--rate-mb", type=float, default=2.0, help="MB/s per connection")
+    ap.add_argument("--hub-port", type=int, default=18680)
     args = ap.parse_args(argv)
     print(json.dumps(asyncio.run(run(args)), indent=2))
     return 0
