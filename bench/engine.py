@@ -143,14 +143,15 @@ def main() -> int:
         for w, h, steps in sizes:
             direct(w, h, steps, True)  # warm
             await client.generate(load, gen_req(w, h, steps))  # warm
-            d_raw, d_save, c_all = [], [], []
+            d_raw, d_save, c_all, ipc = [], [], [], []
             for i in range(a.reps):
                 print(f"  {w}x{h}/{steps} rep {i + 1}/{a.reps}", file=sys.stderr)
                 d_raw.append(direct(w, h, steps, False))
                 d_save.append(direct(w, h, steps, True))
                 t = time.perf_counter()
-                await client.generate(load, gen_req(w, h, steps))
+                res = await client.generate(load, gen_req(w, h, steps))
                 c_all.append(time.perf_counter() - t)
+                ipc.append(c_all[-1] - res.timings.total)  # round trip minus child's own time
             for stat, f in (("median", statistics.median), ("min", min)):
                 results["sizes"][f"{w}x{h}/{steps} steps, {stat}"] = {
                     "direct_s": f(d_raw),
@@ -159,6 +160,7 @@ def main() -> int:
                     "ratio_vs_direct": f(c_all) / f(d_raw),
                     "ratio_vs_direct_save": f(c_all) / f(d_save),
                     "overhead_ms": (f(c_all) - f(d_save)) * 1000,
+                    "ipc_ms": f(ipc) * 1000,
                 }
         pid = client.pid
         assert pid is not None
@@ -185,14 +187,15 @@ def main() -> int:
         f"1-min load average before/after: {r['loadavg_before_after']} on {os.cpu_count()} CPUs",
         "",
         "| generation | direct generate_image | direct + save PNG | through child (client round trip) "
-        "| ratio vs direct | ratio vs direct+save | overhead |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| ratio vs direct | ratio vs direct+save | overhead | IPC (client wall - child time) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for k, v in r["sizes"].items():
         lines.append(
             f"| {k} | {v['direct_s'] * 1000:.1f} ms | {v['direct_save_s'] * 1000:.1f} ms | "
             f"{v['child_s'] * 1000:.1f} ms | {v['ratio_vs_direct']:.3f} | "
-            f"{v['ratio_vs_direct_save']:.3f} | {v['overhead_ms']:+.1f} ms |"
+            f"{v['ratio_vs_direct_save']:.3f} | {v['overhead_ms']:+.1f} ms | "
+            f"{v['ipc_ms']:.1f} ms |"
         )
     lines += [
         "",

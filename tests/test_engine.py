@@ -125,10 +125,12 @@ async def test_generate_png_parameters_determinism_reuse_batch_preview(tiny_mode
         assert parsed["Steps"] == "2" and parsed["Seed"] == "1" and parsed["Size"] == "64x64"
         assert parsed["Model"] == "tiny-klein" and parsed["Diffusion quant"] == "F16"
         assert r1.timings.encode > 0 and r1.timings.sample > 0 and r1.timings.decode > 0
+        assert r1.wall >= r1.timings.load + r1.timings.total > 0
         # history record
         [hrec] = history.records()
         assert hrec.images == [img.path] and hrec.seed == 1 and hrec.model_id == "tiny-klein"
         assert hrec.params["prompt"] == "a lovely cat" and hrec.timings["sample"] > 0
+        assert hrec.timings["wall"] == r1.wall
 
         # same prompt + seed -> identical pixels; model kept loaded (no loading phase)
         pid = client.pid

@@ -202,7 +202,7 @@ def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
     t = result.timings
     print(
         f"distill: seed {result.seed}; load {t.load:.2f} s, encode {t.encode:.2f} s, "
-        f"sample {t.sample:.2f} s, decode {t.decode:.2f} s, total {t.total:.2f} s",
+        f"sample {t.sample:.2f} s, decode {t.decode:.2f} s, total {result.wall:.2f} s",
         file=sys.stderr,
     )
     for p in result.paths:

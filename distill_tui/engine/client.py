@@ -95,6 +95,7 @@ class GenerationResult:
     loaded: LoadedEvent | None = None  # how the load went (reused or seconds)
     history_id: str | None = None
     paths: list[str] = field(default_factory=list)
+    wall: float = 0.0  # client side: request to result, load and IPC included
 
 
 class _Exited:
@@ -410,7 +411,7 @@ class EngineClient:
                         loaded=loaded,
                         paths=[i.path for i in (ev.images or images)],
                     )
-                    res.timings.total = round(time.monotonic() - t0, 4)
+                    res.wall = round(time.monotonic() - t0, 4)
                     self._record(gen, res)
                     self._set_state("ready")
                     return res
@@ -438,7 +439,7 @@ class EngineClient:
             params=params,
             seed=res.seed,
             images=res.paths,
-            timings=res.timings.model_dump(),
+            timings={**res.timings.model_dump(), "wall": res.wall},
             backend=self.ready_event.backend if self.ready_event else "",
         )
         try:

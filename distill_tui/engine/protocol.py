@@ -187,6 +187,7 @@ class Timings(BaseModel):
     decode: float = 0.0
     save: float = 0.0
     total: float = 0.0  # the generate request, child side (load excluded)
+    # (GenerationResult.wall is the client-side round trip, load and IPC included)
 
 
 class DoneEvent(_Msg):
