@@ -436,3 +436,49 @@ async def test_native_abort_is_contained(tiny_models, tiny_mismatched_llm, tmp_p
         assert len(res.images) == 1
     finally:
         await client.shutdown()
+
+
+async def test_child_recycled_after_native_leak_budget(tiny_models, tmp_path):
+    rec = Recorder()
+    client = EngineClient(on_event=rec, recycle_after_bytes=64 * 64 * 3 * 2)
+    load = load_req(tiny_models)
+    try:
+        await client.generate(load, gen_req(tmp_path))
+        pid1 = client.pid
+        await client.generate(load, gen_req(tmp_path))  # 2 images leaked: budget reached
+        assert client.pid == pid1
+        rec.clear()
+        res = await client.generate(load, gen_req(tmp_path))
+        assert client.pid != pid1 and "loading" in rec.phases() and len(res.images) == 1
+    finally:
+        await client.shutdown()
+
+
+def test_child_exits_when_its_parent_is_killed(tiny_models_slow, tmp_path):
+    code = (
+        "import asyncio, sys\n"
+        "from distill_tui.engine.client import EngineClient\n"
+        "from distill_tui.engine.protocol import LoadRequest, GenerateRequest\n"
+        "async def main():\n"
+        "    c = EngineClient()\n"
+        "    await c.start()\n"
+        "    print(c.pid, flush=True)\n"
+        f"    await c.generate(LoadRequest(diffusion_model_path={str(tiny_models_slow['diffusion'])!r},"
+        f" llm_path={str(tiny_models_slow['text_encoder'])!r},"
+        f" vae_path={str(tiny_models_slow['vae'])!r}),"
+        f" GenerateRequest(prompt='x', width=64, height=64, steps=2, output_dir={str(tmp_path)!r}))\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    time.sleep(1.5)  # loading / encoding
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 2
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "orphaned engine child kept running"

@@ -22,7 +22,8 @@ its original stdout. Traps of stable-diffusion-cpp-python 0.4.7 handled here (se
 * ``GGML_NO_BACKTRACE=1`` so an abort never spawns gdb. (``DISTILL_ENGINE_SKIP_PREFLIGHT=1``
   turns the preflight off; only tests use it, to show an abort is still contained.)
 * There is no cancel API: the parent ends this process; generation runs on the main
-  thread and requests are handled strictly one after another.
+  thread and requests are handled strictly one after another. A watchdog thread exits the
+  process when the parent dies (re-parenting), even in the middle of a generation.
 * The loaded context is kept across generations and rebuilt only when the load request's
   paths/options differ (``LoadRequest.key()``).
 * Seeds: ``-1`` becomes a random 31-bit seed chosen here (the wrapper would only pick
@@ -431,6 +432,16 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
         )
         st.phase = "encoding"
         emit(DoneEvent(id=req.id, seed=seed, timings=timings, images=out))
+
+    def orphan_watch(parent: int) -> None:
+        # The parent died (kill -9, dropped SSH session...): stdin EOF would only be seen
+        # after the running generation, so end now instead of computing for nobody.
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=orphan_watch, args=(os.getppid(),), daemon=True).start()
 
     stdin = sys.stdin.buffer
     while True:

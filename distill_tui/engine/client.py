@@ -127,6 +127,7 @@ class EngineClient:
         log_file: str | os.PathLike[str] | None = None,
         ready_timeout: float = 60.0,
         log_tail_lines: int = LOG_TAIL_LINES,
+        recycle_after_bytes: int = 1 << 30,
     ):
         self._on_event = on_event
         self._on_state = on_state
@@ -147,6 +148,10 @@ class EngineClient:
         self.ready_event: ReadyEvent | None = None
         self.last_error: EngineError | None = None
         self._seq = 0
+        # stable-diffusion-cpp-python never frees the native image buffers (w*h*3 bytes per
+        # image); the child is restarted before a generation once this much has leaked.
+        self._recycle_after = recycle_after_bytes
+        self._leaked = 0
 
     # ---- public state ----------------------------------------------------------------
     @property
@@ -388,6 +393,11 @@ class EngineClient:
             if gen.ref_images and load.vae_decode_only:
                 # edits need the VAE encoder: load with it (the child refuses a decoder-only VAE)
                 load = load.model_copy(update={"vae_decode_only": False})
+            if self._leaked >= self._recycle_after and self._alive():
+                log.info(
+                    "recycling the engine child after ~%d MB of native leaks", self._leaked >> 20
+                )
+                await self._stop_child()
             if not gen.id:
                 self._seq += 1
                 gen = gen.model_copy(update={"id": f"g{os.getpid()}-{self._seq}"})
@@ -412,6 +422,7 @@ class EngineClient:
                         paths=[i.path for i in (ev.images or images)],
                     )
                     res.wall = round(time.monotonic() - t0, 4)
+                    self._leaked += sum(i.width * i.height * 3 for i in res.images)
                     self._record(gen, res)
                     self._set_state("ready")
                     return res
@@ -480,11 +491,10 @@ class EngineClient:
         finally:
             self._busy = False
 
-    async def shutdown(self, timeout: float = 3.0) -> None:
-        """Ask the child to exit; kill it if it does not within ``timeout``."""
+    async def _stop_child(self, timeout: float = 3.0) -> None:
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            if self._busy:
+            if self._busy and self._state in ("busy", "loading"):
                 self._cancelling = True
                 await self._kill()
             else:
@@ -499,6 +509,11 @@ class EngineClient:
         await self._reap()
         self._loaded_key = None
         self._loaded_model = None
+        self._leaked = 0
+
+    async def shutdown(self, timeout: float = 3.0) -> None:
+        """Ask the child to exit; kill it if it does not within ``timeout``."""
+        await self._stop_child(timeout)
         self._set_state("not_started")
 
     def kill_now(self) -> None:
