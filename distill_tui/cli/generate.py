@@ -205,6 +205,14 @@ def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
         f"sample {t.sample:.2f} s, decode {t.decode:.2f} s, total {result.wall:.2f} s",
         file=sys.stderr,
     )
+    got = {(i.width, i.height) for i in result.images}
+    if got and got != {(gen.width, gen.height)}:
+        w, h = sorted(got)[0]
+        print(
+            f"distill: note: {gen.width}x{gen.height} was rounded up to {w}x{h} "
+            "(the engine works in multiples of 16)",
+            file=sys.stderr,
+        )
     for p in result.paths:
         print(p)
     return 0

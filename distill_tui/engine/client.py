@@ -238,8 +238,9 @@ class EngineClient:
             await self._kill()
             self._set_state("failed")
             raise EngineError("start", "the engine did not become ready", self.log_tail) from None
-        except EngineError:
-            self._set_state("failed")
+        except EngineError as e:
+            if e.kind != "cancelled":
+                self._set_state("failed")
             raise
         if not isinstance(ev, ReadyEvent):
             await self._kill()
