@@ -26,6 +26,8 @@ its original stdout. Traps of stable-diffusion-cpp-python 0.4.7 handled here (se
   process when the parent dies (re-parenting), even in the middle of a generation.
 * The loaded context is kept across generations and rebuilt only when the load request's
   paths/options differ (``LoadRequest.key()``).
+* Threads: ``n_threads <= 0`` means the number of physical cores (capped by the CPU
+  affinity), like sd.cpp's own CLI, not the wrapper's ``cpu_count() // 2``.
 * Seeds: ``-1`` becomes a random 31-bit seed chosen here (the wrapper would only pick
   0..10000); image *i* of a batch uses seed + i.
 """
@@ -263,13 +265,22 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
         st.model_version = ""
         emit(PhaseEvent(phase="loading"))
         errors.clear()
+        threads = req.n_threads
+        if threads <= 0:  # the wrapper would use cpu_count()//2; sd.cpp's CLI uses physical cores
+            try:
+                threads = int(sd_cpp.sd_get_num_physical_cores())
+            except Exception:  # noqa: BLE001
+                threads = 0
+            aff = getattr(os, "sched_getaffinity", None)
+            usable = len(aff(0)) if aff else (os.cpu_count() or 1)
+            threads = max(1, min(threads or usable, usable))
         t0 = time.monotonic()
         try:
             model = StableDiffusion(
                 diffusion_model_path=req.diffusion_model_path,
                 llm_path=req.llm_path,
                 vae_path=req.vae_path,
-                n_threads=req.n_threads,
+                n_threads=threads,
                 vae_decode_only=req.vae_decode_only,
                 offload_params_to_cpu=req.offload_to_cpu,
                 diffusion_flash_attn=req.flash_attn,
