@@ -122,7 +122,11 @@ def status_line(state: str, event: Any | None, *, width: int, deterministic: boo
         return Content.from_markup("[$text-success]Downloaded ✓[/]")
     if state in ("queued", "preflight"):
         word = "queued" if state == "queued" else "checking…"
-        return Content.from_markup(f"[$text-muted]{word}[/] · {key.format('x')} cancel")
+        note = getattr(event, "note", None)  # e.g. waiting for another distill process
+        return Content.assemble(
+            Content.styled(note or word, "$text-muted"),
+            Content.from_markup(f" · {key.format('x')} cancel"),
+        )
     frac = fraction_of(event)
     pct = f"{frac * 100:3.0f}%"
     if state == "verifying":
