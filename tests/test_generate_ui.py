@@ -172,3 +172,144 @@ async def test_renderer_palette_command_switches_and_persists(isolated_dirs):
         )
         assert app.image_renderer == "unicode"
         assert core.settings.settings.image_renderer == "unicode"
+
+
+# ---- the model selector follows readiness changes made elsewhere ---------------------------
+
+
+def make_ready(core) -> None:
+    """What F3 does: the files land in the inventory and the quants get selected."""
+    from tests.test_snapshots_generate import DIFFUSION_QUANT, MODEL_ID, TEXT_ENCODER_QUANT
+
+    model = core.catalog.require(MODEL_ID)
+    for entry in (
+        model.diffusion.get(DIFFUSION_QUANT),
+        model.text_encoder.get(TEXT_ENCODER_QUANT),
+        model.vae,
+    ):
+        dest = core.inventory.abs_path(entry.file)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(b"x" * 16)
+        core.inventory.record(entry.file, 16, None)
+    core.settings.set_quant(MODEL_ID, "diffusion", DIFFUSION_QUANT)
+    core.settings.set_quant(MODEL_ID, "textEncoder", TEXT_ENCODER_QUANT)
+
+
+def shown_model_label(app: DistillApp) -> str:
+    from textual.widgets._select import SelectCurrent
+
+    from distill_tui.widgets.model_select import ModelSelect
+
+    select = app.screen.query_one(ModelSelect)
+    return str(select.query_one(SelectCurrent).query_one("#label").render())
+
+
+async def test_model_selector_refreshes_after_model_manager(isolated_dirs):
+    from distill_tui.context import CoreContext
+    from distill_tui.widgets.model_select import SETUP_REQUIRED
+
+    core = CoreContext.build()
+    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.current_mode == "models", 5)
+        make_ready(core)  # downloads + selections in the Model Manager
+        await pilot.press("f2")
+        await pilot.pause()
+        assert shown_model_label(app) == "FLUX.2 Klein 4B"
+
+
+class FakeDownloads:
+    def __init__(self) -> None:
+        self.subscribers: list = []
+
+    def subscribe(self, cb):
+        self.subscribers.append(cb)
+        return lambda: self.subscribers.remove(cb)
+
+    def events(self):
+        return []
+
+    async def aclose(self):
+        return None
+
+
+async def test_model_selector_refreshes_on_download_done_and_settings(isolated_dirs):
+    from types import SimpleNamespace
+
+    from distill_tui.context import CoreContext
+    from distill_tui.widgets.model_select import SETUP_REQUIRED
+    from tests.test_snapshots_generate import DIFFUSION_QUANT, MODEL_ID, TEXT_ENCODER_QUANT
+
+    core = CoreContext.build()
+    downloads = FakeDownloads()
+    app = DistillApp(
+        core, image_renderer="halfcell", deterministic=True, downloads_factory=lambda a: downloads
+    )
+    model = core.catalog.require(MODEL_ID)
+    entries = (
+        model.diffusion.get(DIFFUSION_QUANT),
+        model.text_encoder.get(TEXT_ENCODER_QUANT),
+        model.vae,
+    )
+
+    def emit(state: str) -> None:
+        for cb in list(downloads.subscribers):
+            cb(SimpleNamespace(state=state, key=model.vae.file, model_id=MODEL_ID))
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
+        assert len(downloads.subscribers) == 1
+        core.settings.set_quant(MODEL_ID, "diffusion", DIFFUSION_QUANT)
+        core.settings.set_quant(MODEL_ID, "textEncoder", TEXT_ENCODER_QUANT)
+        await pilot.pause()
+        assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
+        # the files arrive (no settings change): only the download's "done" tells us
+        for entry in entries:
+            dest = core.inventory.abs_path(entry.file)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(b"x" * 16)
+            core.inventory.record(entry.file, 16, None)
+        emit("verifying")
+        await pilot.pause()
+        assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
+        emit("done")
+        await pilot.pause()
+        assert shown_model_label(app) == "FLUX.2 Klein 4B"
+        # a settings change (another quant, not downloaded) makes it not ready again
+        other = next(q.id for q in model.diffusion.quants if q.id != DIFFUSION_QUANT)
+        core.settings.set_quant(MODEL_ID, "diffusion", other)
+        await pilot.pause()
+        assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
+    assert downloads.subscribers == []  # unsubscribed on unmount
+
+
+def test_notification_sequence_osc9_or_osc777():
+    from distill_tui.screens.generate import notification_sequence
+
+    assert notification_sequence("done", {"TERM": "xterm-kitty"}) == "\x1b]9;done\x07"
+    vte = notification_sequence("done", {"TERM": "xterm-256color", "VTE_VERSION": "7600"})
+    assert vte == "\x1b]777;notify;distill;done\x07"
+    assert notification_sequence("a;b\x07", {"TERM": "rxvt-unicode"}).endswith(";a,b\x07")
+
+
+async def test_notification_when_terminal_lost_focus(isolated_dirs):
+    core = fake_ready_core()
+    core.settings.update(notify_after_seconds=0.0)
+    files = batch_files(core, 1)
+    app = DistillApp(
+        core,
+        image_renderer="halfcell",
+        deterministic=True,
+        engine_factory=lambda a: FakeEngine(a, files, hold=0.2),
+    )
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.screen.query_one("#prompt", TextArea).text = "x"
+        await pilot.press("ctrl+g")
+        app.app_focus = False  # the person switched to another window
+        await wait_for(pilot, lambda: app.generation.job and not app.generation.running, 5)
+        await pilot.pause()
+        assert bells == [1]

@@ -8,8 +8,10 @@ draws what the service reports, so switching to F3 and back never interrupts it.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,6 +20,7 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Footer, Header, Input, Label, Select, Static, TextArea
@@ -43,6 +46,9 @@ from distill_tui.widgets.model_select import MANAGE, ModelSelect
 
 if TYPE_CHECKING:
     from distill_tui.app import DistillApp
+    from distill_tui.downloads.service import DownloadEvent
+
+log = logging.getLogger(__name__)
 
 
 class ReasonValidator(Validator):
@@ -155,9 +161,17 @@ class GenerateScreen(Screen):
         ),
     ]
 
+    class ReadinessChanged(Message):
+        """Settings changed or a download finished: the model selector is rebuilt."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, GenerateScreen.ReadinessChanged)
+
     def __init__(self) -> None:
         super().__init__()
         self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe_downloads: Callable[[], None] | None = None
+        self._settings_hooked = False
         self._shown_job: int | None = None
         self._shown_images = 0
         self._errors: list[str] = []
@@ -309,6 +323,14 @@ class GenerateScreen(Screen):
 
     def on_mount(self) -> None:
         self._unsubscribe = self.service.subscribe(self._on_service_change)
+        # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector
+        try:
+            self._unsubscribe_downloads = self.distill.downloads.subscribe(self._on_download)
+        except Exception:  # never fail to draw the screen; resume still reloads
+            log.exception("cannot subscribe to downloads")
+        if not self._settings_hooked:  # SettingsStore has no unsubscribe: hook once
+            self._settings_hooked = True
+            self.distill.core.settings.subscribe(self._on_settings_changed)
         self.set_interval(0.5, self._tick)
         if self.distill.deterministic:  # snapshots: no blinking cursors
             self.query_one("#prompt", TextArea).cursor_blink = False
@@ -320,11 +342,29 @@ class GenerateScreen(Screen):
     def on_unmount(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
+        if self._unsubscribe_downloads:
+            self._unsubscribe_downloads()
+            self._unsubscribe_downloads = None
 
     def on_screen_resume(self) -> None:
+        # F3 (or the CLI in another process) may have made a model ready meanwhile
+        self.distill.core.inventory.refresh()
         self.query_one(ModelSelect).reload()
         self.query_one(ImageView).refresh_renderer()
         self._refresh_all()
+
+    # ---- readiness -> model selector --------------------------------------------------
+    def _on_settings_changed(self, _settings: object) -> None:
+        if self.is_attached and self.is_mounted:
+            self.post_message(self.ReadinessChanged())
+
+    def _on_download(self, event: DownloadEvent) -> None:
+        if event.state == "done" and self.is_attached and self.is_mounted:
+            self.post_message(self.ReadinessChanged())
+
+    @on(ReadinessChanged)
+    def _readiness_changed(self) -> None:
+        self.query_one(ModelSelect).reload()
 
     # ---- service -> widgets ----------------------------------------------------------
     def _tick(self) -> None:
@@ -394,9 +434,10 @@ class GenerateScreen(Screen):
         view.set_frames(frames, index=len(frames) - 1 if last else 0)
 
     def _maybe_notify(self, job: Job) -> None:
-        """Bell + OSC 9 when a long generation ends while the user is on another screen."""
+        """Bell + a terminal notification when a long generation ends while the user is
+        elsewhere: on another screen, or in another window (the terminal reported blur)."""
         settings = self.distill.core.settings.settings
-        if not settings.notify_on_finish or self.is_current:
+        if not settings.notify_on_finish or (self.is_current and self.app.app_focus):
             return
         if job.elapsed(self.service.clock()) < settings.notify_after_seconds:
             return
@@ -405,7 +446,7 @@ class GenerateScreen(Screen):
         self.app.bell()
         driver = self.app._driver
         if driver is not None and not self.app.is_headless:
-            driver.write(f"\x1b]9;{message}\x07")
+            driver.write(notification_sequence(message))
         self.app.notify(
             message, title="Generate", severity="error" if job.phase == "failed" else "information"
         )
@@ -584,6 +625,17 @@ class GenerateScreen(Screen):
             yield SystemCommand(
                 "Stop generation", "End the running generation (ctrl+x)", self.action_stop
             )
+
+
+def notification_sequence(message: str, env: Mapping[str, str] | None = None) -> str:
+    """OSC 777 (notify) for VTE and urxvt, which ignore OSC 9; OSC 9 for the rest (iTerm2,
+    kitty, WezTerm, foot, Ghostty, Windows Terminal). One of them only: terminals that know
+    both would otherwise show two notifications."""
+    env = os.environ if env is None else env
+    text = message.replace("\x1b", "").replace("\x07", "").replace(";", ",")
+    if env.get("VTE_VERSION") or env.get("TERM", "").startswith("rxvt"):
+        return f"\x1b]777;notify;distill;{text}\x07"
+    return f"\x1b]9;{text}\x07"
 
 
 def run_generation(app: DistillApp, params: GenParams, model_id: str | None = None) -> None:

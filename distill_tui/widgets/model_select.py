@@ -32,13 +32,22 @@ class ModelSelect(Select[str]):
         options = model_options(core)
         active = core.settings.settings.active_model_id
         value = active if any(v == active for _l, v in options) else options[0][1]
+        self._loaded = options
         super().__init__(options, value=value, allow_blank=False, id=id, compact=True)
 
     def reload(self) -> None:
         """Rebuild the options (readiness may have changed in the Model Manager)."""
         options = model_options(self.core)
         active = self.core.settings.settings.active_model_id
+        target = active if any(v == active for _l, v in options) else options[0][1]
+        if options == self._loaded and self.value == target:
+            return
+        self._loaded = options
         with self.prevent(Select.Changed):
             self.set_options(options)
-            if any(v == active for _l, v in options):
-                self.value = active
+            # set_options() re-selects the first option; when that is already the value the
+            # Select keeps showing the OLD label (e.g. "… (Setup Required)"): step through
+            # another value so the shown label is rebuilt from the new options.
+            other = next(v for _l, v in options if v != target)  # "Manage Models…" exists
+            self.value = other
+            self.value = target
