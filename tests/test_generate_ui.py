@@ -302,13 +302,15 @@ async def test_notification_when_terminal_lost_focus(isolated_dirs):
         core,
         image_renderer="halfcell",
         deterministic=True,
-        engine_factory=lambda a: FakeEngine(a, files, hold=0.2),
+        engine_factory=lambda a: FakeEngine(a, files, hold=0.5),
     )
     bells: list[int] = []
     app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
     async with app.run_test(size=(80, 24)) as pilot:
         app.screen.query_one("#prompt", TextArea).text = "x"
         await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.generation.running, 5)
+        await pilot.pause()  # the key event is fully handled (a key sets app_focus again)
         app.app_focus = False  # the person switched to another window
         await wait_for(pilot, lambda: app.generation.job and not app.generation.running, 5)
         await pilot.pause()
