@@ -1,0 +1,19 @@
+"""The tree stays ruff-clean (the issue's "Checks"): a lint error fails the suite."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_check_is_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is part of the test extra: pip install -e '.[test]'"
+    out = subprocess.run(
+        [ruff, "check", "distill_tui", "tests", "bench"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
