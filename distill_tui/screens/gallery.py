@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -94,6 +95,7 @@ class GalleryScreen(Screen):
         super().__init__()
         self.records: list[HistoryRecord] = []
         self._unsubscribe = None
+        self._narrow: bool | None = None  # the column set the table has now
 
     @property
     def distill(self) -> DistillApp:
@@ -113,12 +115,6 @@ class GalleryScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("Time", key="time")
-        table.add_column("Prompt", key="prompt")
-        table.add_column("Model", key="model")
-        table.add_column("Quants", key="quants")
-        table.add_column("Seed", key="seed")
-        table.add_column("Size", key="size")
         self._unsubscribe = self.distill.generation.subscribe(self._on_generation)
         self.reload()
         table.focus()
@@ -131,6 +127,11 @@ class GalleryScreen(Screen):
         self.query_one(ImageView).refresh_renderer()
         self.reload()
 
+    def on_resize(self) -> None:
+        self.query_one(Footer).compact = self.size.width < 100
+        if self._narrow is not None and (self.app.size.width < 100) != self._narrow:
+            self.reload()
+
     def _on_generation(self, kind: str) -> None:
         if kind == "finished" and self.is_mounted:
             self.reload()
@@ -142,23 +143,33 @@ class GalleryScreen(Screen):
         history = self.history
         self.records = history.records()
         narrow = self.app.size.width < 100
-        table.clear()
+        if narrow != self._narrow:
+            # 80 columns: no Quants column (they are under the image), a longer prompt
+            self._narrow = narrow
+            table.clear(columns=True)
+            for label in ("Time", "Prompt", "Model", "Quants", "Seed", "Size"):
+                if not (narrow and label == "Quants"):
+                    table.add_column(label, key=label.lower())
+        else:
+            table.clear()
         for rec in self.records:
             missing = not any(Path(p).is_file() for p in rec.images)
-            prompt = one_line(str(rec.params.get("prompt", "")), 15 if narrow else 48)
+            prompt = one_line(str(rec.params.get("prompt", "")), 22 if narrow else 48)
             if missing:
                 prompt_cell: Text | str = Text.assemble(("✗ ", "bold red"), prompt)
             else:
                 prompt_cell = prompt
-            table.add_row(
+            cells: list[Text | str] = [
                 record_time(rec),
                 prompt_cell,
                 rec.model_id,
                 f"{rec.diffusion_quant}/{rec.text_encoder_quant}",
                 str(rec.seed),
                 f"{rec.params.get('width')}x{rec.params.get('height')}",
-                key=rec.id,
-            )
+            ]
+            if narrow:
+                del cells[3]
+            table.add_row(*cells, key=rec.id)
         count = len(self.records)
         status = f"{count} generation{'s' if count != 1 else ''}"
         if history.warnings:
@@ -185,6 +196,10 @@ class GalleryScreen(Screen):
         frames = []
         for i, p in enumerate(rec.images):
             caption = image_caption(self.distill, p, rec.seed + i, w, h, rec.timings)
+            caption += (
+                f"\n{escape(rec.model_id)} · {escape(rec.diffusion_quant)}"
+                f" + {escape(rec.text_encoder_quant)}"
+            )
             if not Path(p).is_file():
                 caption = "[b]missing[/b] (deleted outside distill)\n" + caption
             frames.append(Frame(path=p, caption=caption, label=display_path(self.distill, p)))

@@ -123,6 +123,7 @@ class GenerateScreen(Screen):
             "reroll_seed",
             "New seed",
             id="generate.reroll_seed",
+            show=False,  # the hint beside the seed field names it; the footer stays short
             priority=True,
             tooltip="Put a new random seed in the seed field",
         ),
@@ -131,6 +132,7 @@ class GenerateScreen(Screen):
             "last_seed",
             "Last seed",
             id="generate.last_seed",
+            show=False,
             priority=True,
             tooltip="Reuse the seed of the last generated image",
         ),
@@ -283,7 +285,7 @@ class GenerateScreen(Screen):
                         "",
                         id="ref-image",
                         compact=True,
-                        placeholder="(optional) path of an image to edit",
+                        placeholder="(optional) image to edit",
                     )
                 yield Static("", id="form-errors")
                 yield GenProgress(id="gen-progress")
@@ -345,6 +347,10 @@ class GenerateScreen(Screen):
         if self._unsubscribe_downloads:
             self._unsubscribe_downloads()
             self._unsubscribe_downloads = None
+
+    def on_resize(self) -> None:
+        # 80 columns: the compact footer keeps f2/f3/f4 on screen
+        self.query_one(Footer).compact = self.size.width < 100
 
     def on_screen_resume(self) -> None:
         # F3 (or the CLI in another process) may have made a model ready meanwhile
@@ -576,10 +582,11 @@ class GenerateScreen(Screen):
 
     # ---- actions ---------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # one of ctrl+g / ctrl+x in the footer at a time (80 columns have no room for both)
         if action == "stop":
-            return True if self.service.running else None
+            return self.service.running
         if action == "generate":
-            return None if self.service.running else True
+            return not self.service.running
         return True
 
     def action_generate(self) -> None:

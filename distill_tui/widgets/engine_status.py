@@ -22,5 +22,5 @@ class EngineStatus(Static):
         state = service.engine_state
         for s in ("ready", "busy", "loading", "starting", "failed", "not_started"):
             self.set_class(s == state, f"-{s}")
-        backend = service.backend or "?"
+        backend = service.backend or "—"  # known once the engine has started
         self.update(f"Engine: {escape(service.engine_line())}   Backend: {escape(backend)}")
