@@ -317,6 +317,37 @@ async def test_unapproved_and_invalid_tokens(big, fake_hub):
     assert "hf_WrongWrongWrong123456" not in res[0].error
 
 
+async def test_token_is_reread_so_retry_after_hf_auth_login_works(big, fake_hub):
+    """Built without an explicit token, the manager reads it again for every Hub request: after
+    a gated error the user runs `hf auth login` (writes the token file) and retries, no restart."""
+    from distill_tui.downloads import DownloadManager
+    from tests.hub_fixtures import FAST_FETCH
+
+    fake_hub.set_gated(big.vae_repo)
+    ctx = big.context()
+    mgr = DownloadManager(
+        ctx.catalog,
+        ctx.settings,
+        ctx.inventory,
+        stall_timeout=2.0,
+        backoff=0.05,
+        disk_margin=0,
+        fetch_overrides=dict(FAST_FETCH),
+    )
+    try:
+        res = await mgr.download_plan([VAE])  # preflight: gated, nothing downloaded
+        assert res[0].state == DownloadState.FAILED and res[0].error_kind == "gated"
+        Path(os.environ["HF_TOKEN_PATH"]).write_text(VALID_TOKEN + "\n")  # `hf auth login`
+        ev = await mgr.wait(mgr.enqueue(*VAE))  # the TUI's retry
+    finally:
+        await mgr.aclose()
+    assert ev.state == DownloadState.DONE, ev.error
+    assert published(big, ev.key) == big.payload(ev.key)
+    hub_auth = [r.authorization for r in fake_hub.requests if r.server == "hub"]
+    assert hub_auth[0] is None and hub_auth[-1] == f"Bearer {VALID_TOKEN}"
+    assert fake_hub.cdn_requests() and all(r.authorization is None for r in fake_hub.cdn_requests())
+
+
 async def test_missing_file_names_repo_and_file(big, fake_hub):
     repo, path = "leejet/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q4_K_S.gguf"
     del fake_hub.files[(repo, path)]

@@ -163,7 +163,11 @@ class DownloadManager:
         self.catalog = catalog
         self.settings = settings
         self.inventory = inventory
+        #: without an explicit token it is re-read before every Hub request (``_hub_token``), so
+        #: `hf auth login` (or a new HF_TOKEN file) after a gated error works on retry
+        self._token_explicit = token is not _UNSET
         self.token: str | None = get_token() if token is _UNSET else token  # type: ignore[assignment]
+        self._old_tokens: set[str] = set()  # tokens replaced by a re-read: still redacted
         s = settings.settings
         self.concurrency = max(1, concurrency or s.download_concurrency)
         self.connections = max(1, connections or s.connections_per_file)
@@ -523,7 +527,7 @@ class DownloadManager:
             meta = await head(
                 self._client,
                 job.file.download_url,
-                self.token,  # type: ignore[arg-type]
+                self._hub_token(),  # type: ignore[arg-type]
                 retries=min(self.retries, 4),
                 backoff=self.backoff,
             )
@@ -538,6 +542,18 @@ class DownloadManager:
                 "the catalog entry) to get the new file",
             )
         return meta
+
+    def _hub_token(self) -> str | None:
+        """The token for the next Hub request. Unless one was given explicitly it is read again
+        (HF_TOKEN, else the hf CLI's token file): a user who runs `hf auth login` after a gated
+        error can retry in the TUI without restarting it."""
+        if not self._token_explicit:
+            fresh = get_token()
+            if fresh != self.token:
+                if self.token:
+                    self._old_tokens.add(self.token)
+                self.token = fresh
+        return self.token
 
     def _fetch_cfg(self) -> FetchConfig:
         cfg = FetchConfig(
@@ -621,7 +637,7 @@ class DownloadManager:
 
     @property
     def _secrets(self) -> tuple[str, ...]:
-        return (self.token,) if self.token else ()
+        return tuple(t for t in (self.token, *self._old_tokens) if t)
 
     def _snapshot(self, job: _Job) -> DownloadEvent:
         pr = job.progress
