@@ -1,7 +1,14 @@
 """Fetch one file as parallel Range segments into ``<file>.part``, verify, publish.
 
 - The file is cut into pieces (1-32 MiB); ``connections`` workers take the lowest pending
-  piece each, so the contiguous written prefix grows steadily from offset 0.
+  piece each, so the contiguous written prefix grows steadily from offset 0. A worker that
+  finds no pending piece splits the in-flight piece with the most bytes left and takes its
+  upper half (aria2-style), so the tail of a file is not left to one connection.
+- Adaptive connections: when ``max_connections`` > ``connections`` and pieces are still
+  pending, the fetcher measures the aggregate rate for ``probe_window`` seconds, then opens up
+  to ``max_connections`` (the settings' connections per file doubled, at most 16 by default);
+  if the aggregate rate did not rise by ``probe_gain`` (the link, not the per-connection cap of
+  a CDN, is the limit) the extra workers retire after their current piece.
 - Every answer is checked: 206 with the Content-Range asked for and the Hub's total; a 200 to
   a Range request is only used when the range starts at 0 (its prefix), else retried; a 403
   from the CDN (expired signature) re-asks the Hub for a fresh URL; 416 re-checks the Hub.
@@ -73,6 +80,12 @@ class FetchConfig:
     max_piece: int = 32 * MiB
     flush_interval: float = 1.0
     tick: float = 0.1
+    #: adaptive connections: at most this many (0: 2 x connections, at most 16; never fewer
+    #: than ``connections``; ``connections`` == 1 keeps a single connection)
+    max_connections: int = 0
+    probe_window: float = 0.25  #: seconds per aggregate-rate measurement
+    probe_gain: float = 0.2  #: keep the extra connections if the rate rose by at least this
+    steal_min: int = 4 * MiB  #: split an in-flight piece only if it has this much left
     verify: bool = True  #: False only for the benchmark's "download alone" baseline
 
 
@@ -148,6 +161,15 @@ class PrefixHasher:
         return self._h.hexdigest()
 
 
+def max_connections(cfg: FetchConfig) -> int:
+    """The most connections adaptive segmentation may open (``FetchConfig.max_connections``;
+    0: 2 x connections, at most 16; never fewer than ``connections``; 1 stays 1)."""
+    if cfg.connections <= 1:
+        return cfg.connections
+    cap = cfg.max_connections or min(16, 2 * cfg.connections)
+    return max(cfg.connections, cap)
+
+
 def piece_size(size: int, cfg: FetchConfig) -> int:
     p = size // max(1, cfg.connections * 4)
     p = max(cfg.min_piece, min(cfg.max_piece, p))
@@ -184,16 +206,19 @@ class Fetcher:
         self.loc_gen = 0
         self._refresh_lock = asyncio.Lock()
         self.done = RangeSet()
-        self.inflight: dict[int, list[int]] = {}  # id -> [start, pos]
+        self.inflight: dict[int, list[int]] = {}  # id -> [start, pos, end] (end may shrink)
         self.pending: deque[tuple[int, int]] = deque()
         self.fd: int | None = None
         self.sidecar: Sidecar | None = None
         self.hasher: PrefixHasher | None = None
+        self._retire = 0  # workers asked to stop after their current piece
+        self.workers = 0  # live workers (adaptive connections)
+        self.peak_workers = 0
 
     # ---- state -----------------------------------------------------------------------
     def written(self) -> RangeSet:
         w = self.done.copy()
-        for start, pos in self.inflight.values():
+        for start, pos, _end in self.inflight.values():
             w.add(start, pos)
         return w
 
@@ -278,6 +303,8 @@ class Fetcher:
                     async with asyncio.TaskGroup() as tg:
                         for _ in range(n):
                             tg.create_task(self._worker())
+                        if max_connections(self.cfg) > n:
+                            tg.create_task(self._scaler(tg, n))
                 except BaseExceptionGroup as eg:
                     raise _pick(eg) from None
             ok = True
@@ -336,20 +363,75 @@ class Fetcher:
                 p.unlink()
 
     async def _worker(self) -> None:
-        while self.pending:
+        self.workers += 1
+        self.peak_workers = max(self.peak_workers, self.workers)
+        try:
+            while True:
+                if self._retire > 0:
+                    self._retire -= 1
+                    return
+                slot = self._next_slot()
+                if slot is None:
+                    return
+                await self._piece(slot)
+        finally:
+            self.workers -= 1
+
+    def _next_slot(self) -> list[int] | None:
+        """The lowest pending piece, else the upper half of the in-flight piece with the most
+        bytes left (its owner stops at the new end: it checks ``slot[2]`` on every chunk)."""
+        if self.pending:
             a, b = self.pending.popleft()
-            await self._piece(a, b)
+            return [a, a, b]
+        best: list[int] | None = None
+        for slot in self.inflight.values():
+            if best is None or slot[2] - slot[1] > best[2] - best[1]:
+                best = slot
+        if best is None or best[2] - best[1] < max(self.cfg.steal_min, 2 * 64 * 1024):
+            return None
+        mid = best[1] + (best[2] - best[1]) // 2
+        mid -= mid % (64 * 1024)
+        if mid <= best[1]:
+            return None
+        end = best[2]
+        best[2] = mid
+        return [mid, mid, end]
+
+    async def _scaler(self, tg: asyncio.TaskGroup, n: int) -> None:
+        """Open more connections while that raises the aggregate rate (per-connection caps)."""
+        cap = max_connections(self.cfg)
+        win = self.cfg.probe_window
+        await asyncio.sleep(win)  # connections set up, first bytes in
+        f0, t0 = self.progress.fetched, time.monotonic()
+        await asyncio.sleep(win)
+        base = (self.progress.fetched - f0) / max(1e-6, time.monotonic() - t0)
+        while n < cap and len(self.pending) >= 2:
+            add = min(cap - n, n)
+            for _ in range(add):
+                tg.create_task(self._worker())
+            n += add
+            await asyncio.sleep(win / 2)  # new connections set up
+            f0, t0 = self.progress.fetched, time.monotonic()
+            await asyncio.sleep(win)
+            rate = (self.progress.fetched - f0) / max(1e-6, time.monotonic() - t0)
+            log.debug(
+                "%s: %d connections: %.1f MB/s (was %.1f)", self.label, n, rate / 1e6, base / 1e6
+            )
+            if rate < base * (1 + self.cfg.probe_gain):
+                self._retire += add  # the link is the limit: back to the configured count
+                return
+            base = rate
 
     # ---- one piece ----------------------------------------------------------------------
-    async def _piece(self, a: int, b: int) -> None:
-        pid = id(object()) ^ a
-        slot = [a, a]
+    async def _piece(self, slot: list[int]) -> None:
+        a = slot[0]
+        pid = id(slot)
         self.inflight[pid] = slot
         failures = 0
         size_faults = 0
         try:
-            while slot[1] < b:
-                pos = slot[1]
+            while slot[1] < slot[2]:
+                pos, b = slot[1], slot[2]
                 url, gen = self.location, self.loc_gen
                 headers = {"Range": f"bytes={pos}-{b - 1}", "Accept-Encoding": "identity"}
                 if self.meta.same_origin and self.token:
@@ -363,16 +445,16 @@ class Fetcher:
                             delay = self._delay(resp, failures)
                         else:
                             async for chunk in resp.aiter_raw():
-                                room = b - slot[1]
+                                room = slot[2] - slot[1]  # slot[2] shrinks when split
                                 if len(chunk) > room:
                                     chunk = chunk[:room]
                                 self._write(chunk, slot[1])
                                 slot[1] += len(chunk)
                                 self.progress.fetched += len(chunk)
                                 progressed = True
-                                if slot[1] >= b:
+                                if slot[1] >= slot[2]:
                                     break
-                            if slot[1] < b:
+                            if slot[1] < slot[2]:
                                 raise httpx.RemoteProtocolError("body ended early")
                 except _SizeFault as e:
                     size_faults += 1
