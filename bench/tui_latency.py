@@ -63,6 +63,10 @@ class PtyTerm:
         self.t_spawn = time.perf_counter()
         pid, fd = pty.fork()
         if pid == 0:  # child
+            cmd = os.environ.get("DISTILL_BENCH_CMD")  # e.g. a profiling wrapper
+            if cmd:
+                argv = shlex.split(cmd)
+                os.execve(argv[0], argv, {**env, "PROF_OUT": os.environ.get("PROF_OUT", "")})
             os.execve(str(ROOT / ".venv/bin/distill"), ["distill"], env)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
         self.pid, self.fd = pid, fd

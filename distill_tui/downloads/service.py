@@ -25,6 +25,7 @@ import httpx
 from distill_tui.downloads.errors import DownloadError
 from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, Progress, Restart
 from distill_tui.downloads.hub import HubMeta, head, new_client
+from distill_tui.downloads.iothread import IOThread
 from distill_tui.downloads.lock import DestLock
 from distill_tui.downloads.sidecar import (
     lock_path,
@@ -159,6 +160,7 @@ class DownloadManager:
         disk_margin: int | None = None,
         wait_for_lock: bool = True,
         fetch_overrides: dict[str, Any] | None = None,
+        io_thread: bool = True,
     ):
         self.catalog = catalog
         self.settings = settings
@@ -186,6 +188,13 @@ class DownloadManager:
         self._client: httpx.AsyncClient | None = None
         self._meta_cache: dict[str, tuple[HubMeta, float]] = {}
         self._closing = False
+        #: the bytes move on a thread of their own (see iothread.py) so the caller's loop —
+        #: the TUI's — stays free for keys and repaints; False runs them on the caller's loop
+        self._io: IOThread | None = (
+            IOThread(lambda: new_client(self.stall_timeout, self.connections))
+            if io_thread
+            else None
+        )
 
     # ---- events ----------------------------------------------------------------------
     def subscribe(self, callback: Callable[[DownloadEvent], None]) -> Callable[[], None]:
@@ -324,6 +333,8 @@ class DownloadManager:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._io is not None:
+            await self._io.close()
 
     # ---- machinery -------------------------------------------------------------------
     def _ensure_running(self) -> None:
@@ -452,21 +463,10 @@ class DownloadManager:
             while True:
                 job.progress = Progress(meta.size)
                 job.last_t, job.last_bytes = time.monotonic(), 0
-                fetcher = Fetcher(
-                    self._client,  # type: ignore[arg-type]
-                    dest,
-                    meta,
-                    expected_sha=expected,
-                    token=self.token,
-                    cfg=self._fetch_cfg(),
-                    refresh=lambda j=job: self._meta(j, fresh=True),
-                    progress=job.progress,
-                    label=job.key,
-                )
                 job.last_bytes = 0
                 self._set_state(job, DownloadState.DOWNLOADING)
                 try:
-                    sha = await fetcher.run()
+                    sha = await self._fetch(job, dest, meta, expected)
                     break
                 except ChecksumMismatch as e:
                     if scratch_retry:
@@ -496,6 +496,34 @@ class DownloadManager:
             self._finish(job, DownloadState.DONE)
         finally:
             lock.release(unlink=True)
+
+    async def _fetch(self, job: _Job, dest: Path, meta: HubMeta, expected: str | None) -> str:
+        """Move the bytes of one file (on the I/O thread unless it is disabled)."""
+        cfg, progress, token = self._fetch_cfg(), job.progress, self.token
+
+        def fetcher(client: httpx.AsyncClient, refresh: Any) -> Fetcher:
+            return Fetcher(
+                client,
+                dest,
+                meta,
+                expected_sha=expected,
+                token=token,
+                cfg=cfg,
+                refresh=refresh,
+                progress=progress,
+                label=job.key,
+            )
+
+        io = self._io
+        if io is None:
+            self._ensure_running()
+            return await fetcher(self._client, lambda: self._meta(job, fresh=True)).run()  # type: ignore[arg-type]
+        home = asyncio.get_running_loop()
+
+        def refresh() -> Any:  # called on the I/O loop; the Hub is asked from the home loop
+            return io.call_back(home, lambda: self._meta(job, fresh=True))
+
+        return await io.run(lambda: fetcher(io.client(), refresh).run())
 
     async def _adopt(self, job: _Job, dest: Path, meta: HubMeta, expected: str) -> bool:
         """A file under the final name the inventory doesn't know: verify before it counts."""
