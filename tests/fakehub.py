@@ -45,6 +45,8 @@ class Fault:
     kinds:
       drop            send ``after`` body bytes, then close the connection
       stall           send ``after`` body bytes, then send nothing for ``seconds``
+      trickle         send ``after`` body bytes, then one byte every ``interval`` seconds for
+                      ``seconds`` (a connection that never hits a read timeout), then close
       ignore_range    answer a Range request with 200 and the whole body
       bad_range       206 whose Content-Range starts 1 byte later than asked (body from there)
       416             416 with ``Content-Range: bytes */size``
@@ -53,7 +55,8 @@ class Fault:
       size            CDN announces a total of size + ``delta`` in Content-Range
       status          answer ``status`` (503, 429, 500...) with ``headers`` (e.g. Retry-After)
       callback        call ``fn(handler)`` then serve normally (e.g. fill the disk mid-download)
-    ``times``: how many requests it affects (None = all).
+    ``times``: how many requests it affects (None = all). ``range``: only requests whose
+    Range header starts with this (e.g. ``"bytes=2097152-"``).
     """
 
     kind: str
@@ -63,15 +66,21 @@ class Fault:
     times: int | None = 1
     after: int = 0
     seconds: float = 5.0
+    interval: float = 0.2
     offset: int = 0
     delta: int = 1000
     status: int = 503
     headers: dict[str, str] = field(default_factory=dict)
     fn: object = None
     only_ranged: bool = False
+    range: str | None = None
 
-    def matches(self, server: str, method: str, path: str, ranged: bool) -> bool:
+    def matches(
+        self, server: str, method: str, path: str, ranged: bool, range_header: str | None = None
+    ) -> bool:
         if self.times is not None and self.times <= 0:
+            return False
+        if self.range is not None and not (range_header or "").startswith(self.range):
             return False
         if self.server != server:
             return False
@@ -126,6 +135,8 @@ class FakeHub:
         self.commit = COMMIT
         self.url_ttl = 3600.0
         self.rate = rate  # bytes/s cap per connection (None = uncapped)
+        self.total_rate: float | None = None  # bytes/s cap of all connections together (a link)
+        self._link_free = 0.0  # monotonic time the shared link is free again (total_rate)
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
         self.report_sha = True  # X-Linked-Etag present
@@ -254,10 +265,12 @@ class FakeHub:
             f"&Key-Pair-Id=K2FAKEFAKEFAKE"
         )
 
-    def _take_fault(self, server: str, method: str, path: str, ranged: bool) -> Fault | None:
+    def _take_fault(
+        self, server: str, method: str, path: str, ranged: bool, range_header: str | None = None
+    ) -> Fault | None:
         with self._lock:
             for f in self.faults:
-                if f.matches(server, method, path, ranged):
+                if f.matches(server, method, path, ranged, range_header):
                     if f.times is not None:
                         f.times -= 1
                     return f
@@ -268,6 +281,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that went away (a cut or cancelled connection): not an error
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -313,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.hub.requests.append(rec)
         fault = self.hub._take_fault(
-            self.server_name, self.command, rec.path, rec.range is not None
+            self.server_name, self.command, rec.path, rec.range is not None, rec.range
         )
         if fault is not None:
             rec.fault = fault.kind
@@ -489,14 +509,14 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         kind = fault.kind if fault is not None else None
         limit = length
-        if kind in ("drop", "stall"):
+        if kind in ("drop", "stall", "trickle"):
             limit = min(length, fault.after)  # type: ignore[union-attr]
         flip_at = fault.offset if kind == "flip" else -1  # type: ignore[union-attr]
         sock = self.connection
         self.wfile.flush()
         sent = 0
         with open(f.blob, "rb") as fh:
-            if hub.rate is None and flip_at < 0 and limit > 0:
+            if hub.rate is None and hub.total_rate is None and flip_at < 0 and limit > 0:
                 # fast path: sendfile
                 while sent < limit:
                     n = sock.sendfile(fh, start + sent, limit - sent)
@@ -509,14 +529,26 @@ class _Handler(BaseHTTPRequestHandler):
                 t0 = time.monotonic()
                 while sent < limit:
                     n = min(chunk, limit - sent)
-                    data = os.pread(fh.fileno(), n, start + sent)
-                    if not data:
-                        break
-                    if start + sent <= flip_at < start + sent + len(data):
+                    if hub.total_rate:
+                        with hub._lock:  # the shared link: one time slot per chunk
+                            now = time.monotonic()
+                            due = max(now, hub._link_free)
+                            hub._link_free = due + n / hub.total_rate
+                        if due > now:
+                            time.sleep(due - now)
+                    if start + sent <= flip_at < start + sent + n:
+                        data = os.pread(fh.fileno(), n, start + sent)
+                        if not data:
+                            break
                         i = flip_at - start - sent
                         data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
-                    sock.sendall(data)
-                    sent += len(data)
+                        sock.sendall(data)
+                        n = len(data)
+                    else:  # no copy through Python (the benchmark's capped mode)
+                        n = sock.sendfile(fh, start + sent, n)
+                        if not n:
+                            break
+                    sent += n
                     rec.body_bytes = sent
                     if hub.rate:
                         due = t0 + sent / hub.rate
@@ -527,7 +559,18 @@ class _Handler(BaseHTTPRequestHandler):
             deadline = time.monotonic() + fault.seconds  # type: ignore[union-attr]
             while time.monotonic() < deadline and not hub.closing.is_set():
                 time.sleep(0.02)
-        if kind in ("drop", "stall") and sent < length:
+        if kind == "trickle":
+            deadline = time.monotonic() + fault.seconds  # type: ignore[union-attr]
+            with open(f.blob, "rb") as fh:
+                while sent < length and time.monotonic() < deadline and not hub.closing.is_set():
+                    time.sleep(fault.interval)  # type: ignore[union-attr]
+                    try:
+                        sock.sendall(os.pread(fh.fileno(), 1, start + sent))
+                    except OSError:
+                        break
+                    sent += 1
+                    rec.body_bytes = sent
+        if kind in ("drop", "stall", "trickle") and sent < length:
             self.close_connection = True
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -582,13 +625,15 @@ def main(argv: list[str] | None = None) -> int:
         counter = {"n": 0}
         orig = hub._take_fault
 
-        def every_nth(server: str, method: str, path: str, ranged: bool) -> Fault | None:
+        def every_nth(
+            server: str, method: str, path: str, ranged: bool, range_header: str | None = None
+        ) -> Fault | None:
             if server != "cdn" or method != "GET":
                 return None
             counter["n"] += 1
-            return (
-                orig(server, method, path, ranged) if counter["n"] % args.drop_every == 0 else None
-            )
+            if counter["n"] % args.drop_every:
+                return None
+            return orig(server, method, path, ranged, range_header)
 
         hub._take_fault = every_nth  # type: ignore[method-assign]
     hub.start(args.hub_port, args.cdn_port)

@@ -72,7 +72,8 @@ class Restart(Exception):
 @dataclass
 class FetchConfig:
     connections: int = 8
-    stall_timeout: float = 30.0
+    stall_timeout: float = 30.0  #: a connection below ``stall_rate`` for this long is cut
+    stall_rate: float = 1024.0  #: bytes/s floor of the stall watchdog (per connection)
     retries: int = 6
     backoff: float = 1.0
     max_backoff: float = 30.0
@@ -214,6 +215,9 @@ class Fetcher:
         self._retire = 0  # workers asked to stop after their current piece
         self.workers = 0  # live workers (adaptive connections)
         self.peak_workers = 0
+        self.retired = 0  # extra workers retired by the scaler
+        self._watch: dict[int, _Watch] = {}  # piece id -> the stall watchdog of its request
+        self.stalls = 0  # connections cut by the watchdog
 
     # ---- state -----------------------------------------------------------------------
     def written(self) -> RangeSet:
@@ -273,9 +277,12 @@ class Fetcher:
             log.warning("%s: could not persist progress: %s", self.label, e.strerror or e)
 
     async def _ticker(self) -> None:
-        last_flush = time.monotonic()
+        last_flush = last_tick = time.monotonic()
         while True:
             await asyncio.sleep(self.cfg.tick)
+            now = time.monotonic()
+            self._check_stalls(now, now - last_tick)
+            last_tick = now
             w = self.written()
             self.progress.done = w.covered()
             if self.hasher is not None:
@@ -283,6 +290,39 @@ class Fetcher:
             if time.monotonic() - last_flush >= self.cfg.flush_interval:
                 last_flush = time.monotonic()
                 await self._flush()
+
+    def _check_stalls(self, now: float, gap: float) -> None:
+        """The stall watchdog: cut a connection that delivered less than ``stall_rate`` bytes/s
+        (nothing, or a trickle) over the last ``stall_timeout`` seconds; its piece is retried
+        on a fresh connection from the byte it reached. httpx's read timeout alone never cuts
+        a connection that sends one byte every few seconds."""
+        window = self.cfg.stall_timeout
+        if window <= 0:
+            return
+        if gap > window / 2:
+            # the loop itself was blocked (a slow disk, a suspended process): the connections
+            # could not be read, so they are not to blame; measure again from now
+            for w in self._watch.values():
+                w.mark(now)
+            return
+        floor = self.cfg.stall_rate * window
+        for w in self._watch.values():
+            if w.cut or now - w.t0 < window:
+                continue
+            got = w.slot[1] - w.pos0
+            if got < floor and w.slot[1] < w.slot[2]:
+                w.cut = True
+                self.stalls += 1
+                log.info(
+                    "%s: connection at %d delivered %d bytes in %.0f s; cutting it",
+                    self.label,
+                    w.slot[1],
+                    got,
+                    now - w.t0,
+                )
+                w.timeout.reschedule(asyncio.get_running_loop().time())
+            else:
+                w.mark(now)
 
     # ---- run -------------------------------------------------------------------------
     async def run(self) -> str:
@@ -369,6 +409,7 @@ class Fetcher:
             while True:
                 if self._retire > 0:
                     self._retire -= 1
+                    self.retired += 1
                     return
                 slot = self._next_slot()
                 if slot is None:
@@ -438,24 +479,46 @@ class Fetcher:
                     headers["Authorization"] = f"Bearer {self.token}"
                 progressed = False
                 delay: float | None = None
+                watch: _Watch | None = None
                 try:
-                    async with self.client.stream("GET", url, headers=headers) as resp:
-                        limit = await self._check(resp, pos, b, gen)
-                        if limit is None:
-                            delay = self._delay(resp, failures)
-                        else:
-                            async for chunk in resp.aiter_raw():
-                                room = slot[2] - slot[1]  # slot[2] shrinks when split
-                                if len(chunk) > room:
-                                    chunk = chunk[:room]
-                                self._write(chunk, slot[1])
-                                slot[1] += len(chunk)
-                                self.progress.fetched += len(chunk)
-                                progressed = True
-                                if slot[1] >= slot[2]:
-                                    break
-                            if slot[1] < slot[2]:
-                                raise httpx.RemoteProtocolError("body ended early")
+                    async with asyncio.timeout(None) as timeout:
+                        watch = self._watch[pid] = _Watch(slot, timeout, time.monotonic())
+                        try:
+                            async with self.client.stream("GET", url, headers=headers) as resp:
+                                limit = await self._check(resp, pos, b, gen)
+                                if limit is None:
+                                    delay = self._delay(resp, failures)
+                                else:
+                                    async for chunk in resp.aiter_raw():
+                                        room = slot[2] - slot[1]  # slot[2] shrinks when split
+                                        if len(chunk) > room:
+                                            chunk = chunk[:room]
+                                        self._write(chunk, slot[1])
+                                        slot[1] += len(chunk)
+                                        self.progress.fetched += len(chunk)
+                                        progressed = True
+                                        if slot[1] >= slot[2]:
+                                            break
+                                    if slot[1] < slot[2]:
+                                        raise httpx.RemoteProtocolError("body ended early")
+                        finally:
+                            del self._watch[pid]  # never rescheduled once its block is left
+                except TimeoutError:
+                    if watch is None or not watch.cut:
+                        raise
+                    # cut by the stall watchdog: a fresh connection from where it got to
+                    failures = 0 if progressed else failures
+                    failures += 1
+                    if failures > self.cfg.retries:
+                        raise DownloadError(
+                            "network",
+                            f"{self.label}: the download server stopped sending data (no "
+                            f"progress for {self.cfg.stall_timeout:g} s, {failures - 1} "
+                            "retries); rerun to resume",
+                            resumable=True,
+                        ) from None
+                    await asyncio.sleep(self._backoff(failures) if not progressed else 0)
+                    continue
                 except _SizeFault as e:
                     size_faults += 1
                     if size_faults >= 2:
@@ -595,6 +658,22 @@ class Fetcher:
             self.location = meta.location
             self.loc_gen += 1
             log.info("%s: got a fresh download URL from the Hub", self.label)
+
+
+class _Watch:
+    """Stall watchdog state of one request: bytes of ``slot`` reached since ``t0``."""
+
+    __slots__ = ("slot", "timeout", "t0", "pos0", "cut")
+
+    def __init__(self, slot: list[int], timeout: asyncio.Timeout, now: float):
+        self.slot = slot
+        self.timeout = timeout
+        self.cut = False
+        self.mark(now)
+
+    def mark(self, now: float) -> None:
+        self.t0 = now
+        self.pos0 = self.slot[1]
 
 
 class _SizeFault(Exception):
