@@ -105,12 +105,14 @@ class IOThread:
             else:
                 done.set_result(result)
 
-        remote: dict[str, Any] = {"task": None, "cancelled": False}  # touched on the I/O loop
+        # touched on the I/O loop only
+        remote: dict[str, Any] = {"task": None, "started": False, "cancelled": False}
 
         async def runner() -> None:
             if remote["cancelled"]:  # cancelled before it started
                 caller.call_soon_threadsafe(settle, None, None, True)
                 return
+            remote["started"] = True
             try:
                 result = await make()
             except asyncio.CancelledError:
@@ -126,7 +128,9 @@ class IOThread:
 
         def cancel() -> None:
             remote["cancelled"] = True
-            if remote["task"] is not None:
+            # A task cancelled before its first step never enters runner's try (and would
+            # never settle): before it starts, the flag alone stops it.
+            if remote["started"]:
                 remote["task"].cancel()
 
         loop.call_soon_threadsafe(start)
@@ -142,6 +146,8 @@ class IOThread:
                         continue
             raise
 
-    async def call_back(self, loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]]) -> T:
+    async def call_back(
+        self, loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]]
+    ) -> T:
         """From the I/O loop: run ``make()`` on ``loop`` (the manager's) and await it here."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
