@@ -169,6 +169,8 @@ def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, o
             print(f"output in the last 0.5 s: {len(tail)} bytes (progress repaints)")
         lat_space: list[float] = []
         lat_help: list[float] = []
+        lat_f1: list[float] = []
+        lat_esc: list[float] = []
         expanded = True
         for i in range(args.presses):
             if i % 2 == 0:
@@ -176,11 +178,14 @@ def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, o
                 lat_space.append(term.wait_marker(term.press("Space"), marker))
                 expanded = not expanded
             else:
-                lat_help.append(term.wait_marker(term.press("F1"), b"Model Manager"))
+                lat_f1.append(term.wait_marker(term.press("F1"), b"Model Manager"))
                 time.sleep(args.interval)
-                lat_help.append(term.wait_marker(term.press("Escape"), b"All Models"))
+                lat_esc.append(term.wait_marker(term.press("Escape"), b"All Models"))
+                lat_help += lat_f1[-1:] + lat_esc[-1:]
             time.sleep(args.interval)
         results["space_toggle_card"] = stats("space (card toggle)", lat_space)
+        results["f1_open_help"] = stats("f1 (help opens)", lat_f1)
+        results["escape_close_help"] = stats("escape (help closes)", lat_esc)
         results["f1_escape_help"] = stats("f1/escape (help modal)", lat_help)
         results["all_keys"] = stats("all keys", lat_space + lat_help)
         parts = list((tmp / "data" / "distill" / "models").rglob("*.part"))

@@ -183,7 +183,13 @@ class DistillApp(App[int]):
         if isinstance(self.screen, HelpModal):
             self.screen.dismiss()
             return
-        self.push_screen(HelpModal.for_screen(self.screen))
+        # One modal, installed once and re-filled: composing a new one per F1 cost tens of ms.
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpModal(), "help")
+        help_screen = self.get_screen("help")
+        assert isinstance(help_screen, HelpModal)
+        help_screen.show_for(self.screen)
+        self.push_screen(help_screen)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand("Generate", "Go to the Generate screen (F2)", self.action_show_generate)

@@ -399,3 +399,73 @@ def test_progress_messages_coalesce() -> None:
     assert not older.can_replace(msg(ev(DownloadState.DOWNLOADING, 20, key="b")))
     assert not older.can_replace(msg(ev(DownloadState.FAILED, 20)))  # final states stay
     assert not msg(ev(DownloadState.DONE, 100)).can_replace(msg(ev(DownloadState.QUEUED, 0)))
+
+
+def footer_keys(app: DistillApp) -> list[str]:
+    from textual.widgets._footer import FooterKey
+
+    from distill_tui.widgets.footer import DistillFooter
+
+    footer = app.screen.query_one(DistillFooter)
+    return [k.description for k in footer.query(FooterKey) if not k.disabled]
+
+
+async def test_footer_follows_the_focused_row_without_needless_rebuilds(hub: FakeHub) -> None:
+    """The footer shows d/x/r/del only where they act; moving between rows whose keys are
+    the same keeps its widgets (no rebuild), a row with other keys gets a new footer."""
+    from textual.widgets._footer import FooterKey
+
+    core = make_core(hub, size=SIZE)
+    app = make_app(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        scr = screen(app)
+        await focus_row(pilot, "Q3_K_S")
+        row = scr.focused_row()
+        await pilot.press("d")
+        await settle(pilot, row.key)
+        assert "Remove" in footer_keys(app) and "Download" not in footer_keys(app)
+        await focus_row(pilot, "Q4_K_S")  # not downloaded: d, no del
+        await pilot.pause()
+        keys = footer_keys(app)
+        assert "Download" in keys and "Remove" not in keys
+        before = list(app.screen.query(FooterKey))
+        await focus_row(pilot, "Q3_K_M")  # another section, same keys as Q4_K_S
+        await pilot.pause()
+        assert list(app.screen.query(FooterKey)) == before, "footer rebuilt for identical keys"
+        assert footer_keys(app) == keys
+
+
+async def test_help_is_one_modal_refilled_for_each_screen(hub: FakeHub) -> None:
+    from textual.widgets import Static
+
+    from distill_tui.screens.help import HelpModal
+
+    core = make_core(hub, size=SIZE)
+    app = make_app(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press("f1")
+        await pilot.pause()
+        first = app.screen
+        assert isinstance(first, HelpModal)
+        title = str(first.query_one("#help-title", Static).render())
+        keys = str(first.query_one("#help-keys", Static).render())
+        assert "Model Manager" in title and "Download" in keys
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ModelManagerScreen)
+        await pilot.press("f2")
+        await pilot.pause()
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen is first
+        title = str(first.query_one("#help-title", Static).render())
+        keys = str(first.query_one("#help-keys", Static).render())
+        assert "Generate" in title and "Model Manager" not in title
+        assert "Retry" not in keys and "Stop" in keys
+        await pilot.press("f1")  # f1 again closes it
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpModal)

@@ -16,11 +16,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from distill_tui.generation import GenParams
 from distill_tui.outputs import History, HistoryRecord
 from distill_tui.resources import style_path
+from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.image_view import Frame, ImageView
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class GalleryScreen(Screen):
             yield DataTable(id="gallery-table", cursor_type="row", zebra_stripes=True)
             yield ImageView("No generations yet — F2 to make one", id="gallery-image")
         yield Static("", id="gallery-status")
-        yield Footer()
+        yield DistillFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -128,7 +129,7 @@ class GalleryScreen(Screen):
         self.reload()
 
     def on_resize(self) -> None:
-        self.query_one(Footer).compact = self.size.width < 100
+        self.query_one(DistillFooter).compact = self.size.width < 100
         if self._narrow is not None and (self.app.size.width < 100) != self._narrow:
             self.reload()
 

@@ -23,7 +23,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Header, Input, Label, Select, Static, TextArea
 
 from distill_tui.generation import (
     SAMPLERS,
@@ -40,6 +40,7 @@ from distill_tui.generation import (
 )
 from distill_tui.resources import style_path
 from distill_tui.widgets.engine_status import EngineStatus
+from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.gen_progress import GenProgress
 from distill_tui.widgets.image_view import RENDERERS, Frame, ImageView
 from distill_tui.widgets.model_select import MANAGE, ModelSelect
@@ -291,7 +292,7 @@ class GenerateScreen(Screen):
                 yield GenProgress(id="gen-progress")
             yield ImageView("No image yet — type a prompt and press ctrl+g", id="image-view")
         yield EngineStatus(id="engine-status")
-        yield Footer()
+        yield DistillFooter()
 
     @staticmethod
     def _pick(value: str, allowed: tuple[str, ...]) -> str:
@@ -350,7 +351,7 @@ class GenerateScreen(Screen):
 
     def on_resize(self) -> None:
         # 80 columns: the compact footer keeps f2/f3/f4 on screen
-        self.query_one(Footer).compact = self.size.width < 100
+        self.query_one(DistillFooter).compact = self.size.width < 100
 
     def on_screen_resume(self) -> None:
         # F3 (or the CLI in another process) may have made a model ready meanwhile

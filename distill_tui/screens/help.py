@@ -23,13 +23,26 @@ class HelpModal(ModalScreen[None]):
         Binding("q", "close", "Close", show=False, id="help.close_q", tooltip="Close help"),
     ]
 
-    def __init__(self, title: str, rows: list[tuple[str, str, str]]) -> None:
+    def __init__(self, title: str = "", rows: list[tuple[str, str, str]] | None = None) -> None:
         super().__init__(id="help-modal")
         self._title = title
-        self._rows = rows
+        self._rows = rows or []
 
     @classmethod
     def for_screen(cls, screen: Screen) -> HelpModal:
+        return cls(*cls.rows_for(screen))
+
+    def show_for(self, screen: Screen) -> None:
+        """Re-fill this (installed, reused) modal with the keys of ``screen``: opening help
+        then costs an update, not a compose."""
+        self._title, self._rows = self.rows_for(screen)
+        if self.is_mounted:
+            self.query_one("#help-title", Static).update(self._title_text())
+            self.query_one("#help-keys", Static).update(self._keys_text())
+            self.query_one("#help-body", VerticalScroll).scroll_home(animate=False)
+
+    @staticmethod
+    def rows_for(screen: Screen) -> tuple[str, list[tuple[str, str, str]]]:
         rows: list[tuple[str, str, str]] = []
         seen: set[tuple[str, str]] = set()
         for key, active in screen.active_bindings.items():
@@ -56,17 +69,23 @@ class HelpModal(ModalScreen[None]):
                 seen.add((desc, b.action))
                 rows.append((b.key_display or _key_label(key), desc, b.tooltip or ""))
         title = getattr(screen, "HELP_TITLE", None) or screen.__class__.__name__
-        return cls(title, rows)
+        return title, rows
+
+    def _title_text(self) -> str:
+        return f"[b]{self._title}[/b] — keys"
+
+    def _keys_text(self) -> str:
+        width = max((len(k) for k, _d, _t in self._rows), default=4)
+        lines = []
+        for key, desc, tip in self._rows:
+            tail = f"  [dim]{tip}[/dim]" if tip and tip != desc else ""
+            lines.append(f"[b]{key:<{width}}[/b]  {desc}{tail}")
+        return "\n".join(lines) or "(no keys)"
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
-            yield Static(f"[b]{self._title}[/b] — keys", id="help-title")
-            width = max((len(k) for k, _d, _t in self._rows), default=4)
-            lines = []
-            for key, desc, tip in self._rows:
-                tail = f"  [dim]{tip}[/dim]" if tip and tip != desc else ""
-                lines.append(f"[b]{key:<{width}}[/b]  {desc}{tail}")
-            yield Static("\n".join(lines) or "(no keys)", id="help-keys")
+            yield Static(self._title_text(), id="help-title")
+            yield Static(self._keys_text(), id="help-keys")
             yield Static(
                 "[dim]esc closes · ctrl+p opens the command palette[/dim]", id="help-footer"
             )

@@ -24,7 +24,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, Tab, Tabs
+from textual.widgets import Header, Static, Tab, Tabs
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
 from distill_tui.inventory import human_size
@@ -32,6 +32,7 @@ from distill_tui.resources import style_path
 from distill_tui.screens.confirm import ConfirmModal
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, state_name
+from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.model_card import ModelCard
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
@@ -186,7 +187,7 @@ class ModelManagerScreen(Screen):
                 )
             yield Static("No models in this category yet.", id="models-empty")
         yield Static("", id="models-dir-line")
-        yield Footer(compact=True)
+        yield DistillFooter(compact=True)
 
     @property
     def cards(self) -> list[ModelCard]:
