@@ -33,7 +33,7 @@ from distill_tui.screens.confirm import ConfirmModal
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, state_name
 from distill_tui.widgets.footer import DistillFooter
-from distill_tui.widgets.model_card import ModelCard
+from distill_tui.widgets.model_card import ModelCard, same_content
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
 
@@ -159,6 +159,7 @@ class ModelManagerScreen(Screen):
         self._unsubscribe: Callable[[], Any] | None = None
         self._settings_hooked = False
         self._ready: dict[str, bool] = {}
+        self._dir_line: Content | None = None
 
     # ---- services --------------------------------------------------------------------
     @property
@@ -262,14 +263,15 @@ class ModelManagerScreen(Screen):
             free = f"{human_size(inv.free_bytes())} free"
         except OSError as e:
             free = f"free space unknown ({e.strerror or e})"
-        self.query_one("#models-dir-line", Static).update(
-            Content.from_markup(
-                "Models in [b]$path[/b] · $used used · $free",
-                path=display_path(inv.models_dir),
-                used=human_size(inv.total_usage()),
-                free=free,
-            )
+        line = Content.from_markup(
+            "Models in [b]$path[/b] · $used used · $free",
+            path=display_path(inv.models_dir),
+            used=human_size(inv.total_usage()),
+            free=free,
         )
+        if not same_content(line, self._dir_line):
+            self._dir_line = line
+            self.query_one("#models-dir-line", Static).update(line)
 
     @on(DownloadProgress)
     def _download_progress(self, message: DownloadProgress) -> None:

@@ -66,6 +66,8 @@ class FileRow(Widget, can_focus=True):
         return row_state(self.present, self.event)
 
     def set_status(self, present: bool, event: Any | None) -> None:
+        if present == self.present and event is self.event:
+            return  # nothing visible changed (e.g. a screen resume re-syncing every row)
         before = self.state
         self.present = present
         self.event = event

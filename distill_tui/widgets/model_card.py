@@ -24,6 +24,13 @@ from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
 
 
+def same_content(a: Content | None, b: Content | None) -> bool:
+    """Same text and same styles (``Content.__eq__`` looks at the text only)."""
+    if a is None or b is None:
+        return a is b
+    return a.plain == b.plain and list(a.spans) == list(b.spans)
+
+
 def css_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)
 
@@ -74,6 +81,8 @@ class ModelCard(Collapsible):
             deterministic=deterministic,
         )
         self.storage = Static("", classes="card-storage")
+        self._shown_title: Content | None = None
+        self._shown_storage: Content | None = None
 
     def compose(self) -> ComposeResult:
         yield self._title
@@ -170,10 +179,17 @@ class ModelCard(Collapsible):
             "\n",
             Content.styled(self.model.description, "$text-muted"),
         )
-        self._title.label = title
+        # A relabel relayouts the card: only on a change. (Content's == compares the text
+        # alone, so the spans are compared too.)
+        if not same_content(title, self._shown_title):
+            self._shown_title = title
+            self._title.label = title
         on_disk = inventory.model_usage(self.model)
         if to_get:
             need = f"[$text-warning]{human_size(to_get)} to download[/] ({which}: d on the header)"
         else:
             need = f"[$text-success]{which} on disk[/]"
-        self.storage.update(Content.from_markup(f"On disk {human_size(on_disk)} · {need}"))
+        storage = Content.from_markup(f"On disk {human_size(on_disk)} · {need}")
+        if not same_content(storage, self._shown_storage):
+            self._shown_storage = storage
+            self.storage.update(storage)

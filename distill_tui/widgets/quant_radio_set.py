@@ -127,13 +127,16 @@ class QuantRadioSet(RadioSet):
     # ---- programmatic selection (no Changed message: it is not a user's choice) -------
     def show_pressed(self, quant_id: str | None) -> None:
         pressed: RadioButton | None = None
+        changed = False
         with self.prevent(RadioButton.Changed):
             for row in self.rows:
                 on = row.quant_id == quant_id
                 if row.value != on:
                     row.value = on
+                    changed = True
                 if on:
                     pressed = row
         self._pressed_button = pressed
-        for row in self.rows:
-            row.refresh()
+        if changed:  # the glyph (● / ○) is drawn by the row itself
+            for row in self.rows:
+                row.refresh()

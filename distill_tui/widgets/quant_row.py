@@ -28,7 +28,7 @@ class QuantRow(RadioButton):
         label_width: int = 7,
         deterministic: bool = False,
     ) -> None:
-        super().__init__(quant.label, value=False, classes="file-row -missing")
+        super().__init__(quant.label, value=False, classes="file-row -missing", disabled=True)
         self.model_id = model_id
         self.component = component
         self.quant = quant
@@ -58,6 +58,8 @@ class QuantRow(RadioButton):
     # ---- updates ---------------------------------------------------------------------
     def set_status(self, present: bool, event: Any | None) -> None:
         """New inventory/download facts; re-render only when something visible changed."""
+        if present == self.present and event is self.event:
+            return  # nothing visible changed (e.g. a screen resume re-syncing every row)
         before = self.state
         self.present = present
         self.event = event
