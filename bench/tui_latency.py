@@ -21,6 +21,8 @@ import argparse
 import json
 import os
 import shlex
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -192,7 +194,7 @@ def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, o
         results["partials_growing_at_end"] = len(parts)
         term.close()
     finally:
-        hub.terminate()
+        hub.send_signal(signal.SIGINT)  # loopback_hub removes its payloads on SIGINT
         hub.wait()
     return results
 
@@ -255,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.15)
     ap.add_argument("--paint-runs", type=int, default=5)
     ap.add_argument("--file-mb", type=float, default=400)
-    ap.add_argument("--rate-mb", type=float, default=2.0, help="MB/s per connection")
+    ap.add_argument(
+        "--rate-mb",
+        type=float,
+        default=0.5,
+        help="MB/s per connection (low enough that both files still download when the keys end)",
+    )
     ap.add_argument("--idle", action="store_true", help="no downloads (baseline)")
     ap.add_argument("--driver", choices=("pty", "tmux"), default="pty")
     ap.add_argument("--hub-port", type=int, default=18580)
@@ -274,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
     }
     if args.driver == "pty":
-        print(json.dumps(run_pty(args, env, w, h, tmp), indent=2))
+        try:
+            print(json.dumps(run_pty(args, env, w, h, tmp), indent=2))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return 0
     results: dict[str, object] = {}
 

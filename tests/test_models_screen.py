@@ -469,3 +469,33 @@ async def test_help_is_one_modal_refilled_for_each_screen(hub: FakeHub) -> None:
         await pilot.press("f1")  # f1 again closes it
         await pilot.pause()
         assert not isinstance(app.screen, HelpModal)
+
+
+async def test_rows_under_a_modal_wait_and_catch_up_on_resume(hub: FakeHub) -> None:
+    """With help open the progress of a running download does not repaint the screen below
+    (that re-composites the modal's backdrop); on esc the row shows the latest progress."""
+    from distill_tui.screens.help import HelpModal
+
+    core = make_core(hub, size=SIZE, sizes={"Q4_K_S": 2 * 1024 * 1024})
+    hub.rate = 256 * 1024
+    app = make_app(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await focus_row(pilot, "Q4_K_S")
+        row = screen(app).focused_row()
+        await pilot.press("d")
+        dm = app.downloads
+        await wait_for(lambda: (ev := dm.status(row.key)) is not None and ev.bytes_done > 0)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+        shown = row.event
+        await wait_for(lambda: dm.status(row.key).bytes_done > shown.bytes_done + 256 * 1024)
+        await pilot.pause()
+        assert row.event is shown, "the row below the modal was updated"
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.pause()
+        assert row.event is not shown and row.event.bytes_done > shown.bytes_done
+        final = await dm.wait(row.key)
+        assert final.state == "done"

@@ -281,6 +281,10 @@ class ModelManagerScreen(Screen):
         new, old = state_name(event), state_name(previous)
         if new == "failed" and old != "failed":
             self._report_failure(event)
+        if not self.is_active:
+            # Under a modal (help, palette, confirm) every repaint of this screen re-composites
+            # the dimmed backdrop of the modal; the rows catch up on ScreenResume (sync_all).
+            return
         if new != old or getattr(event, "finished", False):
             self.sync_all()
         else:
