@@ -182,7 +182,18 @@ def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, o
             else:
                 lat_f1.append(term.wait_marker(term.press("F1"), b"Model Manager"))
                 time.sleep(args.interval)
-                lat_esc.append(term.wait_marker(term.press("Escape"), b"All Models"))
+                t_esc = term.press("Escape")
+                lat_esc.append(term.wait_marker(t_esc, b"All Models"))
+                if os.environ.get("DISTILL_BENCH_DEBUG"):
+                    with term.lock:
+                        print(
+                            "esc",
+                            [
+                                (round((t - t_esc) * 1000, 1), len(d), b"All Models" in d)
+                                for t, d in term.chunks
+                                if t >= t_esc
+                            ][:6],
+                        )
                 lat_help += lat_f1[-1:] + lat_esc[-1:]
             time.sleep(args.interval)
         results["space_toggle_card"] = stats("space (card toggle)", lat_space)
