@@ -526,6 +526,8 @@ class _Handler(BaseHTTPRequestHandler):
                     rec.body_bytes = sent
             else:
                 chunk = 64 * 1024
+                if hub.rate:  # ~10 ms bursts at high caps (fewer wake-ups of this thread)
+                    chunk = max(chunk, min(256 * 1024, int(hub.rate / 100) & ~4095))
                 t0 = time.monotonic()
                 while sent < limit:
                     n = min(chunk, limit - sent)

@@ -86,7 +86,7 @@ class FetchConfig:
     max_connections: int = 0
     probe_window: float = 0.25  #: seconds per aggregate-rate measurement
     probe_gain: float = 0.2  #: keep the extra connections if the rate rose by at least this
-    steal_min: int = 4 * MiB  #: split an in-flight piece only if it has this much left
+    steal_min: int = 1 * MiB  #: split an in-flight piece only if it has this much left
     verify: bool = True  #: False only for the benchmark's "download alone" baseline
 
 
@@ -578,9 +578,15 @@ class Fetcher:
         """Open more connections while that raises the aggregate rate (per-connection caps)."""
         cap = max_connections(self.cfg)
         win = self.cfg.probe_window
-        await asyncio.sleep(win)  # connections set up, first bytes in
+        # until every connection has its first bytes (at most one window): a base measured
+        # early (slow start) can only be low, which errs toward keeping the extra connections
+        deadline = time.monotonic() + win
+        while time.monotonic() < deadline:
+            if sum(1 for s in self.inflight.values() if s[1] > s[0]) >= n:
+                break
+            await asyncio.sleep(min(0.02, win / 4))
         f0, t0 = self.progress.fetched, time.monotonic()
-        await asyncio.sleep(win)
+        await asyncio.sleep(win / 2)  # a short base errs the same harmless way
         base = (self.progress.fetched - f0) / max(1e-6, time.monotonic() - t0)
         while n < cap and len(self.pending) >= 2:
             add = min(cap - n, n)
