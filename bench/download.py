@@ -7,6 +7,13 @@ CDN). Reports wall time, throughput and ratios, distill's peak RSS (also for a `
 file, to show it is flat), and distill download+verify vs download alone (hashing disabled).
 Every download is checked against the payload's sha256 afterwards (outside the timing).
 Numbers, not a test: nothing here asserts.
+
+All tools are served by the same in-process fake Hub in the same run (uncapped bodies go out
+with sendfile; capped ones are paced in ~10 ms sendfile bursts). distill's row "adaptive" is
+what a user gets by default (settings.connections_per_file 8, up to 16 when the server caps
+each connection). curl and aria2c neither hash nor fsync; the "curl + sha256 + fsync" row is
+that work done after curl, for reference (the ratios use plain curl, as the targets do).
+Peak RSS is GNU time's %M of each process (max over the runs of a cell).
 """
 
 from __future__ import annotations
@@ -55,15 +62,34 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
-    """(seconds, peak RSS bytes, exit code, output tail) of a child process."""
+    """(seconds, peak RSS bytes, exit code, output tail) of a child process.
+
+    The peak RSS comes from GNU time when it is there: the rusage of a child forked from this
+    (big) Python process keeps the parent's high-water mark across exec, so curl and aria2c
+    would show ~50 MB that is not theirs. The extra fork+exec of time is ~1 ms."""
+    rss_file = None
+    if os.access(GNU_TIME, os.X_OK):
+        fd, rss_file = tempfile.mkstemp(prefix="dl-bench-rss-")
+        os.close(fd)
+        cmd = [GNU_TIME, "-f", "%M", "-o", rss_file, *cmd]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read() if proc.stdout else b""
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss * 1024, proc.returncode, out.decode(errors="replace")[-2000:]
+    rss = usage.ru_maxrss * 1024
+    if rss_file is not None:
+        try:
+            rss = int(Path(rss_file).read_text().split()[-1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        os.unlink(rss_file)
+    return elapsed, rss, proc.returncode, out.decode(errors="replace")[-2000:]
 
 
 # ---- the distill child -----------------------------------------------------------------
@@ -169,12 +195,21 @@ class Bench:
         return env
 
     def best(self, fn, *a, **kw):
-        """Best of ``repeat`` runs (this box is small and shared: the minimum is the signal)."""
+        """Best of ``repeat`` runs (this box is small and shared: the minimum is the signal);
+        the median of the runs is kept beside it (``median``) to show the spread."""
         runs = [fn(*a, **kw) for _ in range(self.repeat)]
         ok = [r for r in runs if r and r["ok"]]
         if not ok:
             return runs[0]
-        return min(ok, key=lambda r: r.get("inner") or r["seconds"])
+        times = sorted(r.get("inner") or r["seconds"] for r in ok)
+        best = dict(min(ok, key=lambda r: r.get("inner") or r["seconds"]))
+        best["median"] = (
+            times[len(times) // 2]
+            if len(times) % 2
+            else sum(times[len(times) // 2 - 1 : len(times) // 2 + 1]) / 2
+        )
+        best["peak_rss"] = max(r["rss"] for r in ok)
+        return best
 
     def distill(self, url: str, size: int, sha: str, connections: int, verify: bool = True):
         env = self.env()
@@ -201,6 +236,21 @@ class Bench:
             ["curl", "-sS", "-L", "-H", "Accept-Encoding: identity", "-o", str(dest), url]
         )
         ok = code == 0 and sha256_file(dest) == sha
+        dest.unlink(missing_ok=True)
+        return {"seconds": secs, "rss": rss, "ok": ok, "out": out if not ok else ""}
+
+    def curl_verified(self, url: str, sha: str):
+        """What distill does on top of curl, done after it: sha256 of the file and fsync
+        (``curl -o f URL && sha256sum f && sync``) - an apples-to-apples reference."""
+        dest = self.work / "curl.out"
+        secs, rss, code, out = run_measured(
+            ["curl", "-sS", "-L", "-H", "Accept-Encoding: identity", "-o", str(dest), url]
+        )
+        t0 = time.perf_counter()
+        ok = code == 0 and sha256_file(dest) == sha
+        with open(dest, "rb") as fh:
+            os.fsync(fh.fileno())
+        secs += time.perf_counter() - t0
         dest.unlink(missing_ok=True)
         return {"seconds": secs, "rss": rss, "ok": ok, "out": out if not ok else ""}
 
@@ -257,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         url = hub.resolve_url(REPO, "big.gguf")
         b = Bench(work, hub)
         b.repeat = args.repeat
+
+        def label(c: int) -> str:
+            if c == args.connections and c < 16:
+                return f"distill ({c} conn, adaptive <= {min(16, 2 * c)}: the default)"
+            return f"distill ({c} conn)"
+
         rows = []
         for mode, rate in (
             ("uncapped", None),
@@ -264,9 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         ):
             hub.rate = rate
             conns = sorted({args.connections, 16})
+
             res = {"curl": b.best(b.curl, url, sha), "aria2c -x16 -s16": b.best(b.aria2c, url, sha)}
+            if rate is None:
+                res["curl + sha256 + fsync (reference)"] = b.best(b.curl_verified, url, sha)
             for c in conns:
-                res[f"distill ({c} conn)"] = b.best(b.distill, url, size, sha, c)
+                res[label(c)] = b.best(b.distill, url, size, sha, c)
             res[f"distill ({args.connections} conn, no verify)"] = b.best(
                 b.distill, url, size, sha, args.connections, verify=False
             )
@@ -291,36 +350,43 @@ def main(argv: list[str] | None = None) -> int:
         print("MB/s and ratios use the transfer time: for distill from enqueue to the verified,")
         print("published file (inside the process); 'wall' adds process start-up (Python imports).")
         print()
-        print("| mode | tool | MB/s | transfer s | wall s | vs curl | vs aria2c | peak RSS |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| mode | tool | MB/s | transfer s | median s | wall s | vs curl | vs aria2c | peak RSS |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for mode, res in rows:
             cu, ar = res["curl"], res["aria2c -x16 -s16"]
             for tool, r in res.items():
                 if r is None:
-                    print(f"| {mode} | {tool} | skipped: aria2c not installed | | | | | |")
+                    print(f"| {mode} | {tool} | skipped: aria2c not installed | | | | | | |")
                     continue
                 t = r.get("inner") or r["seconds"]
                 vc = f"{cu['seconds'] / t:.2f}x" if r["ok"] and cu["ok"] else "-"
                 va = f"{ar['seconds'] / t:.2f}x" if ar and r["ok"] and ar["ok"] else "-"
                 rate = f"{size / t / 1e6:.1f}" if r["ok"] else "FAIL"
+                med = f"{r['median']:.2f}" if r.get("median") else "-"
+                rss = r.get("peak_rss", r["rss"])
                 print(
-                    f"| {mode} | {tool} | {rate} | {t:.2f} | {r['seconds']:.2f} | {vc} | {va} | "
-                    f"{r['rss'] / 1e6:.0f} MB |"
+                    f"| {mode} | {tool} | {rate} | {t:.2f} | {med} | {r['seconds']:.2f} | {vc} | "
+                    f"{va} | {rss / 1e6:.0f} MB |"
                 )
         print()
+        dflt = label(args.connections)
         for mode, res in rows:
-            v = res[f"distill ({args.connections} conn)"]
+            v = res[dflt]
             nv = res[f"distill ({args.connections} conn, no verify)"]
             if v["ok"] and nv["ok"]:
                 print(
                     f"{mode}: download+verify {v['inner']:.2f}s vs download alone "
                     f"{nv['inner']:.2f}s -> verify adds "
-                    f"{(v['inner'] / nv['inner'] - 1) * 100:+.1f}%"
+                    f"{(v['inner'] / nv['inner'] - 1) * 100:+.1f}% (best of {args.repeat}); "
+                    f"medians {v['median']:.2f}s vs {nv['median']:.2f}s -> "
+                    f"{(v['median'] / nv['median'] - 1) * 100:+.1f}%"
                 )
         if big:
-            small = rows[0][1][f"distill ({args.connections} conn)"]
+            small = rows[0][1][dflt]
             print(
-                f"peak RSS: {args.size_mib} MiB -> {small['rss'] / 1e6:.0f} MB, "
+                f"peak RSS: {args.size_mib} MiB -> {small['peak_rss'] / 1e6:.0f} MB, "
                 f"{args.big_mib} MiB -> {big['rss'] / 1e6:.0f} MB "
                 f"({args.big_mib * MiB / big['inner'] / 1e6:.0f} MB/s, ok={big['ok']})"
             )

@@ -231,19 +231,22 @@ class Writer:
                         k = os.pwrite(self.fd, view, off)
                         view = view[k:]
                         off += k
+                    self._since_kick += n
+                    if self._since_kick >= self.kick:
+                        self._since_kick = 0
+                        _start_writeback(self.fd)
                 except OSError as e:
                     self.error = e
+                except BaseException as e:  # never leave the receivers waiting for room
+                    self.error = OSError(errno.EIO, f"writer failed: {e!r}")
             with self._cond:
                 if self.error is None:
                     self.ranges.add(offset, offset + n)
                 self.queued -= n
                 if self.waiting and (self.queued <= self.low or self.error is not None):
                     self.waiting = False
-                    self._loop.call_soon_threadsafe(self._room.set)
-            self._since_kick += n
-            if self._since_kick >= self.kick and self.error is None:
-                self._since_kick = 0
-                _start_writeback(self.fd)
+                    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                        self._loop.call_soon_threadsafe(self._room.set)
 
     def close(self) -> None:
         """Write what is queued (unless a write failed), then end the thread. Blocks."""
