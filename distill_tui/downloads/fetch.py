@@ -17,7 +17,13 @@
   other connections is left to hash: no second full read of the file.
 - Every ``flush_interval`` seconds: fdatasync the .part, then atomically replace the sidecar
   with the ranges written before that sync. A crash can only lose the last interval.
-- Memory is flat: bytes go from the socket (64 KiB chunks) straight to ``os.pwrite``.
+- Bytes go from the socket to a writer thread (``pwrite`` beside the loop's HTTP parsing, at
+  most 16 MiB queued: memory is flat). Only what it has really written counts for the sidecar
+  and the hasher. It starts the kernel's writeback early (``sync_file_range``), so the fsync
+  before publishing finds little left to write.
+- A stall watchdog (the ticker) cuts a connection that delivered less than ``stall_rate``
+  bytes/s for ``stall_timeout`` seconds - nothing at all, or a trickle that never trips a read
+  timeout - and its piece continues on a fresh connection from the byte it reached.
 """
 
 from __future__ import annotations
