@@ -326,11 +326,9 @@ class GenerateScreen(Screen):
 
     def on_mount(self) -> None:
         self._unsubscribe = self.service.subscribe(self._on_service_change)
-        # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector
-        try:
-            self._unsubscribe_downloads = self.distill.downloads.subscribe(self._on_download)
-        except Exception:  # never fail to draw the screen; resume still reloads
-            log.exception("cannot subscribe to downloads")
+        # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector;
+        # after the first frame: the download service (httpx) is not needed to draw it
+        self.call_after_refresh(self._subscribe_downloads)
         if not self._settings_hooked:  # SettingsStore has no unsubscribe: hook once
             self._settings_hooked = True
             self.distill.core.settings.subscribe(self._on_settings_changed)
@@ -341,6 +339,14 @@ class GenerateScreen(Screen):
                 inp.cursor_blink = False
         self._refresh_all()
         self.query_one("#prompt", TextArea).focus()
+
+    def _subscribe_downloads(self) -> None:
+        if self._unsubscribe_downloads is not None or not self.is_attached:
+            return
+        try:
+            self._unsubscribe_downloads = self.distill.downloads.subscribe(self._on_download)
+        except Exception:  # never fail to draw the screen; resume still reloads
+            log.exception("cannot subscribe to downloads")
 
     def on_unmount(self) -> None:
         if self._unsubscribe:
