@@ -238,3 +238,46 @@ async def test_single_connection_stays_single(fake_hub, tmp_path):
         probe_window=0.1,
     )
     assert f.peak_workers == 1
+
+
+async def test_retired_connections_are_tried_again_when_the_link_changes(fake_hub, tmp_path):
+    """First the link is the limit (the extra connections retire); then the server caps each
+    connection instead: the next probe (``reprobe``) opens them again and keeps them."""
+    fake_hub.total_rate = 4_000_000
+    data = payload_bytes("reprobe", 16 * MiB)
+
+    async def flip() -> None:
+        while f_box.get("f") is None or f_box["f"].retired < 2:
+            await asyncio.sleep(0.02)
+        fake_hub.total_rate = None
+        fake_hub.rate = 2_000_000  # per connection now: more connections, more bytes
+
+    f_box: dict = {}
+    orig_init = Fetcher.__init__
+
+    def spy_init(self, *a, **kw):  # the test needs the fetcher while it runs
+        orig_init(self, *a, **kw)
+        f_box["f"] = self
+
+    Fetcher.__init__ = spy_init  # type: ignore[method-assign]
+    try:
+        flipper = asyncio.create_task(flip())
+        f, _ = await fetch(
+            fake_hub,
+            tmp_path / "m" / "reprobe.gguf",
+            data,
+            bound=30.0,
+            connections=2,
+            max_connections=4,
+            min_piece=256 * 1024,
+            max_piece=256 * 1024,
+            probe_window=0.5,
+            reprobe=0.3,
+        )
+    finally:
+        Fetcher.__init__ = orig_init  # type: ignore[method-assign]
+    assert flipper.done()
+    assert f.retired == 2  # the first probe: no gain on a shared link
+    assert f.scale_ups == 2  # the second probe opened them again...
+    assert f.workers == 0 and f.retired == 2  # ...and kept them (no second retirement)
+    assert fake_hub.bytes_served() == len(data)

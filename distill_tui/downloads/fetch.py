@@ -92,6 +92,7 @@ class FetchConfig:
     max_connections: int = 0
     probe_window: float = 0.25  #: seconds per aggregate-rate measurement
     probe_gain: float = 0.2  #: keep the extra connections if the rate rose by at least this
+    reprobe: float = 20.0  #: seconds before extra connections are tried again (0: never)
     steal_min: int = 1 * MiB  #: split an in-flight piece only if it has this much left
     verify: bool = True  #: False only for the benchmark's "download alone" baseline
 
@@ -353,6 +354,7 @@ class Fetcher:
         self.workers = 0  # live workers (adaptive connections)
         self.peak_workers = 0
         self.retired = 0  # extra workers retired by the scaler
+        self.scale_ups = 0  # times the scaler opened extra connections
         self._watch: dict[int, _Watch] = {}  # piece id -> the stall watchdog of its request
         self.stalls = 0  # connections cut by the watchdog
 
@@ -583,8 +585,17 @@ class Fetcher:
         best[2] = mid
         return [mid, mid, end]
 
+    async def _rate(self, seconds: float) -> float:
+        f0, t0 = self.progress.fetched, time.monotonic()
+        await asyncio.sleep(seconds)
+        return (self.progress.fetched - f0) / max(1e-6, time.monotonic() - t0)
+
     async def _scaler(self, tg: asyncio.TaskGroup, n: int) -> None:
-        """Open more connections while that raises the aggregate rate (per-connection caps)."""
+        """Open more connections while that raises the aggregate rate (per-connection caps).
+
+        A decision to retire them is taken again every ``reprobe`` seconds while pieces are
+        pending: one noisy measurement (or a link that got faster) does not fix the count for
+        the rest of a multi-GB file."""
         cap = max_connections(self.cfg)
         win = self.cfg.probe_window
         # until every connection has its first bytes (at most one window): a base measured
@@ -594,25 +605,36 @@ class Fetcher:
             if sum(1 for s in self.inflight.values() if s[1] > s[0]) >= n:
                 break
             await asyncio.sleep(min(0.02, win / 4))
-        f0, t0 = self.progress.fetched, time.monotonic()
-        await asyncio.sleep(win / 2)  # a short base errs the same harmless way
-        base = (self.progress.fetched - f0) / max(1e-6, time.monotonic() - t0)
-        while n < cap and len(self.pending) >= 2:
-            add = min(cap - n, n)
-            for _ in range(add):
-                tg.create_task(self._worker())
-            n += add
-            await asyncio.sleep(win / 2)  # new connections set up
-            f0, t0 = self.progress.fetched, time.monotonic()
-            await asyncio.sleep(win)
-            rate = (self.progress.fetched - f0) / max(1e-6, time.monotonic() - t0)
-            log.debug(
-                "%s: %d connections: %.1f MB/s (was %.1f)", self.label, n, rate / 1e6, base / 1e6
-            )
-            if rate < base * (1 + self.cfg.probe_gain):
-                self._retire += add  # the link is the limit: back to the configured count
+        while True:
+            base = await self._rate(win / 2)  # a short base errs the same harmless way
+            while n < cap and len(self.pending) >= 2:
+                add = min(cap - n, n)
+                for _ in range(add):
+                    tg.create_task(self._worker())
+                n += add
+                self.scale_ups += 1
+                await asyncio.sleep(win / 2)  # new connections set up
+                rate = await self._rate(win)
+                log.debug(
+                    "%s: %d connections: %.1f MB/s (was %.1f)",
+                    self.label,
+                    n,
+                    rate / 1e6,
+                    base / 1e6,
+                )
+                if rate < base * (1 + self.cfg.probe_gain):
+                    self._retire += add  # the link is the limit: back to the configured count
+                    n -= add
+                    break
+                base = rate
+            if n >= cap or self.cfg.reprobe <= 0:
                 return
-            base = rate
+            until = time.monotonic() + self.cfg.reprobe
+            while self.pending and (time.monotonic() < until or self._retire > 0):
+                await asyncio.sleep(min(0.25, self.cfg.reprobe / 4))  # ends with the pieces
+            if len(self.pending) < 2:
+                return
+            n = self.workers
 
     # ---- one piece ----------------------------------------------------------------------
     async def _piece(self, slot: list[int]) -> None:
