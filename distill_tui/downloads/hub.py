@@ -12,6 +12,8 @@ import email.utils
 import logging
 import os
 import re
+import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -74,10 +76,26 @@ def _bigger_reads() -> None:
         AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
+_SSL: ssl.SSLContext | None = None
+_SSL_LOCK = threading.Lock()
+
+
+def ssl_context() -> ssl.SSLContext:
+    """One TLS context per process, as httpx would build it (certifi, or SSL_CERT_FILE /
+    SSL_CERT_DIR from the environment). Loading the CA bundle costs ~20 ms, and the Hub
+    client and the I/O thread's client both need it before the first byte."""
+    global _SSL
+    with _SSL_LOCK:
+        if _SSL is None:
+            _SSL = httpx.create_ssl_context(trust_env=True)
+        return _SSL
+
+
 def new_client(stall_timeout: float, connections: int) -> httpx.AsyncClient:
-    """One client for the whole manager. Env proxies keep working: no custom transport."""
+    """One client per event loop. Env proxies keep working: no custom transport."""
     _bigger_reads()
     return httpx.AsyncClient(
+        verify=ssl_context(),
         timeout=httpx.Timeout(connect=20.0, read=stall_timeout, write=30.0, pool=None),
         limits=httpx.Limits(
             max_connections=max(16, connections * 4),

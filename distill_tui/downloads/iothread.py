@@ -59,6 +59,12 @@ class IOThread:
             self._loop, self._thread = loop, thread
             return loop
 
+    def warm(self) -> None:
+        """Start the thread and build its client now (e.g. while the Hub is asked about the
+        file), so the first GET does not wait for them."""
+        loop = self._start()
+        loop.call_soon_threadsafe(self.client)
+
     def client(self) -> httpx.AsyncClient:
         """The I/O loop's client (call on the I/O loop only)."""
         if self._client is None:

@@ -342,6 +342,8 @@ class DownloadManager:
             self._queue = asyncio.Queue()
         if self._client is None:
             self._client = new_client(self.stall_timeout, self.connections)
+            if self._io is not None:
+                self._io.warm()  # overlaps with the Hub's HEAD of the first file
         self._workers = [w for w in self._workers if not w.done()]
         while len(self._workers) < self.concurrency:
             self._workers.append(asyncio.create_task(self._worker_loop(), name="distill-dl"))
