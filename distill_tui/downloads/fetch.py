@@ -91,6 +91,7 @@ class FetchConfig:
     #: than ``connections``; ``connections`` == 1 keeps a single connection)
     max_connections: int = 0
     probe_window: float = 0.25  #: seconds per aggregate-rate measurement
+    base_window: float = 0.05  #: the first base rate (before the first scale-up) is this short
     probe_gain: float = 0.2  #: keep the extra connections if the rate rose by at least this
     reprobe: float = 20.0  #: seconds before extra connections are tried again (0: never)
     steal_min: int = 1 * MiB  #: split an in-flight piece only if it has this much left
@@ -605,8 +606,12 @@ class Fetcher:
             if sum(1 for s in self.inflight.values() if s[1] > s[0]) >= n:
                 break
             await asyncio.sleep(min(0.02, win / 4))
+        first = True
         while True:
-            base = await self._rate(win / 2)  # a short base errs the same harmless way
+            # a short base errs the same harmless way; the first one is shortest, since the
+            # extra connections (the whole gain under a per-connection cap) open right after
+            base = await self._rate(min(self.cfg.base_window, win / 2) if first else win / 2)
+            first = False
             while n < cap and len(self.pending) >= 2:
                 add = min(cap - n, n)
                 for _ in range(add):
