@@ -206,6 +206,8 @@ async def test_download_survives_leaving_the_screen(hub: FakeHub) -> None:
         card = scr.query_one(ModelCard)
         card.collapsed = True
         await pilot.pause()
+        # a collapsed card still says that one of its files is downloading
+        assert "⇣ 1 downloading" in card.title_widget.label.plain
         await asyncio.sleep(0.3)
         card.collapsed = False
         await pilot.pause()

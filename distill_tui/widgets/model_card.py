@@ -20,6 +20,7 @@ from distill_tui.inventory import Inventory, human_size
 from distill_tui.settings import QuantSelection
 from distill_tui.widgets.card_title import CardTitle
 from distill_tui.widgets.file_row import FileRow
+from distill_tui.widgets.file_status import ACTIVE_STATES
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
 
@@ -172,10 +173,20 @@ class ModelCard(Collapsible):
         )
         which = "recommended set" if recommended else "selected set"
         active_mark = " [$text-accent]· active[/]" if active else ""
+        # Downloads in flight stay visible on a collapsed card. A count, not a percentage:
+        # it changes with states only, so progress ticks never relabel (relayout) the card.
+        states = [row.state for row in self.rows]
+        queued = states.count("queued")
+        moving = sum(1 for st in states if st in ACTIVE_STATES) - queued
+        parts = [f"{moving} downloading"] if moving else []
+        parts += [f"{queued} queued"] if queued else []
+        busy_mark = f" [b $text-accent]· ⇣ {', '.join(parts)}[/]" if parts else ""
         title = Content.assemble(
             Content.from_markup("[b]$name[/b] ", name=self.model.name),
             Content.from_markup(badge),
-            Content.from_markup(f"{active_mark} [$text-muted]· {which} {human_size(set_size)}[/]"),
+            Content.from_markup(
+                f"{active_mark}{busy_mark} [$text-muted]· {which} {human_size(set_size)}[/]"
+            ),
             "\n",
             Content.styled(self.model.description, "$text-muted"),
         )
