@@ -531,6 +531,10 @@ class _Handler(BaseHTTPRequestHandler):
                 t0 = time.monotonic()
                 while sent < limit:
                     n = min(chunk, limit - sent)
+                    if hub.rate:  # pace before sending: no request gets a free first burst
+                        delay = t0 + (sent + n) / hub.rate - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
                     if hub.total_rate:
                         with hub._lock:  # the shared link: one time slot per chunk
                             now = time.monotonic()
@@ -552,11 +556,6 @@ class _Handler(BaseHTTPRequestHandler):
                             break
                     sent += n
                     rec.body_bytes = sent
-                    if hub.rate:
-                        due = t0 + sent / hub.rate
-                        delay = due - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
         if kind == "stall":
             deadline = time.monotonic() + fault.seconds  # type: ignore[union-attr]
             while time.monotonic() < deadline and not hub.closing.is_set():

@@ -281,3 +281,23 @@ async def test_retired_connections_are_tried_again_when_the_link_changes(fake_hu
     assert f.scale_ups == 2  # the second probe opened them again...
     assert f.workers == 0 and f.retired == 2  # ...and kept them (no second retirement)
     assert fake_hub.bytes_served() == len(data)
+
+
+def test_pieces_shrink_toward_the_end_so_little_is_left_to_hash():
+    """What is in flight beyond the hashed prefix when the last byte lands is hashed after
+    the download: the last pieces are small, the first ones as large as before."""
+    from distill_tui.downloads.fetch import FetchConfig, plan_pieces
+
+    cfg = FetchConfig()  # 8 connections, pieces 1-32 MiB
+    size = 1 << 30
+    ps = plan_pieces([(0, size)], cfg)
+    assert ps[0] == (0, 32 * MiB)
+    assert all(ps[i][1] == ps[i + 1][0] for i in range(len(ps) - 1)) and ps[-1][1] == size
+    sizes = [b - a for a, b in ps]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sum(sizes[-16:]) <= 16 * MiB  # the last round of 16 connections: ~1 MiB each
+    # a resumed file: only the gaps, each cut the same way, nothing outside them
+    gaps = [(0, 3 * MiB), (100 * MiB, 164 * MiB)]
+    ps = plan_pieces(gaps, cfg)
+    assert sum(b - a for a, b in ps) == 67 * MiB
+    assert all(any(ga <= a and b <= gb for ga, gb in gaps) for a, b in ps)

@@ -315,6 +315,31 @@ def piece_size(size: int, cfg: FetchConfig) -> int:
     return max(64 * 1024, (p // (64 * 1024)) * (64 * 1024)) if p >= 64 * 1024 else max(1, p)
 
 
+def plan_pieces(gaps: list[tuple[int, int]], cfg: FetchConfig) -> list[tuple[int, int]]:
+    """Cut the missing ranges into pieces that shrink toward the end of the file.
+
+    The hasher follows the contiguous prefix, so whatever is in flight beyond it when the
+    last byte lands is hashed after the download, serially: about (connections x piece)
+    bytes. Each piece is the bytes still to come from it / (4 x connections), within
+    [min_piece, max_piece]: the first ones are as large as before (few requests, one idle
+    round trip each), the last ones ~min_piece, so little is left to hash at the end."""
+    gaps = [(a, b) for a, b in gaps if b > a]
+    left = sum(b - a for a, b in gaps)
+    div = max(1, cfg.connections * 4)
+    out: list[tuple[int, int]] = []
+    for a, b in gaps:
+        s = a
+        while s < b:
+            p = max(cfg.min_piece, min(cfg.max_piece, left // div))
+            if p >= 64 * 1024:
+                p -= p % (64 * 1024)
+            e = min(b, s + max(1, p))
+            out.append((s, e))
+            left -= e - s
+            s = e
+    return out
+
+
 class Fetcher:
     def __init__(
         self,
@@ -474,10 +499,7 @@ class Fetcher:
         assert self.fd is not None
         self.hasher = PrefixHasher(self.fd, self.size) if self.cfg.verify else None
         self.writer = Writer(self.fd, self.done)
-        ps = piece_size(self.size, self.cfg)
-        for a, b in self.done.gaps(self.size):
-            for s in range(a, b, ps):
-                self.pending.append((s, min(b, s + ps)))
+        self.pending.extend(plan_pieces(self.done.gaps(self.size), self.cfg))
         ok = False
         ticker = asyncio.create_task(self._ticker())
         try:
