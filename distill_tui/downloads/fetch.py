@@ -320,17 +320,19 @@ def plan_pieces(gaps: list[tuple[int, int]], cfg: FetchConfig) -> list[tuple[int
 
     The hasher follows the contiguous prefix, so whatever is in flight beyond it when the
     last byte lands is hashed after the download, serially: about (connections x piece)
-    bytes. Each piece is the bytes still to come from it / (4 x connections), within
-    [min_piece, max_piece]: the first ones are as large as before (few requests, one idle
-    round trip each), the last ones ~min_piece, so little is left to hash at the end."""
+    bytes. Pieces are the usual size (the whole file / (4 x connections), within
+    [min_piece, max_piece]: few requests, one idle round trip each) until the bytes still to
+    come no longer fill a round of the most connections; from there each piece is what is
+    left / that many connections, down to min_piece, so little is left to hash at the end."""
     gaps = [(a, b) for a, b in gaps if b > a]
     left = sum(b - a for a, b in gaps)
-    div = max(1, cfg.connections * 4)
+    usual = max(cfg.min_piece, min(cfg.max_piece, left // max(1, cfg.connections * 4)))
+    most = max(1, max_connections(cfg))
     out: list[tuple[int, int]] = []
     for a, b in gaps:
         s = a
         while s < b:
-            p = max(cfg.min_piece, min(cfg.max_piece, left // div))
+            p = max(cfg.min_piece, min(usual, left // most))
             if p >= 64 * 1024:
                 p -= p % (64 * 1024)
             e = min(b, s + max(1, p))
