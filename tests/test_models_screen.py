@@ -325,7 +325,7 @@ async def test_header_d_downloads_recommended_set(hub: FakeHub) -> None:
         scr = screen(app)
         assert isinstance(app.focused, type(scr.query_one(ModelCard).title_widget))
         await pilot.press("d")
-        await pilot.pause()
+        await wait_for(lambda: len(app.downloads.events()) == 3)  # after the Hub preflight
         keys = {ev.key for ev in app.downloads.events()}
         assert keys == {
             "diffusion/flux-2-klein-4b-Q4_K_S.gguf",
@@ -509,3 +509,22 @@ async def test_rows_under_a_modal_wait_and_catch_up_on_resume(hub: FakeHub) -> N
         assert row.event is not shown and row.event.bytes_done > shown.bytes_done
         final = await dm.wait(row.key)
         assert final.state == "done"
+
+
+async def test_header_d_with_a_gated_vae_moves_no_byte(hub: FakeHub) -> None:
+    """d on a card header asks the Hub about the whole set first: the gated VAE stops it
+    before the diffusion model and the text encoder start (their rows stay as they were)."""
+    core = make_core(hub, size=SIZE, gated_vae=True)
+    app = make_app(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        scr = screen(app)
+        card = scr.query_one(ModelCard)
+        await pilot.press("d")
+        await wait_for(lambda: card.vae_row.state == "failed")
+        await pilot.pause()
+        assert "HF_TOKEN" in str(card.vae_row.render())
+        assert all(r.state == "missing" for r in card.rows if r is not card.vae_row)
+        assert not [r for r in hub.cdn_requests() if r.method == "GET"], "bytes moved"
+        assert {ev.key for ev in app.downloads.events()} == {card.vae_row.key}

@@ -274,10 +274,21 @@ class DownloadManager:
         If the preflight or the disk check fails nothing is downloaded and the failed events
         are returned. Otherwise returns the final event of every file (plan order).
         """
+        failed, keys = await self.queue_plan(items)
+        if failed:
+            return failed
+        return [await self.wait(k) for k in keys]
+
+    async def queue_plan(self, items: Iterable[PlanItem]) -> tuple[list[DownloadEvent], list[str]]:
+        """Preflight + disk check for the whole plan, then enqueue it (without waiting).
+
+        Returns (failed events, []) when anything would fail — nothing is queued then, so a
+        gated VAE or a missing file stops the plan before the other files move — else
+        ([], the queued keys)."""
         plan = self._resolve_plan(items)
         failed = await self.preflight([(p.model_id, p.component, p.quant_id) for p in plan])
         if failed:
-            return failed
+            return failed, []
         need = 0
         for p in plan:
             if self.inventory.is_present(p.key):
@@ -292,9 +303,8 @@ class DownloadManager:
                 ev = self._snapshot(p)
                 self._emit(ev)
                 out.append(ev)
-            return out
-        keys = [self.enqueue(p.model_id, p.component, p.quant_id) for p in plan]
-        return [await self.wait(k) for k in keys]
+            return out, []
+        return [], [self.enqueue(p.model_id, p.component, p.quant_id) for p in plan]
 
     def cancel(self, key: str) -> bool:
         """Stop one file; its partial stays resumable; state CANCELLED. False if not active."""

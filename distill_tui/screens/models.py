@@ -436,21 +436,46 @@ class ModelManagerScreen(Screen):
             files, _rec = card.selected_set(selection)
         else:
             return 0
-        queued = 0
+        items: list[tuple[str, str, str | None]] = []
         inventory = self.core.inventory
         for component, quant_id, file in files:
             if file is None or inventory.is_present(file.file):
                 continue
             if state_name(self._events.get(file.file)) in ACTIVE_STATES:
                 continue
-            self._enqueue(model.id, component, quant_id)
-            queued += 1
-        if queued == 0:
+            items.append((model.id, component, quant_id))
+        if not items:
             self.notify(
                 f"Everything for {model.name} is already on disk or on its way.",
                 title="Nothing to download",
             )
-        return queued
+            return 0
+        self.run_worker(
+            self._queue_set(model, items),
+            name="Download set",
+            group="downloads",
+            exit_on_error=False,
+        )
+        return len(items)
+
+    async def _queue_set(self, model: CatalogModel, items: list[Any]) -> None:
+        """The Hub is asked about every file first: a gated VAE or a missing file stops the
+        set before gigabytes of the others move (their rows show why)."""
+        downloads = self.app.downloads  # type: ignore[attr-defined]
+        queue_plan = getattr(downloads, "queue_plan", None)
+        if queue_plan is None:  # a manager without plans (tests' fakes): file by file
+            for item in items:
+                self._enqueue(*item)
+            return
+        failed, _keys = await queue_plan(items)
+        if failed:
+            self.notify(
+                f"Nothing of {model.name} was downloaded: {len(failed)} of {len(items)} files "
+                "cannot be fetched (see the rows). Fix that, then d on the header again.",
+                title="Download stopped before it started",
+                severity="warning",
+                timeout=10,
+            )
 
     def action_download(self) -> None:
         row = self.focused_row()
