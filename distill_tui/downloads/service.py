@@ -475,7 +475,6 @@ class DownloadManager:
             while True:
                 job.progress = Progress(meta.size)
                 job.last_t, job.last_bytes = time.monotonic(), 0
-                job.last_bytes = 0
                 self._set_state(job, DownloadState.DOWNLOADING)
                 try:
                     sha = await self._fetch(job, dest, meta, expected)

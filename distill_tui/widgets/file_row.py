@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.binding import Binding, BindingType
-from textual.content import Content
 from textual.widget import Widget
 
 from distill_tui.catalog import CatalogFile
-from distill_tui.widgets.file_status import ROW_STATES, row_lines, row_state
+from distill_tui.widgets.status_row import StatusRow
 
 
-class FileRow(Widget, can_focus=True):
+class FileRow(StatusRow, Widget, can_focus=True):
     """One downloadable file of a model that has no quant choice. ``key`` is its path."""
 
     ALLOW_SELECT = False
@@ -52,50 +51,8 @@ class FileRow(Widget, can_focus=True):
         self.label = label
         self.label_width = label_width
         self.deterministic = deterministic
-        self.present = False
-        self.event: Any | None = None
         self.quant_id: str | None = None
         self.tooltip = file.file
 
-    @property
-    def key(self) -> str:
-        return self.file.file
-
-    @property
-    def state(self) -> str:
-        return row_state(self.present, self.event)
-
-    def set_status(self, present: bool, event: Any | None) -> None:
-        if present == self.present and event is self.event:
-            return  # nothing visible changed (e.g. a screen resume re-syncing every row)
-        before = self.state
-        self.present = present
-        self.event = event
-        state = self.state
-        for s in ROW_STATES:
-            self.set_class(s == state, f"-{s}")
-        # Progress within one state keeps the row's height: repaint it, no relayout.
-        self.refresh(layout=state != before)
-
-    def _lines(self, width: int) -> list[Content]:
-        return row_lines(
-            width,
-            glyph=None,
-            label=self.label,
-            label_width=self.label_width,
-            size=self.file.size,
-            description="",
-            state=self.state,
-            event=self.event,
-            file=self.file,
-            deterministic=self.deterministic,
-        )
-
-    def render(self) -> Content:
-        return Content("\n").join(self._lines(self.content_size.width))
-
-    def get_content_width(self, container: Any, viewport: Any) -> int:
-        return container.width
-
-    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
-        return len(self._lines(width))
+    def _row_label(self) -> str:
+        return self.label

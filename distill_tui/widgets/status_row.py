@@ -1,0 +1,83 @@
+"""What the quant rows and the VAE row share: the file facts, the state, the status column.
+
+A mixin (QuantRow is a RadioButton, FileRow a plain Widget). The row class provides
+``file`` (a CatalogFile), ``label``-ish text via :meth:`_row_label`, ``label_width``,
+``deterministic`` and optionally :meth:`_glyph` / :meth:`_description` /
+:meth:`_status_changed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.content import Content
+
+from distill_tui.widgets.file_status import ROW_STATES, row_lines, row_state
+
+
+class StatusRow:
+    present: bool = False
+    event: Any | None = None
+    label_width: int
+    deterministic: bool
+
+    # ---- hooks -----------------------------------------------------------------------
+    def _row_label(self) -> str:
+        raise NotImplementedError
+
+    def _glyph(self) -> Content | None:
+        return None
+
+    def _description(self) -> str:
+        return ""
+
+    def _status_changed(self, present: bool) -> None:
+        """After new facts were taken (QuantRow enables its radio here)."""
+
+    # ---- state -----------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.file.file  # type: ignore[attr-defined]
+
+    @property
+    def state(self) -> str:
+        return row_state(self.present, self.event)
+
+    def set_status(self, present: bool, event: Any | None) -> None:
+        """New inventory/download facts; re-render only when something visible changed."""
+        if present == self.present and event is self.event:
+            return  # nothing visible changed (e.g. a screen resume re-syncing every row)
+        before = self.state
+        self.present = present
+        self.event = event
+        state = self.state
+        for s in ROW_STATES:
+            self.set_class(s == state, f"-{s}")  # type: ignore[attr-defined]
+        self._status_changed(present)
+        # Progress within one state keeps the row's height: repaint it, no relayout.
+        self.refresh(layout=state != before)  # type: ignore[attr-defined]
+
+    # ---- rendering -------------------------------------------------------------------
+    def _lines(self, width: int) -> list[Content]:
+        file = self.file  # type: ignore[attr-defined]
+        return row_lines(
+            width,
+            glyph=self._glyph(),
+            label=self._row_label(),
+            label_width=self.label_width,
+            size=file.size,
+            description=self._description(),
+            state=self.state,
+            event=self.event,
+            file=file,
+            deterministic=self.deterministic,
+        )
+
+    def render(self) -> Content:
+        return Content("\n").join(self._lines(self.content_size.width))  # type: ignore[attr-defined]
+
+    def get_content_width(self, container: Any, viewport: Any) -> int:
+        return container.width
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return len(self._lines(width))
