@@ -48,6 +48,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_url(v: str) -> str:
+    parts = urlsplit(v)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return v
+    if parts.scheme == "http" and host and _is_loopback(host):
+        return v
+    if parts.scheme == "http":
+        raise ValueError(f"plain http is allowed only for loopback hosts, got {host!r}")
+    raise ValueError(f"must be an https URL, got scheme {parts.scheme or 'none'!r}")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -59,6 +71,10 @@ class CatalogFile(_Model):
     size: int = Field(gt=0, description="Size in bytes")
     download_url: str = Field(alias="downloadUrl")
     sha256: str | None = None
+    #: other URLs that serve the same bytes (same sha256), tried in order after downloadUrl
+    mirrors: tuple[str, ...] = ()
+    #: ``size`` is an estimate (the exact size is learnt from the Hub at download time)
+    size_estimated: bool = Field(default=False, alias="sizeEstimated")
 
     @field_validator("file")
     @classmethod
@@ -77,15 +93,17 @@ class CatalogFile(_Model):
     @field_validator("download_url")
     @classmethod
     def _url_scheme(cls, v: str) -> str:
-        parts = urlsplit(v)
-        host = parts.hostname or ""
-        if parts.scheme == "https" and host:
-            return v
-        if parts.scheme == "http" and host and _is_loopback(host):
-            return v
-        if parts.scheme == "http":
-            raise ValueError(f"plain http is allowed only for loopback hosts, got {host!r}")
-        raise ValueError(f"must be an https URL, got scheme {parts.scheme or 'none'!r}")
+        return _check_url(v)
+
+    @field_validator("mirrors")
+    @classmethod
+    def _mirror_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_url(u) for u in v)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every URL that serves this file, in the order they are tried."""
+        return (self.download_url, *(m for m in self.mirrors if m != self.download_url))
 
     @field_validator("sha256")
     @classmethod
@@ -96,6 +114,14 @@ class CatalogFile(_Model):
         if not _SHA256.match(v):
             raise ValueError("must be 64 hexadecimal characters")
         return v
+
+    @model_validator(mode="after")
+    def _mirrors_need_sha(self) -> CatalogFile:
+        if self.mirrors and not self.sha256:
+            raise ValueError(
+                "a file with mirrors needs a sha256 (it proves every source serves the same bytes)"
+            )
+        return self
 
     @property
     def repo_id(self) -> str | None:
@@ -147,6 +173,8 @@ class License(_Model):
     name: str
     url: str | None = None
     note: str = ""
+    #: False: the weights may not be used commercially (shown on the model's card)
+    commercial: bool | None = None
 
 
 class CatalogModel(_Model):
@@ -297,18 +325,22 @@ def apply_endpoint(catalog: Catalog, endpoint: str | None) -> Catalog:
         return catalog
     raw = catalog.to_json()
 
+    def move(url: object) -> object:
+        if isinstance(url, str) and url.startswith(HF_DEFAULT_ENDPOINT + "/"):
+            return endpoint + url[len(HF_DEFAULT_ENDPOINT) :]
+        return url
+
     def fix(node: object) -> object:
         if isinstance(node, dict):
-            return {
-                k: (
-                    endpoint + v[len(HF_DEFAULT_ENDPOINT) :]
-                    if k == "downloadUrl"
-                    and isinstance(v, str)
-                    and v.startswith(HF_DEFAULT_ENDPOINT + "/")
-                    else fix(v)
-                )
-                for k, v in node.items()
-            }
+            out = {}
+            for k, v in node.items():
+                if k == "downloadUrl":
+                    out[k] = move(v)
+                elif k == "mirrors" and isinstance(v, list):
+                    out[k] = [move(u) for u in v]
+                else:
+                    out[k] = fix(v)
+            return out
         if isinstance(node, list):
             return [fix(v) for v in node]
         return node
