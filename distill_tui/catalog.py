@@ -75,6 +75,9 @@ class CatalogFile(_Model):
     mirrors: tuple[str, ...] = ()
     #: ``size`` is an estimate (the exact size is learnt from the Hub at download time)
     size_estimated: bool = Field(default=False, alias="sizeEstimated")
+    #: the Hub commit (``X-Repo-Commit``) of downloadUrl when size/sha256 were last checked
+    #: (``distill catalog check --write``); informational, downloads do not pin it
+    revision: str | None = Field(default=None, pattern=r"^[0-9A-Za-z._-]{1,100}$")
 
     @field_validator("file")
     @classmethod
