@@ -89,6 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-o", "--output", metavar="FILE")
     out.add_argument("--out-dir", metavar="DIR")
 
+    # ---- catalog (parser here: building it must not import the check's modules) ---------
+    cat = sub.add_parser("catalog", help="check the model catalog against the Hugging Face Hub")
+    csub = cat.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    chk = csub.add_parser(
+        "check",
+        help="ask the Hub about every file: exists, gated, size, sha256, revision",
+        description="Ask the Hugging Face Hub (HEAD of each resolve URL, 8 at a time; "
+        "HF_ENDPOINT and HF_TOKEN are honoured, the token goes to the Hub only) about every "
+        "source of every catalog file (your copy layered on the bundled one: downloadUrl and "
+        "mirrors) and compare the answers with the catalog. Exit 0: every file is served with "
+        "the catalog's bytes; 1: a file is missing, not reachable (e.g. gated sources only and "
+        "no approved token) or differs (size, sha256, a mirror serving other bytes); 3: the Hub "
+        "cannot be reached at all.",
+    )
+    chk.add_argument("--model", metavar="ID", help="check one model only")
+    chk.add_argument("--json", action="store_true", help="machine-readable output")
+    chk.add_argument(
+        "--write",
+        action="store_true",
+        help="record the Hub's exact sizes, sha256 and revisions in your catalog copy (files "
+        "without problems only; a value that contradicts the Hub is never overwritten)",
+    )
+    chk.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds one source may take, retries included (default 30)",
+    )
+
     sub.add_parser("doctor", help="backend, GPU, paths, disk, token present yes/no")
     sub.add_parser("tui", help="start the TUI (same as no command)")
     return p
@@ -116,12 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from distill_tui.cli.generate import run_generate
 
             return run_generate(args, ctx)
+        if command == "catalog":
+            from distill_tui.cli import catalog
+
+            return catalog.run(args, ctx)
         if command == "doctor":
             from distill_tui.cli.doctor import run_doctor
 
             return run_doctor(args, ctx)
     except CliError as e:
-        print(f"distill: {e}", file=sys.stderr)
+        print(f"distill: {visible(e)}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("distill: interrupted", file=sys.stderr)
