@@ -5,7 +5,8 @@
   ``.valid_token``); stopped after the test.
 - ``hub_catalog``: the fake Hub serving small payloads for every file of a 2-model catalog with
   the bundled catalog's shape (same model ids, quant ids, file names, repos), installed as the
-  user catalog (loopback URLs, exact sizes and sha256). ``hub_catalog.payload(rel)`` gives the
+  user catalog (loopback URLs, exact sizes and sha256; a file's mirrors serve the same bytes,
+  BFL's FLUX.2-dev gated as on the real Hub). ``hub_catalog.payload(rel)`` gives the
   bytes, ``hub_catalog.context()`` a fresh CoreContext, ``hub_catalog.manager(**kw)`` a
   DownloadManager with fast test timings.
 """
@@ -90,6 +91,8 @@ def build_hub_catalog(
     raw["catalogVersion"] = TEST_CATALOG_VERSION
     payloads: dict[str, bytes] = {}
     sizes = sizes or {}
+    served: set[tuple[str, str]] = set()
+    gated_repos = {"black-forest-labs/FLUX.2-dev"}  # gated on the real Hub too
 
     def fix(entry: dict, default_size: int) -> None:
         url = entry["downloadUrl"]
@@ -101,6 +104,16 @@ def build_hub_catalog(
             hub.add_file(repo, path_in_repo, payloads[rel])
         data = payloads[rel]
         entry["downloadUrl"] = hub.resolve_url(repo, path_in_repo)
+        mirrors = []
+        for m_url in entry.get("mirrors", []):  # the same bytes at every mirror (BFL's gated repo)
+            m_repo = _repo(m_url)
+            m_path = urlsplit(m_url).path.split("/resolve/", 1)[1].split("/", 1)[1]
+            if (m_repo, m_path) not in served:
+                served.add((m_repo, m_path))
+                hub.add_file(m_repo, m_path, data, gated=m_repo in gated_repos)
+            mirrors.append(hub.resolve_url(m_repo, m_path))
+        if mirrors:
+            entry["mirrors"] = mirrors
         entry["size"] = len(data)
         entry["sha256"] = hashlib.sha256(data).hexdigest()
 

@@ -2,7 +2,7 @@
 latency bench and the manual tmux walkthrough).
 
 Same ids and file layout as the bundled catalog (so ``flux2-klein-4b`` is the active model),
-two quants per section, the VAE in the gated-capable ``black-forest-labs/FLUX.2-dev`` repo,
+two quants per section, the VAE at Comfy-Org/flux2-dev's path (gated on demand: ``gated_vae``),
 and payloads of a few hundred KB (random bytes, so the sha256 check is real).
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from tests.fakehub import FakeHub
 
-VAE_REPO = "black-forest-labs/FLUX.2-dev"
-DIFF_REPO = "leejet/FLUX.2-klein-4B-GGUF"
+VAE_REPO = "Comfy-Org/flux2-dev"
+DIFF_REPO = "unsloth/FLUX.2-klein-4B-GGUF"
 TE_REPO = "unsloth/Qwen3-4B-GGUF"
 
 #: (component, quant id, repo, hub path, local file)
@@ -35,7 +35,13 @@ FILES: tuple[tuple[str, str | None, str, str, str], ...] = (
     ),
     ("textEncoder", "Q3_K_M", TE_REPO, "Qwen3-4B-Q3_K_M.gguf", "text_encoder/Qwen3-4B-Q3_K_M.gguf"),
     ("textEncoder", "Q4_K_M", TE_REPO, "Qwen3-4B-Q4_K_M.gguf", "text_encoder/Qwen3-4B-Q4_K_M.gguf"),
-    ("vae", None, VAE_REPO, "vae/ae.safetensors", "vae/ae.safetensors"),
+    (
+        "vae",
+        None,
+        VAE_REPO,
+        "split_files/vae/flux2-vae.safetensors",
+        "vae/flux2-vae.safetensors",
+    ),
 )
 
 LABELS = {

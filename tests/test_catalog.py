@@ -16,6 +16,7 @@ from distill_tui.catalog import (
     load_catalog_file,
     parse_catalog,
 )
+from distill_tui.downloads.hub import path_in_repo, repo_of
 from distill_tui.resources import bundled_catalog_path
 
 BUNDLED = json.loads(bundled_catalog_path().read_text())
@@ -41,11 +42,18 @@ def _bad(tmp_path: Path, mutate) -> str:
 def test_bundled_catalog_lists_both_models_with_every_quant():
     cat = load_catalog_file(bundled_catalog_path())
     assert cat.ids == ["flux2-klein-4b", "flux2-klein-9b"]
+    four, nine = cat.models
+    assert four.diffusion.ids == ["Q3_K_S", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
+    # the 9B repo has no Q3_K_S (hub-facts.md): Q3_K_M, and the description says so
+    assert nine.diffusion.ids == ["Q3_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
+    assert "no Q3_K_S" in nine.diffusion.get("Q3_K_M").description
+    assert nine.license.commercial is False and "Non-Commercial" in nine.license.name
     for m in cat.models:
-        assert m.diffusion.ids == ["Q3_K_S", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
         assert m.text_encoder.ids == ["Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
-        assert m.vae.file == "vae/ae.safetensors"
-        assert m.vae.repo_id == "black-forest-labs/FLUX.2-dev"
+        assert m.vae.file == "vae/flux2-vae.safetensors"
+        assert m.vae.repo_id == "Comfy-Org/flux2-dev"  # ungated: no token needed for Ready
+        assert m.vae.sha256 and m.vae.sha256.startswith("d64f3a68")
+        assert [repo_of(u) for u in m.vae.mirrors] == ["black-forest-labs/FLUX.2-dev"]
         assert (m.recommended.steps, m.recommended.cfg_scale, m.recommended.sampler) == (
             4,
             1.0,
@@ -186,8 +194,9 @@ def test_hf_endpoint_rewrites_prefix(monkeypatch):
     assert urls[0].endswith("/resolve/main/flux-2-klein-4b-Q3_K_S.gguf")
     loopback = apply_endpoint(cat, "http://127.0.0.1:9999")
     assert loopback.models[0].vae.download_url == (
-        "http://127.0.0.1:9999/black-forest-labs/FLUX.2-dev/resolve/main/vae/ae.safetensors"
+        "http://127.0.0.1:9999/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors"
     )
+    assert loopback.models[0].vae.mirrors[0].startswith("http://127.0.0.1:9999/black-forest-labs/")
     with pytest.raises(CatalogError, match="HF_ENDPOINT"):
         apply_endpoint(cat, "http://mirror.example.org")  # plain http off loopback
 
@@ -195,3 +204,134 @@ def test_hf_endpoint_rewrites_prefix(monkeypatch):
 def test_roundtrip_is_stable():
     cat = Catalog.model_validate(BUNDLED)
     assert Catalog.model_validate(cat.to_json()) == cat
+
+
+# What hub-facts.md (../shared/research) says really lives on the Hub: (repo, file) -> (bytes,
+# sha256 or None). Every bundled URL must be one of these, with the exact size and sha256 where
+# known; a size hub-facts only estimates must be flagged ``sizeEstimated``.
+HUB_FACTS: dict[tuple[str, str], tuple[int | None, str | None]] = {
+    ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q3_K_S.gguf"): (None, None),
+    ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q4_K_S.gguf"): (None, None),
+    ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q5_K_M.gguf"): (
+        3_073_368_640,
+        "58c01c75fee2272eadb127f53e26dd05a5a8e7f812e37c36fa44603301f91e54",
+    ),
+    ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q6_K.gguf"): (3_409_273_408, None),
+    ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q8_0.gguf"): (4_300_644_928, None),
+    ("unsloth/FLUX.2-klein-9B-GGUF", "flux-2-klein-9b-Q3_K_M.gguf"): (None, None),
+    ("unsloth/FLUX.2-klein-9B-GGUF", "flux-2-klein-9b-Q4_K_S.gguf"): (None, None),
+    ("unsloth/FLUX.2-klein-9B-GGUF", "flux-2-klein-9b-Q5_K_M.gguf"): (
+        None,
+        "ad0ace013fb401560ba4a7ff2b2bb3235795f07c19dffebf411806b424700503",
+    ),
+    ("unsloth/FLUX.2-klein-9B-GGUF", "flux-2-klein-9b-Q6_K.gguf"): (
+        7_865_424_160,
+        "1cd667293607431e79c9e7e01ecf5c602bd00539c2c0f49d4817a62998b5fe98",
+    ),
+    ("unsloth/FLUX.2-klein-9B-GGUF", "flux-2-klein-9b-Q8_0.gguf"): (9_978_304_800, None),
+    ("unsloth/Qwen3-4B-GGUF", "Qwen3-4B-Q3_K_M.gguf"): (
+        2_075_618_592,
+        "e78ff54a67f3b3f57e637fbf0770d5b73c1e215ea7c0153980f1e8140c2b2486",
+    ),
+    ("unsloth/Qwen3-4B-GGUF", "Qwen3-4B-Q4_K_M.gguf"): (
+        2_497_281_312,
+        "f6f851777709861056efcdad3af01da38b31223a3ba26e61a4f8bf3a2195813a",
+    ),
+    ("unsloth/Qwen3-4B-GGUF", "Qwen3-4B-Q5_K_M.gguf"): (2_889_514_272, None),
+    ("unsloth/Qwen3-4B-GGUF", "Qwen3-4B-Q6_K.gguf"): (3_306_261_792, None),
+    ("unsloth/Qwen3-4B-GGUF", "Qwen3-4B-Q8_0.gguf"): (
+        4_280_405_792,
+        "eed555233267a33c7e8ee31682762cc7751b3f6d224039086e0e846f05fffa5d",
+    ),
+    ("unsloth/Qwen3-8B-GGUF", "Qwen3-8B-Q3_K_M.gguf"): (
+        4_124_161_856,
+        "4924cf38a3b3c4b27ead5ccb93e27027f9418738506ac50a24a70dfe8581a007",
+    ),
+    ("unsloth/Qwen3-8B-GGUF", "Qwen3-8B-Q4_K_M.gguf"): (
+        5_027_784_512,
+        "120307ba529eb2439d6c430d94104dabd578497bc7bfe7e322b5d9933b449bd4",
+    ),
+    ("unsloth/Qwen3-8B-GGUF", "Qwen3-8B-Q5_K_M.gguf"): (
+        5_851_113_280,
+        "159c694b93271e4edc1dc2a305b10cf981032c8f3035a7da00973312f0331504",
+    ),
+    ("unsloth/Qwen3-8B-GGUF", "Qwen3-8B-Q6_K.gguf"): (
+        6_725_900_096,
+        "0eaec718fdeab0f429dfa0ec481c090388811f5e63785ddb582292f4ef3c3827",
+    ),
+    ("unsloth/Qwen3-8B-GGUF", "Qwen3-8B-Q8_0.gguf"): (
+        8_709_519_168,
+        "0cfbf745760f07a76ddeb358dd025a27f2e11d1ca9c9a4169a373d52990fe86e",
+    ),
+    ("Comfy-Org/flux2-dev", "split_files/vae/flux2-vae.safetensors"): (
+        336_213_556,
+        "d64f3a68e1cc4f9f4e29b6e0da38a0204fe9a49f2d4053f0ec1fa1ca02f9c4b5",
+    ),
+    # the same bytes in BFL's gated repo (a mirror, never the first source)
+    ("black-forest-labs/FLUX.2-dev", "vae/diffusion_pytorch_model.safetensors"): (
+        336_213_556,
+        "d64f3a68e1cc4f9f4e29b6e0da38a0204fe9a49f2d4053f0ec1fa1ca02f9c4b5",
+    ),
+}
+
+
+def test_bundled_catalog_matches_what_lives_on_the_hub():
+    cat = load_catalog_file(bundled_catalog_path())
+    seen = set()
+    for m in cat.models:
+        for _component, _qid, f in m.files():
+            for url in f.sources:
+                assert url.startswith("https://huggingface.co/"), url
+                key = (repo_of(url), path_in_repo(url))
+                assert key in HUB_FACTS, f"{url} is not known to exist on the Hub"
+                seen.add(key)
+            size, sha = HUB_FACTS[(repo_of(f.download_url), path_in_repo(f.download_url))]
+            if size is None:
+                assert f.size_estimated, f"{f.file}: size {f.size} is a guess, flag it"
+            else:
+                assert (f.size, f.size_estimated) == (size, False), f.file
+            assert f.sha256 == sha, f.file
+            assert not f.repo_id.startswith("leejet/"), "leejet's repos hold only Q4_0/Q8_0"
+    assert seen == set(HUB_FACTS)  # 21 files + the VAE mirror, nothing else
+    assert len({f.file for m in cat.models for _c, _q, f in m.files()}) == 21
+
+
+def test_mirrors_need_a_sha_and_valid_urls():
+    raw = json.loads(json.dumps(BUNDLED))
+    vae = raw["models"][0]["vae"]
+    vae.pop("sha256")
+    with pytest.raises(CatalogError, match="mirrors needs a sha256"):
+        parse_catalog(json.dumps(raw), "c.json")
+    vae["sha256"] = "0" * 64
+    vae["mirrors"] = ["http://mirror.example.org/x"]
+    with pytest.raises(CatalogError, match=r"vae\.mirrors.*plain http"):
+        parse_catalog(json.dumps(raw), "c.json")
+
+
+def test_a_v1_user_copy_with_dead_urls_is_upgraded(tmp_path):
+    """Users seeded before catalog v2 hold leejet K-quant URLs (404 on the Hub) and a VAE path
+    that never existed; the bundled models replace theirs, their own models stay."""
+    old = copy.deepcopy(BUNDLED)
+    old["catalogVersion"] = 1
+    for m in old["models"]:
+        for q in m["diffusion"]["quants"]:
+            q["downloadUrl"] = q["downloadUrl"].replace("unsloth/", "leejet/")
+            q.pop("sha256", None)
+            q.pop("sizeEstimated", None)
+        m["vae"] = {
+            "file": "vae/ae.safetensors",
+            "size": 336213556,
+            "downloadUrl": "https://huggingface.co/black-forest-labs/FLUX.2-dev/resolve/main/vae/ae.safetensors",
+        }
+    mine = copy.deepcopy(old["models"][0])
+    mine["id"] = "my-own-model"
+    old["models"].append(mine)
+    user = _write(tmp_path, old, "model-catalog.json")
+    cat = load_catalog(user).catalog
+    assert cat.ids == ["flux2-klein-4b", "flux2-klein-9b", "my-own-model"]
+    for m in cat.models[:2]:
+        assert all("leejet" not in f.download_url for _c, _q, f in m.files())
+        assert m.vae.file == "vae/flux2-vae.safetensors"
+    on_disk = json.loads(user.read_text())
+    assert on_disk["catalogVersion"] == BUNDLED["catalogVersion"] >= 2
+    assert "leejet" not in json.dumps(on_disk["models"][:2])

@@ -113,8 +113,8 @@ def test_remove_all_keeps_vae_shared_with_another_model(hub_catalog, capsys):
     assert main(["models", "download", "flux2-klein-9b", "--no-vae"]) == 0
     assert main(["models", "remove", M4, "--all", "--yes"]) == 0
     out = capsys.readouterr().out
-    assert "kept vae/ae.safetensors" in out
-    assert (models_dir() / "vae/ae.safetensors").exists()
+    assert "kept vae/flux2-vae.safetensors" in out
+    assert (models_dir() / "vae/flux2-vae.safetensors").exists()
     assert not any("4b" in f for f in files_on_disk())
 
 

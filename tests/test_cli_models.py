@@ -48,7 +48,7 @@ def test_list_json_first_run_seeds_only_inside_xdg(isolated_dirs, tmp_path):
     for m in data["models"]:
         assert len(m["components"]["diffusion"]["quants"]) == 5
         assert len(m["components"]["textEncoder"]["quants"]) == 5
-        assert m["components"]["vae"]["file"] == "vae/ae.safetensors"
+        assert m["components"]["vae"]["file"] == "vae/flux2-vae.safetensors"
         assert m["ready"] is False and m["missing"]
     assert data["models"][0]["active"] is True
     new = all_files(tmp_path) - before
@@ -62,7 +62,8 @@ def test_list_table_is_readable():
     assert out.returncode == 0
     assert "FLUX.2 Klein 4B (flux2-klein-4b)  [Setup Required]" in out.stdout
     assert "Text Encoder (Qwen3-8B)" in out.stdout
-    assert "Q4_K_S" in out.stdout and "2.4 GB" in out.stdout
+    assert "Q4_K_S" in out.stdout and "~2.6 GB" in out.stdout  # an estimate says so
+    assert " 3.1 GB" in out.stdout  # Q5_K_M: exact (3,073,368,640 B)
 
 
 def test_list_does_not_import_textual_or_engine():
@@ -109,26 +110,26 @@ def test_use_unknown_ids_list_the_valid_ones(args, expect):
 def test_use_downloaded_quants_selects_and_activates(app_paths):
     ctx = CoreContext.build(app_paths)
     m = ctx.catalog.require("flux2-klein-9b")
-    for f in (m.diffusion.get("Q3_K_S"), m.text_encoder.get("Q8_0")):
+    for f in (m.diffusion.get("Q3_K_M"), m.text_encoder.get("Q8_0")):
         p = ctx.inventory.abs_path(f.file)
         p.parent.mkdir(parents=True, exist_ok=True)
         with open(p, "wb") as fh:
             fh.truncate(f.size)
         ctx.inventory.record(f.file, f.size, "1" * 64)
     out = distill(
-        "models", "use", "flux2-klein-9b", "--diffusion", "Q3_K_S", "--text-encoder", "Q8_0"
+        "models", "use", "flux2-klein-9b", "--diffusion", "Q3_K_M", "--text-encoder", "Q8_0"
     )
     assert out.returncode == 0, out.stderr
     assert "not ready: VAE is not downloaded" in out.stdout
     saved = json.loads(app_paths.settings_file.read_text())
     assert saved["active_model_id"] == "flux2-klein-9b"
     assert saved["model_quant_selections"]["flux2-klein-9b"] == {
-        "diffusionQuant": "Q3_K_S",
+        "diffusionQuant": "Q3_K_M",
         "textEncoderQuant": "Q8_0",
     }
     listed = json.loads(distill("models", "list", "--json").stdout)
     nine = listed["models"][1]
-    assert nine["active"] and nine["selection"] == {"diffusion": "Q3_K_S", "textEncoder": "Q8_0"}
+    assert nine["active"] and nine["selection"] == {"diffusion": "Q3_K_M", "textEncoder": "Q8_0"}
     assert [q["downloaded"] for q in nine["components"]["textEncoder"]["quants"]] == [False] * 4 + [
         True
     ]

@@ -82,7 +82,7 @@ def test_resolver_readiness_and_paths(ctx):
     assert res.missing(m.id) == [
         "no Diffusion Model quant selected",
         "no Text Encoder (Qwen3-4B) quant selected",
-        "VAE is not downloaded (vae/ae.safetensors)",
+        "VAE is not downloaded (vae/flux2-vae.safetensors)",
     ]
     q4 = m.diffusion.get("Q4_K_S")
     q3 = m.text_encoder.get("Q3_K_M")
@@ -99,7 +99,7 @@ def test_resolver_readiness_and_paths(ctx):
     paths = res.active_paths()
     assert paths.diffusion == (ctx.inventory.models_dir / q4.file).resolve()
     assert paths.text_encoder.name == "Qwen3-4B-Q3_K_M.gguf"
-    assert paths.vae.is_absolute() and paths.vae.name == "ae.safetensors"
+    assert paths.vae.is_absolute() and paths.vae.name == "flux2-vae.safetensors"
     # the file vanished outside the app: no longer ready
     ctx.inventory.abs_path(q3.file).unlink()
     assert res.missing(m.id) == [
@@ -119,25 +119,25 @@ def test_resolver_errors_name_the_unknown(ctx):
 def test_inventory_records_usage_and_redacts(ctx):
     m = ctx.catalog.require("flux2-klein-9b")
     _fake_install(ctx, m.vae.file, m.vae.size)
-    _fake_install(ctx, m.diffusion.get("Q3_K_S").file, m.diffusion.get("Q3_K_S").size)
+    _fake_install(ctx, m.diffusion.get("Q3_K_M").file, m.diffusion.get("Q3_K_M").size)
     inv = Inventory(ctx.inventory.models_dir).load()  # another process' view
-    assert inv.model_usage(m) == m.vae.size + m.diffusion.get("Q3_K_S").size
+    assert inv.model_usage(m) == m.vae.size + m.diffusion.get("Q3_K_M").size
     assert inv.total_usage() == inv.model_usage(m)
     assert inv.free_bytes() > 0
     raw = json.loads(inv.path.read_text())
-    rec = raw["files"]["vae/ae.safetensors"]
+    rec = raw["files"]["vae/flux2-vae.safetensors"]
     assert rec["source_url"] == "https://huggingface.co/x/y/resolve/main/z?<redacted>"
     assert rec["sha256"] == "0" * 64 and rec["downloaded_at"] and rec["verified_at"]
-    inv.forget("vae/ae.safetensors")
+    inv.forget("vae/flux2-vae.safetensors")
     ctx.inventory.refresh()
-    assert ctx.inventory.get("vae/ae.safetensors") is None
+    assert ctx.inventory.get("vae/flux2-vae.safetensors") is None
 
 
 def test_inventory_size_mismatch_is_not_present(ctx):
-    _fake_install(ctx, "vae/ae.safetensors", 1000)
-    with open(ctx.inventory.abs_path("vae/ae.safetensors"), "ab") as fh:
+    _fake_install(ctx, "vae/flux2-vae.safetensors", 1000)
+    with open(ctx.inventory.abs_path("vae/flux2-vae.safetensors"), "ab") as fh:
         fh.write(b"x")
-    assert not ctx.inventory.is_present("vae/ae.safetensors")
+    assert not ctx.inventory.is_present("vae/flux2-vae.safetensors")
 
 
 def test_corrupt_inventory_is_moved_aside(ctx):

@@ -34,7 +34,7 @@ def big(fake_hub, isolated_dirs):
     sizes = {
         "diffusion/flux-2-klein-4b-Q4_K_S.gguf": 3_407_872,
         "text_encoders/Qwen3-4B-Q3_K_M.gguf": 2_097_152 + 12_345,
-        "vae/ae.safetensors": 1_572_864 + 1,
+        "vae/flux2-vae.safetensors": 1_572_864 + 1,
     }
     return build_hub_catalog(fake_hub, AppPaths.from_env().user_catalog_file, sizes=sizes)
 
@@ -106,7 +106,7 @@ async def test_enqueue_same_file_twice_downloads_once(big, fake_hub):
         k1 = mgr.enqueue(*VAE)
         k2 = mgr.enqueue(M9, "vae", None)  # the shared VAE: same key, one download
         k3 = mgr.enqueue(*VAE)
-        assert k1 == k2 == k3 == "vae/ae.safetensors"
+        assert k1 == k2 == k3 == "vae/flux2-vae.safetensors"
         ev = await mgr.wait(k1)
     finally:
         await mgr.aclose()
@@ -290,7 +290,7 @@ async def test_persistent_5xx_fails_as_network_resumable(big, fake_hub):
 async def test_gated_without_token_fails_in_preflight(big, fake_hub):
     fake_hub.set_gated(big.vae_repo)
     res, _, _ = await run_plan(big, [DIFF, TE, VAE])
-    assert len(res) == 1 and res[0].key == "vae/ae.safetensors"
+    assert len(res) == 1 and res[0].key == "vae/flux2-vae.safetensors"
     ev = res[0]
     assert ev.state == DownloadState.FAILED and ev.error_kind == "gated"
     assert f"https://huggingface.co/{big.vae_repo}" in ev.error and "HF_TOKEN" in ev.error
@@ -349,7 +349,7 @@ async def test_token_is_reread_so_retry_after_hf_auth_login_works(big, fake_hub)
 
 
 async def test_missing_file_names_repo_and_file(big, fake_hub):
-    repo, path = "leejet/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q4_K_S.gguf"
+    repo, path = "unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q4_K_S.gguf"
     del fake_hub.files[(repo, path)]
     res, _, _ = await run_plan(big, [DIFF, TE])
     assert len(res) == 1 and res[0].error_kind == "not_found"

@@ -122,7 +122,7 @@ async def test_download_select_and_ready(hub: FakeHub) -> None:
         te = scr.focused_row()
         await pilot.press("d")
         await settle(pilot, te.key)
-        await focus_row(pilot, "ae.safetensors")
+        await focus_row(pilot, "flux2-vae.safetensors")
         vae = scr.focused_row()
         assert isinstance(vae, FileRow)
         await pilot.press("d")
@@ -234,7 +234,7 @@ async def test_gated_vae_error_in_row(hub: FakeHub) -> None:
     app.report_failure = lambda title, msg: failures.append((title, msg))  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f3")
-        await focus_row(pilot, "ae.safetensors")
+        await focus_row(pilot, "flux2-vae.safetensors")
         row = screen(app).focused_row()
         await pilot.press("d")
         await settle(pilot, row.key)
@@ -330,7 +330,7 @@ async def test_header_d_downloads_recommended_set(hub: FakeHub) -> None:
         assert keys == {
             "diffusion/flux-2-klein-4b-Q4_K_S.gguf",
             "text_encoder/Qwen3-4B-Q4_K_M.gguf",
-            "vae/ae.safetensors",
+            "vae/flux2-vae.safetensors",
         }
         for key in keys:
             await app.downloads.wait(key)

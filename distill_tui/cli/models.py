@@ -6,12 +6,14 @@
      "storage": {"usedBytes": int, "freeBytes": int},
      "models": [{"id", "name", "type", "ready": bool, "missing": [str],
                  "active": bool, "usedBytes": int,
+                 "license": {"name", "url", "commercialUse": bool|null} | null,
                  "selection": {"diffusion": str|null, "textEncoder": str|null},
                  "components": {
                     "diffusion":   {"name": str, "quants": [QUANT...]},
                     "textEncoder": {"name": str, "quants": [QUANT...]},
-                    "vae": {"file", "size", "downloaded": bool}}}]}
-    QUANT = {"id", "label", "file", "size", "downloaded": bool, "selected": bool}
+                    "vae": {"file", "size", SOURCE..., "downloaded": bool}}}]}
+    QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, "selected": bool}
+    SOURCE = "sizeEstimated": bool, "sha256": str|null, "sources": [url, mirror...]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from distill_tui.catalog import UnknownModelError, UnknownQuantError
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
 from distill_tui.inventory import human_size
+from distill_tui.textsafe import visible, visible_tree
 
 
 def run(args: argparse.Namespace, ctx: CoreContext) -> int:
@@ -35,6 +38,15 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
     from distill_tui.cli import downloads
 
     return downloads.run(args, ctx)
+
+
+def _source_json(f) -> dict:
+    """Where a file comes from and how its bytes are checked."""
+    return {
+        "sizeEstimated": f.size_estimated,
+        "sha256": f.sha256,
+        "sources": list(f.sources),
+    }
 
 
 def models_json(ctx: CoreContext) -> dict:
@@ -54,6 +66,7 @@ def models_json(ctx: CoreContext) -> dict:
                         "label": q.label,
                         "file": q.file,
                         "size": q.size,
+                        **_source_json(q),
                         "downloaded": inv.is_present(q.file),
                         "selected": sel.get(comp) == q.id,
                     }
@@ -63,6 +76,7 @@ def models_json(ctx: CoreContext) -> dict:
         comps["vae"] = {
             "file": m.vae.file,
             "size": m.vae.size,
+            **_source_json(m.vae),
             "downloaded": inv.is_present(m.vae.file),
         }
         missing = res.missing(m.id)
@@ -75,6 +89,15 @@ def models_json(ctx: CoreContext) -> dict:
                 "missing": missing,
                 "active": m.id == active,
                 "usedBytes": inv.model_usage(m),
+                "license": (
+                    {
+                        "name": m.license.name,
+                        "url": m.license.url,
+                        "commercialUse": m.license.commercial,
+                    }
+                    if m.license
+                    else None
+                ),
                 "selection": {
                     "diffusion": sel.diffusion_quant,
                     "textEncoder": sel.text_encoder_quant,
@@ -94,9 +117,10 @@ def models_json(ctx: CoreContext) -> dict:
 def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
     data = models_json(ctx)
     if args.json:
-        json.dump(data, sys.stdout, indent=2)
+        json.dump(data, sys.stdout, indent=2)  # ensure_ascii: control characters escaped
         sys.stdout.write("\n")
         return 0
+    data = visible_tree(data)  # catalog text reaches a terminal: control characters shown
     w = sys.stdout.write
     for m in data["models"]:
         badge = "Ready" if m["ready"] else "Setup Required"
@@ -109,7 +133,8 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
             for q in c["quants"]:
                 mark = ">" if q["selected"] else " "
                 have = "downloaded" if q["downloaded"] else "-"
-                w(f"      {mark} {q['id']:<8} {human_size(q['size']):>9}  {have}\n")
+                size = ("~" if q["sizeEstimated"] else "") + human_size(q["size"])
+                w(f"      {mark} {q['id']:<8} {size:>9}  {have}\n")
         v = m["components"]["vae"]
         w(
             f"    VAE  {v['file']}  {human_size(v['size'])}  "
@@ -161,7 +186,9 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
         else ("not ready: " + "; ".join(ctx.resolver.missing(model.id)))
     )
     print(
-        f"{model.id}: diffusion {sel.diffusion_quant}, text encoder {sel.text_encoder_quant} "
-        f"({ready})"
+        visible(
+            f"{model.id}: diffusion {sel.diffusion_quant}, text encoder "
+            f"{sel.text_encoder_quant} ({ready})"
+        )
     )
     return 0

@@ -24,7 +24,7 @@ import httpx
 
 from distill_tui.downloads.errors import DownloadError
 from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, Progress, Restart
-from distill_tui.downloads.hub import HubMeta, head, new_client
+from distill_tui.downloads.hub import HubMeta, head, new_client, repo_of
 from distill_tui.downloads.iothread import IOThread
 from distill_tui.downloads.lock import DestLock
 from distill_tui.downloads.sidecar import (
@@ -87,6 +87,8 @@ class DownloadEvent:
     )
     resumable: bool = False  #: a .part (with its sidecar) is kept on disk
     note: str | None = None  #: transient information, e.g. "waiting for another distill process"
+    #: where the bytes come from (repo or host), for a file the catalog lists several sources of
+    source: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -120,10 +122,27 @@ class _Job:
     error_kind: str | None = None
     resumable: bool = False
     note: str | None = None
+    source_idx: int = 0  #: index into ``file.sources`` of the source in use
+    #: (source label, why it was left) for each source given up on, in order
+    source_errors: list[tuple[str, DownloadError]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def source(self) -> str | None:
+        sources = self.file.sources
+        if len(sources) < 2:
+            return None
+        return source_label(sources[min(self.source_idx, len(sources) - 1)])
+
+
+def source_label(url: str) -> str:
+    """``owner/name`` of a Hub resolve URL, else the host."""
+    from urllib.parse import urlsplit
+
+    return repo_of(url) or urlsplit(url).netloc
 
 
 def sha256_file(path: Path, block: int = 4 << 20) -> str:
@@ -187,6 +206,8 @@ class DownloadManager:
         self._ticker: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
         self._meta_cache: dict[str, tuple[HubMeta, float]] = {}
+        self._source_idx: dict[str, int] = {}  #: key -> the source its cached meta came from
+        self._source_errs: dict[str, list[tuple[str, DownloadError]]] = {}  #: sources left, why
         self._closing = False
         #: the bytes move on a thread of their own (see iothread.py) so the caller's loop —
         #: the TUI's — stays free for keys and repaints; False runs them on the caller's loop
@@ -463,7 +484,7 @@ class DownloadManager:
                 return
             self._set_state(job, DownloadState.PREFLIGHT)
             meta = await self._meta(job)
-            expected = meta.sha256 or job.file.sha256
+            expected = job.file.sha256 or meta.sha256
             if dest.exists() and expected and await self._adopt(job, dest, meta, expected):
                 return
             need = self._need(dest, meta.size)
@@ -480,12 +501,21 @@ class DownloadManager:
                     sha = await self._fetch(job, dest, meta, expected)
                     break
                 except ChecksumMismatch as e:
+                    if self._has_next_source(job):
+                        why = f"served other bytes (sha256 {e.actual[:12]}…)"
+                        meta = await self._next_source(job, DownloadError("checksum", why))
+                        expected = job.file.sha256 or meta.sha256
+                        continue
                     if scratch_retry:
-                        raise DownloadError(
-                            "checksum",
-                            f"{job.key}: sha256 mismatch twice (expected {e.expected[:12]}…, got "
-                            f"{e.actual[:12]}…); the bad bytes were deleted and nothing was "
-                            "published. The server or a proxy is corrupting the file; try later",
+                        raise self._all_sources_failed(
+                            job,
+                            DownloadError(
+                                "checksum",
+                                f"{job.key}: sha256 mismatch twice (expected {e.expected[:12]}…, "
+                                f"got {e.actual[:12]}…); the bad bytes were deleted and nothing "
+                                "was published. The server or a proxy is corrupting the file; "
+                                "try later",
+                            ),
                         ) from None
                     log.warning("%s: %s; deleted, downloading once more from scratch", job.key, e)
                     scratch_retry = True
@@ -498,7 +528,12 @@ class DownloadManager:
                         with contextlib.suppress(FileNotFoundError):
                             p.unlink()
                     meta = await self._meta(job, fresh=True)
-                    expected = meta.sha256 or job.file.sha256
+                    expected = job.file.sha256 or meta.sha256
+                except DownloadError as e:
+                    if e.kind in ("disk", "checksum") or not self._has_next_source(job):
+                        raise self._all_sources_failed(job, e) from None
+                    meta = await self._next_source(job, e)
+                    expected = job.file.sha256 or meta.sha256
             self._set_state(job, DownloadState.VERIFYING)
             self.inventory.record(
                 job.key, meta.size, sha, source_url=meta.resolve_url, revision=meta.revision
@@ -558,29 +593,90 @@ class DownloadManager:
         return True
 
     async def _meta(self, job: _Job, fresh: bool = False) -> HubMeta:
+        """What the Hub says about the job's file, from the first source that serves it.
+
+        Sources are the catalog URL then its ``mirrors``. A source that refuses (401/403/404),
+        keeps failing, or announces other bytes than the catalog's sha256 is left for the next
+        one; when none is left the error names every source and why it was left."""
         cached = self._meta_cache.get(job.key)
         if cached and not fresh and time.monotonic() - cached[1] < 300:
-            meta = cached[0]
-        else:
-            self._ensure_running()
-            meta = await head(
-                self._client,
-                job.file.download_url,
-                self._hub_token(),  # type: ignore[arg-type]
-                retries=min(self.retries, 4),
-                backoff=self.backoff,
-            )
+            job.source_idx = self._source_idx.get(job.key, 0)
+            job.source_errors = list(self._source_errs.get(job.key, ()))
+            return cached[0]
+        self._ensure_running()
+        sources = job.file.sources
+        start = min(max(job.source_idx, self._source_idx.get(job.key, 0)), len(sources) - 1)
+        for i in range(start, len(sources)):
+            job.source_idx = i
+            if i > start:
+                self._emit(self._snapshot(job))  # the UI says which source it now asks
+            try:
+                meta = await head(
+                    self._client,
+                    sources[i],
+                    self._hub_token(),  # type: ignore[arg-type]
+                    retries=min(self.retries, 4),
+                    backoff=self.backoff,
+                )
+            except DownloadError as e:
+                if i + 1 < len(sources):
+                    job.source_errors.append((source_label(sources[i]), e))
+                    continue
+                raise self._all_sources_failed(job, e) from None
+            cat = job.file.sha256
+            if cat and meta.sha256 and cat != meta.sha256:
+                if len(sources) > 1:
+                    why = (
+                        f"serves other bytes (sha256 {meta.sha256[:12]}…, the catalog expects "
+                        f"{cat[:12]}…)"
+                    )
+                    if i + 1 < len(sources):
+                        job.source_errors.append(
+                            (source_label(sources[i]), DownloadError("upstream_changed", why))
+                        )
+                        continue
+                    raise self._all_sources_failed(job, DownloadError("upstream_changed", why))
+                repo = job.file.repo_id or "the repository"
+                raise DownloadError(
+                    "upstream_changed",
+                    f"upstream file changed: {job.key} in {repo} now has sha256 "
+                    f"{meta.sha256[:12]}… but the catalog expects {cat[:12]}…; nothing was "
+                    "downloaded. Update distill (or the catalog entry) to get the new file",
+                )
             self._meta_cache[job.key] = (meta, time.monotonic())
-        cat = job.file.sha256
-        if cat and meta.sha256 and cat != meta.sha256:
-            repo = job.file.repo_id or "the repository"
-            raise DownloadError(
-                "upstream_changed",
-                f"upstream file changed: {job.key} in {repo} now has sha256 {meta.sha256[:12]}… "
-                f"but the catalog expects {cat[:12]}…; nothing was downloaded. Update distill (or "
-                "the catalog entry) to get the new file",
-            )
-        return meta
+            self._source_idx[job.key] = i
+            self._source_errs[job.key] = list(job.source_errors)
+            return meta
+        raise AssertionError("unreachable: a catalog file has at least one source")
+
+    def _has_next_source(self, job: _Job) -> bool:
+        return job.source_idx + 1 < len(job.file.sources)
+
+    async def _next_source(self, job: _Job, why: DownloadError) -> HubMeta:
+        """Leave the current source (``why``) and ask the next one."""
+        job.source_errors.append((job.source or "", why))
+        job.source_idx += 1
+        self._source_idx[job.key] = job.source_idx
+        log.warning("%s: source %d failed (%s); trying the next one", job.key, job.source_idx, why)
+        return await self._meta(job, fresh=True)
+
+    def _all_sources_failed(self, job: _Job, last: DownloadError) -> DownloadError:
+        """``last`` as is for a single-source file; else one message naming every source."""
+        if len(job.file.sources) < 2:
+            return last
+        tried = [*job.source_errors, (source_label(job.file.sources[job.source_idx]), last)]
+        seen: dict[str, DownloadError] = {}
+        for label, why in tried:
+            seen.setdefault(label, why)
+        parts = "; ".join(f"{label}: {why}" for label, why in seen.items())
+        kinds = {e.kind for e in seen.values()}
+        # every source said the same (all gated: the token hint applies), else "sources"
+        kind = kinds.pop() if len(kinds) == 1 else "sources"
+        return DownloadError(
+            kind,
+            f"no source could serve {job.key} ({len(seen)} tried) — {parts}",
+            resumable=last.resumable,
+        )
 
     def _hub_token(self) -> str | None:
         """The token for the next Hub request. Unless one was given explicitly it is read again
@@ -700,6 +796,7 @@ class DownloadManager:
             error_kind=job.error_kind,
             resumable=job.resumable,
             note=job.note,
+            source=job.source,
         )
 
     # ---- helpers ---------------------------------------------------------------------

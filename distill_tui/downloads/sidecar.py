@@ -96,11 +96,14 @@ class Sidecar:
     done: RangeSet = field(default_factory=RangeSet)
 
     def matches(self, url: str, revision: str | None, sha256: str | None, size: int) -> bool:
-        """Same object upstream? sha256 decides when both know it, else the revision."""
-        if self.size != size or redact_url(self.url) != redact_url(url):
+        """Same object upstream? sha256 decides when both know it (whichever source — a
+        mirror serves the same bytes), else the same URL and revision."""
+        if self.size != size:
             return False
         if self.sha256 and sha256:
             return self.sha256 == sha256
+        if redact_url(self.url) != redact_url(url):
+            return False
         return self.revision == revision and self.sha256 == sha256
 
     def to_json(self) -> dict:

@@ -192,8 +192,9 @@ def row_lines(
     head += [
         Content.styled(label.ljust(label_width), "bold"),
         "  ",
-        short_size(size).rjust(6),
-        "  ",
+        # "~": the catalog only estimates this size (the Hub tells the exact one at download)
+        (("~" if file.size_estimated and size == file.size else "") + short_size(size)).rjust(7),
+        " ",
     ]
     prefix = Content.assemble(*head)
     indent = prefix.cell_length
