@@ -321,6 +321,12 @@ def evaluate(
     best = good[0] if good else None
     if best is None:
         return fc
+    for s in sources:
+        if s.verdict not in ("ok", "differs"):
+            fc.notes.append(
+                f"{s.role} {s.repo or s.answer.host} is {s.verdict}: the file comes from "
+                f"{best.role} {best.repo or best.answer.host}"
+            )
     if best.answer.sha256 is None and entry.sha256 is None:
         fc.notes.append("no sha256 from the Hub or the catalog: its bytes cannot be verified")
     elif best.answer.sha256 is None:

@@ -183,6 +183,19 @@ def _detail(mark: str, text: str) -> str:
     )
 
 
+def _counts(sizes: int, shas: int, revisions: int) -> str:
+    parts = [
+        f"{n} {word}{'s' if n != 1 and plural else ''}"
+        for n, word, plural in (
+            (sizes, "exact size", True),
+            (shas, "sha256", False),
+            (revisions, "revision", True),
+        )
+        if n
+    ]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]]) if len(parts) > 1 else parts[0]
+
+
 def render_table(report: CheckReport, written: WriteResult | None, ctx: CoreContext) -> str:
     out: list[str] = []
     w = out.append
@@ -237,10 +250,8 @@ def render_table(report: CheckReport, written: WriteResult | None, ctx: CoreCont
     path = safe(str(ctx.paths.user_catalog_file))
     if written is not None:
         if written.changed:
-            w(
-                f"recorded {written.sizes} exact sizes, {written.sha256} sha256 and "
-                f"{written.revisions} revisions in {path}\n"
-            )
+            counts = _counts(written.sizes, written.sha256, written.revisions)
+            w(textwrap.fill(f"recorded {counts} in {path}", WIDTH) + "\n")
         else:
             w(f"nothing to record in {path}\n")
         for nf in written.not_found:
@@ -249,14 +260,8 @@ def render_table(report: CheckReport, written: WriteResult | None, ctx: CoreCont
         sizes = sum(1 for r in pending if "size" in r)
         shas = sum(1 for r in pending if "sha256" in r)
         revs = sum(1 for r in pending if "revision" in r)
-        w(
-            textwrap.fill(
-                f"--write would record {sizes} exact sizes, {shas} sha256 and {revs} "
-                f"revisions in {path}",
-                WIDTH,
-            )
-            + "\n"
-        )
+        counts = _counts(sizes, shas, revs)
+        w(textwrap.fill(f"--write would record {counts} in {path}", WIDTH) + "\n")
     if bad:
         w(f"{len(bad)} of {len(report.files)} files have problems:\n")
         for f in bad:
