@@ -77,8 +77,8 @@ class Smoke:
         self.venv = self.smoke_dir / "venv"
         self.work = Path(tempfile.mkdtemp(prefix="distill-smoke-"))
         self.home = self.work / "home"
-        self.hub: subprocess.Popen[str] | None = None
-        self.hub_err = self.work / "hub.stderr"
+        self.hubs: list[subprocess.Popen[str]] = []
+        self.hub_errs: list[Path] = []
         self.env: dict[str, str] = {}
         self.tiny: dict[str, str] = {}
 
@@ -140,7 +140,8 @@ class Smoke:
 
     def dump_logs(self) -> None:
         log = self.home / "state" / "distill" / "log" / "distill.log"
-        for name, path in (("distill.log", log), ("fake Hub stderr", self.hub_err)):
+        named = [("distill.log", log)] + [("fake Hub stderr", p) for p in self.hub_errs]
+        for name, path in named:
             if path.exists():
                 text = path.read_text(errors="replace")
                 if text.strip():
@@ -148,13 +149,14 @@ class Smoke:
         sys.stdout.flush()
 
     def cleanup(self, ok: bool) -> None:
-        if self.hub is not None and self.hub.poll() is None:
-            self.hub.terminate()
-            try:
-                self.hub.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.hub.kill()
-                self.hub.wait(timeout=10)
+        for hub in self.hubs:
+            if hub.poll() is None:
+                hub.terminate()
+                try:
+                    hub.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    hub.kill()
+                    hub.wait(timeout=10)
         if ok and not self.args.keep:
             shutil.rmtree(self.work, ignore_errors=True)
         else:
@@ -192,41 +194,73 @@ class Smoke:
             raise StepFailed(f"the fresh venv has test-only packages: {found}")
 
     # ---- hub -----------------------------------------------------------------------
-    def start_hub(self) -> None:
+    def spawn_hub(self, home: Path, *flags: str) -> tuple[dict, dict[str, str]]:
+        """Start ``tests.tiny_hub`` for ``home``; return its description and distill's env."""
         dev_py = os.environ.get("SMOKE_DEV_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
         if not Path(dev_py).exists():
             raise StepFailed(f"no dev python at {dev_py} (run the README's test command first)")
-        err = open(self.hub_err, "w")  # noqa: SIM115 - closed with the process
-        self.hub = subprocess.Popen(
-            [dev_py, "-m", "tests.tiny_hub", str(self.home), "--exit-with-parent"],
-            cwd=ROOT,
-            env=_base_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-        err.close()
-        assert self.hub.stdout is not None
-        ready, _, _ = select.select([self.hub.stdout], [], [], 180)
-        line = self.hub.stdout.readline() if ready else ""
+        err_path = self.work / f"hub-{home.name}.stderr"
+        self.hub_errs.append(err_path)
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen(
+                [dev_py, "-m", "tests.tiny_hub", str(home), "--exit-with-parent", *flags],
+                cwd=ROOT,
+                env=_base_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        self.hubs.append(proc)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 180)
+        line = proc.stdout.readline() if ready else ""
         if not line:
             raise StepFailed(
-                f"the tiny Hub did not start (rc {self.hub.poll()})",
-                self.hub_err.read_text(errors="replace"),
+                f"the tiny Hub did not start (rc {proc.poll()})",
+                err_path.read_text(errors="replace"),
             )
         info = json.loads(line)
-        self.tiny = info["files"]
-        self.log(f"hub {info['hub']}  cdn {info['cdn']}  catalog {info['catalog']}")
+        self.log(f"  hub {info['hub']}  cdn {info['cdn']}  catalog {info['catalog']}")
         env = _base_env()
         env.update(info["env"])
-        env["HOME"] = str(self.home)  # no ~/.cache/huggingface/token, no ~/.config of ours
+        env["HOME"] = str(home)  # no ~/.cache/huggingface/token, no ~/.config of ours
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         no_proxy = "127.0.0.1,localhost"
         env["NO_PROXY"] = env["no_proxy"] = no_proxy
         env["TERM"] = "xterm-256color"
         env["COLUMNS"], env["LINES"] = str(COLS), str(ROWS)
-        self.env = env
+        return info, env
+
+    def start_hub(self) -> None:
+        info, self.env = self.spawn_hub(self.home)
+        self.tiny = info["files"]
+
+    def mirror_download(self) -> None:
+        """The VAE's first source answers 404: the VAE must come from its (open) mirror."""
+        home = self.work / "home-mirror"
+        log = self.work / "hub-mirror.jsonl"
+        info, env = self.spawn_hub(home, "--vae-404", "--open-mirror", "--log", str(log))
+        argv = ["models", "download", MODEL, "--diffusion", DIFFUSION]
+        p = self.run(
+            [self.venv / "bin" / "distill", *argv, "--text-encoder", TEXT_ENCODER], 300, env=env
+        )
+        vae = home / "data" / "distill" / "models" / "vae" / "flux2-vae.safetensors"
+        if not vae.is_file() or vae.read_bytes() != Path(info["files"]["vae"]).read_bytes():
+            raise StepFailed(f"{vae} missing or not the served bytes", p.stdout + p.stderr)
+        reqs = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        hub = [(r["status"], r["path"]) for r in reqs if r["server"] == "hub"]
+        first = [st for st, path in hub if "/Comfy-Org/flux2-dev/" in path]
+        mirror = [st for st, path in hub if "/black-forest-labs/FLUX.2-dev/" in path]
+        if 404 not in first or 302 not in mirror:
+            raise StepFailed(
+                f"expected 404 from Comfy-Org and 302 from the BFL mirror; hub saw {hub}",
+                p.stdout + p.stderr,
+            )
+        said = [ln for ln in (p.stdout + p.stderr).splitlines() if "black-forest-labs" in ln]
+        self.log(f"  VAE from the mirror (Comfy-Org {first}, BFL {mirror})")
+        for ln in said[:2]:
+            self.log(f"  {ln.strip()[:150]}")
 
     # ---- distill -------------------------------------------------------------------
     def version(self) -> None:
@@ -323,7 +357,8 @@ class Smoke:
                 self.log(f"  {line.strip()}")
 
     def tui_quit(self) -> None:
-        with PtyApp([str(self.venv / "bin" / "distill")], self.env, self.work) as app:
+        distill = [str(self.venv / "bin" / "distill")]
+        with PtyApp(distill, self.env, self.work, self.work / "tui-quit.out") as app:
             app.wait_for(FIRST_PAINT, 120, "first paint")
             self.log(f"  first paint after {app.elapsed():.1f}s")
             time.sleep(0.5)
@@ -338,7 +373,8 @@ class Smoke:
         data["output_dir"] = str(outdir)
         data.setdefault("generation", {}).update(width=64, height=64, steps=1)
         settings.write_text(json.dumps(data, indent=2))
-        with PtyApp([str(self.venv / "bin" / "distill")], self.env, self.work) as app:
+        distill = [str(self.venv / "bin" / "distill")]
+        with PtyApp(distill, self.env, self.work, self.work / "tui-generate.out") as app:
             app.wait_for(FIRST_PAINT, 120, "first paint")
             time.sleep(1.0)  # the form is mounted and the prompt focused
             app.write(TUI_PROMPT.encode())
@@ -372,6 +408,8 @@ class Smoke:
             self.step("distill --version", self.version)
             self.step("distill models list --json", self.models_list, False)
             self.step("distill models download", self.download)
+            if not self.args.skip_mirror:
+                self.step("distill models download (VAE 404 -> mirror)", self.mirror_download)
             self.step("distill models use", self.use)
             self.step("distill models list --json (ready)", self.models_list, True)
             self.step("distill generate", self.generate)
@@ -397,8 +435,10 @@ class Smoke:
 class PtyApp:
     """A program on a pseudo-terminal of COLS x ROWS; its output is collected by a thread."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path):
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, record: Path):
         import pty
+
+        self.record = record  # the raw output is written here at the end
 
         self.t0 = time.monotonic()
         pid, fd = pty.fork()
@@ -509,6 +549,7 @@ class PtyApp:
             os.close(self.fd)
         except OSError:
             pass
+        self.record.write_bytes(self.output())
 
 
 # ---- checks ------------------------------------------------------------------------------
@@ -621,6 +662,7 @@ def _cmd(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the work dir (XDG dirs, outputs)")
+    ap.add_argument("--skip-mirror", action="store_true", help="no VAE-from-the-mirror step")
     ap.add_argument("--skip-tui-generate", action="store_true", help="no ctrl+g in the TUI")
     ap.add_argument(
         "--install-timeout",
