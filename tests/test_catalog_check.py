@@ -407,6 +407,21 @@ def test_unreachable_endpoint_is_one_line_no_traceback(monkeypatch):
     assert {s["status"] for f in data["files"] for s in f["sources"]} == {"unreachable"}
 
 
+def test_check_does_not_import_textual(monkeypatch):
+    write_catalog(build_catalog())
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    code = (
+        "import sys\n"
+        "from distill_tui.cli import main\n"
+        "rc = main(['catalog', 'check', '--json'])\n"
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert r.stdout.strip().splitlines()[-1] == "3 []", r.stdout + r.stderr
+
+
 def test_slow_source_is_bounded_by_timeout(hub, capsys):
     write_catalog(build_catalog())
     hub.faults.append(

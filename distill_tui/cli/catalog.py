@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
 
 
 def cmd_check(args: argparse.Namespace, ctx: CoreContext) -> int:
-    if not args.timeout or args.timeout <= 0:
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds", code=2)
     try:
         report = check_catalog(
