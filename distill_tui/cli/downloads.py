@@ -86,7 +86,8 @@ def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
 def _label(ev) -> str:
     comp = {"diffusion": "diffusion", "textEncoder": "text encoder", "vae": "vae"}[ev.component]
     q = f" {ev.quant_id}" if ev.quant_id else ""
-    return f"{comp}{q}"
+    src = f" from {ev.source}" if getattr(ev, "source", None) else ""  # a file with mirrors
+    return f"{comp}{q}{src}"
 
 
 async def _download(
@@ -240,13 +241,16 @@ class _Output:
             if tid is None:
                 tid = self.progress.add_task(desc, total=ev.total or None, state=extra)
                 self.tasks[ev.key] = tid
-            self.progress.update(tid, completed=ev.bytes_done, total=ev.total or None, state=extra)
+            self.progress.update(
+                tid, description=desc, completed=ev.bytes_done, total=ev.total or None, state=extra
+            )
             return
         if self.last_state.get(ev.key) != state or ev.note:
             self.last_state[ev.key] = state
             size = f" {human_size(ev.total)}" if ev.total else ""
             note = f" ({ev.note})" if ev.note else ""
-            self._print(f"  {state:<11} {ev.key}{size}{note}", err=True)
+            src = f" from {ev.source}" if getattr(ev, "source", None) else ""
+            self._print(f"  {state:<11} {ev.key}{size}{src}{note}", err=True)
 
     def note(self, text: str) -> None:
         if self.progress is not None and not self.silent:

@@ -15,6 +15,7 @@ from textual.content import Content
 
 from distill_tui.catalog import CatalogFile
 from distill_tui.inventory import human_size
+from distill_tui.textsafe import visible
 
 ACTIVE_STATES = frozenset({"queued", "preflight", "downloading", "verifying"})
 #: every state class a row may carry (``-missing``, ``-downloading``, ...)
@@ -121,10 +122,11 @@ def status_line(state: str, event: Any | None, *, width: int, deterministic: boo
     if state == "done":
         return Content.from_markup("[$text-success]Downloaded ✓[/]")
     if state in ("queued", "preflight"):
-        word = "queued" if state == "queued" else "checking…"
+        source = getattr(event, "source", None)  # a file with mirrors: which one is asked
+        word = "queued" if state == "queued" else (f"asking {source}…" if source else "checking…")
         note = getattr(event, "note", None)  # e.g. waiting for another distill process
         return Content.assemble(
-            Content.styled(note or word, "$text-muted"),
+            Content.styled(visible(note or word), "$text-muted"),
             Content.from_markup(f" · {key.format('x')} cancel"),
         )
     frac = fraction_of(event)
@@ -139,6 +141,9 @@ def status_line(state: str, event: Any | None, *, width: int, deterministic: boo
             if speed:
                 extra += f" {short_size(speed)}/s"
             extra += f" ETA {fmt_eta(eta)}"
+        source = getattr(event, "source", None) if event is not None else None
+        if source and width - len(pct) - len(extra) - len(source) - 17 >= 10:
+            extra += f" from {source}"  # a file with mirrors: where the bytes come from
         tail = f" {pct}{extra} · "
         tail_len = len(tail) + len("x cancel")
         bar_width = max(6, min(24, width - tail_len))
@@ -214,6 +219,6 @@ def row_lines(
         # Below 100 cells the reason gets more room than the status column would give it.
         if width < 100:
             indent = min(indent, 4)
-        for part in _wrap(error_text(event, file), width - indent):
+        for part in _wrap(visible(error_text(event, file)), width - indent):
             lines.append(Content.assemble(" " * indent, Content.styled(part, "$text-error")))
     return lines

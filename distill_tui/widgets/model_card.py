@@ -18,6 +18,7 @@ from textual.widgets import Collapsible, Static
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
 from distill_tui.inventory import Inventory, human_size
 from distill_tui.settings import QuantSelection
+from distill_tui.textsafe import visible
 from distill_tui.widgets.card_title import CardTitle
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES
@@ -42,8 +43,9 @@ class ModelCard(Collapsible):
     def __init__(
         self, model: CatalogModel, *, collapsed: bool = True, deterministic: bool = False
     ) -> None:
+        name = Content(visible(model.name))  # catalog text: never markup, controls shown
         super().__init__(
-            title=model.name,
+            title=name,
             collapsed=collapsed,
             id=f"card-{css_id(model.id)}",
             classes="model-card",
@@ -52,7 +54,7 @@ class ModelCard(Collapsible):
         self.deterministic = deterministic
         # Replace the stock title with ours (space and arrow keys).
         self._title = CardTitle(
-            label=model.name, collapsed_symbol="▶", expanded_symbol="▼", collapsed=collapsed
+            label=name, collapsed_symbol="▶", expanded_symbol="▼", collapsed=collapsed
         )
         self.ready = False
         labels = [q.label for sec in (model.diffusion, model.text_encoder) for q in sec.quants]
@@ -95,7 +97,7 @@ class ModelCard(Collapsible):
             )
             yield self.sets["diffusion"]
             te = self.model.text_encoder.name
-            te_title = COMPONENT_LABELS["textEncoder"] + (f" ({te})" if te else "")
+            te_title = COMPONENT_LABELS["textEncoder"] + (f" ({visible(te)})" if te else "")
             yield Static(
                 Content.from_markup("[b]$name[/b]", name=te_title), classes="section-title"
             )
@@ -128,6 +130,13 @@ class ModelCard(Collapsible):
         return self._title  # type: ignore[return-value]
 
     # ---- state -----------------------------------------------------------------------
+    def _license_mark(self) -> Content:
+        """Weights that may not be used commercially say so before anything else."""
+        lic = self.model.license
+        if lic is None or lic.commercial is not False:
+            return Content("")
+        return Content.styled(f"Non-commercial use only ({lic.name}) · ", "bold $text-warning")
+
     def selected_set(self, sel: QuantSelection) -> tuple[list[tuple[str, str | None, Any]], bool]:
         """Files of the selected set (or the recommended set where nothing is selected).
 
@@ -182,13 +191,14 @@ class ModelCard(Collapsible):
         parts += [f"{queued} queued"] if queued else []
         busy_mark = f" [b $text-accent]· ⇣ {', '.join(parts)}[/]" if parts else ""
         title = Content.assemble(
-            Content.from_markup("[b]$name[/b] ", name=self.model.name),
+            Content.from_markup("[b]$name[/b] ", name=visible(self.model.name)),
             Content.from_markup(badge),
             Content.from_markup(
                 f"{active_mark}{busy_mark} [$text-muted]· {which} {human_size(set_size)}[/]"
             ),
             "\n",
-            Content.styled(self.model.description, "$text-muted"),
+            self._license_mark(),
+            Content.styled(visible(self.model.description), "$text-muted"),
         )
         # A relabel relayouts the card: only on a change. (Content's == compares the text
         # alone, so the spans are compared too.)
