@@ -225,7 +225,10 @@ class FileCheck:
     sources: list[SourceCheck]
     #: problems of the file as a whole (no source serves it, sources disagree)
     own_problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    #: which source serves the file when another one does not (the table shows the source's
+    #: own message instead)
+    fallback_notes: list[str] = field(default_factory=list)
+    own_notes: list[str] = field(default_factory=list)
     #: exact values to record (``--write``): only for a file without problems
     exact_size: int | None = None
     exact_sha256: str | None = None
@@ -244,6 +247,10 @@ class FileCheck:
             for p in s.problems
         ]
         return out + [f"{self.where}: {p}" for p in self.own_problems]
+
+    @property
+    def notes(self) -> list[str]:
+        return self.fallback_notes + self.own_notes
 
     @property
     def ok(self) -> bool:
@@ -323,14 +330,14 @@ def evaluate(
         return fc
     for s in sources:
         if s.verdict not in ("ok", "differs"):
-            fc.notes.append(
+            fc.fallback_notes.append(
                 f"{s.role} {s.repo or s.answer.host} is {s.verdict}: the file comes from "
                 f"{best.role} {best.repo or best.answer.host}"
             )
     if best.answer.sha256 is None and entry.sha256 is None:
-        fc.notes.append("no sha256 from the Hub or the catalog: its bytes cannot be verified")
+        fc.own_notes.append("no sha256 from the Hub or the catalog: its bytes cannot be verified")
     elif best.answer.sha256 is None:
-        fc.notes.append(f"the Hub gives no sha256 for {best.role} {best.repo}: not compared")
+        fc.own_notes.append(f"the Hub gives no sha256 for {best.role} {best.repo}: not compared")
     if fc.ok:
         fc.exact_size = best.answer.size
         fc.exact_sha256 = best.answer.sha256
@@ -338,7 +345,7 @@ def evaluate(
         if primary.verdict == "ok" and primary.answer.revision:
             fc.revision = primary.answer.revision
             if entry.revision and entry.revision != primary.answer.revision:
-                fc.notes.append(
+                fc.own_notes.append(
                     f"{primary.repo} moved from revision {entry.revision[:12]} to "
                     f"{primary.answer.revision[:12]} (this file is unchanged)"
                 )

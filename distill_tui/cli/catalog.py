@@ -237,7 +237,7 @@ def render_table(report: CheckReport, written: WriteResult | None, ctx: CoreCont
                 revisions.setdefault(s.repo, a.revision)
         for p in fc.own_problems:
             w(_detail("!", p if fc.served else "no source serves this file"))
-        for n in fc.notes:
+        for n in fc.own_notes:
             w(_detail("-", n))
     w("\n")
     if estimated:
