@@ -23,6 +23,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from distill_tui.atomic import atomic_write_json
@@ -35,6 +36,9 @@ from distill_tui.catalog import (
     parse_catalog,
 )
 from distill_tui.redact import redact
+
+if TYPE_CHECKING:
+    import httpx
 
 #: HEADs in flight at once
 CONCURRENCY = 8
@@ -127,7 +131,7 @@ def _network_reason(exc: BaseException) -> str:
     return re.sub(r"^network error talking to [^:]+(:\d+)?[^:]*: ", "", msg)
 
 
-async def ask(client, url: str, token: str | None, timeout: float) -> Answer:  # type: ignore[no-untyped-def]
+async def ask(client: httpx.AsyncClient, url: str, token: str | None, timeout: float) -> Answer:
     """One HEAD (with head()'s few retries), bounded by ``timeout`` seconds in all."""
     from distill_tui.downloads.errors import DownloadError
     from distill_tui.downloads.hub import head
