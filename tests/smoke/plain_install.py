@@ -361,7 +361,7 @@ class Smoke:
         with PtyApp(distill, self.env, self.work, self.work / "tui-quit.out") as app:
             app.wait_for(FIRST_PAINT, 120, "first paint")
             self.log(f"  first paint after {app.elapsed():.1f}s")
-            time.sleep(0.5)
+            app.wait_quiet(0.5, 10)
             app.write(CTRL_Q)
             app.expect_clean_exit(20)
             self.log(f"  ctrl+q: rc 0 after {app.exit_s:.2f}s, alternate screen left")
@@ -376,7 +376,7 @@ class Smoke:
         distill = [str(self.venv / "bin" / "distill")]
         with PtyApp(distill, self.env, self.work, self.work / "tui-generate.out") as app:
             app.wait_for(FIRST_PAINT, 120, "first paint")
-            time.sleep(1.0)  # the form is mounted and the prompt focused
+            app.wait_quiet(0.5, 10)  # the form is mounted and the prompt focused
             app.write(TUI_PROMPT.encode())
             app.wait_for(TUI_PROMPT.encode(), 20, "the typed prompt")
             app.write(CTRL_G)
@@ -503,6 +503,16 @@ class PtyApp:
                 raise StepFailed(f"the TUI exited (rc {self.rc}) before {what}", self.screen_text())
             time.sleep(0.05)
         raise StepFailed(f"no {what} ({marker!r}) within {timeout:.0f}s", self.screen_text())
+
+    def wait_quiet(self, quiet: float, timeout: float) -> None:
+        """Until no output came for ``quiet`` seconds (the app is idle), at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.output()), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(0.05)
+            n = len(self.output())
+            if n != seen:
+                seen, since = n, time.monotonic()
 
     def expect_clean_exit(self, timeout: float) -> None:
         t = time.monotonic()
