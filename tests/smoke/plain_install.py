@@ -77,6 +77,7 @@ class Smoke:
         self.venv = self.smoke_dir / "venv"
         self.work = Path(tempfile.mkdtemp(prefix="distill-smoke-"))
         self.home = self.work / "home"
+        self.cleaned = False
         self.hubs: list[subprocess.Popen[str]] = []
         self.hub_errs: list[Path] = []
         self.env: dict[str, str] = {}
@@ -149,6 +150,7 @@ class Smoke:
         sys.stdout.flush()
 
     def cleanup(self, ok: bool) -> None:
+        self.cleaned = True
         for hub in self.hubs:
             if hub.poll() is None:
                 hub.terminate()
@@ -420,8 +422,13 @@ class Smoke:
             ok = True
         except StepFailed:
             pass
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM (see main): stop the Hubs, say so
+            self.log("interrupted")
+            self.cleanup(False)
+            return 130
         finally:
-            self.cleanup(ok)
+            if not self.cleaned:
+                self.cleanup(ok)
         width = max(len(n) for n, _ in self.times) if self.times else 0
         print("\nstep times:")
         for name, dt in self.times:
