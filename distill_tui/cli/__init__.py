@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from distill_tui import __version__
+from distill_tui.textsafe import visible
 
 RENDERERS = ("auto", "sixel", "kitty", "halfcell", "unicode")
 
@@ -54,7 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dl.add_argument("--text-encoder", metavar="Q", help="text encoder quant")
     dl.add_argument("--no-vae", action="store_true", help="skip the VAE")
+    dl.add_argument(
+        "--only",
+        metavar="PARTS",
+        help="only these parts of the set, comma-separated: diffusion,text-encoder,vae",
+    )
     dl.add_argument("--connections", type=int, metavar="N", help="Range segments per file")
+    dl.add_argument(
+        "--detach",
+        action="store_true",
+        help="download in a background process of its own (survives the end of the SSH "
+        "session; progress in `distill models status`, output in a log file) and return at once",
+    )
+
+    st = msub.add_parser(
+        "status", help="downloads on this box, by any distill process, and resumable partials"
+    )
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
 
     ver = msub.add_parser("verify", help="re-hash downloaded files against the inventory")
     ver.add_argument("model", nargs="?")
@@ -137,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = CoreContext.build()
         setup_logging(ctx.paths, args.debug)
         for w in ctx.warnings:
-            print(f"warning: {w}", file=sys.stderr)
+            print(f"warning: {visible(w)}", file=sys.stderr)
         if command == "models":
             from distill_tui.cli import models
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
         return cmd_remove(args, ctx)
     if cmd == "clean":
         return cmd_clean(args, ctx)
+    if cmd == "status":
+        return cmd_status(args, ctx)
     raise CliError(f"unknown models command {cmd!r}")
 
 
@@ -49,6 +52,142 @@ def _quant(model: CatalogModel, comp: str, qid: str) -> str:
 
 
 # ---- download ------------------------------------------------------------------------------
+def detach_command(model_id: str, items: list[tuple], connections: int | None = None) -> list[str]:
+    """The argv of a ``distill models download`` that fetches exactly ``items`` of one model."""
+    argv = [sys.executable, "-m", "distill_tui", "models", "download", model_id]
+    parts = []
+    for _m, comp, qid in items:
+        if comp == "diffusion":
+            argv += ["--diffusion", str(qid)]
+            parts.append("diffusion")
+        elif comp == "textEncoder":
+            argv += ["--text-encoder", str(qid)]
+            parts.append("text-encoder")
+        else:
+            parts.append("vae")
+    argv += ["--only", ",".join(parts)]
+    if connections:
+        argv += ["--connections", str(connections)]
+    return argv
+
+
+def spawn_detached(argv: list[str], log_dir: Path, name: str) -> tuple[int, Path]:
+    """Start ``argv`` in a session of its own (no terminal: a hang-up cannot reach it), output
+    to a log file; return (pid, log path). It resumes any partials (same locks, same sidecars)."""
+    import subprocess
+    import time
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"download-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "DISTILL_DETACHED": "1"},
+        )
+    return proc.pid, log
+
+
+def _detach(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel, items) -> int:
+    argv = detach_command(model.id, items, args.connections)
+    pid, log = spawn_detached(argv, ctx.paths.log_dir, model.id)
+    print(f"downloading {model.id} in the background (pid {pid}); you can close this terminal")
+    print(f"  progress: distill models status --watch    log: {log}")
+    print("  stop it:  kill " + str(pid) + "   (partials are kept; rerun to resume)")
+    return 0
+
+
+# ---- status --------------------------------------------------------------------------------
+def status_json(ctx: CoreContext, acts=None) -> dict:
+    from distill_tui.downloads.activity import scan
+
+    acts = scan(ctx.inventory.models_dir, ctx.catalog) if acts is None else acts
+    return {
+        "version": 1,
+        "modelsDir": str(ctx.inventory.models_dir),
+        "downloads": [
+            {
+                "file": a.key,
+                "model": a.model_id,
+                "component": a.component,
+                "quant": a.quant_id,
+                "state": a.state,
+                "bytesDone": a.done,
+                "total": a.size,
+                "fraction": round(a.fraction, 4),
+                "pid": a.pid if a.pid and a.pid > 0 else None,
+                "speed": a.speed,
+            }
+            for a in acts
+        ],
+    }
+
+
+def _status_lines(ctx: CoreContext, acts) -> list[str]:
+    if not acts:
+        return [f"no downloads and no partial downloads in {ctx.inventory.models_dir}"]
+    lines = []
+    for a in acts:
+        pct = f"{a.fraction * 100:5.1f}%"
+        size = f"{human_size(a.done)} of {human_size(a.size)}" if a.size else human_size(a.done)
+        if a.running:
+            who = f"pid {a.pid}" if a.pid and a.pid > 0 else "another process"
+            rate = ""
+            if a.speed is not None:
+                eta = (a.size - a.done) / a.speed if a.speed > 0 else None
+                rate = f"  {human_size(a.speed)}/s  ETA {_eta(eta)}"
+            lines.append(f"  downloading  {a.key}  {pct}  {size}{rate}  ({who})")
+        else:
+            how = (
+                f"distill models download {a.model_id}" if a.model_id else "distill models download"
+            )
+            lines.append(f"  partial      {a.key}  {pct}  {size}  (resume: {how})")
+    return lines
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0 or seconds > 99 * 3600:
+        return "--:--"  # unknown, or so far off that it says nothing
+    s = int(seconds + 0.5)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def cmd_status(args: argparse.Namespace, ctx: CoreContext) -> int:
+    import time
+
+    from distill_tui.downloads.activity import ActivityWatch
+
+    watch = ActivityWatch(ctx.inventory.models_dir, ctx.catalog)
+    if args.json and not args.watch:
+        json.dump(status_json(ctx, watch.scan()), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not args.watch:
+        print("\n".join(_status_lines(ctx, watch.scan())))
+        return 0
+    try:
+        while True:
+            acts = watch.scan()
+            if args.json:
+                sys.stdout.write(json.dumps(status_json(ctx, acts)) + "\n")
+            else:
+                tty = sys.stdout.isatty()
+                text = "\n".join(_status_lines(ctx, acts))
+                sys.stdout.write(("\x1b[H\x1b[J" if tty else "") + text + "\n")
+            sys.stdout.flush()
+            if not any(a.running for a in acts) and not args.json and not sys.stdout.isatty():
+                return 0
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        return 0
+
+
 def plan_for(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel) -> list[tuple]:
     sel = ctx.settings.selection(model.id)
     diff = _quant(
@@ -64,6 +203,22 @@ def plan_for(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel) ->
     items: list[tuple] = [(model.id, "diffusion", diff), (model.id, "textEncoder", te)]
     if not args.no_vae:
         items.append((model.id, "vae", None))
+    only = getattr(args, "only", None)
+    if only:
+        names = {"diffusion": "diffusion", "text-encoder": "textEncoder", "vae": "vae"}
+        wanted = set()
+        for part in only.split(","):
+            part = part.strip().lower().replace("_", "-")
+            if part == "textencoder":
+                part = "text-encoder"
+            if part not in names:
+                raise CliError(
+                    f"--only: unknown part {part!r}; choose from diffusion, text-encoder, vae"
+                )
+            wanted.add(names[part])
+        items = [it for it in items if it[1] in wanted]
+        if not items:
+            raise CliError("--only leaves nothing to download (the VAE is skipped by --no-vae)")
     return items
 
 
@@ -72,6 +227,8 @@ def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
     items = plan_for(args, ctx, model)
     if args.connections is not None and not 1 <= args.connections <= 32:
         raise CliError("--connections must be between 1 and 32")
+    if getattr(args, "detach", False):
+        return _detach(args, ctx, model, items)
     previous = {sig: signal.getsignal(sig) for sig in SIGNAL_EXIT}
     code = asyncio.run(_download(ctx, model, items, args.connections))
     if code not in SIGNAL_EXIT.values():
@@ -110,7 +267,10 @@ async def _download(
         else:
             out.note("already stopping; the partial downloads stay consistent")
 
-    for sig in SIGNAL_EXIT:
+    # A hang-up the user chose to ignore (nohup, a detached session) stays ignored: the
+    # download outlives the terminal. Output to a terminal that is gone is dropped quietly.
+    handled = [s for s in SIGNAL_EXIT if signal.getsignal(s) is not signal.SIG_IGN]
+    for sig in handled:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal, sig)
 
@@ -123,7 +283,7 @@ async def _download(
         unsubscribe()
         await mgr.aclose()
         out.stop()
-        for sig in SIGNAL_EXIT:
+        for sig in handled:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
             if got_signal:  # stopping already: more Ctrl-C must not interrupt the summary

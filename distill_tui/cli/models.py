@@ -12,7 +12,10 @@
                     "diffusion":   {"name": str, "quants": [QUANT...]},
                     "textEncoder": {"name": str, "quants": [QUANT...]},
                     "vae": {"file", "size", SOURCE..., "downloaded": bool}}}]}
-    QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, "selected": bool}
+    QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, PARTIAL,
+             "selected": bool}
+    PARTIAL = "partial": null | {"state": "downloading"|"partial", "bytesDone", "total",
+                                 "pid": int|null}
     SOURCE = "sizeEstimated": bool, "sha256": str|null, "sources": [url, mirror...]
 """
 
@@ -40,6 +43,21 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
     return downloads.run(args, ctx)
 
 
+def _partial_json(acts: dict, f) -> dict:
+    """A download of this file in progress (any process) or a resumable partial, else null."""
+    a = acts.get(f.file)
+    if a is None:
+        return {"partial": None}
+    return {
+        "partial": {
+            "state": a.state,  # "downloading" (a process holds it) or "partial" (resumable)
+            "bytesDone": a.done,
+            "total": a.size,
+            "pid": a.pid if a.pid and a.pid > 0 else None,
+        }
+    }
+
+
 def _source_json(f) -> dict:
     """Where a file comes from and how its bytes are checked."""
     return {
@@ -50,8 +68,11 @@ def _source_json(f) -> dict:
 
 
 def models_json(ctx: CoreContext) -> dict:
+    from distill_tui.downloads.activity import scan
+
     inv, res = ctx.inventory, ctx.resolver
     active = ctx.settings.settings.active_model_id
+    acts = {a.key: a for a in scan(inv.models_dir, ctx.catalog)}
     out_models = []
     for m in ctx.catalog.models:
         sel = ctx.settings.selection(m.id)
@@ -68,6 +89,7 @@ def models_json(ctx: CoreContext) -> dict:
                         "size": q.size,
                         **_source_json(q),
                         "downloaded": inv.is_present(q.file),
+                        **_partial_json(acts, q),
                         "selected": sel.get(comp) == q.id,
                     }
                     for q in section.quants
@@ -78,6 +100,7 @@ def models_json(ctx: CoreContext) -> dict:
             "size": m.vae.size,
             **_source_json(m.vae),
             "downloaded": inv.is_present(m.vae.file),
+            **_partial_json(acts, m.vae),
         }
         missing = res.missing(m.id)
         out_models.append(
@@ -114,6 +137,15 @@ def models_json(ctx: CoreContext) -> dict:
     }
 
 
+def _partial_text(p: dict | None) -> str:
+    if not p:
+        return "-"
+    pct = f"{100 * p['bytesDone'] / p['total']:.0f}%" if p["total"] else "?"
+    if p["state"] == "downloading":
+        return f"downloading {pct}" + (f" (pid {p['pid']})" if p["pid"] else "")
+    return f"partial {pct} (download resumes it)"
+
+
 def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
     data = models_json(ctx)
     if args.json:
@@ -132,13 +164,13 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
             w(f"    {title}{name}\n")
             for q in c["quants"]:
                 mark = ">" if q["selected"] else " "
-                have = "downloaded" if q["downloaded"] else "-"
+                have = "downloaded" if q["downloaded"] else _partial_text(q["partial"])
                 size = ("~" if q["sizeEstimated"] else "") + human_size(q["size"])
                 w(f"      {mark} {q['id']:<8} {size:>9}  {have}\n")
         v = m["components"]["vae"]
         w(
             f"    VAE  {v['file']}  {human_size(v['size'])}  "
-            f"{'downloaded' if v['downloaded'] else '-'}\n"
+            f"{'downloaded' if v['downloaded'] else _partial_text(v['partial'])}\n"
         )
         if m["missing"]:
             w(f"    missing: {'; '.join(m['missing'])}\n")

@@ -1,0 +1,155 @@
+"""Every download on this box, whoever runs it: read from the files, not from a daemon.
+
+A download in progress leaves three things beside its destination: ``<file>.part`` (the bytes),
+``<file>.part.json`` (the sidecar: size and the byte ranges that are durable) and, while a
+process works on it, ``<file>.lock`` (an flock held by that process, its pid inside). From
+them any ``distill`` — the CLI's ``models status``, ``models list``, the Model Manager of another
+TUI — can tell a *running* download (lock held: by which pid, how far) from a *partial* one
+(nobody holds it: ``d`` / ``distill models download`` resumes it). Speed comes from two looks
+at the sidecar (:class:`ActivityWatch`).
+
+No textual, no httpx: the CLI and the TUI share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distill_tui.downloads.lock import DestLock, is_stale
+from distill_tui.downloads.sidecar import Sidecar, lock_path, part_path, sidecar_path
+
+if TYPE_CHECKING:
+    from distill_tui.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class Activity:
+    key: str  #: the file's path relative to the models dir
+    size: int  #: the whole file
+    done: int  #: durable bytes (from the sidecar)
+    pid: int | None  #: the process downloading it now; None: a partial nobody works on
+    updated: float  #: mtime of the sidecar (the last progress flush)
+    model_id: str | None = None
+    component: str | None = None
+    quant_id: str | None = None
+    speed: float | None = None  #: bytes/s between two looks (ActivityWatch), else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.size if self.size else 0.0
+
+    @property
+    def state(self) -> str:
+        return "downloading" if self.running else "partial"
+
+
+def _owner(catalog: Catalog | None, key: str) -> tuple[str | None, str | None, str | None]:
+    if catalog is None:
+        return None, None, None
+    for m in catalog.models:
+        for component, qid, f in m.files():
+            if f.file == key:
+                return m.id, component, qid
+    return None, None, None
+
+
+def _lock_holder(dest: Path) -> int | None:
+    lock = lock_path(dest)
+    if not lock.exists() or is_stale(lock):
+        return None
+    return DestLock(lock).holder_pid() or -1  # held, pid unreadable: still "running"
+
+
+def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
+    """Downloads under ``models_dir``: running ones (lock held) and resumable partials."""
+    out: list[Activity] = []
+    if not models_dir.is_dir():
+        return out
+    for side in sorted(models_dir.rglob("*.part.json")):
+        dest = side.with_name(side.name[: -len(".part.json")])
+        if side != sidecar_path(dest) or not part_path(dest).exists():
+            continue
+        sc = Sidecar.load(side)
+        if sc is None:
+            continue
+        try:
+            updated = side.stat().st_mtime
+        except OSError:
+            continue
+        key = dest.relative_to(models_dir).as_posix()
+        out.append(
+            Activity(
+                key=key,
+                size=sc.size,
+                done=sc.done.covered(),
+                pid=_lock_holder(dest),
+                updated=updated,
+                **dict(
+                    zip(("model_id", "component", "quant_id"), _owner(catalog, key), strict=True)
+                ),
+            )
+        )
+    # a lock held before the first sidecar flush: running, nothing durable yet
+    seen = {a.key for a in out}
+    for lock in sorted(models_dir.rglob("*.lock")):
+        dest = lock.with_name(lock.name[: -len(".lock")])
+        key = dest.relative_to(models_dir).as_posix()
+        if key in seen or dest.exists() or lock != lock_path(dest):
+            continue
+        pid = _lock_holder(dest)
+        if pid is None:
+            continue
+        model_id, component, qid = _owner(catalog, key)
+        size = 0
+        if catalog is not None and model_id:
+            with contextlib.suppress(KeyError, StopIteration):
+                size = next(
+                    f.size for _c, _q, f in catalog.require(model_id).files() if f.file == key
+                )
+        out.append(Activity(key, size, 0, pid, time.time(), model_id, component, qid))
+    return out
+
+
+class ActivityWatch:
+    """Successive scans with a speed per running download (bytes between two looks)."""
+
+    def __init__(self, models_dir: Path, catalog: Catalog | None = None):
+        self.models_dir = models_dir
+        self.catalog = catalog
+        self._last: dict[str, tuple[int, float]] = {}
+
+    def scan(self) -> list[Activity]:
+        now = time.monotonic()
+        out = []
+        for a in scan(self.models_dir, self.catalog):
+            prev = self._last.get(a.key)
+            speed = None
+            if prev is not None and a.running and now > prev[1]:
+                speed = max(0.0, (a.done - prev[0]) / (now - prev[1]))
+            if prev is None or a.done != prev[0]:
+                self._last[a.key] = (a.done, now)
+            elif speed == 0.0 and now - prev[1] < 10:
+                speed = None  # the sidecar is flushed every few seconds: no news is not 0 B/s
+            out.append(Activity(**{**a.__dict__, "speed": speed}))
+        return out
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid or pid < 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
