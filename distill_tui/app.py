@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from distill_tui.context import CoreContext
 from distill_tui.resources import style_path
+from distill_tui.textsafe import visible
 
 if TYPE_CHECKING:
     from distill_tui.downloads import DownloadManager
@@ -157,6 +159,27 @@ class DistillApp(App[int]):
                 await self._downloads.aclose()
             except Exception:
                 log.exception("download shutdown failed")
+
+    # ---- notifications -----------------------------------------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast as plain text: messages quote catalog names, file names and what a
+        server said, so control characters are shown (textsafe) and no markup is parsed
+        (``markup`` is accepted for Textual's callers and ignored)."""
+        super().notify(
+            visible(message, multiline=True),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     # ---- central failure handler -----------------------------------------------------
     def report_failure(self, title: str, message: str) -> None:

@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 from distill_tui import __version__
+from distill_tui.catalog import UnknownModelError
 from distill_tui.context import CoreContext
 from distill_tui.hftoken import token_source
 from distill_tui.inventory import human_size
+from distill_tui.textsafe import visible
 
 
 def engine_info(timeout: float = 30.0) -> dict:
@@ -35,6 +37,18 @@ def engine_info(timeout: float = 30.0) -> dict:
         return {"ok": False, "error": f"engine probe failed (rc {out.returncode}): {tail[0]}"}
 
 
+def _model_ready(ctx: CoreContext) -> str:
+    """The "model ready" row; an active model the catalog does not know is a row, not a
+    traceback (a hand-edited settings file, a model removed from the user catalog)."""
+    try:
+        if ctx.resolver.is_model_ready():
+            return "yes"
+        return "no: " + "; ".join(ctx.resolver.missing())
+    except UnknownModelError:
+        valid = ", ".join(ctx.catalog.ids) or "(none)"
+        return f"no: the active model is not in the catalog (valid ids: {valid})"
+
+
 def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
     p = ctx.paths
     rows = [
@@ -49,10 +63,7 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         ("HF token", f"yes (from {token_source()})" if token_source() else "no"),
         ("HF_ENDPOINT", os.environ.get("HF_ENDPOINT") or "(default) https://huggingface.co"),
         ("active model", ctx.settings.settings.active_model_id),
-        (
-            "model ready",
-            "yes" if ctx.resolver.is_model_ready() else "no: " + "; ".join(ctx.resolver.missing()),
-        ),
+        ("model ready", _model_ready(ctx)),
     ]
     info = engine_info()
     if info.get("ok"):
@@ -65,5 +76,5 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         rows.append(("engine", f"unavailable: {info.get('error')}"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {visible(v)}")  # paths, ids and probe text come from outside
     return 0

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from distill_tui.resources import style_path
+from distill_tui.textsafe import visible
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -36,8 +37,10 @@ class ConfirmModal(ModalScreen[bool]):
         self, title: str, body: str | Content, *, yes: str = "Remove", no: str = "Keep"
     ) -> None:
         super().__init__(id="confirm-modal")
-        self._title = title
-        self._body = body
+        # Titles and bodies quote catalog names, file names and prompts: plain text, with
+        # control characters shown (a str body is never parsed as markup).
+        self._title = visible(title)
+        self._body = Content(visible(body, multiline=True)) if isinstance(body, str) else body
         self._yes = yes
         self._no = no
 

@@ -9,18 +9,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from distill_tui.generation import GenParams
 from distill_tui.outputs import History, HistoryRecord
 from distill_tui.resources import style_path
+from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.image_view import Frame, ImageView
 
@@ -33,11 +34,12 @@ def record_time(rec: HistoryRecord) -> str:
     try:
         return datetime.fromisoformat(rec.created).astimezone().strftime("%m-%d %H:%M")
     except ValueError:
-        return rec.created[5:16]
+        return visible(rec.created[5:16])
 
 
 def one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
+    """``text`` on one line of at most ``width`` characters, control characters shown."""
+    flat = visible(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -156,17 +158,15 @@ class GalleryScreen(Screen):
         for rec in self.records:
             missing = not any(Path(p).is_file() for p in rec.images)
             prompt = one_line(str(rec.params.get("prompt", "")), 22 if narrow else 48)
-            if missing:
-                prompt_cell: Text | str = Text.assemble(("✗ ", "bold red"), prompt)
-            else:
-                prompt_cell = prompt
-            cells: list[Text | str] = [
-                record_time(rec),
+            # Text cells: a str cell would be parsed as markup; all of it comes from the file
+            prompt_cell = Text.assemble(("✗ ", "bold red"), prompt) if missing else Text(prompt)
+            cells: list[Text] = [
+                Text(record_time(rec)),
                 prompt_cell,
-                rec.model_id,
-                f"{rec.diffusion_quant}/{rec.text_encoder_quant}",
-                str(rec.seed),
-                f"{rec.params.get('width')}x{rec.params.get('height')}",
+                Text(visible(rec.model_id)),
+                Text(visible(f"{rec.diffusion_quant}/{rec.text_encoder_quant}")),
+                Text(str(rec.seed)),
+                Text(visible(f"{rec.params.get('width')}x{rec.params.get('height')}")),
             ]
             if narrow:
                 del cells[3]
@@ -175,7 +175,7 @@ class GalleryScreen(Screen):
         status = f"{count} generation{'s' if count != 1 else ''}"
         if history.warnings:
             status += " · " + "; ".join(history.warnings[:2])
-        self.query_one("#gallery-status", Static).update(status)
+        self.query_one("#gallery-status", Static).update(Content(visible(status)))
         if keep:
             for i, rec in enumerate(self.records):
                 if rec.id == keep:
@@ -198,8 +198,8 @@ class GalleryScreen(Screen):
         for i, p in enumerate(rec.images):
             caption = image_caption(self.distill, p, rec.seed + i, w, h, rec.timings)
             caption += (
-                f"\n{escape(rec.model_id)} · {escape(rec.diffusion_quant)}"
-                f" + {escape(rec.text_encoder_quant)}"
+                f"\n{escape_markup(rec.model_id)} · {escape_markup(rec.diffusion_quant)}"
+                f" + {escape_markup(rec.text_encoder_quant)}"
             )
             if not Path(p).is_file():
                 caption = "[b]missing[/b] (deleted outside distill)\n" + caption

@@ -30,6 +30,7 @@ from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
 from distill_tui.inventory import human_size
 from distill_tui.resources import style_path
 from distill_tui.screens.confirm import ConfirmModal
+from distill_tui.textsafe import escape_markup
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, state_name
 from distill_tui.widgets.footer import DistillFooter
@@ -590,8 +591,8 @@ class ModelManagerScreen(Screen):
     # ---- command palette -------------------------------------------------------------
     def palette_commands(self) -> Iterable[SystemCommand]:
         for model in self.core.catalog.models:
-            yield SystemCommand(
-                f"Download recommended set for {model.name}",
+            yield SystemCommand(  # the palette parses titles as markup
+                f"Download recommended set for {escape_markup(model.name)}",
                 "Diffusion + text encoder quants the catalog recommends, and the VAE",
                 partial(self.download_set, model, recommended=True),
             )

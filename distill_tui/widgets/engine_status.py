@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from textual.content import Content
 from textual.widgets import Static
 
 from distill_tui.generation import GenerationService
+from distill_tui.textsafe import visible
 
 
 class EngineStatus(Static):
@@ -23,4 +24,7 @@ class EngineStatus(Static):
         for s in ("ready", "busy", "loading", "starting", "failed", "not_started"):
             self.set_class(s == state, f"-{s}")
         backend = service.backend or "—"  # known once the engine has started
-        self.update(f"Engine: {escape(service.engine_line())}   Backend: {escape(backend)}")
+        # model ids, quant ids and failure reasons come from outside: plain text, shown safely
+        self.update(
+            Content(f"Engine: {visible(service.engine_line())}   Backend: {visible(backend)}")
+        )

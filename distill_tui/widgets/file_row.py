@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.widget import Widget
 
 from distill_tui.catalog import CatalogFile
+from distill_tui.textsafe import visible
 from distill_tui.widgets.status_row import StatusRow
 
 
@@ -52,7 +54,7 @@ class FileRow(StatusRow, Widget, can_focus=True):
         self.label_width = label_width
         self.deterministic = deterministic
         self.quant_id: str | None = None
-        self.tooltip = file.file
+        self.tooltip = Content(visible(file.file))
 
     def _row_label(self) -> str:
         return self.label

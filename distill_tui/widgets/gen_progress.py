@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
 from distill_tui.generation import GenerationService, Job
+from distill_tui.textsafe import visible
 
 PHASE_TEXT = {
     "starting": "starting the engine…",
@@ -65,7 +67,7 @@ class GenProgress(Vertical):
             bar.update(total=1.0, progress=0.0)
             self.query_one("#gen-elapsed", Static).update("")
             return
-        phase.update(describe(job))
+        phase.update(Content(visible(describe(job))))  # errors quote servers and paths
         bar.update(total=1.0, progress=job.fraction if job.phase != "cancelled" else 0.0)
         self.tick(service)
 

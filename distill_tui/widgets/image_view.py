@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from PIL import Image as PILImage
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Middle, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
+
+from distill_tui.textsafe import escape_markup
 
 RENDERERS: tuple[str, ...] = ("auto", "sixel", "kitty", "halfcell", "unicode")
 
@@ -198,7 +199,7 @@ class ImageView(Vertical, can_focus=True):
                 placeholder.update(self.placeholder)
             else:
                 placeholder.update(
-                    f"[b]missing[/b]: {escape(frame.label or frame.path or 'preview')}"
+                    f"[b]missing[/b]: {escape_markup(frame.label or frame.path or 'preview')}"
                 )
             placeholder.display = True
         else:

@@ -4,22 +4,25 @@
 
 from __future__ import annotations
 
+from textual.content import Content
 from textual.widgets import Select
 
 from distill_tui.context import CoreContext
+from distill_tui.textsafe import visible
 
 MANAGE = "__manage__"
 SETUP_REQUIRED = " (Setup Required)"
 
 
-def model_options(core: CoreContext) -> list[tuple[str, str]]:
+def model_options(core: CoreContext) -> list[tuple[Content | str, str]]:
     """(label, value) per image-generation model, then "Manage Models…"."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[Content | str, str]] = []
     for m in core.catalog.models:
         if m.type != "image-generation":
             continue
         ready = core.resolver.is_model_ready(m.id)
-        out.append((m.name + ("" if ready else SETUP_REQUIRED), m.id))
+        # Content: a catalog name is never parsed as markup (the overlay and the shown value)
+        out.append((Content(visible(m.name) + ("" if ready else SETUP_REQUIRED)), m.id))
     out.append(("Manage Models…", MANAGE))
     return out
 

@@ -11,6 +11,7 @@ from textual.content import Content
 from textual.widgets import RadioButton
 
 from distill_tui.catalog import Quant
+from distill_tui.textsafe import visible
 from distill_tui.widgets.status_row import StatusRow
 
 
@@ -26,13 +27,16 @@ class QuantRow(StatusRow, RadioButton):
         label_width: int = 7,
         deterministic: bool = False,
     ) -> None:
-        super().__init__(quant.label, value=False, classes="file-row -missing", disabled=True)
+        # Content, not a str: a catalog label is never parsed as markup ("[/]" crashed)
+        super().__init__(
+            Content(visible(quant.label)), value=False, classes="file-row -missing", disabled=True
+        )
         self.model_id = model_id
         self.component = component
         self.quant = quant
         self.label_width = label_width
         self.deterministic = deterministic
-        self.tooltip = quant.description or None
+        self.tooltip = Content(visible(quant.description)) if quant.description else None
 
     # ---- identity --------------------------------------------------------------------
     @property

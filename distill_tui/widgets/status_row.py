@@ -12,6 +12,7 @@ from typing import Any
 
 from textual.content import Content
 
+from distill_tui.textsafe import visible
 from distill_tui.widgets.file_status import ROW_STATES, row_lines, row_state
 
 
@@ -63,10 +64,10 @@ class StatusRow:
         return row_lines(
             width,
             glyph=self._glyph(),
-            label=self._row_label(),
+            label=visible(self._row_label()),  # catalog text: control characters shown
             label_width=self.label_width,
             size=file.size,
-            description=self._description(),
+            description=visible(self._description()),
             state=self.state,
             event=self.event,
             file=file,
