@@ -13,13 +13,15 @@ Decisions:
   CFG scale: 1.0, Seed: 1, Size: 64x64, Model: ..., Diffusion quant: ..., Text encoder quant:
   ..., Scheduler: ...``. A second ``distill`` chunk holds the same parameters as JSON.
 * **History** is JSON lines at ``AppPaths.history_file`` (append under an ``flock`` on a
-  sibling lock file plus a thread lock, one ``write`` per record; deletes rewrite the file
-  atomically). A torn/invalid line is skipped when reading, never fatal.
+  sibling lock file plus a thread lock, one ``write`` of the whole line per record, fsync;
+  deletes rewrite the file atomically). A torn/invalid line (even one that is not UTF-8) is
+  skipped when reading and reported in ``History.warnings``, never fatal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -200,29 +202,52 @@ class History:
                     fcntl.flock(lf.fileno(), fcntl.LOCK_UN)
 
     def add(self, record: HistoryRecord) -> HistoryRecord:
+        """Append one record as ONE ``write`` of the whole line (``O_APPEND``), then fsync.
+
+        A crash cannot leave half a record that swallows the next one: a previous torn tail
+        (no final newline) gets a newline first, and a short write (disk full) is cut back
+        to where the file ended."""
         line = (record.model_dump_json() + "\n").encode("utf-8")
         with self._locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                os.write(fd, line)
+                end = os.fstat(fd).st_size
+                if end and os.pread(fd, 1, end - 1) != b"\n":
+                    line = b"\n" + line
+                try:
+                    written = os.write(fd, line)
+                    if written != len(line):
+                        raise OSError(errno.ENOSPC, "short write to the history file")
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, end)
+                    raise
+                os.fsync(fd)
             finally:
                 os.close(fd)
         return record
 
-    def _read(self) -> list[HistoryRecord]:
-        out: list[HistoryRecord] = []
+    def _lines(self) -> list[tuple[bytes, HistoryRecord | None]]:
+        """Every non-empty line with its record (None: not a valid record, e.g. torn by a
+        crash or not UTF-8). Each bad line adds one entry to :attr:`warnings`."""
+        self.warnings = []
         try:
-            text = self.path.read_text("utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
-            return out
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+            return []
+        out: list[tuple[bytes, HistoryRecord | None]] = []
+        for n, raw in enumerate(data.split(b"\n"), 1):
+            if not raw.strip():
                 continue
             try:
-                out.append(HistoryRecord.model_validate_json(line))
-            except ValueError:
-                self.warnings.append(f"{self.path}: line {n} is not a valid record; skipped")
+                out.append((raw, HistoryRecord.model_validate_json(raw.decode("utf-8"))))
+            except ValueError:  # UnicodeDecodeError and pydantic's ValidationError
+                out.append((raw, None))
+                self.warnings.append(f"{self.path.name}: line {n} is not a valid record; skipped")
         return out
+
+    def _read(self) -> list[HistoryRecord]:
+        return [rec for _raw, rec in self._lines() if rec is not None]
 
     def records(self) -> list[HistoryRecord]:
         """All records, newest first."""
@@ -232,14 +257,15 @@ class History:
         return next((r for r in self._read() if r.id == record_id), None)
 
     def delete(self, record_id: str, delete_files: bool = True) -> bool:
-        """Remove a record (and its image files). False if there was no such record."""
+        """Remove a record (and its image files). False if there was no such record.
+        Lines that are not valid records are kept as they are (nothing is lost by a delete)."""
         with self._locked():
-            recs = self._read()
-            keep = [r for r in recs if r.id != record_id]
-            if len(keep) == len(recs):
+            lines = self._lines()
+            recs = [rec for _raw, rec in lines if rec is not None]
+            keep = [raw for raw, rec in lines if rec is None or rec.id != record_id]
+            if len(keep) == len(lines):
                 return False
-            data = "".join(r.model_dump_json() + "\n" for r in keep).encode("utf-8")
-            atomic_write_bytes(self.path, data)
+            atomic_write_bytes(self.path, b"".join(raw + b"\n" for raw in keep))
         if delete_files:
             for r in recs:
                 if r.id == record_id:
