@@ -30,6 +30,7 @@ from distill_tui.engine.protocol import (
     ProgressEvent,
     ReadyEvent,
     Timings,
+    seed_problem,
 )
 
 if TYPE_CHECKING:
@@ -145,9 +146,7 @@ def check_seed(text: str) -> str | None:
         return None
     if not t.isdigit():
         return "a whole number ≥ 0, or empty for random"
-    if int(t) >= 2**63:
-        return "too large (below 2^63)"
-    return None
+    return seed_problem(int(t))
 
 
 @dataclass(frozen=True)
@@ -214,6 +213,10 @@ class GenParams:
 
 
 # ---- the job ---------------------------------------------------------------------------
+
+
+class _JobFailed(Exception):
+    """A generation that cannot start; the message is for the person."""
 
 
 @dataclass
@@ -417,16 +420,25 @@ class GenerationService:
         )
         self.job = job
         self._changed("job")
-        out_dir = self.core.settings.outputs_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        req = params.request(
-            model_id=model_id,
-            diffusion_quant=paths.diffusion_quant,
-            text_encoder_quant=paths.text_encoder_quant,
-            output_dir=str(out_dir),
-        )
+        # From here on every way out ends the job (failed / cancelled / done): a job left
+        # "starting" would lock the Generate screen (ctrl+g refused, nothing to stop).
         try:
+            out_dir = self.core.settings.outputs_dir
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _JobFailed(
+                    f"cannot create the output folder {out_dir}: {e.strerror or e}"
+                ) from e
+            req = params.request(
+                model_id=model_id,
+                diffusion_quant=paths.diffusion_quant,
+                text_encoder_quant=paths.text_encoder_quant,
+                output_dir=str(out_dir),
+            )
             result = await self.engine.generate(load, req)
+        except _JobFailed as e:
+            return self._fail(job, str(e), "output")
         except EngineError as e:
             job.finished = self.clock()
             if e.kind == "cancelled":
@@ -440,6 +452,14 @@ class GenerationService:
                 log.warning("generation failed (%s): %s", e.kind, e.message)
             self._changed("finished")
             return job
+        except Exception as e:  # a bug or an unexpected OS error: still a finished job
+            log.exception("generation failed")
+            return self._fail(job, f"{type(e).__name__}: {e}", "internal")
+        except BaseException:  # the worker was cancelled (app exit): the job ends too
+            job.finished = self.clock()
+            job.phase, job.error = "cancelled", "stopped"
+            self._changed("finished")
+            raise
         job.finished = self.clock()
         job.images = list(result.images) or job.images
         job.seed = result.seed
@@ -447,6 +467,14 @@ class GenerationService:
         job.history_id = result.history_id
         job.phase = "done"
         self.last_seed = result.seed
+        self._changed("finished")
+        return job
+
+    def _fail(self, job: Job, message: str, kind: str) -> Job:
+        job.finished = self.clock()
+        job.phase = "failed"
+        job.error, job.error_kind = message, kind
+        log.warning("generation failed (%s): %s", kind, message)
         self._changed("finished")
         return job
 

@@ -29,6 +29,7 @@ from distill_tui.engine.protocol import (
     LoadRequest,
     PhaseEvent,
     ProgressEvent,
+    seed_problem,
 )
 from distill_tui.outputs import History
 from distill_tui.resolver import ModelNotReadyError
@@ -86,6 +87,9 @@ def build_requests(
     )
     if args.batch < 1:
         raise CliError("--batch must be at least 1")
+    problem = seed_problem(args.seed, args.batch)
+    if problem:  # the form's rule; before anything starts
+        raise CliError(f"--seed {args.seed}: {problem}")
     try:
         gen = GenerateRequest(
             prompt=args.prompt,

@@ -29,7 +29,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -79,6 +86,21 @@ class LoadRequest(_Msg):
         return tuple(sorted(self.model_dump(exclude={"v", "type"}).items()))
 
 
+#: stable-diffusion.cpp takes an int64 seed; image i of a batch uses seed + i
+MAX_SEED = 2**63 - 1
+
+
+def seed_problem(seed: int, batch_count: int = 1) -> str | None:
+    """Why ``seed`` cannot be sent to the engine, or None (-1 = random). The one rule for the
+    Generate form and ``distill generate --seed`` (a seed beyond int64 ran as 0 but was
+    recorded as asked)."""
+    if seed < -1:
+        return "a whole number ≥ 0, or -1 for random"
+    if seed + max(batch_count, 1) - 1 > MAX_SEED:
+        return f"too large (the engine takes seeds up to 2^63-1 = {MAX_SEED}, batch included)"
+    return None
+
+
 class GenerateRequest(_Msg):
     type: Literal["generate"] = "generate"
     id: str = Field(default="", description="echoed in every event of this request")
@@ -102,6 +124,13 @@ class GenerateRequest(_Msg):
     model_id: str = ""
     diffusion_quant: str = ""
     text_encoder_quant: str = ""
+
+    @model_validator(mode="after")
+    def _seed_in_range(self) -> GenerateRequest:
+        problem = seed_problem(self.seed, self.batch_count)
+        if problem:
+            raise ValueError(f"seed {self.seed}: {problem}")
+        return self
 
 
 class UnloadRequest(_Msg):

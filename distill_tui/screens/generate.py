@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Header, Input, Label, Select, Static, TextArea
 
+from distill_tui.engine.protocol import seed_problem
 from distill_tui.generation import (
     SAMPLERS,
     SCHEDULERS,
@@ -39,6 +40,7 @@ from distill_tui.generation import (
     check_size,
 )
 from distill_tui.resources import style_path
+from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.gen_progress import GenProgress
@@ -81,7 +83,7 @@ def image_caption(
     height: int,
     timings: dict[str, float] | None = None,
 ) -> str:
-    parts = [f"[b]{escape(display_path(app, path))}[/b]", f"seed {seed} · {width}x{height}"]
+    parts = [f"[b]{escape_markup(display_path(app, path))}[/b]", f"seed {seed} · {width}x{height}"]
     if timings:
         t = timings
         bits = [f"{k} {t[k]:.1f}s" for k in ("load", "encode", "sample", "decode") if t.get(k)]
@@ -493,6 +495,11 @@ class GenerateScreen(Screen):
             return None, errors
         v = {i.id: i.value.strip() for i in self.query("#generate-form Input").results(Input)}
         seed = v["seed"]
+        seed_int = -1 if seed in ("", "-1", "random") else int(seed)
+        problem = seed_problem(seed_int, int(v["batch"]))  # image i uses seed + i
+        if problem:
+            self.query_one("#seed", Input).focus()
+            return None, [f"Seed: {problem}"]
         return (
             GenParams(
                 prompt=prompt,
@@ -501,7 +508,7 @@ class GenerateScreen(Screen):
                 height=int(v["height"]),
                 steps=int(v["steps"]),
                 cfg_scale=float(v["cfg"]),
-                seed=-1 if seed in ("", "-1", "random") else int(seed),
+                seed=seed_int,
                 sampler=str(self.query_one("#sampler", Select).value),
                 scheduler=str(self.query_one("#scheduler", Select).value),
                 batch_count=int(v["batch"]),
@@ -541,7 +548,7 @@ class GenerateScreen(Screen):
     def _show_errors(self, errors: list[str]) -> None:
         self._errors = list(errors)
         box = self.query_one("#form-errors", Static)
-        box.update("\n".join(escape(e) for e in errors))
+        box.update(Content(visible("\n".join(errors), multiline=True)))
         box.set_class(bool(errors), "-errors")
 
     # ---- events ----------------------------------------------------------------------
