@@ -453,3 +453,26 @@ def test_seed_rule_is_shared_by_the_form_and_the_cli():
     assert seed_problem(MAX_SEED, batch_count=2)  # image 1 would use MAX_SEED + 1
     assert check_seed(str(MAX_SEED)) is None
     assert check_seed(str(MAX_SEED + 1)) == seed_problem(MAX_SEED + 1)
+
+
+# ---- the download commands print outside names too -------------------------------------
+
+
+def test_verify_and_clean_show_hostile_file_names_visibly(app_paths, capsys):
+    """An inventory key from a hand-edited installed.json and a leftover whose name is not
+    UTF-8 (read back with surrogateescape: printing it raised UnicodeEncodeError)."""
+    from distill_tui.context import CoreContext
+
+    core = CoreContext.build()
+    core.inventory.record(f"evil{TITLE}.gguf", 3, None)  # recorded, not on disk
+    models = core.inventory.models_dir
+    (models / "sub").mkdir(parents=True, exist_ok=True)
+    os.close(os.open(bytes(models / "sub") + b"/caf\xc3\x1b]0;x\x07.part", os.O_CREAT, 0o644))
+    assert cli_main(["models", "verify"]) == 1
+    out = capsys.readouterr()
+    assert "MISSING" in out.out and "\\x1b]0;pwned\\x07" in out.out
+    assert "\x1b" not in out.out + out.err and "\x07" not in out.out + out.err
+    assert cli_main(["models", "clean"]) == 0
+    out = capsys.readouterr()
+    assert "removed sub/caf\\xc3\\x1b]0;x\\x07.part" in out.out, out
+    assert "\x1b" not in out.out + out.err

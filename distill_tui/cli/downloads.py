@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import contextlib
 import json
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel, UnknownModelError
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
 from distill_tui.inventory import human_size
+from distill_tui.textsafe import visible
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+def print(*values: object, **kwargs: Any) -> None:
+    """``builtins.print`` with control characters shown (textsafe): the lines of this module
+    quote inventory keys, names found on disk (maybe not UTF-8) and catalog text."""
+    builtins.print(*(visible(v, multiline=True) for v in values), **kwargs)
 
 
 def run(args: argparse.Namespace, ctx: CoreContext) -> int:
@@ -244,7 +253,7 @@ def _label(ev) -> str:
     comp = {"diffusion": "diffusion", "textEncoder": "text encoder", "vae": "vae"}[ev.component]
     q = f" {ev.quant_id}" if ev.quant_id else ""
     src = f" from {ev.source}" if getattr(ev, "source", None) else ""  # a file with mirrors
-    return f"{comp}{q}{src}"
+    return visible(f"{comp}{q}{src}")
 
 
 async def _download(
@@ -343,12 +352,12 @@ class _Output:
 
             self.console = Console(stderr=True)
             self.progress = Progress(
-                TextColumn("{task.description:<28}"),
+                TextColumn("{task.description:<28}", markup=False),  # outside text
                 BarColumn(),
                 DownloadColumn(binary_units=False),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[state]}"),
+                TextColumn("{task.fields[state]}", markup=False),
                 console=self.console,
                 transient=False,
                 refresh_per_second=8,
@@ -366,7 +375,7 @@ class _Output:
             return
         try:
             stream = sys.stderr if err else sys.stdout
-            stream.write(text + "\n")
+            stream.write(visible(text, multiline=True) + "\n")
             stream.flush()
         except (OSError, ValueError):
             self.silent = True
@@ -397,7 +406,7 @@ class _Output:
         if self.progress is not None:
             tid = self.tasks.get(ev.key)
             desc = _label(ev)
-            extra = ev.note or ("" if state == "downloading" else state)
+            extra = visible(ev.note or ("" if state == "downloading" else state))
             if tid is None:
                 tid = self.progress.add_task(desc, total=ev.total or None, state=extra)
                 self.tasks[ev.key] = tid
@@ -415,7 +424,9 @@ class _Output:
     def note(self, text: str) -> None:
         if self.progress is not None and not self.silent:
             with contextlib.suppress(Exception):
-                self.progress.console.print(text)
+                self.progress.console.print(
+                    visible(text, multiline=True), markup=False, highlight=False
+                )
                 return
         self._print(text, err=True)
 
