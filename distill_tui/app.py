@@ -7,8 +7,11 @@ generation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
+import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -144,6 +147,7 @@ class DistillApp(App[int]):
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
+        self._install_signal_handlers()
         self.call_after_refresh(self._freeze_gc)
         for warning in self.core.warnings:
             self.notify(warning, title="Warning", severity="warning", timeout=12)
@@ -159,6 +163,76 @@ class DistillApp(App[int]):
                 await self._downloads.aclose()
             except Exception:
                 log.exception("download shutdown failed")
+
+    # ---- quitting, signals and the download hand-off -------------------------------------
+    def running_downloads(self) -> list[str]:
+        """Keys of the files this TUI is downloading or has queued."""
+        if self._downloads is None:
+            return []
+        return [self._downloads.key_for(*item) for item in self._downloads.unfinished()]
+
+    async def action_quit(self) -> None:
+        """ctrl+q: with downloads running, ask first (keep them going in the background, stop
+        them, or stay); otherwise quit at once."""
+        from distill_tui.screens.quit import QuitModal
+
+        running = self.running_downloads()
+        if not running:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitModal):
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer == "keep":
+                self.exit(message=self.hand_off_downloads())
+            elif answer == "stop":
+                self.exit()
+
+        self.push_screen(QuitModal(running), answered)
+
+    def hand_off_downloads(self) -> str | None:
+        """Start a detached ``distill models download`` per model for what is still running
+        here; this process then pauses its own (on unmount) and the new one resumes from the
+        partials. Returns a line for the terminal after exit."""
+        if self._downloads is None:
+            return None
+        items = self._downloads.unfinished()
+        if not items:
+            return None
+        from distill_tui.downloads.handoff import hand_off
+
+        try:
+            started = hand_off(items, self.core.paths.log_dir, self._downloads.connections)
+        except OSError as e:
+            log.error("could not hand the downloads off: %s", e)
+            return f"distill: could not keep downloading in the background ({e}); rerun to resume"
+        for model_id, pid, logfile in started:
+            log.info("downloads of %s handed to pid %d (log %s)", model_id, pid, logfile)
+        pids = ", ".join(str(pid) for _m, pid, _l in started)
+        return (
+            f"distill: {len(items)} download(s) continue in the background (pid {pids}); "
+            f"`distill models status` shows them. Log: {started[0][2]}"
+        )
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP end the TUI through the same clean path as ctrl+q: the terminal
+        is restored, the engine child ended, partials kept. A hang-up (the SSH session is
+        gone) cannot be asked anything: running downloads are handed off. A signal the user
+        chose to ignore (nohup) stays ignored."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            try:
+                loop.add_signal_handler(sig, self._on_exit_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def _on_exit_signal(self, sig: int) -> None:
+        log.info("%s: quitting", signal.Signals(sig).name)
+        message = self.hand_off_downloads() if sig == signal.SIGHUP else None
+        self.exit(return_code=128 + sig, message=message)
 
     # ---- notifications -----------------------------------------------------------------
     def notify(
@@ -276,5 +350,6 @@ def run_app(debug: bool = False, image_renderer: str | None = None) -> int:
     app = DistillApp(core, image_renderer=image_renderer)
     app.run()
     if app.return_code:
-        print(f"distill exited with code {app.return_code}", file=sys.stderr)
+        with contextlib.suppress(OSError):  # after a hang-up there is no terminal to tell
+            print(f"distill exited with code {app.return_code}", file=sys.stderr)
     return app.return_code or 0

@@ -61,47 +61,9 @@ def _quant(model: CatalogModel, comp: str, qid: str) -> str:
 
 
 # ---- download ------------------------------------------------------------------------------
-def detach_command(model_id: str, items: list[tuple], connections: int | None = None) -> list[str]:
-    """The argv of a ``distill models download`` that fetches exactly ``items`` of one model."""
-    argv = [sys.executable, "-m", "distill_tui", "models", "download", model_id]
-    parts = []
-    for _m, comp, qid in items:
-        if comp == "diffusion":
-            argv += ["--diffusion", str(qid)]
-            parts.append("diffusion")
-        elif comp == "textEncoder":
-            argv += ["--text-encoder", str(qid)]
-            parts.append("text-encoder")
-        else:
-            parts.append("vae")
-    argv += ["--only", ",".join(parts)]
-    if connections:
-        argv += ["--connections", str(connections)]
-    return argv
-
-
-def spawn_detached(argv: list[str], log_dir: Path, name: str) -> tuple[int, Path]:
-    """Start ``argv`` in a session of its own (no terminal: a hang-up cannot reach it), output
-    to a log file; return (pid, log path). It resumes any partials (same locks, same sidecars)."""
-    import subprocess
-    import time
-
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"download-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ, "DISTILL_DETACHED": "1"},
-        )
-    return proc.pid, log
-
-
 def _detach(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel, items) -> int:
+    from distill_tui.downloads.handoff import detach_command, spawn_detached
+
     argv = detach_command(model.id, items, args.connections)
     pid, log = spawn_detached(argv, ctx.paths.log_dir, model.id)
     print(f"downloading {model.id} in the background (pid {pid}); you can close this terminal")

@@ -331,6 +331,12 @@ class DownloadManager:
         """Stop one file; its partial stays resumable; state CANCELLED. False if not active."""
         return self._stop(key, "cancelled")
 
+    def unfinished(self) -> list[PlanItem]:
+        """(model, component, quant) of every file queued or in progress (a hand-off's plan)."""
+        return [
+            (j.model_id, j.component, j.quant_id) for j in self._jobs.values() if not j.finished
+        ]
+
     def pause_all(self) -> int:
         """Stop every queued/running file as PAUSED (resumable). Returns how many."""
         return sum(self._stop(k, "paused") for k in list(self._jobs))
