@@ -107,6 +107,35 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-o", "--output", metavar="FILE")
     out.add_argument("--out-dir", metavar="DIR")
 
+    # ---- compare (parser here: building it must not import Pillow or the engine) -----------
+    cmp = sub.add_parser(
+        "compare",
+        help="one prompt and seed through several installed quants: a contact sheet PNG",
+        description="Generate the same prompt with the same seed with every chosen pair of "
+        "installed quants (diffusion x text encoder; default: every downloaded quant of each) "
+        "and write one contact sheet PNG (stdout: its path). The images go to the outputs "
+        "folder and the history (Gallery) too. Ctrl-C stops and keeps a sheet of the finished "
+        "cells (exit 130).",
+    )
+    cmp.add_argument("prompt")
+    cmp.add_argument("--seed", type=int, default=-1, help="-1 = one random seed for all cells")
+    cmp.add_argument("--model", metavar="ID", help="default: the active model")
+    cmp.add_argument(
+        "--diffusion", action="append", metavar="Q,Q", help="diffusion quants (comma-separated)"
+    )
+    cmp.add_argument(
+        "--text-encoder", action="append", metavar="Q,Q", help="text encoder quants"
+    )
+    cmp.add_argument("--negative", default=None, metavar="TEXT")
+    cmp.add_argument("--width", type=int)
+    cmp.add_argument("--height", type=int)
+    cmp.add_argument("--steps", type=int)
+    cmp.add_argument("--cfg", type=float)
+    cmp.add_argument("--sampler")
+    cmp.add_argument("--scheduler")
+    cmp.add_argument("--threads", type=int)
+    cmp.add_argument("-o", "--output", metavar="FILE", help="the sheet (default: in outputs/)")
+
     # ---- catalog (parser here: building it must not import the check's modules) ---------
     cat = sub.add_parser("catalog", help="check the model catalog against the Hugging Face Hub")
     csub = cat.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
@@ -164,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from distill_tui.cli.generate import run_generate
 
             return run_generate(args, ctx)
+        if command == "compare":
+            from distill_tui.cli.compare import run_compare
+
+            return run_compare(args, ctx)
         if command == "catalog":
             from distill_tui.cli import catalog
 

@@ -1,0 +1,230 @@
+"""``distill compare "PROMPT" --seed S ...``: the same prompt and seed through every chosen
+pair of installed quants, and one contact sheet PNG (see :mod:`distill_tui.compare`).
+
+Defaults, weakest first, as ``distill generate``: the catalog's recommended values, the
+``generation`` settings, the flags. Progress goes to stderr (one line per cell; a Rich bar on
+a terminal); stdout gets the sheet's path only. Ctrl-C ends the running cell (and the engine
+child), writes the sheet of the cells that finished, prints its path and exits 130. A cell
+that fails is shown on the sheet; the exit status is then 1. No textual import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from distill_tui.cli import CliError
+from distill_tui.compare import (
+    Cell,
+    CompareError,
+    CompareResult,
+    CompareRun,
+    parse_quant_list,
+    plan_compare,
+)
+from distill_tui.context import CoreContext
+from distill_tui.engine.client import EngineClient
+from distill_tui.engine.protocol import EngineEvent, PhaseEvent, ProgressEvent
+from distill_tui.generation import GenParams
+from distill_tui.inventory import human_size
+from distill_tui.outputs import History
+from distill_tui.textsafe import visible
+
+PHASE_TEXT = {
+    "loading": "loading model",
+    "encoding": "encoding prompt",
+    "sampling": "sampling",
+    "decoding": "decoding",
+    "saving": "saving",
+}
+
+
+def build_params(args: argparse.Namespace, ctx: CoreContext) -> GenParams:
+    """The generation parameters: flags over settings over the catalog's recommendations."""
+    try:
+        model = ctx.resolver.model(args.model)
+    except KeyError as e:
+        raise CliError(visible(str(e))) from None
+    rec = model.recommended
+    gd = ctx.settings.settings.generation
+
+    def pick(flag, setting, recommended):
+        if flag is not None:
+            return flag
+        return setting if setting is not None else recommended
+
+    width = pick(args.width, gd.width, rec.width)
+    height = pick(args.height, gd.height, rec.height)
+    for name, value in (("width", width), ("height", height)):
+        if value < 16 or value > 4096:
+            raise CliError(f"invalid {name}: {value} (between 16 and 4096)")
+    steps = pick(args.steps, gd.steps, rec.steps)
+    if steps < 1 or steps > 1000:
+        raise CliError(f"invalid steps: {steps} (between 1 and 1000)")
+    cfg = pick(args.cfg, gd.cfg_scale, rec.cfg_scale)
+    if not cfg >= 0:
+        raise CliError(f"invalid cfg: {cfg}")
+    if args.seed < -1:
+        raise CliError(f"--seed {args.seed}: a whole number ≥ 0, or -1 for random")
+    return GenParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative if args.negative is not None else gd.negative_prompt,
+        width=width,
+        height=height,
+        steps=steps,
+        cfg_scale=cfg,
+        seed=args.seed,
+        sampler=pick(args.sampler, gd.sampler, rec.sampler),
+        scheduler=pick(args.scheduler, gd.scheduler, rec.scheduler),
+    )
+
+
+class _Reporter:
+    """One line per cell on stderr; on a terminal a bar for the running cell's steps."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.cell: Cell | None = None
+        self.progress = None
+        self.task = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True, highlight=False),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("starting engine", total=None)
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False)
+        else:
+            print(f"distill: {text}", file=sys.stderr, flush=True)
+
+    def _prefix(self) -> str:
+        c = self.cell
+        return f"cell {c.index + 1}/{self.total} {visible(c.label)}" if c else ""
+
+    def event(self, ev: EngineEvent) -> None:
+        if self.progress is None or self.cell is None:
+            return
+        if isinstance(ev, PhaseEvent):
+            desc = f"{self._prefix()} · {PHASE_TEXT.get(ev.phase, ev.phase)}"
+            self.progress.update(self.task, description=desc, total=None, completed=0)
+        elif isinstance(ev, ProgressEvent) and ev.phase == "sampling" and ev.steps > 0:
+            desc = f"{self._prefix()} · sampling"
+            self.progress.update(self.task, description=desc, total=ev.steps, completed=ev.step)
+
+    def change(self, kind: str, cell: Cell | None) -> None:
+        if kind != "cell" or cell is None:
+            return
+        n = f"cell {cell.index + 1} of {self.total}"
+        label = visible(cell.label)
+        if cell.state == "running":
+            self.cell = cell
+            if self.progress is not None:
+                self.progress.update(
+                    self.task, description=f"{self._prefix()} · loading", total=None, completed=0
+                )
+            else:
+                self._say(f"{n}: {label}")
+        elif cell.state == "done":
+            bits = []
+            if cell.generate_seconds:
+                bits.append(f"gen {cell.generate_seconds:.2f} s")
+            if cell.load_seconds:
+                bits.append(f"load {cell.load_seconds:.2f} s")
+            if cell.peak_rss:
+                bits.append(f"peak RSS {human_size(cell.peak_rss, 1)}")
+            self._say(f"{n} done: {label}, {', '.join(bits)}: {visible(cell.image or '')}")
+        elif cell.state == "failed":
+            self._say(f"{n} failed: {label}: {visible(cell.error or '')}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+async def _run(run: CompareRun, client: EngineClient, reporter: _Reporter) -> CompareResult:
+    try:
+        return await run.run()
+    except asyncio.CancelledError:  # Ctrl-C: the run ended the child and wrote the sheet
+        return CompareResult(
+            sheet=run.sheet_path if run.sheet_written else None,
+            cells=list(run.cells),
+            interrupted=True,
+        )
+    finally:
+        reporter.close()
+        await client.shutdown()
+
+
+def run_compare(args: argparse.Namespace, ctx: CoreContext) -> int:
+    params = build_params(args, ctx)
+    try:
+        plan = plan_compare(
+            ctx,
+            params,
+            model_id=args.model,
+            diffusion=parse_quant_list(args.diffusion),
+            text_encoder=parse_quant_list(args.text_encoder),
+            threads=args.threads,
+        )
+    except CompareError as e:
+        raise CliError(str(e)) from None
+    out_dir = ctx.settings.outputs_dir
+    sheet = Path(args.output).expanduser().resolve() if args.output else None
+    if sheet is not None and sheet.suffix.lower() != ".png":
+        raise CliError(f"the sheet is a PNG: {visible(sheet)} (use a .png name)")
+    total = len(plan.cells)
+    w, h = plan.image_size
+    print(
+        f"distill: comparing {plan.rows} diffusion × {plan.cols} text encoder quants "
+        f"({total} cells) of {plan.model_id}, seed {plan.params.seed}, {w}x{h}",
+        file=sys.stderr,
+        flush=True,
+    )
+    reporter = _Reporter(total)
+    try:
+        ctx.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file: Path | None = ctx.paths.log_dir / "engine.log"
+    except OSError:
+        log_file = None
+    client = EngineClient(
+        on_event=reporter.event, history=History(ctx.paths.history_file), log_file=log_file
+    )
+    run = CompareRun(plan, client, output_dir=out_dir, sheet_path=sheet, on_change=reporter.change)
+    try:
+        result = asyncio.run(_run(run, client, reporter))
+    except CompareError as e:
+        raise CliError(str(e)) from None
+    done, failed = len(result.done), result.failed
+    if result.sheet is None:
+        reason = run.sheet_error or "no sheet was written"
+        raise CliError(f"{reason} ({done} of {total} cells done)")
+    print(result.sheet, flush=True)
+    if result.interrupted:
+        print(
+            f"distill: interrupted after {done} of {total} cells; partial sheet: {result.sheet}",
+            file=sys.stderr,
+        )
+        return 130
+    if failed:
+        first = failed[0]
+        print(
+            f"distill: {len(failed)} of {total} cells failed "
+            f"({visible(first.label)}: {visible(first.error or '')}); sheet: {result.sheet}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"distill: sheet of {total} cells in {result.seconds:.1f} s", file=sys.stderr)
+    return 0
