@@ -441,9 +441,6 @@ class CompareRun:
         except asyncio.CancelledError:
             cancelled_by_task = True
             self._cancel = True
-            if self.current is not None:
-                self.current.state = "cancelled"
-                self.current = None
             with contextlib.suppress(Exception):
                 await self.client.cancel()
         finally:
@@ -451,9 +448,11 @@ class CompareRun:
                 with contextlib.suppress(Exception):
                     await self._cancel_task
             self.interrupted = self._cancel
-            for cell in self.cells:
-                if cell.state in ("pending", "running"):
-                    cell.state = "cancelled" if self._cancel else cell.state
+            for cell in self.cells:  # "cancelled": not run (stopped, or the engine gave up)
+                if cell.state == "running" and not self._cancel:
+                    cell.state, cell.error = "failed", "ended by an internal error"
+                elif cell.state in ("pending", "running"):
+                    cell.state = "cancelled"
             self.finished = self.clock()
             await self._write_sheet()
             self._changed("finished")
@@ -476,6 +475,10 @@ class CompareRun:
         # a clean start for this cell: the previous model is freed, the peak is reset
         if client.pid is not None and client.loaded_model is not None:
             await client.unload()
+        if self._cancel:  # stopped while the previous model was being freed
+            from distill_tui.engine.client import EngineError
+
+            raise EngineError("cancelled", "stopped")
         reset_peak_rss(client.pid)
         result: GenerationResult = await client.generate(
             self.plan.load_request(cell),
