@@ -20,6 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from distill_tui.context import CoreContext
@@ -102,6 +103,7 @@ class DistillApp(App[int]):
         engine_factory: Callable[[DistillApp], EngineClient] | None = None,
         downloads_factory: Callable[[DistillApp], DownloadManager] | None = None,
         deterministic: bool = False,
+        machine: Any = None,
     ) -> None:
         super().__init__()
         self.core = core or CoreContext.build()
@@ -113,6 +115,10 @@ class DistillApp(App[int]):
         self._modes_seen: set[str] = set()
         self._engine: EngineClient | None = None
         self._generation: GenerationService | None = None
+        #: devices.Machine once known (detected in a thread at mount unless given); screens
+        #: subscribe to ``machine_changed`` for fit marks
+        self.machine: Any = machine
+        self.machine_changed: Signal[Any] = Signal(self, "machine-changed")
 
     # ---- services --------------------------------------------------------------------
     @property
@@ -148,9 +154,34 @@ class DistillApp(App[int]):
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
         self._install_signal_handlers()
+        # settings.json is shared with the CLI (`distill models use` in another window): a
+        # stat a second notices a change, and the screens follow (settings listeners)
+        self.set_interval(1.0, self._poll_settings)
         self.call_after_refresh(self._freeze_gc)
         for warning in self.core.warnings:
             self.notify(warning, title="Warning", severity="warning", timeout=12)
+        if self.machine is None:
+            self.run_worker(self._detect_machine, thread=True, name="Detect GPU", group="machine")
+        else:
+            self._machine_known(self.machine)
+
+    def _detect_machine(self) -> None:
+        from distill_tui.devices import detect_machine
+
+        machine = detect_machine()
+        self.call_from_thread(self._machine_known, machine)
+
+    def _machine_known(self, machine: Any) -> None:
+        """Publish the machine; a CPU build on an NVIDIA box says how to rebuild, once."""
+        from distill_tui.devices import rebuild_notice
+
+        self.machine = machine
+        self.machine_changed.publish(machine)
+        notice = rebuild_notice(machine)
+        if notice:
+            self.notify(
+                notice, title="The engine cannot use the GPU", severity="warning", timeout=30
+            )
 
     async def on_unmount(self) -> None:
         if self._engine is not None:
@@ -163,6 +194,13 @@ class DistillApp(App[int]):
                 await self._downloads.aclose()
             except Exception:
                 log.exception("download shutdown failed")
+
+    def _poll_settings(self) -> None:
+        try:
+            if self.core.settings.reload_if_changed():
+                log.info("settings changed by another process; reloaded")
+        except Exception:  # never let a look at a file take the app down
+            log.exception("cannot reload the settings")
 
     # ---- quitting, signals and the download hand-off -------------------------------------
     def running_downloads(self) -> list[str]:

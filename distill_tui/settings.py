@@ -2,12 +2,20 @@
 
 A file that cannot be used is moved aside (``settings.json.corrupt-<time>``) and reported;
 defaults are used and nothing crashes. A read-only config dir keeps the settings in memory.
+
+The file is shared, not owned: a TUI and ``distill models use`` in another SSH window write
+the same settings.json. A save merges field by field — only the values this process changed
+since it last read the file are written over what is on disk now (under an flock) — and
+:meth:`SettingsStore.reload_if_changed` adopts what another process wrote (the TUI polls it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +116,9 @@ class SettingsStore:
         self.read_only_reason: str | None = None
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Settings], None]] = []
+        #: the settings as this process last read or wrote them (what it believes is on disk)
+        self._base: dict[str, Any] = Settings().to_json()
+        self._disk_sig: tuple[int, int, int] | None = None  #: (mtime_ns, size, inode) then
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -122,6 +133,50 @@ class SettingsStore:
 
     # ---- load ------------------------------------------------------------------------
     def load(self) -> Settings:
+        settings = self._load()
+        self._base = settings.to_json()
+        self._disk_sig = self._signature()
+        return settings
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def reload_if_changed(self) -> bool:
+        """Adopt what another process wrote since this one last read or wrote the file; True
+        (and listeners notified) when a value changed. A file that cannot be read or is not
+        valid now is left alone (the writer is mid-way, or a person is editing it)."""
+        sig = self._signature()
+        if sig is None or sig == self._disk_sig:
+            return False
+        disk = self._read_valid()
+        self._disk_sig = sig
+        if disk is None:
+            return False
+        merged = _apply(disk.to_json(), _changes(self.settings.to_json(), self._base))
+        self._base = disk.to_json()
+        new = Settings.model_validate(merged)
+        if new == self.settings:
+            return False
+        self.settings = new
+        self._notify()
+        return True
+
+    def _read_valid(self) -> Settings | None:
+        """The settings on disk now, or None when the file is missing/unreadable/invalid."""
+        try:
+            raw = json.loads(self.path.read_bytes())
+            if not isinstance(raw, dict):
+                return None
+            raw, _ = migrate(raw)
+            return Settings.model_validate(raw)
+        except (OSError, ValueError, ValidationError):
+            return None
+
+    def _load(self) -> Settings:
         self.warnings = []
         if not self.path.exists():
             self.settings = Settings()
@@ -189,16 +244,43 @@ class SettingsStore:
         if keep_values:
             self.save(quiet=True)
 
+    @contextlib.contextmanager
+    def _file_lock(self):  # type: ignore[no-untyped-def]
+        """One writer of settings.json at a time across processes (read-merge-write): an
+        flock on the config directory itself, so no lock file is left behind."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def _warn(self, msg: str) -> None:
         log.warning(msg)
         self.warnings.append(msg)
 
     # ---- save / change ---------------------------------------------------------------
     def save(self, quiet: bool = False) -> bool:
-        """Write atomically. On failure keep going in memory; return False and remember why."""
+        """Write atomically, merged with what another process wrote meanwhile (only the values
+        this one changed are written). On failure keep going in memory; return False and
+        remember why."""
         with self._lock:
             try:
-                atomic_write_json(self.path, self.settings.to_json())
+                with self._file_lock():
+                    ours = _changes(self.settings.to_json(), self._base)
+                    disk = self._read_valid() if self._signature() != self._disk_sig else None
+                    if disk is not None:
+                        merged = Settings.model_validate(_apply(disk.to_json(), ours))
+                        changed_elsewhere = merged != self.settings
+                        self.settings = merged
+                    else:
+                        changed_elsewhere = False
+                    atomic_write_json(self.path, self.settings.to_json())
+                    self._base = self.settings.to_json()
+                    self._disk_sig = self._signature()
+                if changed_elsewhere:
+                    self._notify()
             except OSError as e:
                 reason = (
                     f"cannot save settings to {self.path} ({e.strerror or e}); "
@@ -249,6 +331,35 @@ class SettingsStore:
                 cb(self.settings)
             except Exception:  # a listener must never break a save
                 log.exception("settings listener failed")
+
+
+_DELETED = object()
+
+
+def _changes(new: Any, base: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+    """The leaf values of ``new`` that differ from ``base`` (dicts compared key by key)."""
+    if isinstance(new, dict) and isinstance(base, dict):
+        out: list[tuple[tuple, Any]] = []
+        for k, v in new.items():
+            out += _changes(v, base.get(k, _DELETED), (*path, k))
+        out += [((*path, k), _DELETED) for k in base if k not in new]
+        return out
+    return [] if new == base else [(path, new)]
+
+
+def _apply(target: dict[str, Any], changes: list[tuple[tuple, Any]]) -> dict[str, Any]:
+    out = json.loads(json.dumps(target))
+    for path, value in changes:
+        node = out
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if value is _DELETED:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = value
+    return out
 
 
 def _drop_paths(raw: dict[str, Any], locs: list[tuple]) -> dict[str, Any]:

@@ -171,3 +171,37 @@ def test_ctrl_q_without_downloads_quits_at_once(isolated_dirs):
         assert tui.modes_now() == tui.modes_before
     finally:
         tui.close()
+
+
+def test_model_manager_shows_and_stops_a_download_run_elsewhere(hc, fake_hub):
+    """A download the CLI runs detached appears in the TUI's Model Manager with its pid; x
+    stops that process; the row then shows the partial that d resumes."""
+    fake_hub.rate = 100_000
+    out = distill("models", "download", "flux2-klein-4b", "--only", "diffusion", "--detach")
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split("(pid ", 1)[1].split(")", 1)[0])
+    wait((models_dir() / (DIFF + ".part.json")).exists, 20, "the detached download to start")
+    tui = PtyTUI()
+    try:
+        tui.wait_for(b"Gallery")
+        n = len(tui.output)
+        tui.send(F3)
+        tui.wait_for(f"in pid {pid}".encode(), start=n, timeout=15)
+        n = len(tui.output)
+        tui.send(b"x")  # on the card header: every download of the card, this one included
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            st = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True)
+            return st.stdout.strip().startswith(b"Z")
+
+        wait(gone, 15, "the detached process to stop")
+        tui.wait_for(b"partial", start=n, timeout=15)
+        assert not (models_dir() / DIFF).exists()
+        tui.send(CTRL_Q)
+        assert tui.wait_exit(10) == 0
+    finally:
+        tui.close()

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +52,52 @@ CATEGORIES: tuple[tuple[str, str, str | None, bool], ...] = (
     ("tab-upscalers", "Upscalers (soon)", "upscaler", False),
     ("tab-video", "Video (soon)", "video", False),
 )
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """A download this TUI does not run, shaped like a DownloadEvent for the rows: another
+    process's (``pid``) or a partial on disk nobody works on (``partial_only``)."""
+
+    key: str
+    model_id: str
+    component: str | None
+    quant_id: str | None
+    state: str
+    bytes_done: int
+    total: int
+    speed: float
+    eta: float | None
+    pid: int | None = None
+    partial_only: bool = False
+    resumable: bool = True
+    error: str | None = None
+    error_kind: str | None = None
+    note: str | None = None
+    source: str | None = None
+    finished: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_done / self.total if self.total else 0.0
+
+    @classmethod
+    def of(cls, a: Any) -> Elsewhere:
+        speed = round(a.speed or 0.0, -3)  # rounded: equal looks compare equal (no repaint)
+        eta = (a.size - a.done) / speed if speed > 0 and a.size > a.done else None
+        return cls(
+            key=a.key,
+            model_id=a.model_id,
+            component=a.component,
+            quant_id=a.quant_id,
+            state="downloading" if a.running else "paused",
+            bytes_done=a.done,
+            total=a.size,
+            speed=speed,
+            eta=eta,
+            pid=a.pid if a.running else None,
+            partial_only=not a.running,
+        )
 
 
 def display_path(path: Path) -> str:
@@ -157,6 +206,9 @@ class ModelManagerScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="models-screen")
         self._events: dict[str, Any] = {}
+        #: downloads other processes run, and partials nobody runs (key -> Elsewhere event)
+        self._elsewhere: dict[str, Elsewhere] = {}
+        self._watch: Any = None
         self._unsubscribe: Callable[[], Any] | None = None
         self._settings_hooked = False
         self._ready: dict[str, bool] = {}
@@ -212,6 +264,8 @@ class ModelManagerScreen(Screen):
         except Exception:  # an empty registry is fine; never fail to draw the screen
             log.exception("cannot read download events")
         self._unsubscribe = downloads.subscribe(self._on_download_event)
+        self.set_interval(1.0, self._poll_elsewhere)
+        self.call_after_refresh(self._poll_elsewhere)
         if not self._settings_hooked:
             self._settings_hooked = True
             self.core.settings.subscribe(self._on_settings_changed)
@@ -248,7 +302,7 @@ class ModelManagerScreen(Screen):
             card.sync(
                 inventory=core.inventory,
                 selection=core.settings.selection(mid),
-                events=self._events,
+                events=self._merged_events(),
                 ready=ready,
                 active=mid == active,
             )
@@ -273,6 +327,50 @@ class ModelManagerScreen(Screen):
         if not same_content(line, self._dir_line):
             self._dir_line = line
             self.query_one("#models-dir-line", Static).update(line)
+
+    # ---- downloads run elsewhere -----------------------------------------------------
+    def _merged_events(self) -> dict[str, Any]:
+        """Our own events win; other processes' downloads and idle partials fill the rest."""
+        if not self._elsewhere:
+            return self._events
+        merged = dict(self._elsewhere)
+        for key, event in self._events.items():
+            if key not in merged or state_name(event) in ACTIVE_STATES:
+                merged[key] = event
+        return merged
+
+    async def _poll_elsewhere(self) -> None:
+        """Every second while shown: downloads by any distill process on this box (a detached
+        one after a quit, the CLI in another SSH window) and partials left on disk."""
+        if not self.is_active:
+            return
+        from distill_tui.downloads.activity import ActivityWatch
+
+        if self._watch is None:
+            self._watch = ActivityWatch(self.core.inventory.models_dir, self.core.catalog)
+        watch = self._watch
+        try:
+            acts = await asyncio.to_thread(watch.scan)
+        except Exception:  # never let a look at the disk take the screen down
+            log.exception("cannot scan for downloads")
+            return
+        mine = {k for k, e in self._events.items() if state_name(e) in ACTIVE_STATES}
+        found = {
+            a.key: Elsewhere.of(a)
+            for a in acts
+            if a.key not in mine and a.pid != os.getpid() and a.model_id is not None
+        }
+        if found == self._elsewhere:
+            return
+        finished = set(self._elsewhere) - set(found)
+        self._elsewhere = found
+        if finished:
+            self.core.inventory.refresh()  # another process may have published them
+        self.sync_all()
+
+    def elsewhere_pid(self, key: str) -> int | None:
+        e = self._elsewhere.get(key)
+        return e.pid if e is not None and e.pid and e.pid > 0 else None
 
     @on(DownloadProgress)
     def _download_progress(self, message: DownloadProgress) -> None:
@@ -500,6 +598,17 @@ class ModelManagerScreen(Screen):
         if not keys:
             self.notify("No download to cancel here.", title="Cancel")
             return
+        pids = {p for k in keys if (p := self.elsewhere_pid(k))}
+        for pid in pids:  # another distill process: stop it (it keeps its partials)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            except OSError as e:
+                self.app.report_failure("Cannot stop the download", f"pid {pid}: {e}")  # type: ignore[attr-defined]
+                continue
+            self.notify(f"Stopped the download in pid {pid}; its partials are kept (d resumes).")
+        keys = {k for k in keys if not self.elsewhere_pid(k)}
         for key in keys:
             try:
                 self.app.downloads.cancel(key)  # type: ignore[attr-defined]

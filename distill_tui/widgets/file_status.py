@@ -122,7 +122,7 @@ def status_line(state: str, event: Any | None, *, width: int, deterministic: boo
     if state == "done":
         return Content.from_markup("[$text-success]Downloaded ✓[/]")
     if state in ("queued", "preflight"):
-        source = getattr(event, "source", None)  # a file with mirrors: which one is asked
+        source = visible(getattr(event, "source", None) or "")  # a file with mirrors
         word = "queued" if state == "queued" else (f"asking {source}…" if source else "checking…")
         note = getattr(event, "note", None)  # e.g. waiting for another distill process
         return Content.assemble(
@@ -141,9 +141,13 @@ def status_line(state: str, event: Any | None, *, width: int, deterministic: boo
             if speed:
                 extra += f" {short_size(speed)}/s"
             extra += f" ETA {fmt_eta(eta)}"
-        source = getattr(event, "source", None) if event is not None else None
+        source = visible(getattr(event, "source", None) or "") if event is not None else ""
+        elsewhere = getattr(event, "pid", None) if event is not None else None
+        if elsewhere:  # run by another distill process (a detached download, another TUI)
+            source = f"pid {elsewhere}"
         if source and width - len(pct) - len(extra) - len(source) - 17 >= 10:
-            extra += f" from {source}"  # a file with mirrors: where the bytes come from
+            # a file with mirrors: where the bytes come from; another process: which one
+            extra += f" in {source}" if elsewhere else f" from {source}"
         tail = f" {pct}{extra} · "
         tail_len = len(tail) + len("x cancel")
         bar_width = max(6, min(24, width - tail_len))
@@ -153,6 +157,11 @@ def status_line(state: str, event: Any | None, *, width: int, deterministic: boo
             bar_width = max(4, min(24, width - tail_len))
         return Content.assemble(
             bar(frac, bar_width), tail, Content.from_markup(f"{key.format('x')} cancel")
+        )
+    if state == "paused" and getattr(event, "partial_only", False):
+        # a partial on disk that no process works on (after a restart, or a stopped one)
+        return Content.from_markup(
+            f"[$text-warning]partial {pct.strip()}[/] · {key.format('d')} resume"
         )
     if state in ("cancelled", "paused"):
         word = "cancelled" if state == "cancelled" else "paused"
