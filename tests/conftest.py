@@ -32,6 +32,10 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
+    # the machine is a CPU build with no GPU unless a test says otherwise (distill_tui.devices):
+    # no engine probe per app, and a developer's own GPU never shows in a snapshot
+    monkeypatch.setenv("DISTILL_FAKE_DEVICES", "[]")
+    monkeypatch.setenv("DISTILL_FAKE_BUILD", "cpu")
     return tmp_path
 
 

@@ -88,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     msub.add_parser("clean", help="remove partial downloads and stale locks (never outputs/)")
 
+    rec = msub.add_parser(
+        "recommend",
+        help="which sets fit this machine's GPU (memory model; best set first)",
+        description="Estimate the peak device memory of every set (diffusion x text encoder "
+        "quant + VAE) at the generation size and fit it to the GPU (the engine's, else the "
+        "NVIDIA card NVML reports; no GPU: the RAM). Fake a card with DISTILL_FAKE_DEVICES.",
+    )
+    rec.add_argument("--model", metavar="ID", help="one model (default: every model)")
+    rec.add_argument("--width", type=int, help="default: the generation setting / catalog")
+    rec.add_argument("--height", type=int)
+    rec.add_argument("--all", action="store_true", help="list every set, not only the best")
+    rec.add_argument("--json", action="store_true", help="machine-readable output")
+
     # ---- generate --------------------------------------------------------------------
     gen = sub.add_parser("generate", help="generate images headless with the active model")
     gen.add_argument("prompt")
@@ -166,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds one source may take, retries included (default 30)",
     )
 
-    sub.add_parser("doctor", help="backend, GPU, paths, disk, token present yes/no")
+    doc = sub.add_parser("doctor", help="backend, GPU, paths, disk, token present yes/no")
+    doc.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("tui", help="start the TUI (same as no command)")
     return p
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 from distill_tui import __version__
@@ -19,22 +17,9 @@ from distill_tui.textsafe import visible
 
 def engine_info(timeout: float = 30.0) -> dict:
     """Ask a short-lived child for the backend (keeps the native library out of this process)."""
-    if importlib.util.find_spec("stable_diffusion_cpp") is None:
-        return {"ok": False, "error": "stable_diffusion_cpp is not installed"}
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "distill_tui.engine.backend"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": "engine probe timed out"}
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = (out.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        return {"ok": False, "error": f"engine probe failed (rc {out.returncode}): {tail[0]}"}
+    from distill_tui.devices import probe_engine
+
+    return probe_engine(timeout)
 
 
 def _model_ready(ctx: CoreContext) -> str:
@@ -65,16 +50,62 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         ("active model", ctx.settings.settings.active_model_id),
         ("model ready", _model_ready(ctx)),
     ]
-    info = engine_info()
-    if info.get("ok"):
-        rows.append(("engine", f"stable-diffusion-cpp-python {info.get('version')}"))
-        rows.append(("engine backend", info.get("backend", "?")))
-        for d in info.get("devices", []):
-            mem = f", {human_size(d['memory_total'])}" if d.get("memory_total") else ""
-            rows.append(("  device", f"{d.get('name')} ({d.get('description')}{mem})"))
-    else:
-        rows.append(("engine", f"unavailable: {info.get('error')}"))
+    from distill_tui.devices import detect_machine
+
+    machine = detect_machine(probe=engine_info)
+    if getattr(args, "json", False):
+        print(json.dumps({"rows": dict(rows), "machine": machine.to_json()}, indent=2))
+        return 0
+    rows += machine_rows(machine)
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {visible(v)}")  # paths, ids and probe text come from outside
+    advice = machine.rebuild
+    if advice:
+        print()
+        print(f"warning: {visible(advice['reason'])}. Rebuild the engine with CUDA:")
+        print(f"  {advice['command']}")
+        print("  needs: " + "; ".join(advice["prerequisites"]))
+        found = advice.get("nvcc")
+        print(f"  nvcc: {visible(found) if found else 'not found on PATH'}")
     return 0
+
+
+def _mem(total: int | None, free: int | None) -> str:
+    if not total:
+        return "memory unknown"
+    return f"{human_size(total)} total" + (f", {human_size(free)} free" if free else "")
+
+
+def machine_rows(machine) -> list[tuple[str, str]]:
+    """The engine build, its devices, NVIDIA cards, CPU and RAM (see distill_tui.devices)."""
+    rows: list[tuple[str, str]] = []
+    if machine.engine_error:
+        rows.append(("engine", f"unavailable: {machine.engine_error}"))
+    else:
+        version = f"stable-diffusion-cpp-python {machine.build_version or '?'}"
+        rows.append(("engine", version + (" (faked)" if machine.build_faked else "")))
+    uses = "uses the GPU" if machine.build_uses_gpu else "CPU only"
+    rows.append(("engine backend", f"{machine.build_backend} ({uses})"))
+    for d in machine.engine_devices:
+        rows.append(("  device", f"{d.name} [{d.backend}] {_mem(d.total, d.free)}"))
+    if machine.nvml_devices:
+        for d in machine.nvml_devices:
+            faked = " (faked)" if d.source == "fake" else ""
+            rows.append(("NVIDIA card", f"{d.name} {_mem(d.total, d.free)}{faked}"))
+        if machine.driver_version:
+            rows.append(("NVIDIA driver", machine.driver_version))
+    else:
+        rows.append(("NVIDIA card", f"none ({machine.nvml_error or 'NVML reports none'})"))
+    rows.append(("CPU", f"{machine.cpu_name or '?'} ({machine.cpu_count} usable)"))
+    ram = _mem(machine.ram_total, None)
+    if machine.ram_available:
+        ram += f", {human_size(machine.ram_available)} available"
+    rows.append(("RAM", ram))
+    gpu = machine.gpu
+    if gpu is not None:
+        after = "" if machine.build_uses_gpu else " (after the rebuild below)"
+        rows.append(("sets fit against", f"{gpu.name}, {human_size(gpu.total or 0)}{after}"))
+    else:
+        rows.append(("sets fit against", "RAM (no GPU): distill models recommend"))
+    return rows
