@@ -366,15 +366,11 @@ class DistillApp(App[int]):
 
 
 def prepare_image_support(renderer: str | None) -> None:
-    """Import textual-image BEFORE the app runs (its terminal probe needs the TTY), with a
-    handler on its logger so a terminal without graphics prints no traceback."""
-    logging.getLogger("textual_image").addHandler(logging.NullHandler())
-    logging.getLogger("textual_image").propagate = False
-    try:
-        import textual_image.renderable  # noqa: F401
-        import textual_image.widget  # noqa: F401  (measures the cell size: needs the TTY too)
-    except Exception:  # never fatal: the half-cell fallback needs nothing special
-        log.warning("textual-image could not probe the terminal", exc_info=True)
+    """textual-image's terminal probe must be done before the app takes the terminal over
+    (see image_probe: ``distill`` starts it on a thread beside its own imports)."""
+    from distill_tui import image_probe
+
+    image_probe.finish()
 
 
 def run_app(debug: bool = False, image_renderer: str | None = None) -> int:

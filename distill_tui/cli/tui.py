@@ -7,8 +7,10 @@ import os
 
 
 def run_tui(args: argparse.Namespace) -> int:
-    from distill_tui import term_input
+    from distill_tui import image_probe, term_input
 
+    # the terminal probe waits for answers: let it wait while the imports below run
+    image_probe.start()
     # Read by textual when it is first imported; see term_input for why 25 ms.
     os.environ.setdefault("ESCDELAY", str(term_input.DEFAULT_ESCDELAY_MS))
     from textual import constants
