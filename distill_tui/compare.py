@@ -364,6 +364,7 @@ class CompareRun:
         self.sheet_written = False
         self.sheet_error: str | None = None
         self._cancel = False
+        self._ending = False  # the last sheet is being written
         self._cancel_task: asyncio.Task | None = None
 
     @property
@@ -385,7 +386,9 @@ class CompareRun:
             return f"{how}: {done} of {total} cells{extra}"
         if self.current is not None:
             return f"cell {self.current.index + 1} of {total}: {self.current.label}"
-        return f"{total} cells"
+        if self.started is None or not any(c.finished for c in self.cells):
+            return f"starting: {total} cells"
+        return f"{done} of {total} cells done"
 
     def _changed(self, kind: ChangeKind, cell: Cell | None = None) -> None:
         if self.on_change is not None:
@@ -448,13 +451,16 @@ class CompareRun:
                 with contextlib.suppress(Exception):
                     await self._cancel_task
             self.interrupted = self._cancel
+            self._ending = True
             for cell in self.cells:  # "cancelled": not run (stopped, or the engine gave up)
                 if cell.state == "running" and not self._cancel:
                     cell.state, cell.error = "failed", "ended by an internal error"
                 elif cell.state in ("pending", "running"):
                     cell.state = "cancelled"
+            await self._write_sheet(notify=False)
             self.finished = self.clock()
-            await self._write_sheet()
+            if self.sheet_written:
+                self._changed("sheet")
             self._changed("finished")
         result = CompareResult(
             sheet=self.sheet_path if self.sheet_written else None,
@@ -496,14 +502,15 @@ class CompareRun:
             cell.error = "the engine returned no image"
         self._changed("cell", cell)
 
-    async def _write_sheet(self) -> None:
+    async def _write_sheet(self, notify: bool = True) -> None:
         try:
             await asyncio.to_thread(self.write_sheet)
         except OSError as e:
             self.sheet_error = f"sheet not written: {e.strerror or e}"
             log.warning("compare: %s", self.sheet_error)
             return
-        self._changed("sheet")
+        if notify:
+            self._changed("sheet")
 
     def write_sheet(self) -> Path:
         """Render and atomically write the sheet as it is now (blocking)."""
@@ -516,7 +523,7 @@ class CompareRun:
     def status_text(self) -> str:
         total = len(self.cells)
         done = sum(1 for c in self.cells if c.state == "done")
-        if self.finished is None:
+        if not self._ending:
             return f"{done} of {total} cells so far"
         if self.interrupted:
             return f"stopped after {done} of {total} cells"
@@ -877,13 +884,15 @@ class SheetRenderer:
         if cell.state == "done":
             if cell.generate_seconds:
                 line2 = f"gen {_fmt_seconds(cell.generate_seconds)}"
-                if cell.load_seconds:
-                    line2 += f"  ·  load {_fmt_seconds(cell.load_seconds)}"
+                rest = f"  ·  load {_fmt_seconds(cell.load_seconds)}" if cell.load_seconds else ""
             else:
-                line2 = f"{_fmt_seconds(cell.seconds)} in all"
-            self._text(
-                d, (cx, cy + self.line / 2), line2, self.font, GOOD if fastest else TEXT, "lm"
-            )
+                line2, rest = f"{_fmt_seconds(cell.seconds)} in all", ""
+            mid = cy + self.line / 2
+            self._text(d, (cx, mid), line2, self.font, GOOD if fastest else TEXT, "lm")
+            if rest:
+                self._text(
+                    d, (cx + self._width(line2, self.font), mid), rest, self.font, TEXT, "lm"
+                )
             if fastest:
                 self._text(
                     d,

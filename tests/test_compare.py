@@ -341,3 +341,16 @@ def test_cli_ctrl_c_keeps_a_partial_sheet(compare_core, tmp_path):
     meta = read_sheet_metadata(out)
     states = [c["state"] for c in meta["cells"]]
     assert states[0] == "done" and "cancelled" in states
+
+
+def test_compare_core_and_cli_never_import_textual():
+    code = (
+        "import sys\n"
+        "import distill_tui.compare, distill_tui.cli.compare\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -164,6 +164,15 @@ class GenerateScreen(Screen):
             show=False,
             tooltip="Next image of the batch",
         ),
+        Binding(
+            "ctrl+t",
+            "compare_quants",
+            "Compare quants",
+            id="generate.compare",
+            show=False,
+            priority=True,
+            tooltip="This prompt and seed through every installed quant pair: a contact sheet",
+        ),
     ]
 
     class ReadinessChanged(Message):
@@ -638,9 +647,25 @@ class GenerateScreen(Screen):
     def action_next_image(self) -> None:
         self.query_one(ImageView).action_next_image()
 
+    def action_compare_quants(self) -> None:
+        if self.service.running:
+            self.notify("A generation is running (ctrl+x stops it)", severity="warning")
+            return
+        params, errors = self.read_form()
+        self._show_errors(errors)
+        if params is not None:
+            from distill_tui.screens.compare import CompareModal
+
+            self.app.push_screen(CompareModal(params))
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand(
             "Generate", "Generate with the current form (ctrl+g)", self.action_generate
+        )
+        yield SystemCommand(
+            "Compare quants",
+            "This prompt and seed through every installed quant pair: a contact sheet (ctrl+t)",
+            self.action_compare_quants,
         )
         if self.service.running:
             yield SystemCommand(
