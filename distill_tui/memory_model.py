@@ -475,3 +475,38 @@ def card_fits(
     for q in model.text_encoder.quants:
         rows[q.file] = set_fit(model, d_sel, q.id, **args)
     return CardFits(rows, set_fit(model, d_sel, t_sel, **args), best)
+
+
+def generation_warning(machine: Any, core: Any, width: int, height: int) -> str | None:
+    """Why the active set will not fit the GPU at this size with the current knobs, and the
+    knob that makes it fit; None when it fits, or the build does not use a GPU (then the
+    engine runs from RAM)."""
+    if machine is None or not getattr(machine, "build_uses_gpu", False):
+        return None
+    budget = gpu_budget(machine)
+    settings = core.settings.settings
+    model = core.catalog.get(settings.active_model_id)
+    if budget is None or model is None:
+        return None
+    sel = core.settings.selection(model.id)
+    d = sel.get("diffusion") or model.default_quant("diffusion")
+    t = sel.get("textEncoder") or model.default_quant("textEncoder")
+    try:
+        f = set_fit(
+            model,
+            d,
+            t,
+            budget=budget,
+            width=width,
+            height=height,
+            knobs=knobs_from_settings(settings),
+        )
+    except KeyError:
+        return None
+    if f.level == "fits":
+        return None
+    need = f"{d} + {t} at {width}x{height} needs ~{f.plain_peak / GiB:.1f} GiB"
+    have = f"the GPU has {budget / GiB:.1f} GiB"
+    if f.level == "knobs":
+        return f"{need}, {have}: turn on {f.knob_text()} to make it fit."
+    return f"{need}, {have}: it does not fit even with offload; choose a smaller size or quant."

@@ -620,7 +620,30 @@ class GenerateScreen(Screen):
         self._show_errors(errors)
         if params is None:
             return
+        if self._warn_fit(params):
+            return
         run_generation(self.distill, params)
+
+    def _warn_fit(self, params: GenParams) -> bool:
+        """Warn once before a generation whose set and size will not fit the GPU (the
+        memory model); ctrl+g again with the same size and set runs it anyway."""
+        from distill_tui.memory_model import generation_warning
+
+        core = self.distill.core
+        warning = generation_warning(
+            getattr(self.app, "machine", None), core, params.width, params.height
+        )
+        key = (warning, params.width, params.height)
+        if not warning or getattr(self, "_fit_warned", None) == key:
+            return False
+        self._fit_warned = key
+        self.notify(
+            warning + " ctrl+g again runs it anyway.",
+            title="Will not fit the GPU",
+            severity="warning",
+            timeout=12,
+        )
+        return True
 
     def action_stop(self) -> None:
         if self.service.running:

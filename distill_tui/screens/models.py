@@ -35,7 +35,7 @@ from distill_tui.resources import style_path
 from distill_tui.screens.confirm import ConfirmModal
 from distill_tui.textsafe import escape_markup
 from distill_tui.widgets.file_row import FileRow
-from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, state_name
+from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, fit_mark, state_name
 from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.model_card import ModelCard, same_content
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
@@ -269,6 +269,9 @@ class ModelManagerScreen(Screen):
         if not self._settings_hooked:
             self._settings_hooked = True
             self.core.settings.subscribe(self._on_settings_changed)
+        machine_changed = getattr(self.app, "machine_changed", None)
+        if machine_changed is not None:  # fit marks once the GPU is known
+            machine_changed.subscribe(self, lambda _m: self.sync_all())
         self.sync_all()
 
     def on_unmount(self) -> None:
@@ -299,6 +302,7 @@ class ModelManagerScreen(Screen):
             ready = core.resolver.is_model_ready(mid)
             became_ready = ready and self._ready.get(mid) is False
             self._ready[mid] = ready
+            self._apply_fit(card)
             card.sync(
                 inventory=core.inventory,
                 selection=core.settings.selection(mid),
@@ -311,6 +315,31 @@ class ModelManagerScreen(Screen):
                 self.app.notify(f"{card.model.name} is ready{tail}.", title="Ready")
         self._sync_dir_line()
         self.refresh_bindings()
+
+    def _apply_fit(self, card: ModelCard) -> None:
+        """Fit marks on the card's quant rows and header, and its best set, for the GPU the
+        app knows (memory_model); a machine without a GPU shows none (RAM is the limit)."""
+        from distill_tui import memory_model as mm
+
+        budget = mm.gpu_budget(getattr(self.app, "machine", None))
+        settings = self.core.settings.settings
+        fits = None
+        if budget is not None:
+            w, h = mm.generation_size(settings, card.model)
+            fits = mm.card_fits(
+                card.model,
+                self.core.settings.selection(card.model.id),
+                budget=budget,
+                width=w,
+                height=h,
+                knobs=mm.knobs_from_settings(settings),
+            )
+        card.best_set = fits.best if fits else None
+        card.fit_header = fits.header if fits else None
+        for qset in card.sets.values():
+            for row in qset.rows:
+                fit = fits.rows.get(row.key) if fits else None
+                row.set_fit(fit_mark(fit) if fit is not None else None)
 
     def _sync_dir_line(self) -> None:
         inv = self.core.inventory

@@ -193,11 +193,13 @@ def row_lines(
     event: Any | None,
     file: CatalogFile,
     deterministic: bool,
+    fit: Content | None = None,
 ) -> list[Content]:
     """Lines of one file row: ``● Q4_K_S   2.4 GB  <status>`` plus the failure reason below.
 
     From 100 cells on, the quant description gets its own column; below that it is left out
-    (the status column matters more at 80 columns).
+    (the status column matters more at 80 columns). ``fit`` (a quant row on a machine with a
+    known GPU, :func:`fit_mark`) sits after the size.
     """
     width = max(width, 20)
     head: list[Content | str] = []
@@ -210,6 +212,8 @@ def row_lines(
         (("~" if file.size_estimated and size == file.size else "") + short_size(size)).rjust(7),
         " ",
     ]
+    if fit is not None:
+        head += [fit, " "]
     prefix = Content.assemble(*head)
     indent = prefix.cell_length
     desc_width = 34 if width >= 100 and description else 0
@@ -231,3 +235,27 @@ def row_lines(
         for part in _wrap(visible(error_text(event, file)), width - indent):
             lines.append(Content.assemble(" " * indent, Content.styled(part, "$text-error")))
     return lines
+
+
+#: short knob names for the rows' fit column (memory_model.KNOB_LABELS has the long ones)
+KNOB_SHORT = {
+    "flash_attn": "flash",
+    "vae_tiling": "tiling",
+    "offload_to_cpu": "offload",
+    "keep_clip_on_cpu": "TE→CPU",
+    "keep_vae_on_cpu": "VAE→CPU",
+}
+FIT_WIDTH = 16
+
+
+def fit_mark(fit: Any, width: int = FIT_WIDTH) -> Content:
+    """``✓ fits`` / ``≈ offload+tiling`` / ``✗ too big`` in a fixed-width column."""
+    if fit.level == "fits":
+        text, style = "✓ fits", "$text-success"
+    elif fit.level == "knobs":
+        text, style = "≈ " + "+".join(KNOB_SHORT.get(k, k) for k in fit.knobs), "$text-warning"
+    else:
+        text, style = "✗ too big", "$text-error"
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return Content.styled(text.ljust(width), style)

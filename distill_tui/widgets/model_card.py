@@ -18,7 +18,7 @@ from textual.widgets import Collapsible, Static
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
 from distill_tui.inventory import Inventory, human_size
 from distill_tui.settings import QuantSelection
-from distill_tui.textsafe import visible
+from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.card_title import CardTitle
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES
@@ -84,6 +84,10 @@ class ModelCard(Collapsible):
             deterministic=deterministic,
         )
         self.storage = Static("", classes="card-storage")
+        #: set by the screen when a GPU is known: the best set that fits ({component: quant
+        #: id}, used where nothing is selected) and the fit of the set the header shows
+        self.best_set: dict[str, str] | None = None
+        self.fit_header: Any = None
         self._shown_title: Content | None = None
         self._shown_storage: Content | None = None
 
@@ -147,6 +151,8 @@ class ModelCard(Collapsible):
             qid = sel.get(component)
             section = self.model.section(component)
             quant = section.get(qid) if qid else None
+            if quant is None and self.best_set:
+                quant = section.get(self.best_set.get(component, ""))
             if quant is None:
                 quant = section.get(self.model.default_quant(component))
             assert quant is not None
@@ -180,7 +186,14 @@ class ModelCard(Collapsible):
             if ready
             else "[b $background on $warning] Setup Required [/]"
         )
-        which = "recommended set" if recommended else "selected set"
+        which = "selected set"
+        if recommended:
+            which = "set that fits" if self.best_set else "recommended set"
+        fit_text = ""
+        if self.fit_header is not None:  # a GPU is known (file_status.fit_mark's words)
+            f = self.fit_header
+            word = {"fits": "$text-success", "knobs": "$text-warning"}.get(f.level, "$text-error")
+            fit_text = f" [{word}]· {escape_markup(f.short())}[/]"
         active_mark = " [$text-accent]· active[/]" if active else ""
         # Downloads in flight stay visible on a collapsed card. A count, not a percentage:
         # it changes with states only, so progress ticks never relabel (relayout) the card.
@@ -195,6 +208,7 @@ class ModelCard(Collapsible):
             Content.from_markup(badge),
             Content.from_markup(
                 f"{active_mark}{busy_mark} [$text-muted]· {which} {human_size(set_size)}[/]"
+                f"{fit_text}"
             ),
             "\n",
             self._license_mark(),

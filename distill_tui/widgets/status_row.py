@@ -19,6 +19,8 @@ from distill_tui.widgets.file_status import ROW_STATES, row_lines, row_state
 class StatusRow:
     present: bool = False
     event: Any | None = None
+    #: the fit column (quant rows on a machine with a known GPU; see file_status.fit_mark)
+    fit_mark: Content | None = None
     label_width: int
     deterministic: bool
 
@@ -58,6 +60,20 @@ class StatusRow:
         # Progress within one state keeps the row's height: repaint it, no relayout.
         self.refresh(layout=state != before)  # type: ignore[attr-defined]
 
+    def set_fit(self, mark: Content | None) -> None:
+        """Show a fit mark (None: no column); repaints only on a change."""
+        same = (
+            mark is None
+            if self.fit_mark is None
+            else mark is not None
+            and mark.plain == self.fit_mark.plain
+            and list(mark.spans) == list(self.fit_mark.spans)
+        )
+        if same:
+            return
+        self.fit_mark = mark
+        self.refresh()  # type: ignore[attr-defined]
+
     # ---- rendering -------------------------------------------------------------------
     def _lines(self, width: int) -> list[Content]:
         file = self.file  # type: ignore[attr-defined]
@@ -72,6 +88,7 @@ class StatusRow:
             event=self.event,
             file=file,
             deterministic=self.deterministic,
+            fit=self.fit_mark,
         )
 
     def render(self) -> Content:
