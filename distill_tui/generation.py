@@ -36,6 +36,7 @@ from distill_tui.engine.protocol import (
 if TYPE_CHECKING:
     from distill_tui.context import CoreContext
     from distill_tui.engine.client import EngineClient
+    from distill_tui.settings import QuantSelection
 
 log = logging.getLogger(__name__)
 
@@ -387,8 +388,19 @@ class GenerationService:
             job.error, job.error_kind = ev.message, ev.kind
 
     # ---- requests --------------------------------------------------------------------
-    def load_request(self, model_id: str, *, edit: bool = False) -> tuple[LoadRequest, Any]:
-        paths = self.core.resolver.active_paths(model_id)
+    def _persist_choice(self, model_id: str, selection: QuantSelection) -> None:
+        settings = self.core.settings
+        for component in ("diffusion", "textEncoder"):
+            quant = selection.get(component)
+            if quant and settings.selection(model_id).get(component) != quant:
+                settings.set_quant(model_id, component, quant)
+        if settings.settings.active_model_id != model_id:
+            settings.update(active_model_id=model_id)
+
+    def load_request(
+        self, model_id: str, *, edit: bool = False, selection: QuantSelection | None = None
+    ) -> tuple[LoadRequest, Any]:
+        paths = self.core.resolver.active_paths(model_id, selection)
         gen = self.core.settings.settings.generation
         req = LoadRequest(
             diffusion_model_path=str(paths.diffusion),
@@ -401,14 +413,25 @@ class GenerationService:
         )
         return req, paths
 
-    async def generate(self, params: GenParams, model_id: str | None = None) -> Job | None:
-        """Run one generation to its end (done / failed / cancelled). None if one is running."""
+    async def generate(
+        self,
+        params: GenParams,
+        model_id: str | None = None,
+        selection: QuantSelection | None = None,
+    ) -> Job | None:
+        """Run one generation to its end (done / failed / cancelled). None if one is running.
+
+        ``selection``: generate with these quants instead of the model's selected ones (a
+        reused Gallery recipe); they — and ``model_id`` — become the saved choice, since the
+        user generated with them."""
         if self.running:
             return None
         from distill_tui.engine.client import EngineError
 
         model_id = model_id or self.core.settings.settings.active_model_id
-        load, paths = self.load_request(model_id, edit=bool(params.ref_image))
+        load, paths = self.load_request(model_id, edit=bool(params.ref_image), selection=selection)
+        if selection is not None:
+            self._persist_choice(model_id, selection)
         self._count += 1
         job = Job(
             number=self._count,

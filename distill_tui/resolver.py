@@ -62,10 +62,13 @@ class Resolver:
     ) -> bool:
         return self.inventory.is_present(self.file_for(model_id, component, quant_id).file)
 
-    def missing(self, model_id: str | None = None) -> list[str]:
-        """Human reasons why a model is not ready; empty when it is."""
+    def missing(
+        self, model_id: str | None = None, selection: QuantSelection | None = None
+    ) -> list[str]:
+        """Human reasons why a model is not ready (with its selected quants, or ``selection``:
+        e.g. the quants a Gallery image was made with); empty when it is."""
         model = self.model(model_id)
-        sel = self.selection(model.id)
+        sel = selection or self.selection(model.id)
         out: list[str] = []
         for component in ("diffusion", "textEncoder"):
             label = COMPONENT_LABELS[component]
@@ -87,12 +90,14 @@ class Resolver:
     def is_model_ready(self, model_id: str | None = None) -> bool:
         return not self.missing(model_id)
 
-    def active_paths(self, model_id: str | None = None) -> ActivePaths:
+    def active_paths(
+        self, model_id: str | None = None, selection: QuantSelection | None = None
+    ) -> ActivePaths:
         model = self.model(model_id)
-        missing = self.missing(model.id)
+        missing = self.missing(model.id, selection)
         if missing:
             raise ModelNotReadyError(model.id, missing)
-        sel = self.selection(model.id)
+        sel = selection or self.selection(model.id)
         assert sel.diffusion_quant and sel.text_encoder_quant
         base = self.inventory.models_dir
         return ActivePaths(

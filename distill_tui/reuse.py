@@ -1,0 +1,85 @@
+"""Reusing a past generation (the Gallery's ``r``, ``distill generate --reuse ID``): one rule
+for both surfaces.
+
+A history record names the model and the quants the image was made with. Reusing it restores
+all of them — not just the prompt and parameters — so the next generation really is the same
+recipe. When a quant is not downloaded (any more) the plan says which and how big, so the UI can
+offer to download it. Nothing is persisted here: the active model and selection change only
+when the user actually generates with the reused recipe (GenerationService.generate with
+``selection`` and ``persist``).
+
+No textual import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from distill_tui.catalog import COMPONENT_LABELS
+from distill_tui.settings import QuantSelection
+
+if TYPE_CHECKING:
+    from distill_tui.catalog import CatalogFile
+    from distill_tui.context import CoreContext
+    from distill_tui.outputs import HistoryRecord
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    component: str  #: "diffusion" | "textEncoder" | "vae"
+    quant_id: str | None
+    file: CatalogFile
+
+    @property
+    def label(self) -> str:
+        name = COMPONENT_LABELS.get(self.component, self.component)
+        return f"{name} {self.quant_id}" if self.quant_id else name
+
+
+@dataclass(frozen=True)
+class ReusePlan:
+    model_id: str
+    selection: QuantSelection
+    missing: list[MissingFile] = field(default_factory=list)
+    problem: str | None = None  #: the recipe cannot be restored at all (catalog changed)
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None and not self.missing
+
+    @property
+    def quants(self) -> str:
+        return f"{self.selection.diffusion_quant} × {self.selection.text_encoder_quant}"
+
+    def describe_missing(self) -> str:
+        from distill_tui.inventory import human_size
+
+        return ", ".join(f"{m.label} ({human_size(m.file.size)})" for m in self.missing)
+
+
+def plan_reuse(core: CoreContext, record: HistoryRecord) -> ReusePlan:
+    sel = QuantSelection(
+        diffusionQuant=record.diffusion_quant, textEncoderQuant=record.text_encoder_quant
+    )
+    model = core.catalog.get(record.model_id)
+    if model is None:
+        return ReusePlan(
+            record.model_id, sel, problem=f"model {record.model_id!r} is no longer in the catalog"
+        )
+    missing: list[MissingFile] = []
+    for component, qid in (
+        ("diffusion", record.diffusion_quant),
+        ("textEncoder", record.text_encoder_quant),
+    ):
+        quant = model.section(component).get(qid)
+        if quant is None:
+            label = COMPONENT_LABELS[component].lower()
+            return ReusePlan(
+                model.id, sel, problem=f"{label} quant {qid!r} is no longer in the catalog"
+            )
+        if not core.inventory.is_present(quant.file):
+            missing.append(MissingFile(component, qid, quant))
+    if not core.inventory.is_present(model.vae.file):
+        missing.append(MissingFile("vae", None, model.vae))
+    return ReusePlan(model.id, sel, missing)
