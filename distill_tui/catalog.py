@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -91,6 +91,28 @@ class CatalogFile(_Model):
             raise ValueError(f"must stay inside the model directory ('..' in {v!r})")
         if any(p in ("", ".") for p in parts) or v.endswith("/"):
             raise ValueError(f"is not a clean file path: {v!r}")
+        return v
+
+    @field_validator("file")
+    @classmethod
+    def _not_ours(cls, v: str) -> str:
+        """A catalog file may not be (or look like) one of distill's own files in the models
+        dir: the inventory, a partial, a sidecar, a lock, an atomic-write temp file (``models
+        clean`` deletes those), nor hold control characters (NUL cuts a path short)."""
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in v):
+            raise ValueError(f"has control characters: {v.encode('unicode_escape').decode()!r}")
+        parts = PurePosixPath(v.replace("\\", "/")).parts
+        name = parts[-1].lower() if parts else ""
+        if len(parts) == 1 and (name.startswith(("installed.json", ".installed.json"))):
+            raise ValueError(f"{v!r} collides with distill's inventory (installed.json)")
+        for suffix in (".part", ".part.json", ".lock"):
+            if name.endswith(suffix):
+                raise ValueError(
+                    f"{v!r} ends with {suffix!r}, which distill uses for its own partial "
+                    "downloads and locks"
+                )
+        if name.startswith(".") and name.endswith(".tmp"):
+            raise ValueError(f"{v!r} looks like one of distill's temporary files (.*.tmp)")
         return v
 
     @field_validator("download_url")
@@ -235,6 +257,85 @@ class Catalog(_Model):
                 raise ValueError(f"duplicate model id {m.id!r}")
             seen.add(m.id)
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_file_one_source(cls, data: Any, handler: Any) -> Catalog:
+        """Entries that share a local file must be the same file (the shared VAE): the same
+        sha256, or - when a sha256 is missing - the same URL. A file path may not also be a
+        directory of another file.
+
+        Checked on catalog JSON (a file, HF_ENDPOINT's rewrite), not on catalogs built from
+        already validated models (the merge of a user copy with the bundled catalog keeps the
+        user's own models as they were)."""
+        catalog = handler(data)
+        models = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            return catalog
+        where: dict[str, tuple[str, CatalogFile]] = {}
+        for m in catalog.models:
+            for comp, qid, f in m.files():
+                label = f"{m.id} {comp}" + (f" {qid}" if qid else "")
+                prev = where.setdefault(f.file, (label, f))
+                if prev[1] is f:
+                    continue
+                other_label, other = prev
+                if other.sha256 != f.sha256 or (
+                    other.sha256 is None and other.download_url != f.download_url
+                ):
+                    what = "sha256" if other.sha256 != f.sha256 else "URLs and no sha256"
+                    raise ValueError(
+                        f"{label} and {other_label} name the same file {f.file!r} with "
+                        f"different {what}: one would overwrite the other"
+                    )
+        for path, (label, _f) in where.items():
+            parts = PurePosixPath(path.replace("\\", "/")).parts
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent in where:
+                    raise ValueError(
+                        f"{label}: {path!r} needs {parent!r} to be a directory, but it is the "
+                        f"file of {where[parent][0]}"
+                    )
+        return catalog
+        where: dict[str, tuple[str, dict]] = {}
+        for m in models:
+            for comp, entries in (
+                ("diffusion", (m.get("diffusion") or {}).get("quants")),
+                ("textEncoder", (m.get("textEncoder") or {}).get("quants")),
+                ("vae", [m.get("vae")]),
+            ):
+                for f in entries if isinstance(entries, list) else ():
+                    if not isinstance(f, dict) or not isinstance(f.get("file"), str):
+                        continue  # the field validators report it
+                    qid = f.get("id") if comp != "vae" else None
+                    label = f"{m.get('id')} {comp}" + (f" {qid}" if qid else "")
+                    prev = where.setdefault(f["file"], (label, f))
+                    if prev[1] is f:
+                        continue
+                    other_label, other = prev
+                    sha_a = str(other.get("sha256") or "").lower() or None
+                    sha_b = str(f.get("sha256") or "").lower() or None
+                    if any(x is not None and not _SHA256.match(x) for x in (sha_a, sha_b)):
+                        continue  # a malformed sha256: the field validator reports it
+                    if sha_a != sha_b or (
+                        sha_a is None and other.get("downloadUrl") != f.get("downloadUrl")
+                    ):
+                        what = "sha256" if sha_a != sha_b else "URLs and no sha256"
+                        raise ValueError(
+                            f"{label} and {other_label} name the same file {f['file']!r} with "
+                            f"different {what}: one would overwrite the other"
+                        )
+        for path, (label, _f) in where.items():
+            parts = PurePosixPath(path.replace("\\", "/")).parts
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent in where:
+                    raise ValueError(
+                        f"{label}: {path!r} needs {parent!r} to be a directory, but it is the "
+                        f"file of {where[parent][0]}"
+                    )
+        return data
 
     def get(self, model_id: str) -> CatalogModel | None:
         return next((m for m in self.models if m.id == model_id), None)

@@ -1,7 +1,9 @@
 """What is installed: ``installed.json`` in the model directory.
 
-One record per verified file (relative path, size, sha256, source URL without its query,
-revision, when downloaded and last verified). Read-modify-write happens under a file lock so
+One record per published file (relative path, size, sha256, source URL without its query,
+revision, when downloaded and last verified). A file whose bytes nothing could be checked
+against (neither the catalog nor the Hub gave a sha256) is recorded with ``unverified``: its
+sha256 is only what was received, so it is never shown as verified. Read-modify-write happens under a file lock so
 the TUI and a CLI run in another shell never lose each other's records.
 """
 
@@ -43,6 +45,8 @@ class FileRecord(BaseModel):
     revision: str | None = None
     downloaded_at: str | None = None
     verified_at: str | None = None
+    #: no reference sha256 existed (catalog and Hub silent): the size matched, nothing more
+    unverified: bool = False
 
 
 class InventoryData(BaseModel):
@@ -134,7 +138,10 @@ class Inventory:
         sha256: str | None,
         source_url: str | None = None,
         revision: str | None = None,
+        *,
+        unverified: bool = False,
     ) -> FileRecord:
+        """Record a published file; ``unverified``: no reference sha256 was known for it."""
         stamp = now_iso()
         rec = FileRecord(
             path=rel,
@@ -143,7 +150,8 @@ class Inventory:
             source_url=redact_url(source_url) if source_url else None,
             revision=revision,
             downloaded_at=stamp,
-            verified_at=stamp,
+            verified_at=None if unverified else stamp,
+            unverified=unverified,
         )
         with self._lock, self._file_lock():
             self._data = self._read()
@@ -165,9 +173,30 @@ class Inventory:
             if self._data.files.pop(rel, None) is not None:
                 self._write()
 
+    def adopt_records(self, records: dict[str, FileRecord]) -> None:
+        """Add records as they are (files moved here from another model directory)."""
+        with self._lock, self._file_lock():
+            self._data = self._read()
+            self._data.files.update(records)
+            self._write()
+
+    def rebind(self, models_dir: Path) -> None:
+        """Follow a new model directory (the Model Directory setting changed): every holder
+        of this Inventory (resolver, download service, screens) then sees the new one."""
+        with self._lock:
+            self.models_dir = Path(models_dir)
+            self.path = self.models_dir / INVENTORY_NAME
+            self._mtime = None
+            self._data = self._read()
+
     # ---- queries ---------------------------------------------------------------------
     def abs_path(self, rel: str) -> Path:
         return self.models_dir / rel
+
+    def is_unverified(self, rel: str) -> bool:
+        """Recorded without a reference sha256 (see :class:`FileRecord`)."""
+        rec = self.get(rel)
+        return rec is not None and rec.unverified
 
     def is_present(self, rel: str) -> bool:
         """Recorded as verified AND the file is on disk with the recorded size."""

@@ -12,6 +12,12 @@ CDN:  GET/HEAD /cdn/<sha256>?Expires&Signature -> 200 / 206 + Content-Range, 416
 Faults are injected per request (``hub.faults.append(Fault(...))``); every request is
 recorded (``hub.requests``) with its headers (Authorization included) and the body bytes sent.
 Run standalone for manual tests: ``python -m tests.fakehub --help``.
+
+``FakeHub(tls=True)`` serves https AND plain http on the same ports (the first byte of each
+connection decides: a TLS ClientHello is wrapped with a self-signed certificate for 127.0.0.1,
+anything else is served in clear and recorded with ``tls=False``), so a redirect from
+``https://127.0.0.1:P`` to ``http://127.0.0.1:P`` - the same host name - is observable: the
+test sees exactly which headers travelled in clear. ``hub.cert_file`` is the CA to trust.
 """
 
 from __future__ import annotations
@@ -53,7 +59,11 @@ class Fault:
       expired         403 "Request has expired" (CDN signed URL)
       flip            flip one byte at absolute offset ``offset`` of the served body
       size            CDN announces a total of size + ``delta`` in Content-Range
-      status          answer ``status`` (503, 429, 500...) with ``headers`` (e.g. Retry-After)
+      status          answer ``status`` (503, 429, 500...) with ``headers`` (e.g. Retry-After,
+                      or a ``Location`` for a 3xx: a redirect loop, a downgrade to http)
+      gzip            serve normally but say ``Content-Encoding: gzip`` (a compressing proxy)
+      empty200        answer 200 with ``Content-Length: 0`` and no X-Linked-* headers (a mirror
+                      that serves a HEAD itself and knows nothing of the file)
       callback        call ``fn(handler)`` then serve normally (e.g. fill the disk mid-download)
     ``times``: how many requests it affects (None = all). ``range``: only requests whose
     Range header starts with this (e.g. ``"bytes=2097152-"``).
@@ -102,6 +112,7 @@ class Request:
     status: int = 0
     body_bytes: int = 0
     fault: str | None = None
+    tls: bool = False  #: the request came over TLS (https)
 
     @property
     def authorization(self) -> str | None:
@@ -120,7 +131,7 @@ class HubFile:
 class FakeHub:
     """Start with ``start()`` (or as a context manager); ``url`` is the Hub's base URL."""
 
-    def __init__(self, root: Path | None = None, *, rate: float | None = None):
+    def __init__(self, root: Path | None = None, *, rate: float | None = None, tls: bool = False):
         self._tmp = None
         if root is None:
             self._tmp = tempfile.mkdtemp(prefix="fakehub-")
@@ -140,6 +151,11 @@ class FakeHub:
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
         self.report_sha = True  # X-Linked-Etag present
+        #: base URL of the signed Location instead of ``cdn_url`` (e.g. a downgrade to http)
+        self.cdn_base_override: str | None = None
+        self.tls = tls
+        self.cert_file: Path | None = None
+        self._ssl_ctx = None
         self.linked_size_override: dict[str, int] = {}
         self.sha_override: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -190,19 +206,47 @@ class FakeHub:
 
     # ---- lifecycle -------------------------------------------------------------------
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.hub_port}"
+        return f"{self.scheme}://127.0.0.1:{self.hub_port}"
 
     @property
     def cdn_url(self) -> str:
-        return f"http://127.0.0.1:{self.cdn_port}"
+        return f"{self.scheme}://127.0.0.1:{self.cdn_port}"
+
+    def _make_tls(self) -> None:
+        """A self-signed certificate for 127.0.0.1 (the openssl CLI), trusted via cert_file."""
+        import ssl
+        import subprocess
+
+        key, cert = self.root / "tls.key", self.root / "tls.crt"
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self._ssl_ctx = ctx
+        self.cert_file = cert
 
     def start(self, hub_port: int = 0, cdn_port: int = 0) -> FakeHub:
+        if self.tls and self._ssl_ctx is None:
+            self._make_tls()
         for name, port in (("hub", hub_port), ("cdn", cdn_port)):
             handler = type(
                 f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name}
             )
             srv = _Server(("127.0.0.1", port), handler)
+            srv.ssl_ctx = self._ssl_ctx
             self._servers.append(srv)
             t = threading.Thread(
                 target=srv.serve_forever,
@@ -261,7 +305,7 @@ class FakeHub:
     def signed_location(self, sha: str) -> str:
         exp = f"{time.time() + self.url_ttl:.3f}"
         return (
-            f"{self.cdn_url}/cdn/{sha}?Expires={exp}&Signature={self._sign(sha, exp)}"
+            f"{self.cdn_base_override or self.cdn_url}/cdn/{sha}?Expires={exp}&Signature={self._sign(sha, exp)}"
             f"&Key-Pair-Id=K2FAKEFAKEFAKE"
         )
 
@@ -281,6 +325,20 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    ssl_ctx = None  # set: TLS and plain http on the same port (sniffed per connection)
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """On the connection's own thread: a TLS ClientHello (0x16) is wrapped, else plain."""
+        if self.ssl_ctx is not None:
+            try:
+                request.settimeout(10)
+                first = request.recv(1, socket.MSG_PEEK)
+                if first == b"\x16":
+                    request = self.ssl_ctx.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except OSError:
+                return
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         import sys
@@ -330,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parts.query,
             headers={k.lower(): v for k, v in self.headers.items()},
             range=self.headers.get("Range"),
+            tls=hasattr(self.connection, "getpeercert"),
         )
         self.hub.requests.append(rec)
         fault = self.hub._take_fault(
@@ -342,6 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
                 fault = None
             elif fault.kind == "status":
                 self._simple(rec, fault.status, dict(fault.headers), b"transient error\n")
+                return
+            elif fault.kind == "empty200":
+                self._simple(rec, 200, {"Content-Type": "application/octet-stream"})
                 return
         try:
             if self.server_name == "hub":
@@ -497,6 +559,8 @@ class _Handler(BaseHTTPRequestHandler):
             start = min(start + 1, end)
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+        if fault is not None and fault.kind == "gzip":
+            headers["Content-Encoding"] = "gzip"
         length = end - start + 1
         self._start(rec, status, headers, length)
         if self.command == "HEAD":

@@ -136,7 +136,8 @@ def test_bad_sha256(tmp_path, sha):
 
 def test_good_sha256_is_accepted_and_normalised(tmp_path):
     raw = copy.deepcopy(BUNDLED)
-    raw["models"][0]["vae"]["sha256"] = "AB" * 32
+    for m in raw["models"]:  # the shared VAE: one file, so one sha256 (issue 11)
+        m["vae"]["sha256"] = "AB" * 32
     cat = load_catalog_file(_write(tmp_path, raw))
     assert cat.models[0].vae.sha256 == "ab" * 32
 

@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
+    from distill_tui.catalog import CatalogError
+    from distill_tui.hftoken import HFEnvError, check_env
+
+    try:
+        check_env()  # HF_ENDPOINT / token: one line before anything (the TUI included)
+    except HFEnvError as e:
+        print(f"distill: {e}", file=sys.stderr)
+        return 2
     try:
         if command == "tui":
             from distill_tui.cli.tui import run_tui
@@ -222,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"distill: {visible(e)}", file=sys.stderr)
         return e.code
+    except CatalogError as e:  # e.g. the bundled catalog after HF_ENDPOINT's rewrite
+        lines = str(e).splitlines()
+        more = f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""
+        print(f"distill: {visible(lines[0] if lines else e)}{more}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("distill: interrupted", file=sys.stderr)
         return 130

@@ -266,6 +266,11 @@ async def _download(
         if ev.state == DownloadState.DONE:
             fetched = ev.key in out.fetched and ev.key not in present
             where = "downloaded and verified" if fetched else "already downloaded"
+            ctx.inventory.refresh()
+            if ctx.inventory.is_unverified(ev.key):  # nothing to check the bytes against
+                where = (
+                    "downloaded" if fetched else "already downloaded"
+                ) + ", unverified (no reference hash)"
             out.line(f"  ok      {_label(ev):<22} {human_size(ev.total):>9}  {where}  ({ev.key})")
         elif ev.state == DownloadState.FAILED:
             out.line(f"  FAILED  {_label(ev):<22} {ev.error}")
@@ -421,7 +426,7 @@ def cmd_verify(args: argparse.Namespace, ctx: CoreContext) -> int:
             "nothing to verify: no downloaded files" + (f" for {args.model}" if args.model else "")
         )
         return 0
-    bad = 0
+    bad = unverified = 0
     for rel in rels:
         rec = records[rel]
         path = inv.abs_path(rel)
@@ -440,6 +445,13 @@ def cmd_verify(args: argparse.Namespace, ctx: CoreContext) -> int:
             print(f"  MISMATCH  {rel}: sha256 {digest[:12]}…, expected {rec.sha256[:12]}…")
             bad += 1
             continue
+        if rec.unverified:  # its sha256 is what was received: only "unchanged" can be said
+            unverified += 1
+            print(
+                f"  UNVERIFIED {rel} ({human_size(size)}): unverified (no reference hash); "
+                "unchanged since it was downloaded"
+            )
+            continue
         inv.mark_verified(rel)
         print(f"  ok        {rel} ({human_size(size)})")
     if bad:
@@ -448,6 +460,12 @@ def cmd_verify(args: argparse.Namespace, ctx: CoreContext) -> int:
             "(`distill models remove`) and download again"
         )
         return 1
+    if unverified:
+        print(
+            f"{len(rels) - unverified} of {len(rels)} file(s) verified; {unverified} "
+            "unverified (no reference hash: neither the catalog nor the Hub gave a sha256)"
+        )
+        return 0
     print(f"all {len(rels)} file(s) verified")
     return 0
 

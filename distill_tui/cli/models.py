@@ -11,9 +11,12 @@
                  "components": {
                     "diffusion":   {"name": str, "quants": [QUANT...]},
                     "textEncoder": {"name": str, "quants": [QUANT...]},
-                    "vae": {"file", "size", SOURCE..., "downloaded": bool}}}]}
-    QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, PARTIAL,
-             "selected": bool}
+                    "vae": {"file", "size", SOURCE..., "downloaded": bool,
+                            "verified": bool}}}]}
+    QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, "verified": bool,
+             PARTIAL, "selected": bool}
+    ("verified": downloaded and checked against a reference sha256; false for a downloaded
+    file nothing could check: "unverified (no reference hash)")
     PARTIAL = "partial": null | {"state": "downloading"|"partial", "bytesDone", "total",
                                  "pid": int|null}
     SOURCE = "sizeEstimated": bool, "sha256": str|null, "sources": [url, mirror...]
@@ -93,6 +96,7 @@ def models_json(ctx: CoreContext) -> dict:
                         "size": q.size,
                         **_source_json(q),
                         "downloaded": inv.is_present(q.file),
+                        "verified": _verified(inv, q.file),
                         **_partial_json(acts, q),
                         "selected": sel.get(comp) == q.id,
                     }
@@ -104,6 +108,7 @@ def models_json(ctx: CoreContext) -> dict:
             "size": m.vae.size,
             **_source_json(m.vae),
             "downloaded": inv.is_present(m.vae.file),
+            "verified": _verified(inv, m.vae.file),
             **_partial_json(acts, m.vae),
         }
         missing = res.missing(m.id)
@@ -141,6 +146,17 @@ def models_json(ctx: CoreContext) -> dict:
     }
 
 
+def _verified(inv, rel: str) -> bool:
+    """Downloaded AND checked against a reference sha256 (catalog or Hub)."""
+    return inv.is_present(rel) and not inv.is_unverified(rel)
+
+
+def _have(f: dict) -> str:
+    if not f["downloaded"]:
+        return _partial_text(f["partial"])
+    return "downloaded" if f["verified"] else "downloaded, unverified (no reference hash)"
+
+
 def _partial_text(p: dict | None) -> str:
     if not p:
         return "-"
@@ -168,14 +184,11 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
             w(f"    {title}{name}\n")
             for q in c["quants"]:
                 mark = ">" if q["selected"] else " "
-                have = "downloaded" if q["downloaded"] else _partial_text(q["partial"])
+                have = _have(q)
                 size = ("~" if q["sizeEstimated"] else "") + human_size(q["size"])
                 w(f"      {mark} {q['id']:<8} {size:>9}  {have}\n")
         v = m["components"]["vae"]
-        w(
-            f"    VAE  {v['file']}  {human_size(v['size'])}  "
-            f"{'downloaded' if v['downloaded'] else _partial_text(v['partial'])}\n"
-        )
+        w(f"    VAE  {v['file']}  {human_size(v['size'])}  {_have(v)}\n")
         if m["missing"]:
             w(f"    missing: {'; '.join(m['missing'])}\n")
         w("\n")

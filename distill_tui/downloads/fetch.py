@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -52,6 +53,7 @@ from distill_tui.downloads.hub import (
     HubMeta,
     network_error,
     retry_after,
+    wait_note,
 )
 from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
 from distill_tui.inventory import human_size
@@ -107,6 +109,8 @@ class Progress:
         self.resumed_from = 0
         self.fetched = 0  # body bytes received in this process
         self.phase = "downloading"  # -> "verifying" once every byte is written
+        #: transient words for the person (e.g. the server asked to wait); None when moving
+        self.note: str | None = None
 
     def __repr__(self) -> str:
         return f"Progress({self.done}/{self.total})"
@@ -143,8 +147,12 @@ class PrefixHasher:
         try:
             while True:
                 with self._cond:
-                    while self.pos >= self._target and not self._stop:
+                    # nothing left to hash (an empty file, or all of it done): never wait for
+                    # bytes that cannot come
+                    while self.pos >= self._target and self.pos < self.size and not self._stop:
                         self._cond.wait()
+                    if self.pos >= self.size:
+                        return
                     if self._stop:
                         return
                     target = self._target
@@ -162,7 +170,11 @@ class PrefixHasher:
 
     async def result(self) -> str:
         self.advance(self.size)
-        await asyncio.to_thread(self._thread.join)
+        try:
+            await asyncio.to_thread(self._thread.join)
+        except BaseException:  # cancelled: end the thread, or the loop's close waits for it
+            self.stop()
+            raise
         if self._error is not None:
             raise self._error
         if self.pos != self.size:
@@ -674,6 +686,7 @@ class Fetcher:
         assert writer is not None
         failures = 0
         size_faults = 0
+        why = ""  # what the server did last time it was not usable (for the final message)
         try:
             while slot[1] < slot[2]:
                 pos, b = slot[1], slot[2]
@@ -689,7 +702,7 @@ class Fetcher:
                         watch = self._watch[pid] = _Watch(slot, timeout, time.monotonic())
                         try:
                             async with self.client.stream("GET", url, headers=headers) as resp:
-                                limit = await self._check(resp, pos, b, gen)
+                                limit, why = await self._check(resp, pos, b, gen)
                                 if limit is None:
                                     delay = self._delay(resp, failures)
                                 else:
@@ -758,11 +771,12 @@ class Fetcher:
                     if failures > self.cfg.retries:
                         raise DownloadError(
                             "network",
-                            f"{self.label}: the download server kept failing; rerun to resume",
+                            f"{self.label}: the download server {why or 'kept failing'} "
+                            f"({failures} times); rerun to resume",
                             resumable=True,
                         )
                     if delay:
-                        await asyncio.sleep(delay)
+                        await self._wait(delay, resp_asked=why.startswith("answered"))
         finally:
             self.inflight.pop(pid, None)
             if slot[1] > a:
@@ -789,6 +803,20 @@ class Fetcher:
     def _backoff(self, failures: int) -> float:
         return min(self.cfg.max_backoff, self.cfg.backoff * 2 ** max(0, failures - 1))
 
+    async def _wait(self, delay: float, *, resp_asked: bool) -> None:
+        """Sleep before a retry; a long wait the server asked for is shown (Progress.note)."""
+        if not resp_asked or delay < 3.0:
+            await asyncio.sleep(delay)
+            return
+        note = wait_note(delay)
+        self.progress.note = note
+        log.info("%s: %s", self.label, note)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            if self.progress.note == note:
+                self.progress.note = None
+
     def _delay(self, resp: httpx.Response, failures: int) -> float:
         if resp.status_code in RETRY_STATUS:
             return retry_after(resp, self._backoff(failures + 1))
@@ -796,58 +824,64 @@ class Fetcher:
             return 0.0  # already refreshed
         return self._backoff(failures + 1)
 
-    async def _check(self, resp: httpx.Response, pos: int, b: int, gen: int) -> int | None:
-        """Validate an answer. Return the number of bytes to take, or None to retry."""
+    async def _check(
+        self, resp: httpx.Response, pos: int, b: int, gen: int
+    ) -> tuple[int | None, str]:
+        """Validate an answer: (bytes to take, "") or (None, what the server did) to retry."""
         st = resp.status_code
         enc = resp.headers.get("content-encoding", "identity").lower()
         if st in (200, 206) and enc not in ("identity", ""):
-            log.info("%s: server sent Content-Encoding %s; retrying", self.label, enc)
-            return None
+            why = f"sent Content-Encoding {enc} instead of the raw bytes (a compressing proxy?)"
+            log.info("%s: server %s; retrying", self.label, why)
+            return None, why
         if st == 206:
-            m = _CONTENT_RANGE.match(resp.headers.get("content-range", "").strip())
+            cr = resp.headers.get("content-range", "").strip()
+            m = _CONTENT_RANGE.match(cr)
             if not m:
-                log.info("%s: 206 without a usable Content-Range; retrying", self.label)
-                return None
+                why = f"answered 206 without a usable Content-Range ({cr[:40]!r})"
+                log.info("%s: %s; retrying", self.label, why)
+                return None, why
             s, e, t = int(m.group(1)), int(m.group(2)), m.group(3)
             if t != "*" and int(t) != self.size:
                 raise _SizeFault(int(t))
             if s != pos or e != b - 1:
-                log.info(
-                    "%s: asked bytes %d-%d, got Content-Range %d-%d; retrying",
-                    self.label,
-                    pos,
-                    b - 1,
-                    s,
-                    e,
-                )
-                return None
-            return b - pos
+                why = f"sent Content-Range bytes {s}-{e} when asked for bytes {pos}-{b - 1}"
+                log.info("%s: %s; retrying", self.label, why)
+                return None, why
+            return b - pos, ""
         if st == 200:
             cl = resp.headers.get("content-length")
             if cl is not None and cl.isdigit() and int(cl) != self.size:
                 raise _SizeFault(int(cl))
             if pos == 0:
-                return b  # Range ignored, but the body starts where we want: use its prefix
-            log.info("%s: server ignored Range (200) at offset %d; retrying", self.label, pos)
-            return None
+                return b, ""  # Range ignored, but the body starts where we want: use its prefix
+            why = f"ignored the Range request (200 with the whole file) at offset {pos}"
+            log.info("%s: server %s; retrying", self.label, why)
+            return None, why
         if st in (401, 403, 404, 410) and not self.meta.same_origin:
             # signed URL expired/invalid (403) or object moved: ask the Hub for a fresh URL
             await self._refresh_location(gen)
-            return None
+            return None, f"refused the download URL ({st}) even after a fresh one from the Hub"
         if st == 416:
             m = _UNSATISFIED.match(resp.headers.get("content-range", "").strip())
             if m and int(m.group(1)) != self.size:
                 raise _SizeFault(int(m.group(1)))
             await self._refresh_location(gen)
-            return None
+            return None, f"answered 416 (range not satisfiable) for bytes {pos}-{b - 1}"
         if st in RETRY_STATUS:
-            return None
+            return None, f"answered {st}"
         if st in (401, 403, 404):
             from distill_tui.downloads.hub import hub_error
 
             raise hub_error(resp, self.meta.resolve_url, self.token)
+        if 300 <= st < 400:
+            loc = resp.headers.get("location", "")
+            where = (urlsplit(loc).netloc or "the same host") if loc else "nowhere"
+            why = f"kept redirecting ({st} to {where}) instead of sending the bytes"
+            log.info("%s: server %s; retrying", self.label, why)
+            return None, why
         log.info("%s: unexpected status %d; retrying", self.label, st)
-        return None
+        return None, f"answered an unexpected {st}"
 
     async def _refresh_location(self, gen: int) -> None:
         async with self._refresh_lock:

@@ -8,13 +8,16 @@ redirect; size = ``X-Linked-Size``, sha256 = ``X-Linked-Etag`` (64 hex), revisio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import ipaddress
 import logging
 import os
 import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -22,6 +25,7 @@ import httpx
 
 from distill_tui import __version__
 from distill_tui.downloads.errors import DownloadError
+from distill_tui.hftoken import token_problem
 from distill_tui.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,45 @@ class HubMeta:
     size: int
     sha256: str | None
     revision: str | None
-    same_origin: bool  #: location is on the Hub's host (send Authorization there)
+    same_origin: bool  #: location is the Hub's exact origin (send Authorization there)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: the token's boundary."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def may_send_token(endpoint_url: str, url: str) -> bool:
+    """The token goes only to the exact origin (scheme, host, port) of the URL it was meant
+    for, and never over plain http unless that endpoint itself is loopback http (tests, a
+    local mirror)."""
+    o = origin(endpoint_url)
+    if origin(url) != o:
+        return False
+    return o[0] == "https" or (o[0] == "http" and is_loopback_host(o[1]))
+
+
+def _downgrade(src: str, dst: str) -> bool:
+    """https -> plain http (the signed URL, and maybe more, would travel in clear)."""
+    return origin(src)[0] == "https" and origin(dst)[0] != "https"
 
 
 def repo_of(url: str) -> str | None:
@@ -209,16 +251,21 @@ async def head(
     *,
     retries: int = 4,
     backoff: float = 1.0,
+    on_wait: Callable[[float], None] | None = None,
 ) -> HubMeta:
-    """HEAD the resolve URL; follow same-host redirects only; return the file's metadata."""
-    origin = urlsplit(url).netloc
+    """HEAD the resolve URL; follow same-origin redirects only; return the file's metadata.
+
+    ``on_wait(seconds)`` is told before a wait the Hub asked for (``Retry-After``) of more than
+    a few seconds, and ``on_wait(0)`` when it is over, so a person sees why nothing moves."""
+    if token and token_problem(token):  # it could not even go into a header
+        raise DownloadError("auth", f"the Hugging Face token {token_problem(token)}")
+    home = origin(url)
     attempt = 0
     current = url
     hops = 0
     while True:
         headers = {"Accept-Encoding": "identity"}
-        same = urlsplit(current).netloc == origin
-        if token and same:
+        if token and may_send_token(url, current):
             headers["Authorization"] = f"Bearer {token}"
         try:
             resp = await client.head(current, headers=headers)
@@ -237,21 +284,55 @@ async def head(
                     f"the Hub keeps answering {status} for {path_in_repo(url)}; try again later",
                     resumable=True,
                 )
-            await asyncio.sleep(retry_after(resp, backoff * 2 ** (attempt - 1)))
+            await wait_noted(retry_after(resp, backoff * 2 ** (attempt - 1)), on_wait)
             continue
         if 300 <= status < 400 and "location" in resp.headers:
             loc = urljoin(current, resp.headers["location"])
-            if urlsplit(loc).netloc == origin and not _has_linked(resp):
-                # relative/same-host redirect (renamed repo, resolve-cache): follow it
+            if _downgrade(current, loc):
+                raise DownloadError(
+                    "protocol",
+                    f"{urlsplit(current).hostname} redirected the download of "
+                    f"{path_in_repo(url)} from https to plain http ({redact_url(loc)}); refused: "
+                    "the token and the signed download URL never travel in clear. Is a proxy or "
+                    "mirror (HF_ENDPOINT) downgrading the connection?",
+                )
+            if origin(loc) == home and not _has_linked(resp):
+                # relative/same-origin redirect (renamed repo, resolve-cache): follow it
                 hops += 1
                 if hops > 5:
-                    raise DownloadError("protocol", f"too many redirects for {redact_url(url)}")
+                    raise DownloadError(
+                        "protocol",
+                        f"{urlsplit(url).netloc} redirected {hops - 1} times without reaching "
+                        f"{path_in_repo(url)} (a redirect loop: last to {redact_url(loc)})",
+                    )
                 current = loc
                 continue
-            return _meta(resp, url, loc, same_origin=urlsplit(loc).netloc == origin)
+            return _meta(resp, url, loc, same_origin=may_send_token(url, loc))
         if status == 200:
-            return _meta(resp, url, current, same_origin=True)
+            return _meta(resp, url, current, same_origin=may_send_token(url, current))
         raise hub_error(resp, url, token)
+
+
+#: a wait the server asked for longer than this is shown to the person
+NOTE_WAIT = 3.0
+
+
+async def wait_noted(seconds: float, on_wait: Callable[[float], None] | None) -> None:
+    """Sleep ``seconds``; a long one is announced through ``on_wait`` (and cleared after)."""
+    if on_wait is None or seconds < NOTE_WAIT:
+        await asyncio.sleep(seconds)
+        return
+    on_wait(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        on_wait(0.0)
+
+
+def wait_note(seconds: float) -> str:
+    """The words for a server-requested wait (``Retry-After``)."""
+    until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+    return f"the server asked to wait {seconds:.0f} s (Retry-After); retrying at {until}"
 
 
 def _has_linked(resp: httpx.Response) -> bool:
@@ -267,7 +348,18 @@ def _meta(resp: httpx.Response, url: str, location: str, *, same_origin: bool) -
         except ValueError:
             size = None
     elif not resp.is_redirect and h.get("content-length"):
-        size = int(h["content-length"])  # only for a 200, never the body of a 3xx
+        with contextlib.suppress(ValueError):
+            size = int(h["content-length"])  # only for a 200, never the body of a 3xx
+    if size is not None and size <= 0:
+        # a model file is never empty (the catalog requires a positive size): a mirror or proxy
+        # that answers for the Hub and knows nothing of the file
+        how = "X-Linked-Size" if h.get("x-linked-size") else "Content-Length"
+        raise DownloadError(
+            "protocol",
+            f"{urlsplit(url).netloc} says {path_in_repo(url)} has {size} bytes ({how}: "
+            f"{size}); refused, nothing was downloaded. Is HF_ENDPOINT or a proxy answering "
+            "for the Hub?",
+        )
     if size is None:
         raise DownloadError(
             "protocol",

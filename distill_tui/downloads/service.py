@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import httpx
 
 from distill_tui.downloads.errors import DownloadError
 from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, Progress, Restart
-from distill_tui.downloads.hub import HubMeta, head, new_client, repo_of
+from distill_tui.downloads.hub import HubMeta, head, new_client, repo_of, wait_note
 from distill_tui.downloads.iothread import IOThread
 from distill_tui.downloads.lock import DestLock
 from distill_tui.downloads.sidecar import (
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMPONENTS_ORDER = ("diffusion", "textEncoder", "vae")
+#: the note of a published file nothing could be checked against (no sha256 anywhere)
+UNVERIFIED = "unverified (no reference hash)"
 _UNSET = object()
 
 #: (model_id, component, quant_id or None for the VAE)
@@ -143,6 +146,36 @@ def source_label(url: str) -> str:
     from urllib.parse import urlsplit
 
     return repo_of(url) or urlsplit(url).netloc
+
+
+def os_error_message(e: OSError, key: str, models_dir: Path) -> str:
+    """A failure of the models dir itself, in words a person can act on."""
+    import errno as _errno
+
+    where = e.filename or models_dir / key
+    code = e.errno
+    if code in (_errno.EACCES, _errno.EPERM):
+        return (
+            f"{key}: permission denied writing {where}: this user (uid {os.getuid()}) may not "
+            f"write there. Fix the permissions of {models_dir} (a shared models dir?) or set "
+            "model_base_path to a directory you own"
+        )
+    if code == _errno.ENAMETOOLONG:
+        name = max(Path(str(where)).parts, key=lambda p: len(p.encode()), default="")
+        return (
+            f"{key[:60]}…: file name too long for this filesystem ({len(name.encode())} bytes in "
+            "one name; most filesystems allow 255); the catalog entry needs a shorter file name"
+        )
+    if code in (_errno.ENOTDIR, _errno.EEXIST):
+        return (
+            f"{key}: cannot create the folder for it: {where} (or a folder above it) is a file, "
+            f"not a directory ({e.strerror}); move that file away and retry"
+        )
+    if code == _errno.EROFS:
+        return f"{key}: {models_dir} is on a read-only filesystem; set model_base_path elsewhere"
+    if code in (_errno.ENOSPC, _errno.EDQUOT):
+        return f"{key}: disk full in {models_dir}; free some space and retry"
+    return f"{key}: cannot write {where}: {e.strerror or e}"
 
 
 def sha256_file(path: Path, block: int = 4 << 20) -> str:
@@ -275,7 +308,7 @@ class DownloadManager:
 
         async def one(p: _Job) -> DownloadEvent | None:
             try:
-                await self._meta(p, fresh=True)
+                self._check_size(p, await self._meta(p, fresh=True))
             except DownloadError as e:
                 p.state = DownloadState.FAILED
                 p.error, p.error_kind = str(e), e.kind
@@ -414,6 +447,7 @@ class DownloadManager:
                 pr = job.progress
                 if pr is None:
                     continue
+                job.note = pr.note  # e.g. the server asked to wait (Retry-After)
                 if pr.phase == "verifying" and job.state != DownloadState.VERIFYING:
                     job.state = DownloadState.VERIFYING
                 dt = now - job.last_t
@@ -438,6 +472,15 @@ class DownloadManager:
 
     async def _run_job(self, job: _Job) -> None:
         try:
+            await self._run_job_finally(job)
+        finally:
+            if not job.finished_event.is_set():  # the error path itself failed: never hang
+                self._finish(
+                    job, DownloadState.FAILED, error="internal error (see the log)", kind="internal"
+                )
+
+    async def _run_job_finally(self, job: _Job) -> None:
+        try:
             await self._run_job_inner(job)
         except asyncio.CancelledError:
             state = (
@@ -451,6 +494,15 @@ class DownloadManager:
                 error=str(e),
                 kind=e.kind,
                 resumable=e.resumable and self._has_partial(job),
+            )
+        except OSError as e:  # the models dir: permissions, a name too long, a file for a dir
+            log.warning("download of %s failed: %s", job.key, e)
+            self._finish(
+                job,
+                DownloadState.FAILED,
+                error=os_error_message(e, job.key, self.inventory.models_dir),
+                kind="disk",
+                resumable=self._has_partial(job),
             )
         except Exception as e:  # a bug must not kill the queue; the message is redacted
             log.exception("download of %s failed", job.key)
@@ -489,7 +541,7 @@ class DownloadManager:
                 self._finish(job, DownloadState.DONE)
                 return
             self._set_state(job, DownloadState.PREFLIGHT)
-            meta = await self._meta(job)
+            meta = self._check_size(job, await self._meta(job))
             expected = job.file.sha256 or meta.sha256
             if dest.exists() and expected and await self._adopt(job, dest, meta, expected):
                 return
@@ -542,9 +594,15 @@ class DownloadManager:
                     expected = job.file.sha256 or meta.sha256
             self._set_state(job, DownloadState.VERIFYING)
             self.inventory.record(
-                job.key, meta.size, sha, source_url=meta.resolve_url, revision=meta.revision
+                job.key,
+                meta.size,
+                sha,
+                source_url=meta.resolve_url,
+                revision=meta.revision,
+                unverified=not expected,  # neither the catalog nor the Hub gave a sha256
             )
             self._maybe_select(job)
+            job.note = None if expected else UNVERIFIED
             self._finish(job, DownloadState.DONE)
         finally:
             lock.release(unlink=True)
@@ -623,6 +681,7 @@ class DownloadManager:
                     self._hub_token(),  # type: ignore[arg-type]
                     retries=min(self.retries, 4),
                     backoff=self.backoff,
+                    on_wait=lambda secs, job=job: self._waiting(job, secs),
                 )
             except DownloadError as e:
                 if i + 1 < len(sources):
@@ -749,9 +808,33 @@ class DownloadManager:
         if self.settings.selection(job.model_id).get(job.component) is None:
             self.settings.set_quant(job.model_id, job.component, job.quant_id)
 
+    def _check_size(self, job: _Job, meta: HubMeta) -> HubMeta:
+        """The Hub's size must be the catalog's exact one (unless the catalog only estimates
+        it): without a reference sha256 the size is all that tells the bytes are the right
+        ones, and with one a mismatch would only fail after the whole download."""
+        f = job.file
+        if not f.size_estimated and meta.size != f.size:
+            raise DownloadError(
+                "upstream_changed",
+                f"{job.key}: the Hub says {meta.size} bytes but the catalog expects {f.size}; "
+                "nothing was downloaded. Update distill (or the catalog entry)",
+            )
+        return meta
+
+    def _waiting(self, job: _Job, seconds: float) -> None:
+        """The Hub asked to wait (Retry-After): say so on the file's event (0: it is over)."""
+        job.note = wait_note(seconds) if seconds > 0 else None
+        active = self._jobs.get(job.key)
+        if active is None or active is job or active.finished:
+            self._emit(self._snapshot(job))
+
     def _has_partial(self, job: _Job) -> bool:
-        dest = self.inventory.abs_path(job.key)
-        return part_path(dest).exists() and sidecar_path(dest).exists()
+        """Never raises: it runs on the error path (a name too long, a denied directory)."""
+        try:
+            dest = self.inventory.abs_path(job.key)
+            return part_path(dest).exists() and sidecar_path(dest).exists()
+        except (OSError, ValueError):
+            return False
 
     def _set_state(self, job: _Job, state: DownloadState) -> None:
         job.state = state
@@ -767,14 +850,21 @@ class DownloadManager:
         resumable: bool = False,
     ) -> None:
         job.state = state
-        job.error = redact(error, self._secrets) if error else None
-        job.error_kind = kind
-        job.resumable = resumable
-        job.speed = 0.0
-        ev = self._snapshot(job)
-        job.final = ev
-        self._emit(ev)
-        job.finished_event.set()
+        try:
+            job.error = redact(error, self._secrets) if error else None
+            job.error_kind = kind
+            job.resumable = resumable
+            job.speed = 0.0
+            ev = self._snapshot(job)
+            job.final = ev
+            self._emit(ev)
+        finally:  # whatever happens above, a waiter (the CLI, the TUI) is released
+            if job.final is None or job.final.state != state:
+                job.final = DownloadEvent(
+                    job.key, job.model_id, job.component, job.quant_id, state, 0, 0, 0.0, None,
+                    error=error, error_kind=kind,
+                )  # fmt: skip
+            job.finished_event.set()
 
     @property
     def _secrets(self) -> tuple[str, ...]:

@@ -8,8 +8,8 @@ Everything here is styled with theme variables in content markup, never literal 
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from textual.content import Content
 
@@ -81,12 +81,42 @@ def bar(fraction: float, width: int) -> Content:
     return Content.from_markup(f"[$accent]{done}[/][$panel-lighten-2]{todo}[/]")
 
 
+#: license pages are always on the Hub itself, never on the HF_ENDPOINT mirror
+HF_PAGE = "https://huggingface.co"
+_GATED_REPO = re.compile(r"([A-Za-z0-9][\w.-]*/[\w.-]+) is gated")
+#: how a running TUI gets a token: the service re-reads the token file before each request
+LOGIN_STEP = (
+    "run `hf auth login` in another shell, then press r (distill re-reads the token file; "
+    "a new HF_TOKEN environment variable needs a restart of distill)"
+)
+
+
 def repo_page(file: CatalogFile) -> str | None:
+    """The repository's page on huggingface.co (whatever HF_ENDPOINT points at)."""
     repo = file.repo_id
-    if not repo:
-        return None
-    parts = urlsplit(file.download_url)
-    return f"{parts.scheme}://{parts.netloc}/{repo}"
+    return f"{HF_PAGE}/{repo}" if repo else None
+
+
+def gated_advice(err: str | None, file: CatalogFile) -> str:
+    """A gated repository: the license page(s) on huggingface.co and the step that works in a
+    running TUI; "no token" and "token not approved" read differently (the service's
+    messages differ: ``downloads/hub.py`` ``hub_error``)."""
+    repos = list(dict.fromkeys(_GATED_REPO.findall(err or "")))
+    if not repos and file.repo_id:
+        repos = [file.repo_id]
+    names = " and ".join(repos) or "the repository"
+    pages = " and ".join(f"{HF_PAGE}/{r}" for r in repos) or f"its page on {HF_PAGE}"
+    verb = "are" if len(repos) > 1 else "is"
+    if "not approved" in (err or ""):
+        return (
+            f"{names} {verb} gated and your token is not approved for it yet: accept the "
+            f"license at {pages} while logged in with the token's account, then press r. "
+            f"For another account: {LOGIN_STEP}."
+        )
+    return (
+        f"{names} {verb} gated and distill has no Hugging Face token: accept the license at "
+        f"{pages} while logged in, then {LOGIN_STEP}."
+    )
 
 
 def error_text(event: Any, file: CatalogFile) -> str:
@@ -94,13 +124,11 @@ def error_text(event: Any, file: CatalogFile) -> str:
     kind = getattr(event, "error_kind", None)
     err = getattr(event, "error", None)
     if kind == "gated":
-        page = repo_page(file) or "the repository page"
-        if err and "HF_TOKEN" in err and page in err:
-            return f"{err.rstrip('.')}; then press r to retry."
-        return (
-            f"Gated repo: accept the license at {page} while logged in, then set HF_TOKEN "
-            "(export HF_TOKEN=hf_… or run `hf auth login`) and press r to retry."
-        )
+        return gated_advice(err, file)
+    if kind == "sources" and err and _GATED_REPO.search(err):
+        return f"{err.rstrip('.')}. For the gated one: {gated_advice(err, file)}"
+    if kind == "auth" and err and "HF_TOKEN" in err:
+        return f"{err.rstrip('.')}. In a running distill: {LOGIN_STEP}."
     return str(err or "unknown error")
 
 
@@ -114,12 +142,17 @@ def fraction_of(event: Any | None) -> float:
     return (getattr(event, "bytes_done", 0) or 0) / total if total else 0.0
 
 
-def status_line(state: str, event: Any | None, *, width: int, deterministic: bool) -> Content:
-    """The first line of the status column (at most ``width`` cells)."""
+def status_line(
+    state: str, event: Any | None, *, width: int, deterministic: bool, unverified: bool = False
+) -> Content:
+    """The first line of the status column (at most ``width`` cells). ``unverified``: the file
+    is on disk but nothing could check its bytes (no sha256 from the catalog or the Hub)."""
     key = "[b $accent]{}[/]"
     if state == "missing":
         return Content.from_markup(f"[$text-muted]not downloaded[/] · {key.format('d')} download")
     if state == "done":
+        if unverified:
+            return Content.styled("Downloaded · unverified (no reference hash)", "$text-warning")
         return Content.from_markup("[$text-success]Downloaded ✓[/]")
     if state in ("queued", "preflight"):
         source = visible(getattr(event, "source", None) or "")  # a file with mirrors
@@ -194,6 +227,7 @@ def row_lines(
     file: CatalogFile,
     deterministic: bool,
     fit: Content | None = None,
+    unverified: bool = False,
 ) -> list[Content]:
     """Lines of one file row: ``● Q4_K_S   2.4 GB  <status>`` plus the failure reason below.
 
@@ -225,7 +259,9 @@ def row_lines(
         )
         prefix = Content.assemble(prefix, Content.styled(desc.ljust(desc_width), "$text-muted"))
     status_width = max(width - prefix.cell_length, 10)
-    status = status_line(state, event, width=status_width, deterministic=deterministic)
+    status = status_line(
+        state, event, width=status_width, deterministic=deterministic, unverified=unverified
+    )
     first = Content.assemble(prefix, status.truncate(status_width, ellipsis=True))
     lines = [first]
     if state == "failed" and event is not None:

@@ -172,7 +172,11 @@ class ModelCard(Collapsible):
     ) -> None:
         """Redraw header, storage line and rows from the facts."""
         for row in self.rows:
-            row.set_status(inventory.is_present(row.key), events.get(row.key))
+            row.set_status(
+                inventory.is_present(row.key),
+                events.get(row.key),
+                unverified=inventory.is_unverified(row.key),
+            )
         for component, qset in self.sets.items():
             qset.show_pressed(selection.get(component))
         self.ready = ready

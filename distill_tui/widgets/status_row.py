@@ -19,6 +19,8 @@ from distill_tui.widgets.file_status import ROW_STATES, row_lines, row_state
 class StatusRow:
     present: bool = False
     event: Any | None = None
+    #: on disk, but no reference sha256 existed to check it (inventory ``unverified``)
+    unverified: bool = False
     #: the fit column (quant rows on a machine with a known GPU; see file_status.fit_mark)
     fit_mark: Content | None = None
     label_width: int
@@ -46,13 +48,18 @@ class StatusRow:
     def state(self) -> str:
         return row_state(self.present, self.event)
 
-    def set_status(self, present: bool, event: Any | None) -> None:
-        """New inventory/download facts; re-render only when something visible changed."""
-        if present == self.present and event is self.event:
+    def set_status(
+        self, present: bool, event: Any | None, *, unverified: bool | None = None
+    ) -> None:
+        """New inventory/download facts; re-render only when something visible changed.
+        ``unverified`` None keeps what the row knew."""
+        unverified = self.unverified if unverified is None else unverified
+        if present == self.present and event is self.event and unverified == self.unverified:
             return  # nothing visible changed (e.g. a screen resume re-syncing every row)
         before = self.state
         self.present = present
         self.event = event
+        self.unverified = unverified
         state = self.state
         for s in ROW_STATES:
             self.set_class(s == state, f"-{s}")  # type: ignore[attr-defined]
@@ -89,6 +96,7 @@ class StatusRow:
             file=file,
             deterministic=self.deterministic,
             fit=self.fit_mark,
+            unverified=self.unverified,
         )
 
     def render(self) -> Content:
