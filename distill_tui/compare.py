@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class Cell:
     load_seconds: float | None = None
     generate_seconds: float | None = None  # the engine's generate request (load excluded)
     peak_rss: int | None = None  # bytes: the engine child's peak resident memory in this cell
+    vram_weights: int | None = None  # bytes of weights sd.cpp put in VRAM (GPU builds; its log)
     history_id: str | None = None
     error: str | None = None
     started: float | None = None
@@ -298,6 +300,20 @@ def reset_peak_rss(pid: int | None) -> bool:
         return False
 
 
+_PARAMS_LINE = re.compile(r"total params memory size = [\d.]+ ?MB \(VRAM ([\d.]+) ?MB")
+
+
+def vram_weights(log_lines: Sequence[str]) -> int | None:
+    """Bytes of weights the last load put in VRAM, from sd.cpp's ``total params memory
+    size`` log line; None on a CPU build (0 MB) or when the line is not in the tail."""
+    for line in reversed(log_lines):
+        m = _PARAMS_LINE.search(line)
+        if m:
+            mb = float(m.group(1))
+            return int(mb * 1024 * 1024) if mb > 0 else None
+    return None
+
+
 def peak_rss(pid: int | None) -> int | None:
     """The process's peak resident memory in bytes (``VmHWM``), None where unknown."""
     if not pid:
@@ -492,6 +508,7 @@ class CompareRun:
         )
         cell.seconds = round(self.clock() - cell.started, 3)
         cell.peak_rss = peak_rss(client.pid)
+        cell.vram_weights = vram_weights(client.log_tail)
         cell.load_seconds = result.timings.load
         cell.generate_seconds = result.timings.total
         cell.seed = result.seed
@@ -715,6 +732,13 @@ class SheetRenderer:
             kw = {"stroke_width": 1, "stroke_fill": fill}
         d.text(xy, text, font=font.font, fill=fill, anchor=anchor, **kw)
 
+    def _badge(
+        self, d: ImageDraw.ImageDraw, right: float, mid: float, text: str, room: int
+    ) -> None:
+        """A small right-aligned green word, only where it does not touch the line's text."""
+        if self._width(text, self.small) + self.f <= room:
+            self._text(d, (right, mid), text, self.small, GOOD, "rm")
+
     def _params_line(self) -> str:
         p = self.plan.params
         w, h = self.plan.image_size
@@ -800,7 +824,11 @@ class SheetRenderer:
             min(timed, key=lambda c: c.generate_seconds or 0).index if len(timed) > 1 else None
         )
         with_rss = [c for c in done if c.peak_rss]
-        leanest = min(with_rss, key=lambda c: c.peak_rss or 0).index if len(with_rss) > 1 else None
+        leanest = (
+            min(with_rss, key=lambda c: (c.vram_weights or 0, c.peak_rss or 0)).index
+            if len(with_rss) > 1
+            else None
+        )
         for cell in cells:
             self._draw_cell(im, d, cell, fastest == cell.index, leanest == cell.index)
         # footer
@@ -893,33 +921,23 @@ class SheetRenderer:
                 self._text(
                     d, (cx + self._width(line2, self.font), mid), rest, self.font, TEXT, "lm"
                 )
+            used = self._width(line2 + rest, self.font)
             if fastest:
-                self._text(
-                    d,
-                    (x0 + self.pad + inner, cy + self.line / 2),
-                    "fastest",
-                    self.small,
-                    GOOD,
-                    "rm",
-                )
+                self._badge(d, x0 + self.pad + inner, mid, "fastest", inner - used)
             cy += self.line
+            mid = cy + self.line / 2
             mem = (
                 f"peak RSS {human_size(cell.peak_rss, 1)}"
                 if cell.peak_rss
                 else "peak memory unknown"
             )
-            self._text(
-                d, (cx, cy + self.line / 2), mem, self.small, GOOD if leanest else MUTED, "lm"
-            )
-            if leanest:
-                self._text(
-                    d,
-                    (x0 + self.pad + inner, cy + self.line / 2),
-                    "least memory",
-                    self.small,
-                    GOOD,
-                    "rm",
-                )
+            if cell.vram_weights:  # a GPU build: what the weights took on the card first
+                mem = f"VRAM {human_size(cell.vram_weights, 1)} weights · {mem}"
+            mem = self._wrap(mem, self.small, inner, 1)[0]
+            self._text(d, (cx, mid), mem, self.small, GOOD if leanest else MUTED, "lm")
+            if leanest:  # the green line says it; the word too where there is room
+                used = self._width(mem, self.small)
+                self._badge(d, x0 + self.pad + inner, mid, "least memory", inner - used)
         elif cell.state == "failed":
             for line in self._wrap(visible(cell.error or "failed"), self.small, inner, 2):
                 self._text(d, (cx, cy + self.line / 2), line, self.small, BAD, "lm")
@@ -964,6 +982,7 @@ class SheetRenderer:
                     "load_seconds": c.load_seconds,
                     "generate_seconds": c.generate_seconds,
                     "peak_rss": c.peak_rss,
+                    "vram_weights": c.vram_weights,
                     "image": c.image,
                     "history_id": c.history_id,
                     "error": c.error,
@@ -1003,6 +1022,7 @@ def sheet_parameters(plan: ComparePlan, cells: Sequence[Cell], status: str = "")
                 f"Generate: {c.generate_seconds:.2f} s" if c.generate_seconds else "Generate: ?",
                 f"Load: {c.load_seconds:.2f} s" if c.load_seconds is not None else "Load: ?",
                 f"Peak RSS: {human_size(c.peak_rss, 1)}" if c.peak_rss else "Peak RSS: unknown",
+                *([f"VRAM weights: {human_size(c.vram_weights, 2)}"] if c.vram_weights else []),
                 f"Image: {Path(c.image).name}" if c.image else "Image: none",
             ]
         elif c.error:

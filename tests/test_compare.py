@@ -354,3 +354,16 @@ def test_compare_core_and_cli_never_import_textual():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_vram_weights_from_the_engine_log():
+    from distill_tui.compare import vram_weights
+
+    cpu = (
+        "[INFO ] stable-diffusion.cpp:858  - total params memory size = 17.83MB "
+        "(VRAM 0.00MB, RAM 17.83MB): text_encoders 9.91MB(RAM), diffusion_model 1.92MB(RAM)"
+    )
+    gpu = cpu.replace("(VRAM 0.00MB, RAM 17.83MB)", "(VRAM 2048.00MB, RAM 6.00MB)")
+    assert vram_weights([cpu, "other"]) is None
+    assert vram_weights([cpu, gpu, "[INFO ] sampling"]) == 2048 * 1024 * 1024
+    assert vram_weights(["nothing here"]) is None
