@@ -381,8 +381,10 @@ class _Output:
                 tid, description=desc, completed=ev.bytes_done, total=ev.total or None, state=extra
             )
             return
-        if self.last_state.get(ev.key) != state or ev.note:
-            self.last_state[ev.key] = state
+        # a note (waiting for a lock, a Retry-After) is printed once, not with every tick
+        seen = f"{state}\0{ev.note or ''}"
+        if self.last_state.get(ev.key) != seen:
+            self.last_state[ev.key] = seen
             size = f" {human_size(ev.total)}" if ev.total else ""
             note = f" ({ev.note})" if ev.note else ""
             src = f" from {ev.source}" if getattr(ev, "source", None) else ""
@@ -472,95 +474,54 @@ def cmd_verify(args: argparse.Namespace, ctx: CoreContext) -> int:
 
 # ---- remove --------------------------------------------------------------------------------
 def cmd_remove(args: argparse.Namespace, ctx: CoreContext) -> int:
-    from distill_tui.downloads.lock import DestLock
-    from distill_tui.downloads.sidecar import lock_path, part_path, sidecar_path
+    """The Model Manager's del rules (distill_tui/removal.py), with a question on a terminal."""
+    from distill_tui.removal import plan_removal, remove
 
     model = _model(ctx, args.model)
-    inv = ctx.inventory
-    targets: list[tuple[str, str | None, str]] = []  # (component, quant, rel)
-    notes: list[str] = []
     if args.all:
-        for comp in ("diffusion", "textEncoder"):
-            for q in model.section(comp).quants:
-                targets.append((comp, q.id, q.file))
-        shared = [
-            m.id
-            for m in ctx.catalog.models
-            if m.id != model.id
-            and m.vae.file == model.vae.file
-            and any(inv.is_present(f.file) for c, _q, f in m.files() if c != "vae")
+        items: list[tuple[str, str | None]] = [
+            (comp, q.id)
+            for comp in ("diffusion", "textEncoder")
+            for q in model.section(comp).quants
         ]
-        if shared:
-            notes.append(f"kept {model.vae.file}: also used by {', '.join(shared)}")
-        else:
-            targets.append(("vae", None, model.vae.file))
+        items.append(("vae", None))
     elif args.vae:
-        targets.append(("vae", None, model.vae.file))
+        items = [("vae", None)]
     else:
         comp = "diffusion" if args.diffusion else "textEncoder"
-        qid = _quant(model, comp, args.diffusion or args.text_encoder)
-        targets.append((comp, qid, model.section(comp).get(qid).file))  # type: ignore[union-attr]
-
-    def exists(rel: str) -> bool:
-        p = inv.abs_path(rel)
-        return p.exists() or part_path(p).exists() or inv.get(rel) is not None
-
-    targets = [t for t in targets if exists(t[2])]
-    for n in notes:
-        print(n)
-    if not targets:
+        items = [(comp, _quant(model, comp, args.diffusion or args.text_encoder))]
+    force = bool(getattr(args, "force", False))
+    plan = plan_removal(ctx, model.id, items, force=force, force_active=bool(args.all))
+    for note in plan.kept:
+        print(f"  {note}")
+    if not plan.targets:
         print(f"nothing to remove for {model.id}")
-        return 0
-    sizes = 0
-    for _c, _q, rel in targets:
-        p = inv.abs_path(rel)
-        for x in (p, part_path(p)):
-            with contextlib.suppress(OSError):
-                sizes += x.stat().st_size
-    sel = ctx.settings.selection(model.id)
-    active = [(c, q) for c, q, _r in targets if c != "vae" and sel.get(c) == q]
-    print(f"will delete from {inv.models_dir}:")
-    for _c, _q, rel in targets:
-        print(f"  {rel}")
-    if active:
-        print(
-            "  (the selected "
-            + ", ".join(f"{COMPONENT_LABELS[c].lower()} {q}" for c, q in active)
-            + " — the selection will be cleared)"
+        return 1 if plan.kept and not args.all else 0
+    print(f"will delete from {ctx.inventory.models_dir}:")
+    for t in plan.targets:
+        print(f"  {t.rel}")
+    if plan.clears:
+        cleared = ", ".join(
+            f"{mid} {COMPONENT_LABELS[c].lower()}" for mid, c in sorted(set(plan.clears))
         )
+        print(f"  (selection cleared: {cleared})")
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError("refusing to delete files without --yes (no terminal to ask)")
         try:
-            answer = input(f"delete {len(targets)} file(s), {human_size(sizes)}? [y/N] ")
+            answer = input(f"delete {len(plan.targets)} file(s), {human_size(plan.size)}? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    failed = 0
-    for _c, _q, rel in targets:
-        p = inv.abs_path(rel)
-        lock = DestLock(lock_path(p))
-        if not lock.try_acquire():
-            print(
-                f"  skipped {rel}: being downloaded by another distill process "
-                f"(pid {lock.holder_pid() or '?'})"
-            )
-            failed += 1
-            continue
-        try:
-            inv.forget(rel)
-            for x in (p, part_path(p), sidecar_path(p)):
-                with contextlib.suppress(FileNotFoundError):
-                    x.unlink()
-        finally:
-            lock.release(unlink=True)
+    result = remove(ctx, plan)
+    for rel in result.removed:
         print(f"  removed {rel}")
-    for comp, _q in active:
-        ctx.settings.set_quant(model.id, comp, None)
-    print(f"freed {human_size(sizes)}")
-    return 1 if failed else 0
+    for why in result.skipped:
+        print(f"  skipped {why}")
+    print(f"freed {human_size(result.freed)}")
+    return 1 if result.skipped else 0
 
 
 # ---- clean ---------------------------------------------------------------------------------
