@@ -98,10 +98,14 @@ def test_remove_needs_yes_without_tty_and_clears_selection(hub_catalog, capsys, 
     assert main(["models", "download", M4, "--diffusion", "Q4_K_S", "--no-vae"]) == 0
     rel = "diffusion/flux-2-klein-4b-Q4_K_S.gguf"
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
-    assert main(["models", "remove", M4, "--diffusion", "Q4_K_S"]) == 1
+    # the active quant of the active model: refused, as in the Model Manager
+    assert main(["models", "remove", M4, "--diffusion", "Q4_K_S", "--yes"]) == 1
+    assert "active diffusion model quant" in capsys.readouterr().out
+    assert (models_dir() / rel).exists()
+    assert main(["models", "remove", M4, "--diffusion", "Q4_K_S", "--force"]) == 1
     assert "--yes" in capsys.readouterr().err
     assert (models_dir() / rel).exists()
-    assert main(["models", "remove", M4, "--diffusion", "Q4_K_S", "--yes"]) == 0
+    assert main(["models", "remove", M4, "--diffusion", "Q4_K_S", "--force", "--yes"]) == 0
     assert not (models_dir() / rel).exists()
     ctx = hub_catalog.context()
     assert ctx.inventory.get(rel) is None

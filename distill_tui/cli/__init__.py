@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae", action="store_true")
     g.add_argument("--all", action="store_true")
     rm.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    rm.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove the active quant (its selection is cleared) and a VAE other models use",
+    )
 
     msub.add_parser("clean", help="remove partial downloads and stale locks (never outputs/)")
 

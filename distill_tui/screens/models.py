@@ -136,6 +136,7 @@ class ModelManagerScreen(Screen):
     """Cards per model; rows per file; keys d / x / r / del act on the focused row."""
 
     HELP_TITLE = "Model Manager"
+    SUB_TITLE = "Models"
     CSS_PATH = [style_path("models.tcss")]
     AUTO_FOCUS = "CardTitle"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -177,6 +178,14 @@ class ModelManagerScreen(Screen):
             show=False,
             id="models.previous_row",
             tooltip="Move to the previous row",
+        ),
+        Binding(
+            "escape",
+            "app.go_back",
+            "Back",
+            show=False,
+            id="models.back",
+            tooltip="Back to the screen you came from",
         ),
     ]
 
@@ -285,6 +294,23 @@ class ModelManagerScreen(Screen):
         # Another process (the CLI) may have changed the inventory meanwhile.
         self.core.inventory.refresh()
         self.sync_all()
+        take = getattr(self.app, "take_models_target", None)
+        target = take() if take is not None else None
+        if target:  # after the screen's auto focus (the first card header)
+            self.call_after_refresh(self.show_model, target)
+
+    def show_model(self, model_id: str) -> None:
+        """Expand ``model_id``'s card and put the cursor on its header (the "All Models" tab
+        when the current tab hides it)."""
+        card = next((c for c in self.cards if c.model.id == model_id), None)
+        if card is None:
+            return
+        if not card.display:
+            self.query_one("#model-tabs", Tabs).active = CATEGORIES[0][0]
+            card.display = True
+        card.collapsed = False
+        card.title_widget.focus()
+        self.call_after_refresh(card.title_widget.scroll_visible, top=True, animate=False)
 
     def _on_download_event(self, event: Any) -> None:
         self.post_message(self.DownloadProgress(event))
@@ -375,7 +401,8 @@ class ModelManagerScreen(Screen):
             return
         from distill_tui.downloads.activity import ActivityWatch
 
-        if self._watch is None:
+        if self._watch is None or self._watch.models_dir != self.core.inventory.models_dir:
+            # (again when the Model Directory changed in Settings)
             self._watch = ActivityWatch(self.core.inventory.models_dir, self.core.catalog)
         watch = self._watch
         try:
@@ -661,69 +688,61 @@ class ModelManagerScreen(Screen):
 
     # ---- removal ---------------------------------------------------------------------
     def action_remove_file(self) -> None:
+        """del: the same rules as `distill models remove` (distill_tui/removal.py)."""
+        from distill_tui.removal import plan_removal, vae_users
+
         row = self.focused_row()
         if row is None or row.state != "done":
             what = "Move to a downloaded file" if row is None else "Only a downloaded file"
             self.notify(f"{what} to remove it (del).", title="Remove")
             return
         core = self.core
-        active_id = core.settings.settings.active_model_id
         model = core.catalog.get(row.model_id)
         assert model is not None
-        comp_label = COMPONENT_LABELS.get(row.component, row.component)
-        if (
-            isinstance(row, QuantRow)
-            and row.model_id == active_id
-            and core.settings.selection(active_id).get(row.component) == row.quant_id
-        ):
-            self.notify(
-                f"{row.quant_id} is the active {comp_label} quant of {model.name}, the model "
-                f"Generate uses. Select another downloaded {comp_label} quant first "
-                "(enter on its row), then remove this one.",
-                title="Not removed",
-                severity="warning",
-                timeout=10,
-            )
+        item = (row.component, getattr(row, "quant_id", None))
+        plan = plan_removal(core, model.id, [item])
+        users = vae_users(core, model) if row.component == "vae" else []
+        if not plan.targets and not users:
+            if plan.kept and isinstance(row, QuantRow):  # the active quant of the active model
+                label = COMPONENT_LABELS.get(row.component, row.component)
+                reason = (
+                    f"{row.quant_id} is the active {label} quant of {model.name}, the model "
+                    f"Generate uses. Select another downloaded {label} quant first (enter on "
+                    "its row), then remove this one."
+                )
+            else:
+                reason = plan.kept[0] if plan.kept else "Nothing to remove."
+            self.notify(reason, title="Not removed", severity="warning", timeout=10)
             return
-        users = [
-            m.name
-            for m in core.catalog.models
-            if m.id != row.model_id or isinstance(row, FileRow)
-            if any(f.file == row.key for _c, _q, f in m.files())
-        ]
-        body = f"Delete {row.key} ({human_size(row.file.size)}) from the models folder?"
-        if isinstance(row, FileRow) and users:
-            body += f"\nThe {comp_label} is shared by {', '.join(users)}: they will need it again."
+        if users:  # the shared VAE: removing it is a forced removal, and the modal says so
+            plan = plan_removal(core, model.id, [item], force=True)
+        size = plan.size or row.file.size
+        body = f"Delete {row.key} ({human_size(size)}) from the models folder?"
+        if users:
+            names = ", ".join(m.name for m in users)
+            body += f"\nThe VAE is shared: {names} will not be Ready without it."
         self.app.push_screen(
             ConfirmModal(f"Remove {self._row_name(row)}?", body),
-            callback=partial(self._removal_confirmed, row.key),
+            callback=partial(self._removal_confirmed, plan),
         )
 
-    def _removal_confirmed(self, key: str, yes: bool | None) -> None:
+    def _removal_confirmed(self, plan: Any, yes: bool | None) -> None:
         if yes:
             self.app.run_worker(
-                self._remove_file(key), name=f"Remove {key}", group="removal", exit_on_error=False
+                self._remove_files(plan), name="Remove", group="removal", exit_on_error=False
             )
 
-    async def _remove_file(self, key: str) -> None:
-        core = self.core
-        inventory = core.inventory
+    async def _remove_files(self, plan: Any) -> None:
+        from distill_tui.removal import remove
 
-        def remove() -> None:
-            inventory.abs_path(key).unlink(missing_ok=True)
-            inventory.forget(key)
-
-        await asyncio.to_thread(remove)
-        for model in core.catalog.models:
-            selection = core.settings.selection(model.id)
-            for component in ("diffusion", "textEncoder"):
-                qid = selection.get(component)
-                quant = model.section(component).get(qid) if qid else None
-                if quant is not None and quant.file == key:
-                    core.settings.set_quant(model.id, component, None)
-        if state_name(self._events.get(key)) not in ACTIVE_STATES:
-            self._events.pop(key, None)
-        self.notify(f"Removed {key}.", title="Removed")
+        result = await asyncio.to_thread(remove, self.core, plan)
+        for key in result.removed:
+            if state_name(self._events.get(key)) not in ACTIVE_STATES:
+                self._events.pop(key, None)
+        if result.removed:
+            self.notify(f"Removed {', '.join(result.removed)}.", title="Removed")
+        for why in result.skipped:
+            self.notify(f"Not removed: {why}", title="Remove", severity="warning")
         self.sync_all()
 
     # ---- command palette -------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Removing downloaded files: one set of rules for the Model Manager (del) and
+``distill models remove``.
+
+- The active quant of the active model is refused (Generate would break): select another
+  downloaded quant first — unless forced (``--force``, or ``--all``: the whole model), which
+  clears the selection.
+- Removing another model's selected quant clears that model's selection of it.
+- A VAE that another model with downloaded files still uses is kept — unless forced (the
+  CLI's ``--force``; in the TUI, the confirmation that names the models it breaks).
+- Each file is removed under its download lock: a file another distill process is downloading
+  is skipped and said so; its partial and sidecar go with it.
+
+No textual import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from distill_tui.catalog import COMPONENT_LABELS
+
+if TYPE_CHECKING:
+    from distill_tui.catalog import CatalogModel
+    from distill_tui.context import CoreContext
+
+
+@dataclass(frozen=True)
+class Target:
+    component: str
+    quant_id: str | None
+    rel: str
+    size: int
+
+
+@dataclass
+class RemovalPlan:
+    model_id: str
+    targets: list[Target] = field(default_factory=list)
+    #: files left alone, and why (shared VAE, active quant) — shown to the user
+    kept: list[str] = field(default_factory=list)
+    #: (model id, component) selections that removing the targets clears
+    clears: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(t.size for t in self.targets)
+
+
+@dataclass
+class RemovalResult:
+    removed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  #: "<rel>: why"
+    freed: int = 0
+
+
+def vae_users(core: CoreContext, model: CatalogModel) -> list[CatalogModel]:
+    """Other models that share ``model``'s VAE file and have downloaded files of their own."""
+    inv = core.inventory
+    return [
+        m
+        for m in core.catalog.models
+        if m.id != model.id
+        and m.vae.file == model.vae.file
+        and any(inv.is_present(f.file) for c, _q, f in m.files() if c != "vae")
+    ]
+
+
+def _on_disk(core: CoreContext, rel: str) -> int | None:
+    """Bytes of ``rel`` (and its partial) on disk; None when there is nothing to remove."""
+    from distill_tui.downloads.sidecar import part_path
+
+    p = core.inventory.abs_path(rel)
+    size, found = 0, core.inventory.get(rel) is not None
+    for x in (p, part_path(p)):
+        with contextlib.suppress(OSError):
+            size += x.stat().st_blocks * 512
+            found = True
+    return size if found else None
+
+
+def plan_removal(
+    core: CoreContext,
+    model_id: str,
+    items: list[tuple[str, str | None]],
+    *,
+    force: bool = False,
+    force_active: bool = False,
+) -> RemovalPlan:
+    """``items``: (component, quant id or None for the VAE) of ``model_id`` to remove.
+    ``force`` overrides both refusals; ``force_active`` only the active-quant one (removing a
+    whole model, ``--all``, says what it means: its selection is cleared)."""
+    force_active = force_active or force
+    model = core.catalog.require(model_id)
+    settings = core.settings
+    active_id = settings.settings.active_model_id
+    plan = RemovalPlan(model.id)
+    for component, qid in items:
+        if component == "vae":
+            rel = model.vae.file
+            users = vae_users(core, model)
+            if users and not force:
+                names = ", ".join(m.name for m in users)
+                plan.kept.append(f"kept {rel}: also used by {names} (force to remove it anyway)")
+                continue
+        else:
+            quant = model.section(component).get(qid or "")
+            if quant is None:
+                continue
+            rel = quant.file
+            label = COMPONENT_LABELS[component]
+            is_active = model.id == active_id and settings.selection(model.id).get(component) == qid
+            if is_active and not force_active:
+                plan.kept.append(
+                    f"kept {rel}: {qid} is the active {label.lower()} quant of {model.name}, "
+                    "the one Generate uses; select another downloaded quant first (or force)"
+                )
+                continue
+        size = _on_disk(core, rel)
+        if size is None:
+            continue
+        plan.targets.append(Target(component, qid, rel, size))
+    removed = {t.rel for t in plan.targets}
+    for m in core.catalog.models:  # selections that point at a removed file
+        sel = settings.selection(m.id)
+        for component in ("diffusion", "textEncoder"):
+            q = m.section(component).get(sel.get(component) or "")
+            if q is not None and q.file in removed:
+                plan.clears.append((m.id, component))
+    return plan
+
+
+def remove(core: CoreContext, plan: RemovalPlan) -> RemovalResult:
+    """Carry the plan out, each file under its download lock."""
+    from distill_tui.downloads.lock import DestLock
+    from distill_tui.downloads.sidecar import lock_path, part_path, sidecar_path
+
+    inv = core.inventory
+    out = RemovalResult()
+    for t in plan.targets:
+        p = inv.abs_path(t.rel)
+        lock = DestLock(lock_path(p))
+        if not lock.try_acquire():
+            out.skipped.append(
+                f"{t.rel}: being downloaded by another distill process "
+                f"(pid {lock.holder_pid() or '?'})"
+            )
+            continue
+        try:
+            inv.forget(t.rel)
+            for x in (p, part_path(p), sidecar_path(p)):
+                with contextlib.suppress(FileNotFoundError):
+                    x.unlink()
+        except OSError as e:
+            out.skipped.append(f"{t.rel}: {e.strerror or e}")
+            continue
+        finally:
+            lock.release(unlink=True)
+        out.removed.append(t.rel)
+        out.freed += t.size
+    gone = set(out.removed)
+    for model_id, component in plan.clears:
+        model = core.catalog.require(model_id)
+        q = model.section(component).get(core.settings.selection(model_id).get(component) or "")
+        if q is not None and q.file in gone:
+            core.settings.set_quant(model_id, component, None)
+    return out
