@@ -185,3 +185,16 @@ def test_models_list_json_shows_sources(hc):
     vae = json.loads(out.stdout)["models"][0]["components"]["vae"]
     assert COMFY in vae["sources"][0] and BFL in vae["sources"][1]
     assert vae["sha256"] == hc.context().catalog.require(M4).vae.sha256
+
+
+async def test_a_mirror_announcing_another_size_is_left_for_the_next_source(hc, fake_hub):
+    """The first source serves a file of another size (and no sha256 to compare): it is not
+    used; the mirror with the catalog's size is."""
+    rel = "vae/flux2-vae.safetensors"
+    fake_hub.set_gated(BFL, False)
+    fake_hub.add_file(COMFY, COMFY_PATH, b"x" * 1000)  # same path, other (smaller) bytes
+    fake_hub.report_sha = False  # no X-Linked-Etag: only the size can tell
+    res, seen = await run(hc, [VAE])
+    assert res[0].state == DownloadState.DONE, res[0].error
+    assert published(hc, rel) == hc.payload(rel)
+    assert seen[-1].source == BFL

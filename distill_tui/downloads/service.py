@@ -708,6 +708,17 @@ class DownloadManager:
                     f"{meta.sha256[:12]}… but the catalog expects {cat[:12]}…; nothing was "
                     "downloaded. Update distill (or the catalog entry) to get the new file",
                 )
+            f = job.file
+            if len(sources) > 1 and not f.size_estimated and meta.size != f.size:
+                # a mirror announcing another size serves other bytes: the next source
+                why = DownloadError(
+                    "upstream_changed",
+                    f"announces {meta.size} bytes, the catalog expects {f.size}",
+                )
+                if i + 1 < len(sources):
+                    job.source_errors.append((source_label(sources[i]), why))
+                    continue
+                raise self._all_sources_failed(job, why)
             self._meta_cache[job.key] = (meta, time.monotonic())
             self._source_idx[job.key] = i
             self._source_errs[job.key] = list(job.source_errors)
