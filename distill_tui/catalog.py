@@ -455,10 +455,40 @@ def apply_endpoint(catalog: Catalog, endpoint: str | None) -> Catalog:
         raise CatalogError(format_validation_error(f"HF_ENDPOINT={endpoint}", e)) from None
 
 
-def merge_catalogs(user: Catalog, bundled: Catalog) -> Catalog:
-    """Bundled models replace same-id user entries; user-only models are kept (after them)."""
+def merge_catalogs(user: Catalog, bundled: Catalog, warnings: list[str] | None = None) -> Catalog:
+    """Bundled models replace same-id user entries; user-only models are kept (after them) —
+    unless one names a bundled model's file with other bytes (another sha256, or another URL
+    where there is none): one download would overwrite the other, so that model is left out
+    and a warning says why."""
     bundled_ids = set(bundled.ids)
-    models = list(bundled.models) + [m for m in user.models if m.id not in bundled_ids]
+    owners: dict[str, CatalogFile] = {}
+    for m in bundled.models:
+        for _c, _q, f in m.files():
+            owners.setdefault(f.file, f)
+    models = list(bundled.models)
+    for m in user.models:
+        if m.id in bundled_ids:
+            continue
+        clash = next(
+            (
+                f.file
+                for _c, _q, f in m.files()
+                if f.file in owners
+                and (
+                    owners[f.file].sha256 != f.sha256
+                    or (f.sha256 is None and owners[f.file].download_url != f.download_url)
+                )
+            ),
+            None,
+        )
+        if clash is not None:
+            if warnings is not None:
+                warnings.append(
+                    f"your catalog's model {m.id!r} names {clash!r}, a file of a bundled model, "
+                    "with other bytes; it is left out (give it its own file names)"
+                )
+            continue
+        models.append(m)
     return Catalog(catalogVersion=bundled.catalog_version, models=models)
 
 
@@ -505,7 +535,7 @@ def load_catalog(
             _try_seed(user_path, bundled, warnings) if seed else None
         else:
             if bundled.catalog_version > user.catalog_version:
-                catalog = merge_catalogs(user, bundled)
+                catalog = merge_catalogs(user, bundled, warnings)
                 if seed:
                     _try_write(user_path, catalog, warnings)
             else:

@@ -326,6 +326,9 @@ def test_a_v1_user_copy_with_dead_urls_is_upgraded(tmp_path):
         }
     mine = copy.deepcopy(old["models"][0])
     mine["id"] = "my-own-model"
+    for section in ("diffusion", "textEncoder"):
+        for q in mine[section]["quants"]:
+            q["file"] = "mine/" + q["file"]
     old["models"].append(mine)
     user = _write(tmp_path, old, "model-catalog.json")
     cat = load_catalog(user).catalog
@@ -336,3 +339,19 @@ def test_a_v1_user_copy_with_dead_urls_is_upgraded(tmp_path):
     on_disk = json.loads(user.read_text())
     assert on_disk["catalogVersion"] == BUNDLED["catalogVersion"] >= 2
     assert "leejet" not in json.dumps(on_disk["models"][:2])
+
+
+def test_a_user_model_colliding_with_a_bundled_file_is_left_out_with_a_warning(tmp_path):
+    old = copy.deepcopy(BUNDLED)
+    old["catalogVersion"] = 1
+    mine = copy.deepcopy(old["models"][0])
+    mine["id"] = "my-model"
+    q = mine["diffusion"]["quants"][0]
+    q["sha256"] = "0" * 64  # names the bundled Q3_K_S file, with other bytes
+    ok = copy.deepcopy(old["models"][0])
+    ok["id"] = "my-other-model"  # the same files, the same bytes: fine
+    old["models"] += [mine, ok]
+    user = _write(tmp_path, old, "model-catalog.json")
+    loaded = load_catalog(user)
+    assert "my-model" not in loaded.catalog.ids and "my-other-model" in loaded.catalog.ids
+    assert any("'my-model'" in w and "left out" in w for w in loaded.warnings)
