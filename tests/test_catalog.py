@@ -342,16 +342,21 @@ def test_a_v1_user_copy_with_dead_urls_is_upgraded(tmp_path):
 
 
 def test_a_user_model_colliding_with_a_bundled_file_is_left_out_with_a_warning(tmp_path):
+    """A user copy that is valid by itself, with a model of its own that names a bundled
+    model's file with other bytes: after the merge one download would overwrite the other."""
     old = copy.deepcopy(BUNDLED)
     old["catalogVersion"] = 1
     mine = copy.deepcopy(old["models"][0])
     mine["id"] = "my-model"
-    q = mine["diffusion"]["quants"][0]
-    q["sha256"] = "0" * 64  # names the bundled Q3_K_S file, with other bytes
-    ok = copy.deepcopy(old["models"][0])
-    ok["id"] = "my-other-model"  # the same files, the same bytes: fine
-    old["models"] += [mine, ok]
+    mine["diffusion"]["quants"][0]["sha256"] = "0" * 64  # the bundled Q3_K_S path, other bytes
+    same = copy.deepcopy(old["models"][0])
+    same["id"] = "my-other-model"
+    old["models"] = [mine]
     user = _write(tmp_path, old, "model-catalog.json")
+    assert load_catalog_file(user).ids == ["my-model"]  # valid by itself
     loaded = load_catalog(user)
-    assert "my-model" not in loaded.catalog.ids and "my-other-model" in loaded.catalog.ids
+    assert loaded.catalog.ids == ["flux2-klein-4b", "flux2-klein-9b"]
     assert any("'my-model'" in w and "left out" in w for w in loaded.warnings)
+    old["models"] = [same]
+    user2 = _write(tmp_path, old, "model-catalog-2.json")
+    assert "my-other-model" in load_catalog(user2).catalog.ids
