@@ -53,6 +53,12 @@ def _gallery_screen() -> Screen:
     return GalleryScreen()
 
 
+def _settings_screen() -> Screen:
+    from distill_tui.screens.settings import SettingsScreen
+
+    return SettingsScreen()
+
+
 class DistillApp(App[int]):
     """distill: generate (F2), manage models (F3), browse the gallery (F4)."""
 
@@ -62,6 +68,7 @@ class DistillApp(App[int]):
         "generate": _generate_screen,
         "models": _models_screen,
         "gallery": _gallery_screen,
+        "settings": _settings_screen,
     }
     DEFAULT_MODE = "generate"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -92,6 +99,15 @@ class DistillApp(App[int]):
             tooltip="Past generations",
             priority=True,
         ),
+        Binding(
+            "f5",
+            "show_settings",
+            "Settings",
+            id="app.settings",
+            tooltip="Model Directory, output directory, renderer, theme, defaults, HF token",
+            show=False,  # 80 columns: the footer has no room; F1 and the palette list it
+            priority=True,
+        ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Quit distill", priority=True),
     ]
 
@@ -119,6 +135,13 @@ class DistillApp(App[int]):
         #: subscribe to ``machine_changed`` for fit marks
         self.machine: Any = machine
         self.machine_changed: Signal[Any] = Signal(self, "machine-changed")
+        #: the mode shown before the current one (Esc in the Model Manager goes back to it)
+        self.previous_mode: str | None = None
+        #: a model whose card the Model Manager shows next (``show_models(model_id)``)
+        self._models_target: str | None = None
+        theme = self.core.settings.settings.theme
+        if theme and theme in self.available_themes:
+            self.theme = theme
 
     # ---- services --------------------------------------------------------------------
     @property
@@ -331,6 +354,29 @@ class DistillApp(App[int]):
     def action_show_gallery(self) -> None:
         self._switch_to("gallery")
 
+    def action_show_settings(self) -> None:
+        self._switch_to("settings")
+
+    def switch_mode(self, mode: str) -> Any:
+        if mode != self.current_mode:
+            self.previous_mode = self.current_mode
+        return super().switch_mode(mode)
+
+    def show_models(self, model_id: str | None = None) -> None:
+        """The Model Manager, on ``model_id``'s card (expanded, cursor on its header)."""
+        self._models_target = model_id
+        self._switch_to("models")
+
+    def take_models_target(self) -> str | None:
+        target, self._models_target = self._models_target, None
+        return target
+
+    def action_go_back(self) -> None:
+        """Esc: back to the screen the user came from; nothing when there is none."""
+        prev = self.previous_mode
+        if prev and prev != self.current_mode and prev in self.MODES:
+            self._switch_to(prev)
+
     def action_help(self) -> None:
         from distill_tui.screens.help import HelpModal
 
@@ -351,6 +397,11 @@ class DistillApp(App[int]):
             "Model Manager", "Download and choose quants (F3)", self.action_show_models
         )
         yield SystemCommand("Gallery", "Past generations (F4)", self.action_show_gallery)
+        yield SystemCommand(
+            "Settings",
+            "Model Directory, output directory, renderer, theme, defaults, HF token (F5)",
+            self.action_show_settings,
+        )
         yield SystemCommand("Help", "Keys of the current screen (F1)", self.action_help)
         screen_commands = getattr(screen, "palette_commands", None)
         if callable(screen_commands):

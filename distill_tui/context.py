@@ -35,7 +35,16 @@ class CoreContext:
         inventory = Inventory(settings.models_dir).load()
         warnings = [*settings.warnings, *loaded.warnings, *inventory.warnings]
         resolver = Resolver(loaded.catalog, settings, inventory)
+        settings.subscribe(lambda _s: follow_models_dir(settings, inventory))
         return cls(paths, settings, loaded.catalog, inventory, resolver, warnings)
+
+
+def follow_models_dir(settings: SettingsStore, inventory: Inventory) -> None:
+    """The one Inventory (shared by the resolver, the download service and the screens)
+    follows the Model Directory setting, whoever changed it (Settings, another process)."""
+    if inventory.models_dir != settings.models_dir:
+        log.info("model directory: %s -> %s", inventory.models_dir, settings.models_dir)
+        inventory.rebind(settings.models_dir)
 
 
 def setup_logging(paths: AppPaths, debug: bool = False) -> None:

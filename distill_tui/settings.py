@@ -82,6 +82,7 @@ class Settings(BaseModel):
     download_concurrency: int = Field(default=1, ge=1, le=8, description="Files at once")
     connections_per_file: int = Field(default=8, ge=1, le=32, description="Range segments")
     image_renderer: ImageRenderer = "auto"
+    theme: str | None = Field(default=None, description="Textual theme; None = its default")
     notify_on_finish: bool = Field(
         default=True, description="Bell/OSC 9 when a long generation finishes off-screen"
     )

@@ -47,6 +47,7 @@ class GalleryScreen(Screen):
     """The history as a table plus the selected record's image."""
 
     HELP_TITLE = "Gallery"
+    SUB_TITLE = "Gallery"
     CSS_PATH = [style_path("gallery.tcss")]
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
         (0, "-narrow"),

@@ -39,8 +39,10 @@ from distill_tui.generation import (
     check_seed,
     check_size,
 )
+from distill_tui.guide import setup_need
 from distill_tui.resources import style_path
 from distill_tui.textsafe import escape_markup, visible
+from distill_tui.widgets.empty_state import busy_keys, empty_state_text
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.gen_progress import GenProgress
@@ -98,6 +100,7 @@ class GenerateScreen(Screen):
     """Prompt, parameters, progress and the image inline."""
 
     HELP_TITLE = "Generate"
+    SUB_TITLE = "Generate"
     CSS_PATH = [style_path("generate.tcss")]
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
         (0, "-narrow"),
@@ -383,12 +386,53 @@ class GenerateScreen(Screen):
             self.post_message(self.ReadinessChanged())
 
     def _on_download(self, event: DownloadEvent) -> None:
-        if event.state == "done" and self.is_attached and self.is_mounted:
+        if not (self.is_attached and self.is_mounted):
+            return
+        if event.state == "done":
             self.post_message(self.ReadinessChanged())
+        elif event.state != "downloading":  # queued/failed/...: not every progress tick
+            self.post_message(self.DownloadsChanged())
+
+    class DownloadsChanged(Message):
+        """A download started or stopped: the empty state may say "downloading"."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, GenerateScreen.DownloadsChanged)
+
+    @on(DownloadsChanged)
+    def _downloads_changed(self) -> None:
+        self._sync_empty_state()
 
     @on(ReadinessChanged)
     def _readiness_changed(self) -> None:
         self.query_one(ModelSelect).reload()
+        self._sync_empty_state()
+
+    def _sync_empty_state(self) -> None:
+        """The image pane before the first image: what to do (F3 and the size when no model
+        is ready, ctrl+g when it is)."""
+        view = self.query_one(ImageView)
+        if view.frames:
+            return
+        text = empty_state_text(self.distill.core, busy_keys(self.distill))
+        if text != view.placeholder:
+            view.clear(text)
+
+    def _open_setup(self) -> bool:
+        """ctrl+g with the active model not ready: its card in the Model Manager instead."""
+        core = self.distill.core
+        model = core.catalog.get(core.settings.settings.active_model_id)
+        if model is None or core.resolver.is_model_ready(model.id):
+            return False
+        need = setup_need(core.catalog, core.settings, core.inventory, model.id)
+        tail = (
+            f": d on its header downloads the {need.which}, {need.size_text}"
+            if need is not None and need.missing
+            else ": choose its quants (enter on a downloaded quant)"
+        )
+        self.notify(f"{model.name} is not ready{tail}.", title="Set up the model first")
+        self.distill.show_models(model.id)
+        return True
 
     # ---- service -> widgets ----------------------------------------------------------
     def _tick(self) -> None:
@@ -396,6 +440,7 @@ class GenerateScreen(Screen):
             self.query_one(GenProgress).tick(self.service)
 
     def _refresh_all(self) -> None:
+        self._sync_empty_state()
         self.query_one(EngineStatus).update_from(self.service)
         self.query_one(GenProgress).update_from(self.service)
         job = self.service.job
@@ -590,7 +635,8 @@ class GenerateScreen(Screen):
             return
         if value == MANAGE or not core.resolver.is_model_ready(str(value)):
             select.reload()  # snap back to the active model
-            self.app.switch_mode("models")
+            # a "not ready" model: the Model Manager on ITS card
+            self.distill.show_models(None if value == MANAGE else str(value))
             return
         core.settings.update(active_model_id=str(value))
         self._switch_engine_model(str(value))
@@ -615,6 +661,8 @@ class GenerateScreen(Screen):
     def action_generate(self) -> None:
         if self.service.running:
             self.notify("A generation is already running (ctrl+x stops it)", severity="warning")
+            return
+        if getattr(self, "_reuse", None) is None and self._open_setup():
             return
         params, errors = self.read_form()
         self._show_errors(errors)

@@ -1,4 +1,4 @@
-"""The model selector above the prompt: ready models, "(Setup Required)" ones, and the
+"""The model selector above the prompt: ready models, "· needs setup" ones, and the
 "Manage Models…" entry. Choosing a not-ready model or the last entry opens the Model Manager
 (the selection then snaps back to the active model)."""
 
@@ -11,7 +11,9 @@ from distill_tui.context import CoreContext
 from distill_tui.textsafe import visible
 
 MANAGE = "__manage__"
-SETUP_REQUIRED = " (Setup Required)"
+#: after a model that is not ready. Short: at 80 columns the selector shows 29 cells, and
+#: "FLUX.2 Klein 9B · needs setup" is 29 (the longer "(Setup Required)" was cut)
+SETUP_REQUIRED = " · needs setup"
 
 
 def model_options(core: CoreContext) -> list[tuple[Content | str, str]]:
@@ -29,6 +31,10 @@ def model_options(core: CoreContext) -> list[tuple[Content | str, str]]:
 
 class ModelSelect(Select[str]):
     """A Select of model ids; see :func:`model_options`."""
+
+    DEFAULT_CSS = """
+    ModelSelect > SelectCurrent #label { text-wrap: nowrap; text-overflow: ellipsis; }
+    """
 
     def __init__(self, core: CoreContext, *, id: str | None = None) -> None:
         self.core = core
@@ -49,7 +55,7 @@ class ModelSelect(Select[str]):
         with self.prevent(Select.Changed):
             self.set_options(options)
             # set_options() re-selects the first option; when that is already the value the
-            # Select keeps showing the OLD label (e.g. "… (Setup Required)"): step through
+            # Select keeps showing the OLD label (e.g. "… · needs setup"): step through
             # another value so the shown label is rebuilt from the new options.
             other = next(v for _l, v in options if v != target)  # "Manage Models…" exists
             self.value = other
