@@ -48,15 +48,34 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _under_user_endpoint(url: str) -> bool:
+    """``url`` is on the origin of the user's own ``HF_ENDPOINT`` (an http LAN mirror is the
+    user's explicit choice; the token still goes only to that origin: downloads.hub)."""
+    from distill_tui.hftoken import endpoint_origin
+
+    ep = endpoint_origin()
+    if ep is None:
+        return False
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port) == ep
+
+
 def _check_url(v: str) -> str:
     parts = urlsplit(v)
     host = parts.hostname or ""
     if parts.scheme == "https" and host:
         return v
-    if parts.scheme == "http" and host and _is_loopback(host):
+    if parts.scheme == "http" and host and (_is_loopback(host) or _under_user_endpoint(v)):
         return v
     if parts.scheme == "http":
-        raise ValueError(f"plain http is allowed only for loopback hosts, got {host!r}")
+        raise ValueError(
+            f"plain http is allowed only for loopback hosts and the HF_ENDPOINT you set, got "
+            f"{host!r}"
+        )
     raise ValueError(f"must be an https URL, got scheme {parts.scheme or 'none'!r}")
 
 

@@ -7,7 +7,7 @@ import logging.handlers
 from dataclasses import dataclass, field
 
 from distill_tui.catalog import Catalog, load_catalog
-from distill_tui.hftoken import get_token
+from distill_tui.hftoken import known_tokens
 from distill_tui.inventory import Inventory
 from distill_tui.paths import AppPaths
 from distill_tui.redact import RedactingFilter
@@ -64,8 +64,8 @@ def setup_logging(paths: AppPaths, debug: bool = False) -> None:
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     )
-    token = get_token()
-    handler.addFilter(RedactingFilter((token,) if token else ()))
+    # every token where the Hub client looks (cheap: no import of its token code at start-up)
+    handler.addFilter(RedactingFilter(known_tokens()))
     root.addHandler(handler)
     root.setLevel(level)
     # httpx logs full URLs (signed query strings) at INFO; keep it at WARNING.

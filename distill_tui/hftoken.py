@@ -1,48 +1,185 @@
-"""The Hugging Face token: ``HF_TOKEN``, else the file the ``hf`` CLI writes. Never printed.
+"""The Hugging Face environment, as ``huggingface_hub`` itself reads it. Never prints a token.
 
-Also the checks of the Hugging Face environment every command runs first (:func:`check_env`):
-an ``HF_ENDPOINT`` that is no usable URL, or a token with characters no token has (it could
-not even be put in an HTTP header), is one line for the person, never a traceback.
+The Hub's conventions come from the Hub's own client library, not from a copy of its rules:
+
+- token: :func:`get_token` is ``huggingface_hub``'s (``HF_TOKEN``, else the file the ``hf`` CLI
+  writes at ``HF_TOKEN_PATH`` - ``~`` and ``$VAR`` expanded - or ``$HF_HOME/token``);
+  :func:`token_to_send` is what goes to the Hub: none when ``HF_HUB_DISABLE_IMPLICIT_TOKEN``
+  is set (``huggingface_hub.utils.get_token_to_send``);
+- :func:`endpoint` (``HF_ENDPOINT``), :func:`offline` (``HF_HUB_OFFLINE``),
+  :func:`etag_timeout` (``HF_HUB_ETAG_TIMEOUT``: the HEAD asking the Hub about a file),
+  :func:`download_timeout` (``HF_HUB_DOWNLOAD_TIMEOUT``: connect/read of the bytes),
+  :func:`hub_cache_dir` (``HF_HUB_CACHE``, else ``$HF_HOME/hub``): ``huggingface_hub.constants``.
+
+``huggingface_hub.constants`` reads the environment once, when it is imported; :func:`hf_constants`
+re-reads it (``importlib.reload``) when one of the variables it depends on changed since, so a
+test's (or a long-running TUI's) environment is always the one in force. Importing this module
+imports nothing of ``huggingface_hub``: the constants cost ~1 ms on first use, the token code
+(~50 ms: its HTTP stack) only where a token is really needed - never before the TUI's first paint.
+
+Also the checks every command runs first (:func:`check_env`): an ``HF_ENDPOINT`` that is no usable
+URL, or a token with characters no token has (it could not even be put in an HTTP header), is one
+line for the person, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
+import sys
+import threading
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+#: every variable ``huggingface_hub.constants`` derives a value of ours from
+_CONSTANT_VARS = (
+    "HOME",
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_TOKEN_PATH",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HUB_ETAG_TIMEOUT",
+    "HF_HUB_DOWNLOAD_TIMEOUT",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+    "HUGGINGFACE_CO_STAGING",
+)
+_LOCK = threading.Lock()
+_loaded_env: tuple[str | None, ...] | None = None
 
 
 class HFEnvError(ValueError):
     """The Hugging Face environment is unusable; the message is one line, never the token."""
 
 
+def hf_constants() -> ModuleType:
+    """``huggingface_hub.constants`` for the environment in force now."""
+    global _loaded_env
+    # expanded: HF_TOKEN_PATH=$VAR/token follows $VAR too
+    env = tuple(os.path.expandvars(os.environ.get(v) or "\0") for v in _CONSTANT_VARS)
+    with _LOCK:
+        already = "huggingface_hub.constants" in sys.modules
+        from huggingface_hub import constants
+
+        if _loaded_env is None and not already:
+            _loaded_env = env  # imported just now: it read this very environment
+        elif env != _loaded_env:
+            importlib.reload(constants)
+            _loaded_env = env
+        return constants
+
+
+# ---- endpoint, offline, timeouts, cache ----------------------------------------------------
+def endpoint() -> str:
+    """The Hub's base URL (``HF_ENDPOINT``, default https://huggingface.co), no trailing /."""
+    return str(hf_constants().ENDPOINT).rstrip("/")
+
+
+def user_endpoint() -> str | None:
+    """The ``HF_ENDPOINT`` the user set (None: the default Hub)."""
+    if not os.environ.get("HF_ENDPOINT", "").strip():
+        return None
+    return endpoint()
+
+
+def offline() -> bool:
+    """``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE``): nothing may ask the Hub."""
+    return bool(hf_constants().HF_HUB_OFFLINE)
+
+
+def offline_message(what: str) -> str:
+    """One line for an action that needs the Hub while ``HF_HUB_OFFLINE`` is set."""
+    return (
+        f"{what}: HF_HUB_OFFLINE is set, so nothing is asked of the Hugging Face Hub; unset it "
+        "(or HF_HUB_OFFLINE=0) to go online"
+    )
+
+
+def etag_timeout() -> float:
+    """Seconds for the HEAD that asks the Hub about a file (``HF_HUB_ETAG_TIMEOUT``, 10)."""
+    return float(hf_constants().HF_HUB_ETAG_TIMEOUT)
+
+
+def download_timeout() -> float:
+    """Seconds to connect to / wait for data from the download server
+    (``HF_HUB_DOWNLOAD_TIMEOUT``, 10)."""
+    return float(hf_constants().HF_HUB_DOWNLOAD_TIMEOUT)
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``~/.cache/huggingface/hub``): where ``hf download`` keeps blobs and snapshots."""
+    return Path(hf_constants().HF_HUB_CACHE)
+
+
+def hf_home() -> Path:
+    return Path(hf_constants().HF_HOME)
+
+
+def implicit_token_disabled() -> bool:
+    """``HF_HUB_DISABLE_IMPLICIT_TOKEN``: the token found on the machine is not sent."""
+    return bool(hf_constants().HF_HUB_DISABLE_IMPLICIT_TOKEN)
+
+
+# ---- token ---------------------------------------------------------------------------------
 def token_path() -> Path:
-    if os.environ.get("HF_TOKEN_PATH"):
-        return Path(os.environ["HF_TOKEN_PATH"]).expanduser()
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(hf_home).expanduser() / "token"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "token"
+    """The token file ``hf auth login`` writes (``HF_TOKEN_PATH`` with ``~``/``$VAR``
+    expanded, else ``$HF_HOME/token``)."""
+    return Path(hf_constants().HF_TOKEN_PATH)
+
+
+def _hf_get_token():
+    hf_constants()  # the environment in force
+    try:  # the module itself: the package's lazy top level would import its whole API (~200 ms)
+        from huggingface_hub.utils._auth import get_token
+    except ImportError:  # pragma: no cover - another layout
+        from huggingface_hub import get_token
+    return get_token
 
 
 def get_token() -> str | None:
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            return value
+    """The token on this machine, found as ``huggingface_hub`` finds it (None: no token)."""
     try:
-        value = token_path().read_text(encoding="utf-8").strip()
+        return _hf_get_token()()
     except (OSError, UnicodeDecodeError):
         return None
-    return value or None
+
+
+def token_to_send() -> str | None:
+    """The token for a request to the Hub: :func:`get_token`, unless
+    ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` forbids sending a token nobody passed explicitly."""
+    _hf_get_token()
+    try:
+        from huggingface_hub.utils._headers import get_token_to_send
+    except ImportError:  # pragma: no cover - another layout
+        from huggingface_hub.utils import get_token_to_send
+    try:
+        return get_token_to_send(None)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def known_tokens() -> tuple[str, ...]:
+    """Every token this machine holds where the Hub's client looks (env, token file): what logs
+    must redact. Cheap (no import of the token code): for start-up paths."""
+    found = [os.environ.get(v, "").strip() for v in TOKEN_VARS]
+    try:
+        found.append(token_path().read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError):
+        pass
+    return tuple(dict.fromkeys(t for t in found if t))
 
 
 def token_source() -> str | None:
     """Where the token comes from (for `distill doctor`), without the token itself."""
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    for var in TOKEN_VARS:
         if os.environ.get(var, "").strip():
             return var
     p = token_path()
@@ -54,6 +191,7 @@ def token_source() -> str | None:
     return None
 
 
+# ---- checks ----------------------------------------------------------------------------------
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -64,8 +202,9 @@ def _loopback(host: str) -> bool:
 
 
 def endpoint_problem(value: str) -> str | None:
-    """Why ``HF_ENDPOINT`` cannot be used (None: fine). Same rule as catalog URLs: https, or
-    plain http to a loopback host (a local mirror, tests)."""
+    """Why ``HF_ENDPOINT`` cannot be used (None: fine). https, or plain http: a LAN mirror is
+    the user's explicit choice (``hf`` accepts it too); the token then goes only to that exact
+    origin (``downloads.hub.may_send_token``)."""
     shown = value.encode("unicode_escape").decode()[:80]
     try:
         parts = urlsplit(value.strip())
@@ -75,16 +214,23 @@ def endpoint_problem(value: str) -> str | None:
         return f"HF_ENDPOINT={shown!r} is not a URL"
     if any(c.isspace() or ord(c) < 0x20 for c in value.strip()) or not host:
         return f"HF_ENDPOINT={shown!r} is not a URL (expected e.g. https://huggingface.co)"
-    if parts.scheme == "https":
+    if parts.scheme in ("https", "http"):
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            return f"HF_ENDPOINT={shown!r}: expected a base URL like https://host[:port][/path]"
         return None
-    if parts.scheme == "http":
-        if _loopback(host):
-            return None
-        return (
-            f"HF_ENDPOINT={shown!r} is plain http to a non-loopback host: use https (plain "
-            "http is allowed only for 127.0.0.1/localhost)"
-        )
-    return f"HF_ENDPOINT={shown!r} must be an https URL, not {parts.scheme or 'no scheme'!r}"
+    return (
+        f"HF_ENDPOINT={shown!r} must be an https (or http) URL, not {parts.scheme or 'no scheme'!r}"
+    )
+
+
+def endpoint_origin() -> tuple[str, str, int] | None:
+    """(scheme, host, port) of the user's ``HF_ENDPOINT``, None when unset or unusable."""
+    ep = os.environ.get("HF_ENDPOINT", "").strip()
+    if not ep or endpoint_problem(ep):
+        return None
+    parts = urlsplit(ep)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 def token_problem(token: str) -> str | None:
@@ -97,15 +243,20 @@ def token_problem(token: str) -> str | None:
     )
 
 
-def check_env() -> None:
-    """Raise :class:`HFEnvError` (one line) for an unusable HF_ENDPOINT or token."""
-    endpoint = os.environ.get("HF_ENDPOINT", "").strip()
-    if endpoint:
-        why = endpoint_problem(endpoint)
+def check_env(token: bool = True) -> None:
+    """Raise :class:`HFEnvError` (one line) for an unusable HF_ENDPOINT or token.
+
+    ``token=False`` skips the token (the TUI: reading it imports the token code, and a
+    download reports a bad token on its own row)."""
+    ep = os.environ.get("HF_ENDPOINT", "").strip()
+    if ep:
+        why = endpoint_problem(ep)
         if why:
             raise HFEnvError(why)
-    token = get_token()
-    if token:
-        why = token_problem(token)
+    if not token:
+        return
+    value = get_token()
+    if value:
+        why = token_problem(value)
         if why:
             raise HFEnvError(f"the Hugging Face token from {token_source() or 'HF_TOKEN'} {why}")

@@ -14,7 +14,8 @@ pytest_plugins = ["tests.hub_fixtures", "tests.engine_fixtures"]
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Config, data, cache and state all under tmp_path; no token, no endpoint, no proxy."""
+    """Config, data, cache and state all under tmp_path; no token, no endpoint, no HF_* variable
+    at all, no proxy."""
     home = tmp_path / "home"
     for var, sub in (
         ("XDG_CONFIG_HOME", "xdg/config"),
@@ -27,9 +28,20 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(var, str(d))
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
+    # the user's Hugging Face environment never leaks in (HF_HUB_OFFLINE, HF_ENDPOINT, a token,
+    # a cache, timeouts, CA bundles): every HF_* variable is cleared
+    import os
+
+    for var in list(os.environ):
+        if var.startswith(("HF_", "HUGGINGFACE_", "HUGGING_FACE_")) or var in (
+            "TRANSFORMERS_OFFLINE",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+        ):
+            monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-such-token"))
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HOME"):
-        monkeypatch.delenv(var, raising=False)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     # the machine is a CPU build with no GPU unless a test says otherwise (distill_tui.devices):

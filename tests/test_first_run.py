@@ -88,10 +88,10 @@ async def test_empty_state_says_f3_and_the_real_size() -> None:
         await pilot.pause()
         text = placeholder(app)
         assert text.startswith(
-            f"[b]No model ready[/b] — F3 to download the recommended set, {size_text(files)}"
+            f"[b]No model ready[/b]\nF3 to download the recommended set, {size_text(files)}"
         )
         # an estimated size in the catalog shows as "~"
-        assert any(f.size_estimated for f in files) == ("~" in text.splitlines()[0])
+        assert any(f.size_estimated for f in files) == ("~" in text.splitlines()[1])
         shown = screen_text(app)
         assert "No model ready" in shown and "F3 to download" in shown
 
@@ -103,7 +103,7 @@ async def test_empty_state_counts_only_what_is_missing() -> None:
     app = make_app(core)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        first = placeholder(app).splitlines()[0]
+        first = placeholder(app).splitlines()[1]
         assert first.endswith(f"recommended set, {size_text(files[:2])}")
         assert "VAE" not in placeholder(app)
 
@@ -118,7 +118,7 @@ async def test_empty_state_for_a_selected_set_and_when_ready() -> None:
     app = make_app(core)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        first = placeholder(app).splitlines()[0]
+        first = placeholder(app).splitlines()[1]
         assert first.endswith(f"selected set, {size_text([q8, te, m.vae])}"), first
         # everything arrives (the CLI in another shell): the pane says how to generate
         for f in (q8, te, m.vae):
@@ -142,7 +142,7 @@ async def test_empty_state_names_a_not_ready_active_model_when_another_is_ready(
         await pilot.pause()
         text = placeholder(app)
         assert text.startswith(
-            f"[b]FLUX.2 Klein 9B is not ready[/b] — F3 to download the recommended set, "
+            f"[b]FLUX.2 Klein 9B is not ready[/b]\nF3 to download the recommended set, "
             f"{size_text(files9[:2])}"  # the VAE is shared with the 4B: already there
         ), text
         assert "or choose a ready model above" in text

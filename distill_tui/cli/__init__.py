@@ -20,8 +20,76 @@ class CliError(Exception):
         self.code = code
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog is computed when help is shown (model ids and default
+    quants come from the catalog: never loaded just to parse the command line)."""
+
+    epilog_fn = None
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            try:
+                self.epilog = self.epilog_fn()
+            except Exception as e:  # help must always print
+                self.epilog = f"(the catalog could not be read: {visible(e)})"
+        return super().format_help()
+
+
+class _LazyChoices:
+    """``choices`` for argparse read on first use (the engine's sampler names live beside the
+    pydantic protocol: importing it costs ~100 ms that ``--version`` must not pay)."""
+
+    def __init__(self, attr: str):
+        self.attr = attr
+
+    def _values(self) -> tuple[str, ...]:
+        from distill_tui import generation
+
+        return getattr(generation, self.attr)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._values()
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+def _catalog_models_help() -> str:
+    """The catalog's models, their quants and defaults (for --help)."""
+    from distill_tui.catalog import load_catalog
+    from distill_tui.paths import AppPaths
+
+    cat = load_catalog(AppPaths.from_env().user_catalog_file, seed=False).catalog
+    lines = ["models (--model / MODEL; default quants marked *):"]
+    for m in cat.models:
+        r = m.recommended
+        lines.append(f"  {m.id}: {m.name}")
+        for comp, label in (("diffusion", "--diffusion"), ("textEncoder", "--text-encoder")):
+            d = m.default_quant(comp)
+            ids = " ".join(q + ("*" if q == d else "") for q in m.section(comp).ids)
+            lines.append(f"    {label:<15} {ids}")
+        lines.append(
+            f"    recommended     {r.width}x{r.height}, {r.steps} steps, cfg {r.cfg_scale:g}, "
+            f"sampler {r.sampler}, scheduler {r.scheduler}"
+        )
+    return visible("\n".join(lines), multiline=True)
+
+
+def _generate_epilog() -> str:
+    return (
+        _catalog_models_help()
+        + "\n\ndefaults, weakest first: the model's recommended values, the `generation` "
+        "settings, the flags.\n-o FILE: .png (parameters in the A1111 `parameters` text chunk), "
+        ".jpg/.jpeg or .webp (parameters in EXIF UserComment, as A1111 writes them); any other "
+        "extension is refused."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="distill",
         description="Keyboard-first terminal studio for local image generation "
         "(FLUX.2 Klein via stable-diffusion.cpp). Without a command, starts the TUI.",
@@ -62,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dl.add_argument("--connections", type=int, metavar="N", help="Range segments per file")
     dl.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result of every file as JSON on stdout (progress stays on stderr)",
+    )
+    dl.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress: only errors and the final lines"
+    )
+    dl.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be fetched, from where, how big (the Hub's size; offline: the "
+        "catalog's, marked estimate) and whether it fits on disk; exit 0 (fits) or 1",
+    )
+    dl.epilog_fn = _catalog_models_help
+    dl.formatter_class = argparse.RawDescriptionHelpFormatter
+    dl.add_argument(
         "--detach",
         action="store_true",
         help="download in a background process of its own (survives the end of the SSH "
@@ -73,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
+
+    chk_m = msub.add_parser(
+        "check",
+        help="ask the Hub whether installed files changed upstream (never downloads)",
+        description="HEAD the resolve URL of every installed file (of MODEL, or all) and "
+        "compare the Hub's sha256, size and revision with the inventory: up to date, upstream "
+        "changed, gone (404), or cannot check (offline, unreachable). Exit 0: all up to date; "
+        "1: something changed or is gone; 3: nothing could be checked.",
+    )
+    chk_m.add_argument("model", nargs="?")
+    chk_m.add_argument("--json", action="store_true", help="machine-readable output")
 
     ver = msub.add_parser("verify", help="re-hash downloaded files against the inventory")
     ver.add_argument("model", nargs="?")
@@ -107,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="machine-readable output")
 
     # ---- generate --------------------------------------------------------------------
-    gen = sub.add_parser("generate", help="generate images headless with the active model")
+    gen = sub.add_parser(
+        "generate",
+        help="generate images headless with the active model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gen.epilog_fn = _generate_epilog
     gen.add_argument("prompt")
     gen.add_argument("--negative", default=None, metavar="TEXT")
     gen.add_argument("--width", type=int)
@@ -115,15 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int)
     gen.add_argument("--cfg", type=float)
     gen.add_argument("--seed", type=int, default=-1, help="-1 = random (the used seed is printed)")
-    gen.add_argument("--sampler")
-    gen.add_argument("--scheduler")
-    gen.add_argument("--batch", type=int, default=1)
-    gen.add_argument("--model", metavar="ID")
+    gen.add_argument(
+        "--sampler",
+        choices=_LazyChoices("SAMPLERS"),
+        metavar="NAME",
+        help="default: the model's recommended one; one of %(choices)s",
+    )
+    gen.add_argument(
+        "--scheduler",
+        choices=_LazyChoices("SCHEDULERS"),
+        metavar="NAME",
+        help="default: the model's recommended one; one of %(choices)s",
+    )
+    gen.add_argument("--batch", type=int, default=1, help="images (default 1)")
+    gen.add_argument("--model", metavar="ID", help="default: the active model (ids below)")
     gen.add_argument("--ref-image", action="append", metavar="PATH", help="Klein edit reference")
     gen.add_argument("--threads", type=int)
     out = gen.add_mutually_exclusive_group()
-    out.add_argument("-o", "--output", metavar="FILE")
-    out.add_argument("--out-dir", metavar="DIR")
+    out.add_argument(
+        "-o", "--output", metavar="FILE", help="the image file: .png (default), .jpg or .webp"
+    )
+    out.add_argument("--out-dir", metavar="DIR", help="default: the outputs folder")
+    gen.add_argument(
+        "--json",
+        action="store_true",
+        help="print paths, seed, timings, model and quants as JSON on stdout",
+    )
+    gen.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress: only errors and the result"
+    )
 
     # ---- compare (parser here: building it must not import Pillow or the engine) -----------
     cmp = sub.add_parser(
@@ -186,18 +306,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("doctor", help="backend, GPU, paths, disk, token present yes/no")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
+    comp = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh or fish)",
+        description="Print a completion script for the shell, generated from this parser. "
+        'bash: eval "$(distill completion bash)" in ~/.bashrc; zsh: eval "$(distill '
+        'completion zsh)" in ~/.zshrc; fish: distill completion fish > '
+        "~/.config/fish/completions/distill.fish",
+    )
+    comp.add_argument("shell", choices=("bash", "zsh", "fish"))
     sub.add_parser("tui", help="start the TUI (same as no command)")
     return p
 
 
+#: the exit status of a command whose reader went away (`distill models list | head -1`):
+#: 128 + SIGPIPE, what a shell reports for any program a closed pipe ended
+EXIT_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A closed stdout (a pipe into ``head``) ends it quietly with 141."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # what is still buffered must fail here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_PIPE
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush must not fail again."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
+    if command == "completion":
+        from distill_tui.cli.completion import script
+
+        sys.stdout.write(script(build_parser(), args.shell))
+        return 0
     from distill_tui.catalog import CatalogError
     from distill_tui.hftoken import HFEnvError, check_env
 
     try:
-        check_env()  # HF_ENDPOINT / token: one line before anything (the TUI included)
+        # HF_ENDPOINT / token: one line before anything (the TUI: the endpoint only; reading the
+        # token imports huggingface_hub's token code, and a download reports a bad token itself)
+        check_env(token=command != "tui")
     except HFEnvError as e:
         print(f"distill: {e}", file=sys.stderr)
         return 2
@@ -232,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from distill_tui.cli.doctor import run_doctor
 
             return run_doctor(args, ctx)
+    except BrokenPipeError:
+        raise
     except CliError as e:
         print(f"distill: {visible(e)}", file=sys.stderr)
         return e.code

@@ -44,7 +44,7 @@ from distill_tui.catalog_check import (
 )
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
-from distill_tui.hftoken import get_token
+from distill_tui.hftoken import offline, offline_message, token_to_send
 from distill_tui.inventory import human_size
 
 EXIT_PROBLEMS = 1
@@ -64,9 +64,11 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
 def cmd_check(args: argparse.Namespace, ctx: CoreContext) -> int:
     if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds", code=2)
+    if offline():
+        raise CliError(offline_message("cannot check the catalog"), code=EXIT_UNREACHABLE)
     try:
         report = check_catalog(
-            ctx.catalog, model_id=args.model, token=get_token(), timeout=args.timeout
+            ctx.catalog, model_id=args.model, token=token_to_send(), timeout=args.timeout
         )
     except UnknownModelError as e:
         raise CliError(str(e)) from None

@@ -53,8 +53,11 @@ from distill_tui.downloads.hub import (
     HubMeta,
     network_error,
     retry_after,
+    tls_error,
+    tls_failure,
     wait_note,
 )
+from distill_tui.downloads.rate import Retry, exc_reason, status_reason
 from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
 from distill_tui.inventory import human_size
 
@@ -750,6 +753,8 @@ class Fetcher:
                     await self._refresh_location(gen)
                     delay = 0
                 except TRANSIENT_EXC as e:
+                    if tls_failure(e) is not None:  # a certificate is not transient
+                        raise tls_error(str(url), e) from None
                     if progressed:
                         failures = 0
                     failures += 1

@@ -25,7 +25,16 @@ import httpx
 
 from distill_tui import __version__
 from distill_tui.downloads.errors import DownloadError
-from distill_tui.hftoken import token_problem
+from distill_tui.downloads.rate import Retry, status_reason
+from distill_tui.hftoken import (
+    download_timeout,
+    endpoint_origin,
+    etag_timeout,
+    implicit_token_disabled,
+    offline,
+    offline_message,
+    token_problem,
+)
 from distill_tui.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -80,12 +89,14 @@ def is_loopback_host(host: str) -> bool:
 
 def may_send_token(endpoint_url: str, url: str) -> bool:
     """The token goes only to the exact origin (scheme, host, port) of the URL it was meant
-    for, and never over plain http unless that endpoint itself is loopback http (tests, a
-    local mirror)."""
+    for, and never over plain http unless that origin is loopback http (tests, a local mirror)
+    or the user's own ``HF_ENDPOINT`` (an http LAN mirror is the user's explicit choice)."""
     o = origin(endpoint_url)
     if origin(url) != o:
         return False
-    return o[0] == "https" or (o[0] == "http" and is_loopback_host(o[1]))
+    if o[0] == "https" or (o[0] == "http" and is_loopback_host(o[1])):
+        return True
+    return o[0] == "http" and endpoint_origin() == o
 
 
 def _downgrade(src: str, dst: str) -> bool:
@@ -118,19 +129,32 @@ def _bigger_reads() -> None:
         AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
-_SSL: ssl.SSLContext | None = None
+_SSL: dict[tuple[str, ...], ssl.SSLContext] = {}
 _SSL_LOCK = threading.Lock()
+#: CA bundle variables: httpx's own (SSL_CERT_FILE, SSL_CERT_DIR), then those of requests and
+#: curl, which huggingface_hub users set (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)
+CA_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def ssl_context() -> ssl.SSLContext:
-    """One TLS context per process, as httpx would build it (certifi, or SSL_CERT_FILE /
-    SSL_CERT_DIR from the environment). Loading the CA bundle costs ~20 ms, and the Hub
-    client and the I/O thread's client both need it before the first byte."""
-    global _SSL
+    """One TLS context per process and CA setting, as httpx would build it (certifi, or
+    SSL_CERT_FILE / SSL_CERT_DIR from the environment; else REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE). Loading the CA bundle costs ~20 ms, and the Hub client and the I/O
+    thread's client both need it before the first byte."""
+    key = tuple(os.environ.get(v, "") for v in CA_VARS)
     with _SSL_LOCK:
-        if _SSL is None:
-            _SSL = httpx.create_ssl_context(trust_env=True)
-        return _SSL
+        ctx = _SSL.get(key)
+        if ctx is None:
+            bundle = key[2] or key[3]
+            if not (key[0] or key[1]) and bundle:
+                ctx = ssl.create_default_context(
+                    cafile=bundle if not os.path.isdir(bundle) else None,
+                    capath=bundle if os.path.isdir(bundle) else None,
+                )
+            else:
+                ctx = httpx.create_ssl_context(trust_env=True)
+            _SSL[key] = ctx
+        return ctx
 
 
 def new_client(stall_timeout: float, connections: int) -> httpx.AsyncClient:
@@ -138,7 +162,14 @@ def new_client(stall_timeout: float, connections: int) -> httpx.AsyncClient:
     _bigger_reads()
     return httpx.AsyncClient(
         verify=ssl_context(),
-        timeout=httpx.Timeout(connect=20.0, read=stall_timeout, write=30.0, pool=None),
+        # HF_HUB_DOWNLOAD_TIMEOUT: connect and read of the bytes (a dead server fails fast);
+        # the stall watchdog (fetch.py) handles a trickle that never trips the read timeout
+        timeout=httpx.Timeout(
+            connect=download_timeout(),
+            read=min(stall_timeout, download_timeout()),
+            write=30.0,
+            pool=None,
+        ),
         limits=httpx.Limits(
             max_connections=max(16, connections * 4),
             max_keepalive_connections=max(16, connections * 4),
@@ -181,12 +212,61 @@ def proxy_hint() -> str:
     return f" (through the proxy from {names[0]})" if names else ""
 
 
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error inside an httpx exception (certificate not trusted, wrong host...), if
+    any: never transient, so never retried."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError):
+            return e
+        for arg in getattr(e, "args", ()):
+            if isinstance(arg, ssl.SSLError):
+                return arg
+        e = e.__cause__ or e.__context__
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "[SSL" in text:
+        return ssl.SSLError(text)
+    return None
+
+
+def tls_error(url: str, exc: BaseException) -> DownloadError:
+    """One line for a TLS failure, with the variables that point at a CA bundle."""
+    host = urlsplit(url).netloc
+    err = tls_failure(exc) or exc
+    verify = isinstance(err, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+        err
+    )
+    detail = getattr(err, "verify_message", None) or getattr(err, "reason", None) or str(err)
+    detail = redact(str(detail))[:160]
+    if verify:
+        return DownloadError(
+            "tls",
+            f"TLS certificate of {host} not trusted ({detail}){proxy_hint()}; not retried. A "
+            "proxy or mirror with its own CA: point SSL_CERT_FILE (or REQUESTS_CA_BUNDLE) at "
+            "that CA bundle (PEM), then rerun",
+        )
+    return DownloadError(
+        "tls",
+        f"TLS connection to {host} failed ({detail}){proxy_hint()}; not retried. Check the URL "
+        "(https to a plain-http server?), or SSL_CERT_FILE / REQUESTS_CA_BUNDLE for a private CA",
+    )
+
+
 def network_error(url: str, exc: BaseException, token: str | None = None) -> DownloadError:
+    if tls_failure(exc) is not None:
+        return tls_error(url, exc)
     host = urlsplit(url).netloc
     detail = redact(
         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
         (token,) if token else (),
     )
+    if isinstance(exc, httpx.TimeoutException):
+        detail += (
+            f" (no answer within {etag_timeout():g} s: HF_HUB_ETAG_TIMEOUT for the Hub, "
+            f"{download_timeout():g} s: HF_HUB_DOWNLOAD_TIMEOUT for the bytes)"
+        )
     return DownloadError(
         "network",
         f"network error talking to {host}{proxy_hint()}: {detail}; rerun to resume",
@@ -208,6 +288,12 @@ def hub_error(resp: httpx.Response, url: str, token: str | None) -> DownloadErro
                 "gated",
                 f"{repo} is gated and your token is not approved for it yet: accept the license "
                 f"at {page} with the account of HF_TOKEN, then rerun",
+            )
+        if implicit_token_disabled():
+            return DownloadError(
+                "gated",
+                f"{repo} is gated and HF_HUB_DISABLE_IMPLICIT_TOKEN is set, so no token is "
+                f"sent: unset it (accept the license at {page} first), then rerun",
             )
         return DownloadError(
             "gated",
@@ -252,28 +338,43 @@ async def head(
     retries: int = 4,
     backoff: float = 1.0,
     on_wait: Callable[[float], None] | None = None,
+    on_retry: Callable[[Retry], None] | None = None,
 ) -> HubMeta:
     """HEAD the resolve URL; follow same-origin redirects only; return the file's metadata.
 
+    ``on_retry(retry)`` is told of every answer (408/429/5xx) that will be retried.
+
     ``on_wait(seconds)`` is told before a wait the Hub asked for (``Retry-After``) of more than
     a few seconds, and ``on_wait(0)`` when it is over, so a person sees why nothing moves."""
+    if offline():  # HF_HUB_OFFLINE: not even a HEAD
+        raise DownloadError(
+            "offline", offline_message(f"cannot ask the Hub about {path_in_repo(url)}")
+        )
     if token and token_problem(token):  # it could not even go into a header
         raise DownloadError("auth", f"the Hugging Face token {token_problem(token)}")
     home = origin(url)
     attempt = 0
     current = url
     hops = 0
+    # HF_HUB_ETAG_TIMEOUT bounds each HEAD (connect and answer); a server that does not answer
+    # gets one more try, and no new try starts after two timeouts' worth of time: a dead
+    # server fails in ~2 x HF_HUB_ETAG_TIMEOUT, not after minutes of retries
+    per_try = etag_timeout()
+    deadline = time.monotonic() + 2 * per_try
     while True:
         headers = {"Accept-Encoding": "identity"}
         if token and may_send_token(url, current):
             headers["Authorization"] = f"Bearer {token}"
         try:
-            resp = await client.head(current, headers=headers)
+            resp = await client.head(current, headers=headers, timeout=per_try)
         except TRANSIENT_EXC as e:
+            if tls_failure(e) is not None:
+                raise tls_error(current, e) from None
             attempt += 1
-            if attempt > retries:
+            pause = backoff * 2 ** (attempt - 1)
+            if attempt > retries or time.monotonic() + pause >= deadline:
                 raise network_error(current, e, token) from None
-            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+            await asyncio.sleep(pause)
             continue
         status = resp.status_code
         if status in RETRY_STATUS:
@@ -281,10 +382,16 @@ async def head(
             if attempt > retries:
                 raise DownloadError(
                     "network",
-                    f"the Hub keeps answering {status} for {path_in_repo(url)}; try again later",
+                    f"the Hub kept answering HTTP {status} for {path_in_repo(url)} ({attempt} "
+                    "attempts); rerun later",
                     resumable=True,
                 )
-            await wait_noted(retry_after(resp, backoff * 2 ** (attempt - 1)), on_wait)
+            pause = retry_after(resp, backoff * 2 ** (attempt - 1))
+            if on_retry is not None:
+                asked = "retry-after" in resp.headers
+                at = time.monotonic() + pause
+                on_retry(Retry(status_reason(status), attempt, retries + 1, at, status, asked))
+            await wait_noted(pause, on_wait)
             continue
         if 300 <= status < 400 and "location" in resp.headers:
             loc = urljoin(current, resp.headers["location"])

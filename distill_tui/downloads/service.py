@@ -35,7 +35,7 @@ from distill_tui.downloads.sidecar import (
     partial_bytes,
     sidecar_path,
 )
-from distill_tui.hftoken import get_token
+from distill_tui.hftoken import token_to_send
 from distill_tui.inventory import human_size
 from distill_tui.redact import redact
 
@@ -220,7 +220,7 @@ class DownloadManager:
         #: without an explicit token it is re-read before every Hub request (``_hub_token``), so
         #: `hf auth login` (or a new HF_TOKEN file) after a gated error works on retry
         self._token_explicit = token is not _UNSET
-        self.token: str | None = get_token() if token is _UNSET else token  # type: ignore[assignment]
+        self.token: str | None = token_to_send() if token is _UNSET else token  # type: ignore[assignment]
         self._old_tokens: set[str] = set()  # tokens replaced by a re-read: still redacted
         s = settings.settings
         self.concurrency = max(1, concurrency or s.download_concurrency)
@@ -759,7 +759,7 @@ class DownloadManager:
         (HF_TOKEN, else the hf CLI's token file): a user who runs `hf auth login` after a gated
         error can retry in the TUI without restarting it."""
         if not self._token_explicit:
-            fresh = get_token()
+            fresh = token_to_send()
             if fresh != self.token:
                 if self.token:
                     self._old_tokens.add(self.token)

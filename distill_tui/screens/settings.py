@@ -90,6 +90,7 @@ class SettingsScreen(Screen):
         super().__init__(id="settings-screen")
         self._settings_hooked = False
         self._token_line: Content | None = None
+        self._token_hint: Content | None = None
         #: (models dir, outputs dir) the status lines describe
         self._dirs_shown: tuple[Path, Path] | None = None
 
@@ -128,6 +129,19 @@ class SettingsScreen(Screen):
                 )
             yield Static("", id="output-dir-status", classes="status")
 
+            yield Static(Content.from_markup("[b]Downloads[/b]"), classes="section-title")
+            with Horizontal(classes="row"):
+                yield Label("Connections", classes="field-label")
+                yield Input(
+                    str(s.connections_per_file), id="connections", compact=True, classes="num"
+                )
+                yield Static("per file, 1–32", classes="hint")
+            yield Static("", id="connections-status", classes="status")
+
+            yield Static(Content.from_markup("[b]Hugging Face token[/b]"), classes="section-title")
+            yield Static("", id="token-status", classes="status")
+            yield Static("", id="token-hint", classes="status")
+
             yield Static(Content.from_markup("[b]Display[/b]"), classes="section-title")
             with Horizontal(classes="row"):
                 yield Label("Images", classes="field-label")
@@ -150,15 +164,6 @@ class SettingsScreen(Screen):
                     id="theme",
                     compact=True,
                 )
-
-            yield Static(Content.from_markup("[b]Downloads[/b]"), classes="section-title")
-            with Horizontal(classes="row"):
-                yield Label("Connections", classes="field-label")
-                yield Input(
-                    str(s.connections_per_file), id="connections", compact=True, classes="num"
-                )
-                yield Static("per file, 1–32", classes="hint")
-            yield Static("", id="connections-status", classes="status")
 
             yield Static(
                 Content.from_markup(
@@ -191,9 +196,6 @@ class SettingsScreen(Screen):
                 classes="status",
             )
 
-            yield Static(Content.from_markup("[b]Hugging Face token[/b]"), classes="section-title")
-            yield Static("", id="token-status", classes="status")
-            yield Static("", id="token-hint", classes="status")
         yield DistillFooter(compact=True)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -234,7 +236,7 @@ class SettingsScreen(Screen):
         if not check.ok:
             return error_line(check.error or "not usable")
         free = f"{human_size(check.free)} free" if check.free is not None else "free space ?"
-        note = " (created when used)" if check.path and not check.path.exists() else ""
+        note = " (created on first use)" if check.path and not check.path.exists() else ""
         return ok_line(f"{free}{note}{extra}")
 
     def _sync_dirs(self) -> None:
@@ -246,15 +248,17 @@ class SettingsScreen(Screen):
             f" · {len(files)} downloaded file{'s' if len(files) != 1 else ''} here "
             f"({human_size(sum(sz for _f, sz in files))})"
             if files
-            else " · no downloaded model here yet"
+            else " · no models here yet"
         )
-        running = " · enter applies (not while a download runs)"
+        running = " · enter applies, not while downloading"
         self._set_status("#models-dir-status", self._dir_status(models, extra=here + running))
         outputs = check_dir(str(store.outputs_dir), create=False)
         self._set_status("#output-dir-status", self._dir_status(outputs, extra=" · enter applies"))
 
     def _set_status(self, wid: str, content: Content) -> None:
-        self.query_one(wid, Static).update(content)
+        status = self.query_one(wid, Static)
+        status.update(content)
+        status.display = bool(content.plain)
 
     @on(Input.Changed, "#models-dir, #output-dir")
     def _dir_typed(self, event: Input.Changed) -> None:
@@ -476,7 +480,7 @@ class SettingsScreen(Screen):
             return
         st = token_status()
         file = home_path(st.file)
-        named = f" (named by {st.file_from_env})" if st.file_from_env else ""
+        named = f", the file {st.file_from_env} names" if st.file_from_env else ""
         if st.present and st.kind == "env":
             status = ok_line(
                 f"present — from the {st.where} environment variable; it wins over the token file"
@@ -504,7 +508,9 @@ class SettingsScreen(Screen):
                 )
             ),
         )
-        self.query_one("#token-hint", Static).update(hint)
+        if hint != self._token_hint:
+            self._token_hint = hint
+            self._set_status("#token-hint", hint)
 
 
 def _blank(value: int | None) -> str:

@@ -49,7 +49,7 @@ def empty_state_text(core: Any, busy: Collection[str] = (), prefer: Any = None) 
         what = f"downloading the {need.which}, {need.size_text} — F3 shows the progress"
     else:
         what = f"F3 to download the {need.which}, {need.size_text}"
-    lines = [f"{head} — {what}"]
+    lines = [head, what]
     if need is not None and need.missing:
         parts = [
             f"{'text encoder' if c == 'textEncoder' else c} {escape_markup(visible(q))}"
@@ -57,7 +57,7 @@ def empty_state_text(core: Any, busy: Collection[str] = (), prefer: Any = None) 
             else "VAE"
             for c, q, _f in need.missing
         ]
-        lines.append(f"[$text-muted]{name}: {' + '.join(parts)}[/]")
+        lines.append(f"{name}: {' + '.join(parts)}")
     if others:
-        lines.append("[$text-muted]or choose a ready model above[/]")
+        lines.append("or choose a ready model above")
     return "\n".join(lines)
