@@ -57,7 +57,6 @@ from distill_tui.downloads.hub import (
     tls_failure,
     wait_note,
 )
-from distill_tui.downloads.rate import Retry, exc_reason, status_reason
 from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
 from distill_tui.inventory import human_size
 
