@@ -81,6 +81,11 @@ class Settings(BaseModel):
     output_dir: str | None = Field(default=None, description="None = <data dir>/outputs")
     download_concurrency: int = Field(default=1, ge=1, le=8, description="Files at once")
     connections_per_file: int = Field(default=8, ge=1, le=32, description="Range segments")
+    import_dirs: list[str] = Field(
+        default_factory=list,
+        description="Folders searched for the same bytes before a download (e.g. ComfyUI "
+        "models/); a match is linked, not copied",
+    )
     image_renderer: ImageRenderer = "auto"
     theme: str | None = Field(default=None, description="Textual theme; None = its default")
     notify_on_finish: bool = Field(

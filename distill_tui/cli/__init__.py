@@ -188,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     msub.add_parser("clean", help="remove partial downloads and stale locks (never outputs/)")
 
+    imp = msub.add_parser(
+        "import",
+        help="link model files already on this machine (a ComfyUI models/ folder...) into place",
+        description="Scan PATHs (files or folders; default: the import_dirs setting) for files "
+        "whose bytes are a catalog file's: size first, then sha256 against the catalog's (or "
+        "the Hub's). A match is hard-linked into the models dir (a symlink when that is "
+        "impossible: said so), never copied, and recorded as a download would be. Files that "
+        "match nothing are listed with what they look like (GGUF architecture and quant type).",
+    )
+    imp.add_argument("paths", nargs="*", metavar="PATH")
+    imp.add_argument(
+        "--remember", action="store_true", help="also add the PATHs to the import_dirs setting"
+    )
+
     rec = msub.add_parser(
         "recommend",
         help="which sets fit this machine's GPU (memory model; best set first)",

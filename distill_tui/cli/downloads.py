@@ -266,6 +266,8 @@ async def _download(
         if ev.state == DownloadState.DONE:
             fetched = ev.key in out.fetched and ev.key not in present
             where = "downloaded and verified" if fetched else "already downloaded"
+            if getattr(ev, "reuse", None) and ev.reuse.startswith("linked"):
+                where = ev.reuse  # the same bytes were on this machine (localreuse)
             ctx.inventory.refresh()
             if ctx.inventory.is_unverified(ev.key):  # nothing to check the bytes against
                 where = (
@@ -306,6 +308,7 @@ class _Output:
         self.tasks: dict[str, int] = {}
         self.last_state: dict[str, str] = {}
         self.fetched: set[str] = set()  # keys that moved bytes in this run
+        self.reuse_said: set[str] = set()  # "not reused: …" lines already printed
         if self.tty:
             from rich.console import Console
             from rich.progress import (
@@ -361,6 +364,10 @@ class _Output:
             self.fetched.add(ev.key)
         if self.silent:
             return
+        reuse = getattr(ev, "reuse", None)
+        if reuse and reuse.startswith("not reused") and reuse not in self.reuse_said:
+            self.reuse_said.add(reuse)  # a local copy with other bytes: said once
+            self.note(f"  {reuse}")
         try:
             self._event(ev)
         except (OSError, ValueError):

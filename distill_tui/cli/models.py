@@ -45,6 +45,10 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
         return cmd_list(args, ctx)
     if cmd == "use":
         return cmd_use(args, ctx)
+    if cmd == "import":
+        from distill_tui.cli.importer import cmd_import
+
+        return cmd_import(args, ctx)
     from distill_tui.cli import downloads
 
     return downloads.run(args, ctx)

@@ -92,6 +92,9 @@ class DownloadEvent:
     note: str | None = None  #: transient information, e.g. "waiting for another distill process"
     #: where the bytes come from (repo or host), for a file the catalog lists several sources of
     source: str | None = None
+    #: the same bytes found on this machine (localreuse): "linked from the HF cache (hard
+    #: link, no copy)", or why a candidate was not used ("not reused: … other bytes …")
+    reuse: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -128,6 +131,7 @@ class _Job:
     source_idx: int = 0  #: index into ``file.sources`` of the source in use
     #: (source label, why it was left) for each source given up on, in order
     source_errors: list[tuple[str, DownloadError]] = field(default_factory=list)
+    reuse: str | None = None  #: see DownloadEvent.reuse
 
     @property
     def finished(self) -> bool:
@@ -304,7 +308,11 @@ class DownloadManager:
         """
         plan = self._resolve_plan(items)
         self._ensure_running()
-        todo = [p for p in plan if not self.inventory.is_present(p.file.file)]
+        todo = [
+            p
+            for p in plan
+            if not self.inventory.is_present(p.file.file) and not self._sure_local(p)
+        ]
 
         async def one(p: _Job) -> DownloadEvent | None:
             try:
@@ -345,8 +353,8 @@ class DownloadManager:
             return failed, []
         need = 0
         for p in plan:
-            if self.inventory.is_present(p.key):
-                continue
+            if self.inventory.is_present(p.key) or p.key not in self._meta_cache:
+                continue  # (not in the cache: a sure local copy, not asked about; _sure_local)
             meta = self._meta_cache[p.key][0]
             need += self._need(self.inventory.abs_path(p.key), meta.size)
         problem = self._disk_problem(need)
@@ -540,6 +548,8 @@ class DownloadManager:
                 self._maybe_select(job)
                 self._finish(job, DownloadState.DONE)
                 return
+            if await self._reuse(job, dest):  # the same bytes already on this machine
+                return
             self._set_state(job, DownloadState.PREFLIGHT)
             meta = self._check_size(job, await self._meta(job))
             expected = job.file.sha256 or meta.sha256
@@ -634,6 +644,89 @@ class DownloadManager:
             return io.call_back(home, lambda: self._meta(job, fresh=True))
 
         return await io.run(lambda: fetcher(io.client(), refresh).run())
+
+    def _sure_local(self, job: _Job) -> bool:
+        """The HF cache holds this exact file: a blob named by the catalog's sha256, of the
+        catalog's exact size (a few stats). The preflight does not ask the Hub about it."""
+        f = job.file
+        if f.sha256 is None or f.size_estimated:
+            return False
+        from distill_tui.downloads import localreuse as lr
+
+        return any(c.sha256 == f.sha256 and c.size == f.size for c in lr.hf_candidates(f))
+
+    async def _reuse(self, job: _Job, dest: Path) -> bool:
+        """Before any byte moves: the same bytes in the HF cache or a folder of
+        ``import_dirs`` (downloads/localreuse.py) are linked into place, recorded and selected
+        as a download would be. True when the job is done so. The Hub is asked only when the
+        catalog lacks the exact size or the sha256 to judge a candidate by."""
+        from distill_tui.downloads import localreuse as lr
+
+        f = job.file
+        dirs = tuple(self.settings.settings.import_dirs)
+        size = None if f.size_estimated else f.size
+        skip = self.inventory.models_dir
+        cands = await asyncio.to_thread(
+            lambda: lr.find(
+                f, size=size, import_dirs=dirs, dest=dest,
+                index=lr.FolderIndex(dirs, skip=skip) if dirs else None,
+            )
+        )  # fmt: skip
+        if not cands:
+            return False
+        expected, meta = f.sha256, None
+        if expected is None or size is None:
+            try:
+                meta = self._check_size(job, await self._meta(job))
+            except DownloadError as e:  # offline, gated...: judged on what the disk says
+                log.info("%s: the Hub was not asked about local copies: %s", job.key, e)
+            if meta is not None:
+                expected = expected or meta.sha256
+                if size is None:
+                    size = meta.size
+                    cands = await asyncio.to_thread(
+                        lambda: lr.find(
+                            f, size=size, import_dirs=dirs, dest=dest,
+                            index=lr.FolderIndex(dirs, skip=skip) if dirs else None,
+                        )
+                    )  # fmt: skip
+        for cand in cands:
+            if size is not None and cand.size != size:
+                continue
+            job.progress = Progress(cand.size)
+            progress = job.progress
+            if expected is None or cand.sha256 is None:  # it will be read: say so
+                job.note = f"checking a copy in {cand.label}"
+                self._set_state(job, DownloadState.VERIFYING)
+
+            def on_bytes(n: int, progress: Progress = progress) -> None:
+                progress.done = n  # an int store: read by the ticker on the loop
+
+            res = await asyncio.to_thread(lr.check, cand, size, expected, on_bytes)
+            if not res.ok:
+                job.reuse = f"not reused: {cand.shown or cand.path} in {cand.label}: {res.why}"
+                log.warning("%s: %s", job.key, job.reuse)
+                job.note = None
+                self._emit(self._snapshot(job))
+                continue
+            how = await asyncio.to_thread(lr.link_into_place, cand.path, dest)
+            lr.clear_partial(dest)
+            progress.done = cand.size
+            self.inventory.record(
+                job.key,
+                cand.size,
+                res.sha256,
+                source_url=meta.resolve_url if meta else f.download_url,
+                revision=cand.revision or (meta.revision if meta else None),
+            )
+            job.reuse = lr.how_words(how, cand)
+            job.note = None
+            log.info("%s: %s", job.key, job.reuse)
+            self._maybe_select(job)
+            self._finish(job, DownloadState.DONE)
+            return True
+        job.note = None
+        return False
 
     async def _adopt(self, job: _Job, dest: Path, meta: HubMeta, expected: str) -> bool:
         """A file under the final name the inventory doesn't know: verify before it counts."""
@@ -904,6 +997,7 @@ class DownloadManager:
             resumable=job.resumable,
             note=job.note,
             source=job.source,
+            reuse=job.reuse,
         )
 
     # ---- helpers ---------------------------------------------------------------------
