@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class DownloadError(Exception):
     """A failure of one file. ``kind`` is machine-readable, the message is for people.
@@ -18,3 +20,16 @@ class DownloadError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+_RERUN = re.compile(r"\brerun(?: the command)?\b")
+
+
+def for_surface(message: str, surface: str) -> str:
+    """A core message in the words of one surface. The download core writes each message
+    once, with the CLI's verb for starting again ("rerun to resume", "then rerun"); the TUI
+    shows it through here and says "press r" (its retry key) instead. ``surface``: "cli" (as
+    written) or "tui"."""
+    if surface == "tui":
+        return _RERUN.sub("press r", message)
+    return message

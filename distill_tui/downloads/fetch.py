@@ -57,6 +57,7 @@ from distill_tui.downloads.hub import (
     tls_failure,
     wait_note,
 )
+from distill_tui.downloads.rate import Retry, exc_reason, status_reason
 from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
 from distill_tui.inventory import human_size
 
@@ -113,6 +114,9 @@ class Progress:
         self.phase = "downloading"  # -> "verifying" once every byte is written
         #: transient words for the person (e.g. the server asked to wait); None when moving
         self.note: str | None = None
+        #: the latest failed attempt of a connection that will be retried (cleared by the next
+        #: bytes received): the service shows it while nothing moves
+        self.retry: Retry | None = None
 
     def __repr__(self) -> str:
         return f"Progress({self.done}/{self.total})"
@@ -718,6 +722,8 @@ class Fetcher:
                                             await writer.room()
                                         self.progress.fetched += len(chunk)
                                         progressed = True
+                                        if self.progress.retry is not None:
+                                            self.progress.retry = None
                                         if slot[1] >= slot[2]:
                                             break
                                     if slot[1] < slot[2]:
@@ -738,7 +744,9 @@ class Fetcher:
                             "retries); rerun to resume",
                             resumable=True,
                         ) from None
-                    await asyncio.sleep(self._backoff(failures) if not progressed else 0)
+                    pause = self._backoff(failures) if not progressed else 0
+                    self._retrying(f"no data for {self.cfg.stall_timeout:g} s", failures, pause)
+                    await asyncio.sleep(pause)
                     continue
                 except _SizeFault as e:
                     size_faults += 1
@@ -766,7 +774,9 @@ class Fetcher:
                     )
                     if failures > self.cfg.retries:
                         raise network_error(self.meta.resolve_url, e, self.token) from None
-                    await asyncio.sleep(self._backoff(failures))
+                    pause = self._backoff(failures)
+                    self._retrying(exc_reason(e), failures, pause)
+                    await asyncio.sleep(pause)
                     continue
                 if delay is not None:
                     if progressed:
@@ -780,6 +790,14 @@ class Fetcher:
                             resumable=True,
                         )
                     if delay:
+                        st = resp.status_code
+                        self._retrying(
+                            status_reason(st),
+                            failures,
+                            delay,
+                            status=st,
+                            asked=st in RETRY_STATUS and "retry-after" in resp.headers,
+                        )
                         await self._wait(delay, resp_asked=why.startswith("answered"))
         finally:
             self.inflight.pop(pid, None)
@@ -803,6 +821,25 @@ class Fetcher:
                 resumable=True,
             )
         return DownloadError("disk", f"cannot write {self.part}: {e.strerror or e}", resumable=True)
+
+    def _retrying(
+        self,
+        reason: str,
+        failures: int,
+        pause: float,
+        *,
+        status: int | None = None,
+        asked: bool = False,
+    ) -> None:
+        """Record a failed attempt that will be retried in ``pause`` s (Progress.retry)."""
+        self.progress.retry = Retry(
+            reason,
+            failures,
+            self.cfg.retries + 1,
+            time.monotonic() + pause,
+            status=status,
+            asked=asked,
+        )
 
     def _backoff(self, failures: int) -> float:
         return min(self.cfg.max_backoff, self.cfg.backoff * 2 ** max(0, failures - 1))
@@ -873,7 +910,7 @@ class Fetcher:
             await self._refresh_location(gen)
             return None, f"answered 416 (range not satisfiable) for bytes {pos}-{b - 1}"
         if st in RETRY_STATUS:
-            return None, f"answered {st}"
+            return None, f"answered HTTP {st}"
         if st in (401, 403, 404):
             from distill_tui.downloads.hub import hub_error
 
@@ -885,7 +922,7 @@ class Fetcher:
             log.info("%s: server %s; retrying", self.label, why)
             return None, why
         log.info("%s: unexpected status %d; retrying", self.label, st)
-        return None, f"answered an unexpected {st}"
+        return None, f"answered an unexpected HTTP {st}"
 
     async def _refresh_location(self, gen: int) -> None:
         async with self._refresh_lock:

@@ -25,6 +25,7 @@ import httpx
 
 from distill_tui import __version__
 from distill_tui.downloads.errors import DownloadError
+from distill_tui.downloads.rate import Retry, status_reason
 from distill_tui.hftoken import (
     download_timeout,
     endpoint_origin,
@@ -337,8 +338,11 @@ async def head(
     retries: int = 4,
     backoff: float = 1.0,
     on_wait: Callable[[float], None] | None = None,
+    on_retry: Callable[[Retry], None] | None = None,
 ) -> HubMeta:
     """HEAD the resolve URL; follow same-origin redirects only; return the file's metadata.
+
+    ``on_retry(retry)`` is told of every answer (408/429/5xx) that will be retried.
 
     ``on_wait(seconds)`` is told before a wait the Hub asked for (``Retry-After``) of more than
     a few seconds, and ``on_wait(0)`` when it is over, so a person sees why nothing moves."""
@@ -378,10 +382,16 @@ async def head(
             if attempt > retries:
                 raise DownloadError(
                     "network",
-                    f"the Hub keeps answering {status} for {path_in_repo(url)}; try again later",
+                    f"the Hub kept answering HTTP {status} for {path_in_repo(url)} ({attempt} "
+                    "attempts); rerun later",
                     resumable=True,
                 )
-            await wait_noted(retry_after(resp, backoff * 2 ** (attempt - 1)), on_wait)
+            pause = retry_after(resp, backoff * 2 ** (attempt - 1))
+            if on_retry is not None:
+                asked = "retry-after" in resp.headers
+                at = time.monotonic() + pause
+                on_retry(Retry(status_reason(status), attempt, retries + 1, at, status, asked))
+            await wait_noted(pause, on_wait)
             continue
         if 300 <= status < 400 and "location" in resp.headers:
             loc = urljoin(current, resp.headers["location"])

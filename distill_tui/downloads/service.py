@@ -28,6 +28,14 @@ from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, 
 from distill_tui.downloads.hub import HubMeta, head, new_client, repo_of, wait_note
 from distill_tui.downloads.iothread import IOThread
 from distill_tui.downloads.lock import DestLock
+from distill_tui.downloads.rate import (
+    STALLED_AFTER,
+    WINDOW,
+    RateWindow,
+    Retry,
+    eta_for,
+    stalled_text,
+)
 from distill_tui.downloads.sidecar import (
     lock_path,
     part_path,
@@ -82,8 +90,8 @@ class DownloadEvent:
     state: DownloadState
     bytes_done: int
     total: int
-    speed: float  #: bytes/s, smoothed
-    eta: float | None  #: seconds
+    speed: float  #: bytes/s received over the last seconds (rate.py); 0 while unknown
+    eta: float | None  #: seconds; None while unknown (no rate yet, stalled, beyond 99 h)
     error: str | None = None  #: actionable, redacted, one or two lines
     error_kind: str | None = (
         None  #: gated|auth|not_found|disk|checksum|network|upstream_changed|locked|...
@@ -95,6 +103,24 @@ class DownloadEvent:
     #: the same bytes found on this machine (localreuse): "linked from the HF cache (hard
     #: link, no copy)", or why a candidate was not used ("not reused: … other bytes …")
     reuse: str | None = None
+
+    #: a failed attempt that will be retried while no byte moves (HTTP 503, a dropped
+    #: connection...): ``retry.text()`` is "retrying (HTTP 503, attempt 3 of 7, next in 4 s)"
+    retry: Retry | None = None
+    #: seconds without a byte while downloading (no retry pending): "stalled"
+    stalled: float | None = None
+
+    @property
+    def activity(self) -> str | None:
+        """Why the numbers do not move, in words (None when they do): retrying, the server's
+        wait, stalled. The rows and the CLI show this instead of a speed."""
+        if self.finished:
+            return None
+        if self.retry is not None:
+            return self.retry.text()
+        if self.stalled is not None:
+            return stalled_text(self.stalled)
+        return None
 
     @property
     def fraction(self) -> float:
@@ -122,8 +148,9 @@ class _Job:
     final: DownloadEvent | None = None
     finished_event: asyncio.Event = field(default_factory=asyncio.Event)
     speed: float = 0.0
-    last_t: float = 0.0
-    last_bytes: int = 0
+    rate: RateWindow | None = None  #: bytes received in this run, over the last seconds
+    retry: Retry | None = None  #: a failed attempt that will be retried (Hub or connection)
+    stalled: float | None = None  #: seconds without a byte while downloading
     error: str | None = None
     error_kind: str | None = None
     resumable: bool = False
@@ -217,6 +244,8 @@ class DownloadManager:
         wait_for_lock: bool = True,
         fetch_overrides: dict[str, Any] | None = None,
         io_thread: bool = True,
+        stalled_after: float = STALLED_AFTER,
+        rate_window: float = WINDOW,
     ):
         self.catalog = catalog
         self.settings = settings
@@ -235,6 +264,8 @@ class DownloadManager:
         self.disk_margin = disk_margin
         self.wait_for_lock = wait_for_lock
         self.fetch_overrides = dict(fetch_overrides or {})  # FetchConfig fields (tests, bench)
+        self.stalled_after = stalled_after  #: no byte for this long: the event says "stalled"
+        self.rate_window = rate_window  #: seconds the speed is averaged over
         self._subscribers: list[Callable[[DownloadEvent], None]] = []
         self._events: dict[str, DownloadEvent] = {}
         self._jobs: dict[str, _Job] = {}
@@ -450,6 +481,9 @@ class DownloadManager:
             await asyncio.sleep(0.1)
             now = time.monotonic()
             for job in list(self._jobs.values()):
+                if job.state == DownloadState.PREFLIGHT and job.retry is not None:
+                    self._emit(self._snapshot(job))  # the Hub's retry: "next in" counts down
+                    continue
                 if job.state not in (DownloadState.DOWNLOADING, DownloadState.VERIFYING):
                     continue
                 pr = job.progress
@@ -458,13 +492,24 @@ class DownloadManager:
                 job.note = pr.note  # e.g. the server asked to wait (Retry-After)
                 if pr.phase == "verifying" and job.state != DownloadState.VERIFYING:
                     job.state = DownloadState.VERIFYING
-                dt = now - job.last_t
-                if dt <= 0:
-                    continue
-                inst = max(0, pr.done - job.last_bytes) / dt
-                job.speed = inst if job.speed == 0 else 0.75 * job.speed + 0.25 * inst
-                job.last_t, job.last_bytes = now, pr.done
+                self._measure(job, pr, now)
                 self._emit(self._snapshot(job))
+
+    def _measure(self, job: _Job, pr: Progress, now: float) -> None:
+        """Speed over the last seconds from the bytes received in this run (never the bytes a
+        resumed partial already had), a pending retry while nothing moves, or "stalled"."""
+        if job.rate is None:
+            job.rate = RateWindow(self.rate_window)
+        job.rate.add(pr.fetched, now)
+        job.speed = job.rate.rate(now) or 0.0
+        idle = job.rate.idle(now)
+        downloading = job.state == DownloadState.DOWNLOADING
+        # one connection's retry while the others deliver is no news: shown once nothing moves
+        job.retry = pr.retry if downloading and idle >= 0.5 else None
+        if downloading and job.retry is None and not job.note and idle >= self.stalled_after:
+            job.stalled = idle
+        else:
+            job.stalled = None
 
     def _stop(self, key: str, reason: str) -> bool:
         job = self._jobs.get(key)
@@ -563,7 +608,7 @@ class DownloadManager:
             restarts = 0
             while True:
                 job.progress = Progress(meta.size)
-                job.last_t, job.last_bytes = time.monotonic(), 0
+                job.rate, job.retry, job.stalled = RateWindow(self.rate_window), None, None
                 self._set_state(job, DownloadState.DOWNLOADING)
                 try:
                     sha = await self._fetch(job, dest, meta, expected)
@@ -775,12 +820,15 @@ class DownloadManager:
                     retries=min(self.retries, 4),
                     backoff=self.backoff,
                     on_wait=lambda secs, job=job: self._waiting(job, secs),
+                    on_retry=lambda r, job=job: self._retrying(job, r),
                 )
             except DownloadError as e:
+                job.retry = None
                 if i + 1 < len(sources):
                     job.source_errors.append((source_label(sources[i]), e))
                     continue
                 raise self._all_sources_failed(job, e) from None
+            job.retry = None
             cat = job.file.sha256
             if cat and meta.sha256 and cat != meta.sha256:
                 if len(sources) > 1:
@@ -925,6 +973,13 @@ class DownloadManager:
             )
         return meta
 
+    def _retrying(self, job: _Job, retry: Retry) -> None:
+        """The Hub's answer will be retried (HEAD): say so on the file's event."""
+        job.retry = retry
+        active = self._jobs.get(job.key)
+        if active is None or active is job or active.finished:
+            self._emit(self._snapshot(job))
+
     def _waiting(self, job: _Job, seconds: float) -> None:
         """The Hub asked to wait (Retry-After): say so on the file's event (0: it is over)."""
         job.note = wait_note(seconds) if seconds > 0 else None
@@ -980,8 +1035,12 @@ class DownloadManager:
         done = pr.done if pr else 0
         if job.state == DownloadState.DONE:
             done = total
-        speed = job.speed if job.state == DownloadState.DOWNLOADING else 0.0
-        eta = (total - done) / speed if speed > 0 and total > done else None
+        moving = (
+            job.state == DownloadState.DOWNLOADING and job.stalled is None and job.retry is None
+        )
+        speed = job.speed if moving else 0.0
+        eta = eta_for(total - done, speed) if moving and total > done else None
+        active = job.state in (DownloadState.PREFLIGHT, DownloadState.DOWNLOADING)
         return DownloadEvent(
             key=job.key,
             model_id=job.model_id,
@@ -996,6 +1055,8 @@ class DownloadManager:
             error_kind=job.error_kind,
             resumable=job.resumable,
             note=job.note,
+            retry=job.retry if active else None,
+            stalled=job.stalled if job.state == DownloadState.DOWNLOADING else None,
             source=job.source,
             reuse=job.reuse,
         )
