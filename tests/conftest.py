@@ -42,6 +42,11 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-such-token"))
+    # the HF cache (reuse before download) is this test's own: huggingface_hub computes it
+    # once, at import, so the constant itself points into tmp_path (children get the env)
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "xdg/cache/huggingface/hub"))
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     # the machine is a CPU build with no GPU unless a test says otherwise (distill_tui.devices):

@@ -282,3 +282,45 @@ def test_import_without_paths_or_setting_is_one_line(hub_catalog, capsys):
     assert main(["models", "import"]) == 1
     err = capsys.readouterr().err
     assert "nothing to scan" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- the Model Manager -------------------------------------------------------------------------
+async def test_model_manager_shows_the_hf_cache_and_enter_links(hub_catalog, fake_hub, hf_home):
+    """A not-downloaded row whose file is in the HF cache reads "found in the HF cache — enter
+    to link · d download"; enter links it (quant row and VAE row), 0 bytes from the CDN."""
+    from tests.test_models_screen import focus_row, make_app, screen, settle
+
+    diff, _te, vae = default_set(hub_catalog)
+    blobs = {}
+    for f in (diff, vae):
+        repo, path = repo_and_path(f.download_url)
+        blobs[f.file] = hf_cache_put(hf_home / "hub", repo, path, hub_catalog.payload(f.file))
+    core = hub_catalog.context()
+    app = make_app(core)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        scr = screen(app)
+        await focus_row(pilot, diff.label)  # type: ignore[attr-defined]
+        row = scr.focused_row()
+        assert row is not None and row.state == "missing" and row.found == "the HF cache"
+        text = row.render().plain
+        assert "found in the HF cache" in text
+        wide = " ".join(line.plain for line in row._lines(120))
+        assert "found in the HF cache — enter to link · d download" in wide
+        others = [r for c in scr.cards for r in c.rows if r.key not in blobs]
+        assert others and all(r.found is None for r in others)
+        await pilot.press("enter")
+        await settle(pilot, row.key)
+        assert row.state == "done" and row.found is None
+        assert os.stat(models_dir() / diff.file).st_ino == os.stat(blobs[diff.file]).st_ino
+        assert core.settings.selection(M4).get("diffusion") == diff.id  # type: ignore[attr-defined]
+
+        await focus_row(pilot, "flux2-vae.safetensors")
+        vrow = scr.focused_row()
+        assert vrow is not None and vrow.key == vae.file and vrow.found == "the HF cache"
+        await pilot.press("enter")
+        await settle(pilot, vrow.key)
+        assert vrow.state == "done"
+        assert os.stat(models_dir() / vae.file).st_ino == os.stat(blobs[vae.file]).st_ino
+    assert fake_hub.bytes_served() == 0 and cdn_gets(fake_hub) == []

@@ -83,8 +83,10 @@ class Elsewhere:
 
     @classmethod
     def of(cls, a: Any) -> Elsewhere:
+        from distill_tui.downloads.rate import eta_for
+
         speed = round(a.speed or 0.0, -3)  # rounded: equal looks compare equal (no repaint)
-        eta = (a.size - a.done) / speed if speed > 0 and a.size > a.done else None
+        eta = eta_for(a.size - a.done, speed) if a.size > a.done else None
         return cls(
             key=a.key,
             model_id=a.model_id,
@@ -187,6 +189,14 @@ class ModelManagerScreen(Screen):
             id="models.back",
             tooltip="Back to the screen you came from",
         ),
+        Binding(
+            "enter",
+            "link_file",
+            "Link",
+            show=False,
+            id="models.link",
+            tooltip="Link a copy found on this machine (the HF cache, import_dirs) into place",
+        ),
     ]
 
     class DownloadProgress(Message):
@@ -222,6 +232,8 @@ class ModelManagerScreen(Screen):
         self._settings_hooked = False
         self._ready: dict[str, bool] = {}
         self._dir_line: Content | None = None
+        #: the import_dirs folders' model files by size (built on a thread; localreuse.py)
+        self._folder_index: Any = None
 
     # ---- services --------------------------------------------------------------------
     @property
@@ -273,6 +285,7 @@ class ModelManagerScreen(Screen):
         except Exception:  # an empty registry is fine; never fail to draw the screen
             log.exception("cannot read download events")
         self._unsubscribe = downloads.subscribe(self._on_download_event)
+        self._scan_import_dirs()
         self.set_interval(1.0, self._poll_elsewhere)
         self.call_after_refresh(self._poll_elsewhere)
         if not self._settings_hooked:
@@ -294,6 +307,7 @@ class ModelManagerScreen(Screen):
         # Another process (the CLI) may have changed the inventory meanwhile.
         self.core.inventory.refresh()
         self.sync_all()
+        self._scan_import_dirs()
         take = getattr(self.app, "take_models_target", None)
         target = take() if take is not None else None
         if target:  # after the screen's auto focus (the first card header)
@@ -336,6 +350,7 @@ class ModelManagerScreen(Screen):
                 ready=ready,
                 active=mid == active,
             )
+            self._apply_found(card)
             if became_ready:
                 tail = " · F2 to generate" if mid == active else ""
                 self.app.notify(f"{card.model.name} is ready{tail}.", title="Ready")
@@ -366,6 +381,39 @@ class ModelManagerScreen(Screen):
             for row in qset.rows:
                 fit = fits.rows.get(row.key) if fits else None
                 row.set_fit(fit_mark(fit) if fit is not None else None)
+
+    def _apply_found(self, card: ModelCard) -> None:
+        """The "found in the HF cache — enter to link" hint on a not-downloaded row whose file has a
+        same-size copy on this machine (a few stats per row, once per sync; nothing hashed)."""
+        from distill_tui.downloads import localreuse as lr
+
+        for row in card.rows:
+            where = None
+            if row.state == "missing":
+                try:
+                    where = lr.hint(row.file, self._folder_index)
+                except Exception:  # a look at the disk never takes the screen down
+                    log.exception("cannot look for a local copy of %s", row.key)
+            row.set_found(where)
+
+    def _scan_import_dirs(self) -> None:
+        dirs = tuple(self.core.settings.settings.import_dirs)
+        if not dirs:
+            if self._folder_index is not None:
+                self._folder_index = None
+                self.sync_all()
+            return
+        self.run_worker(
+            self._build_folder_index(dirs), group="import-dirs", exclusive=True, exit_on_error=False
+        )
+
+    async def _build_folder_index(self, dirs: tuple[str, ...]) -> None:
+        from distill_tui.downloads import localreuse as lr
+
+        skip = self.core.inventory.models_dir
+        self._folder_index = await asyncio.to_thread(lr.FolderIndex, dirs, skip=skip)
+        if self.is_attached:
+            self.sync_all()
 
     def _sync_dir_line(self) -> None:
         inv = self.core.inventory
@@ -550,6 +598,8 @@ class ModelManagerScreen(Screen):
     @on(QuantRadioSet.UnavailablePicked)
     def _unavailable(self, event: QuantRadioSet.UnavailablePicked) -> None:
         row = event.row
+        if self._link(row):
+            return
         hint = "it is downloading" if row.state in ACTIVE_STATES else "press d to download it"
         self.notify(
             f"{row.quant.label} is not on disk yet: {hint}.",
@@ -631,6 +681,21 @@ class ModelManagerScreen(Screen):
                 severity="warning",
                 timeout=10,
             )
+
+    def _link(self, row: Row) -> bool:
+        """enter on a not-downloaded row with a copy found on this machine: the download
+        service links it (it confirms the bytes first: localreuse.py). True when queued."""
+        if row.state != "missing" or not row.found:
+            return False
+        self.notify(f"Linking {self._row_name(row)} from {row.found} (no download).", title="Found")
+        self._enqueue(row.model_id, row.component, row.quant_id)
+        return True
+
+    def action_link_file(self) -> None:
+        """enter on the VAE row (quant rows: QuantRadioSet's enter, _unavailable)."""
+        row = self.focused_row()
+        if isinstance(row, FileRow):
+            self._link(row)
 
     def action_download(self) -> None:
         row = self.focused_row()

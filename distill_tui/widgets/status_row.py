@@ -23,6 +23,8 @@ class StatusRow:
     unverified: bool = False
     #: the fit column (quant rows on a machine with a known GPU; see file_status.fit_mark)
     fit_mark: Content | None = None
+    #: a same-size copy of the file on this machine ("the HF cache", a folder): enter links it
+    found: str | None = None
     label_width: int
     deterministic: bool
 
@@ -81,6 +83,12 @@ class StatusRow:
         self.fit_mark = mark
         self.refresh()  # type: ignore[attr-defined]
 
+    def set_found(self, where: str | None) -> None:
+        """Where a copy of the file was found (None: nowhere); repaints only on a change."""
+        if where != self.found:
+            self.found = where
+            self.refresh()  # type: ignore[attr-defined]
+
     # ---- rendering -------------------------------------------------------------------
     def _lines(self, width: int) -> list[Content]:
         file = self.file  # type: ignore[attr-defined]
@@ -97,6 +105,7 @@ class StatusRow:
             deterministic=self.deterministic,
             fit=self.fit_mark,
             unverified=self.unverified,
+            found=self.found,
         )
 
     def render(self) -> Content:
