@@ -94,8 +94,9 @@ class CatalogFile(_Model):
     mirrors: tuple[str, ...] = ()
     #: ``size`` is an estimate (the exact size is learnt from the Hub at download time)
     size_estimated: bool = Field(default=False, alias="sizeEstimated")
-    #: the Hub commit (``X-Repo-Commit``) of downloadUrl when size/sha256 were last checked
-    #: (``distill catalog check --write``); informational, downloads do not pin it
+    #: the Hub revision (commit) of downloadUrl this entry pins: downloads and `distill models
+    #: check` ask ``resolve/<revision>/`` instead of the URL's own (``main``); written by
+    #: ``distill catalog check --write``. A URL with ``resolve/<commit>`` is pinned by itself.
     revision: str | None = Field(default=None, pattern=r"^[0-9A-Za-z._-]{1,100}$")
 
     @field_validator("file")
@@ -145,9 +146,28 @@ class CatalogFile(_Model):
         return tuple(_check_url(u) for u in v)
 
     @property
+    def resolve_url(self) -> str:
+        """``downloadUrl`` at the pinned ``revision`` (a Hub resolve URL; others as they are)."""
+        if not self.revision:
+            return self.download_url
+        parts = urlsplit(self.download_url)
+        path = re.sub(r"/resolve/[^/]+/", f"/resolve/{self.revision}/", parts.path, count=1)
+        return parts._replace(path=path).geturl()
+
+    @property
+    def pinned_revision(self) -> str | None:
+        """The revision this file is pinned to: ``revision``, or a commit in the URL itself."""
+        if self.revision:
+            return self.revision
+        m = re.search(r"/resolve/([0-9a-f]{40})/", urlsplit(self.download_url).path)
+        return m.group(1) if m else None
+
+    @property
     def sources(self) -> tuple[str, ...]:
-        """Every URL that serves this file, in the order they are tried."""
-        return (self.download_url, *(m for m in self.mirrors if m != self.download_url))
+        """Every URL that serves this file, in the order they are tried (downloadUrl at its
+        pinned revision first)."""
+        first = self.resolve_url
+        return (first, *(m for m in self.mirrors if m not in (self.download_url, first)))
 
     @field_validator("sha256")
     @classmethod

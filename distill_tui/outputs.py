@@ -114,6 +114,56 @@ def _open_exclusive(path: Path) -> tuple[Path, int]:
     raise FileExistsError(f"no free file name near {path}")
 
 
+#: ``-o FILE`` extensions and the format each writes; anything else is refused
+OUTPUT_FORMATS = {"": "PNG", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+EXIF_IFD = 0x8769  #: the Exif sub-IFD
+USER_COMMENT = 0x9286  #: EXIF UserComment: where A1111 writes (and reads) a JPEG/WebP's parameters
+
+
+def output_format_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be written (None: a format we write)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in OUTPUT_FORMATS:
+        return None
+    return (
+        f"cannot write {suffix!r} images: use .png (parameters in the `parameters` text chunk), "
+        ".jpg/.jpeg or .webp (parameters in EXIF UserComment)"
+    )
+
+
+def user_comment(text: str) -> bytes:
+    """EXIF UserComment bytes as A1111 writes them (piexif's ``UserComment.dump(...,
+    encoding="unicode")``): the ``UNICODE`` character code, then UTF-16 big-endian."""
+    return b"UNICODE\0" + text.encode("utf-16-be")
+
+
+def read_user_comment(raw: bytes) -> str:
+    """The inverse of :func:`user_comment` (also plain ASCII comments)."""
+    code, body = raw[:8], raw[8:]
+    if code == b"UNICODE\0":
+        return body.decode("utf-16-be", errors="replace")
+    return body.decode("utf-8", errors="replace")
+
+
+def encode_image(image: Image.Image, fmt: str, params: Mapping[str, Any]) -> bytes:
+    """``image`` in ``fmt`` (PNG, JPEG, WEBP) with the parameters where the format keeps them."""
+    import io
+
+    buf = io.BytesIO()
+    img = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", format_parameters(params))
+        info.add_text("distill", json.dumps(dict(params), default=str, sort_keys=True))
+        img.save(buf, format="PNG", pnginfo=info)
+    else:
+        exif = Image.Exif()
+        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = user_comment(format_parameters(params))
+        extra = {"quality": 95} if fmt == "JPEG" else {"quality": 95, "method": 4}
+        img.save(buf, format=fmt, exif=exif, **extra)
+    return buf.getvalue()
+
+
 def save_png(
     image: Image.Image,
     target: str | os.PathLike[str],
@@ -133,13 +183,10 @@ def save_png(
     info.add_text("distill", json.dumps(dict(params), default=str, sort_keys=True))
     img = image.convert("RGB") if image.mode not in ("RGB", "L") else image
     target = Path(target)
-    if exact:
+    if exact:  # -o FILE: the format its extension names (.jpg/.webp: EXIF UserComment)
         target.parent.mkdir(parents=True, exist_ok=True)
-        import io
-
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", pnginfo=info)
-        atomic_write_bytes(target, buf.getvalue())
+        fmt = OUTPUT_FORMATS.get(target.suffix.lower(), "PNG")
+        atomic_write_bytes(target, encode_image(img, fmt, params))
         return target
     target.mkdir(parents=True, exist_ok=True)
     name = f"{_stamp(time.time())}_{params.get('seed', 0)}_{index}.png"
@@ -155,9 +202,14 @@ def save_png(
 
 
 def read_parameters(path: str | os.PathLike[str]) -> str | None:
-    """The ``parameters`` text of a PNG, or None."""
+    """The ``parameters`` text of a PNG (text chunk) or a JPEG/WebP (EXIF UserComment), or
+    None."""
     with Image.open(path) as im:
-        return im.info.get("parameters")  # type: ignore[return-value]
+        text = im.info.get("parameters")
+        if text is not None or im.format == "PNG":
+            return text  # type: ignore[return-value]
+        raw = im.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+        return read_user_comment(raw) if isinstance(raw, bytes) and raw else None
 
 
 # ---- history --------------------------------------------------------------------------

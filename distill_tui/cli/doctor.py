@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from distill_tui import __version__
+from distill_tui import __version__, hftoken
 from distill_tui.catalog import UnknownModelError
 from distill_tui.context import CoreContext
 from distill_tui.hftoken import token_source
@@ -34,6 +34,15 @@ def _model_ready(ctx: CoreContext) -> str:
         return f"no: the active model is not in the catalog (valid ids: {valid})"
 
 
+def _token_row() -> str:
+    src = token_source()
+    if not src:
+        return "no"
+    if hftoken.implicit_token_disabled():
+        return f"yes (from {src}), not sent: HF_HUB_DISABLE_IMPLICIT_TOKEN"
+    return f"yes (from {src})"
+
+
 def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
     p = ctx.paths
     rows = [
@@ -45,8 +54,15 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         ("outputs dir", str(ctx.settings.outputs_dir)),
         ("log file", str(p.log_file)),
         ("free disk (models)", human_size(ctx.inventory.free_bytes())),
-        ("HF token", f"yes (from {token_source()})" if token_source() else "no"),
+        ("HF token", _token_row()),
         ("HF_ENDPOINT", os.environ.get("HF_ENDPOINT") or "(default) https://huggingface.co"),
+        ("HF offline", "yes (HF_HUB_OFFLINE: downloads refused)" if hftoken.offline() else "no"),
+        ("HF cache", str(hftoken.hub_cache_dir())),
+        (
+            "HF timeouts",
+            f"HEAD {hftoken.etag_timeout():g} s (HF_HUB_ETAG_TIMEOUT), download "
+            f"{hftoken.download_timeout():g} s (HF_HUB_DOWNLOAD_TIMEOUT)",
+        ),
         ("active model", ctx.settings.settings.active_model_id),
         ("model ready", _model_ready(ctx)),
     ]

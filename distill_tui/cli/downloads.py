@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,10 +199,24 @@ def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
     items = plan_for(args, ctx, model)
     if args.connections is not None and not 1 <= args.connections <= 32:
         raise CliError("--connections must be between 1 and 32")
+    if getattr(args, "dry_run", False):
+        from distill_tui.cli.dryrun import cmd_dry_run
+
+        return cmd_dry_run(args, ctx, model, items)
+    _refuse_offline(ctx, model, items)
     if getattr(args, "detach", False):
         return _detach(args, ctx, model, items)
     previous = {sig: signal.getsignal(sig) for sig in SIGNAL_EXIT}
-    code = asyncio.run(_download(ctx, model, items, args.connections))
+    code = asyncio.run(
+        _download(
+            ctx,
+            model,
+            items,
+            args.connections,
+            json_out=bool(getattr(args, "json", False)),
+            quiet=bool(getattr(args, "quiet", False)),
+        )
+    )
     if code not in SIGNAL_EXIT.values():
         # after a signal they stay ignored: the process is exiting, and another Ctrl-C
         # must not turn a clean stop into a traceback
@@ -209,6 +224,28 @@ def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, handler)
     return code
+
+
+def _refuse_offline(ctx: CoreContext, model: CatalogModel, items: list[tuple]) -> None:
+    """``HF_HUB_OFFLINE``: one line at once when anything would need the Hub (files already
+    installed need nothing: that run goes through)."""
+    from distill_tui.hftoken import offline, offline_message
+
+    if not offline():
+        return
+    missing = [
+        f.file
+        for f in (ctx.resolver.file_for(m, c, q) if c != "vae" else model.vae for m, c, q in items)
+        if not ctx.inventory.is_present(f.file)
+    ]
+    if missing:
+        raise CliError(
+            offline_message(f"cannot download {len(missing)} file(s) of {model.id}"), code=1
+        )
+
+
+#: seconds between two progress lines when the output is not a terminal (a log, a pipe)
+PROGRESS_EVERY = 5.0
 
 
 def _label(ev) -> str:
@@ -219,12 +256,18 @@ def _label(ev) -> str:
 
 
 async def _download(
-    ctx: CoreContext, model: CatalogModel, items: list[tuple], connections: int | None
+    ctx: CoreContext,
+    model: CatalogModel,
+    items: list[tuple],
+    connections: int | None,
+    *,
+    json_out: bool = False,
+    quiet: bool = False,
 ) -> int:
     from distill_tui.downloads import DownloadManager, DownloadState
 
     mgr = DownloadManager(ctx.catalog, ctx.settings, ctx.inventory, connections=connections)
-    out = _Output()
+    out = _Output(quiet=quiet, json_out=json_out)
     got_signal: list[int] = []
     loop = asyncio.get_running_loop()
 
@@ -263,6 +306,7 @@ async def _download(
     failed = [e for e in results if e.state == DownloadState.FAILED]
     nothing_done = bool(failed) and all(e.state == DownloadState.FAILED for e in results)
     for ev in results:
+        out.result(ev, ctx, fetched=ev.key in out.fetched and ev.key not in present)
         if ev.state == DownloadState.DONE:
             fetched = ev.key in out.fetched and ev.key not in present
             where = "downloaded and verified" if fetched else "already downloaded"
@@ -273,7 +317,10 @@ async def _download(
                 where = (
                     "downloaded" if fetched else "already downloaded"
                 ) + ", unverified (no reference hash)"
-            out.line(f"  ok      {_label(ev):<22} {human_size(ev.total):>9}  {where}  ({ev.key})")
+            if not out.quiet:  # --quiet: errors and the final line only
+                out.line(
+                    f"  ok      {_label(ev):<22} {human_size(ev.total):>9}  {where}  ({ev.key})"
+                )
         elif ev.state == DownloadState.FAILED:
             out.line(f"  FAILED  {_label(ev):<22} {ev.error}")
         else:
@@ -283,27 +330,35 @@ async def _download(
                 else "nothing kept"
             )
             out.line(f"  {ev.state.value:<7} {_label(ev):<22} {part}; rerun the command to resume")
-    if got_signal:
-        return SIGNAL_EXIT[signal.Signals(got_signal[0])]
-    if failed:
-        if nothing_done:
-            out.line("nothing was downloaded; fix the problem above and rerun")
-        return 1
     sel = ctx.settings.selection(model.id)
     ready = ctx.resolver.is_model_ready(model.id)
-    out.line(
-        f"{model.id}: selected diffusion {sel.diffusion_quant}, text encoder "
-        f"{sel.text_encoder_quant}" + ("  (ready)" if ready else "")
-    )
-    return 0
+    if got_signal:
+        code = SIGNAL_EXIT[signal.Signals(got_signal[0])]
+    elif failed:
+        if nothing_done:
+            out.line("nothing was downloaded; fix the problem above and rerun")
+        code = 1
+    else:
+        out.line(
+            f"{model.id}: selected diffusion {sel.diffusion_quant}, text encoder "
+            f"{sel.text_encoder_quant}" + ("  (ready)" if ready else "")
+        )
+        code = 0
+    if json_out:
+        out.dump_json(model.id, sel, ready, code)
+    return code
 
 
 class _Output:
     """Rich progress bars on a terminal; plain lines otherwise (logs, pipes, CI)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, quiet: bool = False, json_out: bool = False) -> None:
         self.silent = False
-        self.tty = sys.stderr.isatty()
+        self.quiet = quiet  # no progress: errors and the final lines only
+        self.json_out = json_out  # stdout is the JSON document; the human lines go to stderr
+        self.results: list[dict] = []
+        self.last_line: dict[str, float] = {}  # key -> monotonic time of its last progress line
+        self.tty = sys.stderr.isatty() and not quiet
         self.progress = None
         self.tasks: dict[str, int] = {}
         self.last_state: dict[str, str] = {}
@@ -352,9 +407,12 @@ class _Output:
 
     def header(self, model, items, mgr, present) -> None:
         todo = len(items) - len(present)
+        if self.quiet:
+            return
         self._print(
             f"{model.name} ({model.id}): {todo} file(s) to download"
-            + (f", {len(present)} already present" if present else "")
+            + (f", {len(present)} already present" if present else ""),
+            err=self.json_out,
         )
         if self.progress is not None and todo:
             self.progress.start()
@@ -377,6 +435,8 @@ class _Output:
         state = ev.state.value
         if state == "downloading":
             self.fetched.add(ev.key)
+        if self.quiet:
+            return
         if self.progress is not None:
             tid = self.tasks.get(ev.key)
             desc = _label(ev)
@@ -396,6 +456,19 @@ class _Output:
             note = f" ({ev.note})" if ev.note else ""
             src = f" from {ev.source}" if getattr(ev, "source", None) else ""
             self._print(f"  {state:<11} {ev.key}{size}{src}{note}", err=True)
+            self.last_line[ev.key] = time.monotonic()
+        elif state == "downloading" and ev.total:
+            # not a terminal (a log, a pipe, CI): a progress line every PROGRESS_EVERY seconds
+            now = time.monotonic()
+            if now - self.last_line.get(ev.key, now) >= PROGRESS_EVERY:
+                self.last_line[ev.key] = now
+                eta = _eta(ev.eta) if ev.speed > 0 else "--:--"
+                self._print(
+                    f"  downloading {ev.key} {100 * ev.bytes_done / ev.total:5.1f}%  "
+                    f"{human_size(ev.bytes_done)} of {human_size(ev.total)}  "
+                    f"{human_size(ev.speed)}/s  ETA {eta}",
+                    err=True,
+                )
 
     def note(self, text: str) -> None:
         if self.progress is not None and not self.silent:
@@ -407,7 +480,53 @@ class _Output:
         self._print(text, err=True)
 
     def line(self, text: str) -> None:
-        self._print(text)
+        self._print(text, err=self.json_out)
+
+    def result(self, ev, ctx: CoreContext, *, fetched: bool) -> None:
+        """The final result of one file, for ``--json``."""
+        rec = ctx.inventory.get(ev.key) if ev.state.value == "done" else None
+        how = None
+        if ev.state.value == "done":
+            reuse = getattr(ev, "reuse", None)
+            how = "downloaded" if fetched else "already"
+            if reuse and reuse.startswith("linked"):
+                how = "linked"
+        self.results.append(
+            {
+                "file": ev.key,
+                "component": ev.component,
+                "quant": ev.quant_id,
+                "state": ev.state.value,  # done | failed | cancelled | paused
+                "result": how,  # downloaded | already | linked | null (not done)
+                "size": ev.total or None,
+                "sha256": rec.sha256 if rec else None,
+                "verified": bool(rec) and not rec.unverified,
+                "revision": rec.revision if rec else None,
+                "source": rec.source_url if rec else None,
+                "bytesDone": ev.bytes_done,
+                "error": ev.error,
+                "errorKind": ev.error_kind,
+                "resumable": ev.resumable,
+            }
+        )
+
+    def dump_json(self, model_id: str, sel, ready: bool, code: int) -> None:
+        doc = {
+            "version": 1,
+            "model": model_id,
+            "files": self.results,
+            "selection": {
+                "diffusion": sel.diffusion_quant,
+                "textEncoder": sel.text_encoder_quant,
+            },
+            "ready": ready,
+            "exitCode": code,
+        }
+        try:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
 
     def stop(self) -> None:
         if self.progress is not None:

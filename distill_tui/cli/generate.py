@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def build_requests(
             raise CliError(f"reference image not found: {r}")
     out_file = out_dir = None
     if args.output:
+        from distill_tui.outputs import output_format_problem
+
+        problem = output_format_problem(args.output)
+        if problem:  # before the engine starts
+            raise CliError(f"-o {args.output}: {problem}")
         out_file = str(Path(args.output).expanduser().resolve())
     else:
         out_dir = str(
@@ -118,9 +124,10 @@ def build_requests(
 class _Reporter:
     """Phase + step progress on stderr."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, quiet: bool = False):
         self.batch = batch
-        self.tty = sys.stderr.isatty()
+        self.quiet = quiet  # --quiet: no progress at all
+        self.tty = sys.stderr.isatty() and not quiet
         self.progress = None
         self.task = None
         self.phase = ""
@@ -146,6 +153,8 @@ class _Reporter:
         return text
 
     def __call__(self, ev: EngineEvent) -> None:
+        if self.quiet:
+            return
         if isinstance(ev, PhaseEvent):
             self.phase = ev.phase
             desc = self._desc(ev.phase, ev.image_index)
@@ -176,8 +185,8 @@ class _Reporter:
             self.progress = None
 
 
-async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext):
-    reporter = _Reporter(gen.batch_count)
+async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext, quiet: bool = False):
+    reporter = _Reporter(gen.batch_count, quiet)
     client = EngineClient(
         on_event=reporter,
         history=History(ctx.paths.history_file),
@@ -194,21 +203,61 @@ async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext):
         await client.shutdown()
 
 
+def result_json(gen: GenerateRequest, result) -> dict:
+    """``distill generate --json`` (stable shape, version 1)::
+
+    {"version": 1, "paths": [str], "seed": int, "model": str,
+     "quants": {"diffusion": str, "textEncoder": str},
+     "width": int, "height": int, "steps": int, "cfg": float, "sampler": str,
+     "scheduler": str, "batch": int, "prompt": str, "negative": str,
+     "timings": {"load", "encode", "sample", "decode", "total"}}   (seconds)
+    """
+    t = result.timings
+    sizes = sorted({(i.width, i.height) for i in result.images}) or [(gen.width, gen.height)]
+    return {
+        "version": 1,
+        "paths": [str(p) for p in result.paths],
+        "seed": result.seed,
+        "model": gen.model_id,
+        "quants": {"diffusion": gen.diffusion_quant, "textEncoder": gen.text_encoder_quant},
+        "width": sizes[0][0],
+        "height": sizes[0][1],
+        "steps": gen.steps,
+        "cfg": gen.cfg_scale,
+        "sampler": gen.sampler,
+        "scheduler": gen.scheduler,
+        "batch": gen.batch_count,
+        "prompt": gen.prompt,
+        "negative": gen.negative_prompt,
+        "timings": {
+            "load": round(t.load, 4),
+            "encode": round(t.encode, 4),
+            "sample": round(t.sample, 4),
+            "decode": round(t.decode, 4),
+            "total": round(result.wall, 4),
+        },
+    }
+
+
 def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
     load, gen = build_requests(args, ctx)
     try:
-        result = asyncio.run(_run(load, gen, ctx))
+        result = asyncio.run(_run(load, gen, ctx, bool(getattr(args, "quiet", False))))
     except EngineError as e:
         detail = ""
         if e.kind == "crash" and e.log_tail:
             detail = f" (last log line: {e.log_tail[-1].strip()[:200]})"
         raise CliError(f"engine {e.kind}: {e.message}{detail}") from None
     t = result.timings
-    print(
-        f"distill: seed {result.seed}; load {t.load:.2f} s, encode {t.encode:.2f} s, "
-        f"sample {t.sample:.2f} s, decode {t.decode:.2f} s, total {result.wall:.2f} s",
-        file=sys.stderr,
-    )
+    if getattr(args, "json", False):
+        print(json.dumps(result_json(gen, result), indent=2))
+        return 0
+    if not getattr(args, "quiet", False):
+        print(
+            f"distill: seed {result.seed}; load {t.load:.2f} s, encode {t.encode:.2f} s, "
+            f"sample {t.sample:.2f} s, decode {t.decode:.2f} s, total {result.wall:.2f} s",
+            file=sys.stderr,
+        )
     got = {(i.width, i.height) for i in result.images}
     if got and got != {(gen.width, gen.height)}:
         w, h = sorted(got)[0]

@@ -45,6 +45,10 @@ def run(args: argparse.Namespace, ctx: CoreContext) -> int:
         return cmd_list(args, ctx)
     if cmd == "use":
         return cmd_use(args, ctx)
+    if cmd == "check":
+        from distill_tui.cli.check import cmd_check
+
+        return cmd_check(args, ctx)
     if cmd == "import":
         from distill_tui.cli.importer import cmd_import
 
