@@ -806,3 +806,6 @@ def app_palette_commands(app: DistillApp) -> Iterable[SystemCommand]:
         "Free the loaded model's memory (the engine reloads it on next generate)",
         unload,
     )
+    from distill_tui.screens.drift_command import drift_commands
+
+    yield from drift_commands(app)
