@@ -242,3 +242,20 @@ def test_closed_pipe_no_traceback(cmd):
     )
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
     assert r.returncode in (0, EXIT_PIPE) and r.stdout.strip()
+
+
+def test_palette_drift_summary(hub_catalog, fake_hub, capsys):
+    from distill_tui.drift import check_installed
+    from distill_tui.screens.drift_command import summary
+
+    assert main(["models", "download", M4, "--only", "vae", "--quiet"]) == 0
+    ctx = hub_catalog.context()
+    msg, sev = summary(check_installed(ctx.catalog, ctx.inventory))
+    assert msg == "All 1 checked file(s) are up to date" and sev == "information"
+    vae = ctx.catalog.require(M4).vae
+    del fake_hub.files[_hub_path(vae.download_url)]
+    msg, sev = summary(check_installed(ctx.catalog, ctx.inventory))
+    assert (
+        msg.startswith("1 of 1 installed file(s) changed upstream or are gone") and sev == "warning"
+    )
+    assert f"{vae.file}: gone" in msg
