@@ -157,7 +157,7 @@ def tls_hub(monkeypatch) -> FakeHub:
 
     hub = FakeHub(tls=True).start()
     monkeypatch.setenv("SSL_CERT_FILE", str(hub.cert_file))
-    monkeypatch.setattr(hubmod, "_SSL", None)  # one TLS context per process: rebuild it
+    monkeypatch.setattr(hubmod, "_SSL", {})  # one TLS context per CA setting: rebuild it
     try:
         yield hub
     finally:
