@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fakehub import FakeHub  # noqa: E402
 
 REPO = "bench/Bench-GGUF"
+CLI = "distill models download (CLI, start to exit)"
 MiB = 1 << 20
 
 
@@ -126,6 +127,23 @@ def child(args: argparse.Namespace) -> int:
     return 0 if state == "done" else 1
 
 
+def hf_cache_put(cache: Path, repo: str, path: str, src: Path, sha: str) -> None:
+    """Lay ``src`` out as the hf client does (blobs/<sha256>, snapshots/<commit>/<path> -> the
+    blob, refs/main), the blob a hard link to ``src`` (no 1 GiB copy)."""
+    owner, name = repo.split("/")
+    rd = cache / f"models--{owner}--{name}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    blob = rd / "blobs" / sha
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    if not blob.exists():
+        os.link(src, blob)
+    snap = rd / "snapshots" / commit / path
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    snap.symlink_to(os.path.relpath(blob, snap.parent))
+    (rd / "refs").mkdir(exist_ok=True)
+    (rd / "refs" / "main").write_text(commit)
+
+
 def write_catalog(path: Path, url: str, size: int, sha: str, tiny_url: str, tiny: bytes) -> None:
     tiny_sha = hashlib.sha256(tiny).hexdigest()
     cat = {
@@ -195,10 +213,10 @@ class Bench:
         )
         return env
 
-    def best(self, fn, *a, **kw):
+    def best(self, fn, *a, repeat: int | None = None, **kw):
         """Best of ``repeat`` runs (this box is small and shared: the minimum is the signal);
         the median of the runs is kept beside it (``median``) to show the spread."""
-        runs = [fn(*a, **kw) for _ in range(self.repeat)]
+        runs = [fn(*a, **kw) for _ in range(repeat or self.repeat)]
         ok = [r for r in runs if r and r["ok"]]
         if not ok:
             return runs[0]
@@ -230,6 +248,33 @@ class Bench:
                 inner = json.loads(line)["seconds"]
         shutil.rmtree(Path(env["XDG_DATA_HOME"]).parent, ignore_errors=True)
         return {"seconds": secs, "inner": inner, "rss": rss, "ok": ok, "out": out if not ok else ""}
+
+    def cli(self, url: str, size: int, sha: str, hf_blob: Path | None = None):
+        """``distill models download bench --only diffusion`` as a user runs it, timed from
+        start to exit (imports, HEAD, preflight, transfer, verify, fsync, publish, exit).
+        ``hf_blob``: an HF cache (HF_HOME in this run's dir) holds the file as that blob: the
+        run must link it (same inode), not fetch it."""
+        env = self.env()
+        base = Path(env["XDG_CONFIG_HOME"]).parent
+        cfg = Path(env["XDG_CONFIG_HOME"]) / "distill" / "model-catalog.json"
+        write_catalog(cfg, url, size, sha, self.hub.resolve_url(REPO, "tiny.bin"), b"tiny" * 64)
+        if hf_blob is not None:
+            env["HF_HOME"] = str(base / "hf")
+            hf_cache_put(base / "hf" / "hub", REPO, "big.gguf", hf_blob, sha)
+        served = self.hub.bytes_served()
+        distill = Path(sys.executable).with_name("distill")
+        exe = [str(distill)] if distill.exists() else [sys.executable, "-m", "distill_tui"]
+        secs, rss, code, out = run_measured(
+            [*exe, "models", "download", "bench", "--only", "diffusion"], env
+        )
+        dest = Path(env["XDG_DATA_HOME"]) / "distill" / "models" / "diffusion" / "big.gguf"
+        if hf_blob is not None:
+            ok = code == 0 and os.stat(dest).st_ino == os.stat(hf_blob).st_ino
+            ok = ok and self.hub.bytes_served() == served  # not one byte from the Hub
+        else:
+            ok = code == 0 and dest.exists() and sha256_file(dest) == sha
+        shutil.rmtree(base, ignore_errors=True)
+        return {"seconds": secs, "rss": rss, "ok": ok, "out": out if not ok else ""}
 
     def curl(self, url: str, sha: str):
         dest = self.work / "curl.out"
@@ -291,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=8, help="distill's default")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--repeat", type=int, default=3, help="best of N runs per cell")
+    p.add_argument("--modes", choices=("both", "uncapped", "capped"), default="both")
+    p.add_argument(
+        "--only-cli",
+        action="store_true",
+        help="only curl, aria2c, the references and the distill CLI rows (no in-process rows)",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-verify", dest="verify", action="store_false", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -319,19 +370,29 @@ def main(argv: list[str] | None = None) -> int:
             ("uncapped", None),
             (f"capped {args.cap_mbps:g} MB/s/conn", args.cap_mbps * 1e6),
         ):
+            if args.modes != "both" and (rate is None) != (args.modes == "uncapped"):
+                continue
             hub.rate = rate
             conns = sorted({args.connections, 16})
 
-            res = {"curl": b.best(b.curl, url, sha), "aria2c -x16 -s16": b.best(b.aria2c, url, sha)}
-            if rate is None:
-                res["curl + sha256 + fsync (reference)"] = b.best(b.curl_verified, url, sha)
-            for c in conns:
-                res[label(c)] = b.best(b.distill, url, size, sha, c)
-            res[f"distill ({args.connections} conn, no verify)"] = b.best(
-                b.distill, url, size, sha, args.connections, verify=False
-            )
+            # capped, curl's one connection is paced exactly: one run says it all
+            once = 1 if rate else None
+            res = {
+                "curl": b.best(b.curl, url, sha, repeat=once),
+                "aria2c -x16 -s16": b.best(b.aria2c, url, sha),
+                "curl + sha256 + fsync (reference)": b.best(b.curl_verified, url, sha, repeat=once),
+            }
+            res[CLI] = b.best(b.cli, url, size, sha)
+            if not args.only_cli:
+                for c in conns:
+                    res[label(c)] = b.best(b.distill, url, size, sha, c)
+                res[f"distill ({args.connections} conn, no verify)"] = b.best(
+                    b.distill, url, size, sha, args.connections, verify=False
+                )
             rows.append((mode, res))
             print(f"  {mode}: done", flush=True)
+        hub.rate = None
+        reuse = b.best(b.cli, url, size, sha, work / "payload.bin")
         big = None
         if args.big_mib:
             hub.rate = None
@@ -372,8 +433,24 @@ def main(argv: list[str] | None = None) -> int:
                     f"{va} | {rss / 1e6:.0f} MB |"
                 )
         print()
+        for mode, res in rows:
+            cl, ar = res[CLI], res["aria2c -x16 -s16"]
+            if cl["ok"] and ar and ar["ok"]:
+                print(
+                    f"{mode}: distill CLI {cl['seconds']:.2f}s / aria2c {ar['seconds']:.2f}s = "
+                    f"{cl['seconds'] / ar['seconds']:.2f}x the time (best of {args.repeat}; "
+                    f"medians {cl['median']:.2f}s / {ar['median']:.2f}s = "
+                    f"{cl['median'] / ar['median']:.2f}x)"
+                )
+        print(
+            f"reuse from the HF cache (distill models download, hard link, 0 bytes from the Hub): "
+            f"{reuse['seconds']:.2f}s start to exit (median {reuse.get('median', 0):.2f}s), "
+            f"ok={reuse['ok']}"
+        )
         dflt = label(args.connections)
         for mode, res in rows:
+            if dflt not in res:
+                continue
             v = res[dflt]
             nv = res[f"distill ({args.connections} conn, no verify)"]
             if v["ok"] and nv["ok"]:
@@ -395,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             for tool, r in res.items():
                 if r and not r["ok"]:
                     print(f"FAILED {mode} {tool}:\n{r['out']}")
+        if not reuse["ok"]:
+            print(f"FAILED reuse from the HF cache:\n{reuse['out']}")
     finally:
         hub.stop()
         shutil.rmtree(work, ignore_errors=True)
