@@ -131,17 +131,17 @@ def cmd_dry_run(
     for r in rows:
         label = r["component"] + (f" {r['quant']}" if r["quant"] else "")
         if r["installed"]:
-            w(visible(f"  installed  {label:<22} {r['file']}\n"))
+            w(visible(f"  installed  {label:<22} {r['file']}") + "\n")
             continue
         size = ("~" if r["estimate"] else "") + human_size(r["size"])
         how = "catalog size, estimate" if r["estimate"] else "the Hub's size"
         part = (
             f", {human_size(r['partialBytes'])} already in a partial" if r["partialBytes"] else ""
         )
-        w(visible(f"  fetch      {label:<22} {size:>10} ({how}{part})  {r['file']}\n"))
-        w(visible(f"             from {r['url']}\n"))
+        w(visible(f"  fetch      {label:<22} {size:>10} ({how}{part})  {r['file']}") + "\n")
+        w(visible(f"             from {r['url']}") + "\n")
         if r["problem"]:
-            w(visible(f"             problem: {r['problem']}\n"))
+            w(visible(f"             problem: {r['problem']}") + "\n")
     if off:
         w("HF_HUB_OFFLINE is set: sizes are the catalog's (estimates); nothing was asked\n")
     verdict = "fits" if fits else "does NOT fit"
