@@ -242,13 +242,63 @@ class GalleryScreen(Screen):
         rec = self.selected
         if rec is None:
             return
+        from distill_tui.reuse import plan_reuse
+
         params = GenParams.from_record_params(rec.params, seed=rec.seed)
+        plan = plan_reuse(self.app.core, rec)  # type: ignore[attr-defined]
         await self.app.switch_mode("generate")
         screen = self.app.screen
         apply = getattr(screen, "apply_params", None)
         if callable(apply):
-            apply(params, rec.model_id)
-        self.app.notify("Parameters loaded into the form", title="Gallery")
+            if plan.problem:
+                apply(params)
+            else:
+                apply(params, plan.model_id, plan.selection)
+        if plan.problem:
+            self.app.notify(
+                f"Parameters loaded; the image's recipe cannot be restored: {plan.problem}",
+                title="Gallery",
+                severity="warning",
+            )
+        elif plan.missing:
+            self._offer_download(plan)
+        else:
+            self.app.notify(
+                f"Parameters and recipe ({plan.quants}) loaded; ctrl+g generates with them",
+                title="Gallery",
+            )
+
+    def _offer_download(self, plan) -> None:  # type: ignore[no-untyped-def]
+        """The recipe's quants are not all downloaded: offer to get them now."""
+        from distill_tui.screens.confirm import ConfirmModal
+
+        body = (
+            f"This image was made with {plan.quants}. Not downloaded: "
+            f"{plan.describe_missing()}.\n\nDownload now? (the form keeps the recipe; "
+            "ctrl+g works once the files are here)"
+        )
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            app = self.app
+            items = [(plan.model_id, m.component, m.quant_id) for m in plan.missing]
+
+            async def queue() -> None:
+                failed, _keys = await app.downloads.queue_plan(items)  # type: ignore[attr-defined]
+                if failed:
+                    app.report_failure(  # type: ignore[attr-defined]
+                        "Download not started", failed[0].error or "the Hub refused"
+                    )
+                else:
+                    app.notify("Downloading the recipe's files (F3 shows progress)")
+
+            app.run_worker(queue(), group="downloads", exit_on_error=False)
+
+        self.app.push_screen(
+            ConfirmModal("Download the recipe's files?", body, yes="Download", no="Not now"),
+            done,
+        )
 
     def action_delete_record(self) -> None:
         rec = self.selected
