@@ -154,6 +154,10 @@ class DistillApp(App[int]):
 
                 c = self.core
                 self._downloads = DownloadManager(c.catalog, c.settings, c.inventory)
+            from distill_tui.download_notice import watch_downloads
+
+            # bell + terminal notification when a long download ends off-screen
+            self.download_watch = watch_downloads(self, self._downloads)
         return self._downloads
 
     @property
@@ -407,6 +411,11 @@ class DistillApp(App[int]):
         if callable(screen_commands):
             yield from screen_commands()
         yield from self.extra_palette_commands()
+        # Textual's own (theme, keys panel, screenshot, maximize): kept, ours win by title
+        ours = {"Quit", "Help"}
+        for command in super().get_system_commands(screen):
+            if command.title not in ours:
+                yield command
         yield SystemCommand("Quit", "Quit distill (ctrl+q)", self.action_quit)
 
     def extra_palette_commands(self) -> Iterable[SystemCommand]:

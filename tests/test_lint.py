@@ -17,3 +17,13 @@ def test_ruff_check_is_clean():
         [ruff, "check", "distill_tui", "tests", "bench"], capture_output=True, text=True, cwd=ROOT
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_import_contracts_are_kept():
+    """pyproject's [tool.importlinter] contracts: the core never imports textual, the headless
+    CLI neither, widgets know no screens and screens no app."""
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint, "import-linter is part of the test extra: pip install -e '.[test]'"
+    out = subprocess.run([lint], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "3 kept, 0 broken" in out.stdout
