@@ -371,8 +371,6 @@ class _Output:
                 DownloadColumn,
                 Progress,
                 TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
             )
 
             self.console = Console(stderr=True)
@@ -380,8 +378,11 @@ class _Output:
                 TextColumn("{task.description:<28}", markup=False),  # outside text
                 BarColumn(),
                 DownloadColumn(binary_units=False),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
+                # the service's speed and ETA (a window of seconds of the bytes received in
+                # this run: rate.py), not rich's own estimate from ``completed``, which counts
+                # a resumed partial's bytes as speed
+                TextColumn("{task.fields[rate]:>10}", markup=False),
+                TextColumn("{task.fields[eta]:>11}", markup=False),
                 TextColumn("{task.fields[state]}", markup=False),
                 console=self.console,
                 transient=False,
@@ -440,20 +441,33 @@ class _Output:
         if self.progress is not None:
             tid = self.tasks.get(ev.key)
             desc = _label(ev)
-            extra = visible(ev.note or ("" if state == "downloading" else state))
+            activity = getattr(ev, "activity", None)  # retrying, stalled
+            extra = visible(activity or ev.note or ("" if state == "downloading" else state))
+            rate = eta = ""
+            if state == "downloading" and not activity:
+                rate = f"{human_size(ev.speed)}/s" if ev.speed else ""
+                eta = f"ETA {_eta(ev.eta)}" if ev.eta is not None else ""  # hidden: unknown
+            fields = {"state": extra, "rate": rate, "eta": eta}
             if tid is None:
-                tid = self.progress.add_task(desc, total=ev.total or None, state=extra)
+                tid = self.progress.add_task(desc, total=ev.total or None, **fields)
                 self.tasks[ev.key] = tid
             self.progress.update(
-                tid, description=desc, completed=ev.bytes_done, total=ev.total or None, state=extra
+                tid, description=desc, completed=ev.bytes_done, total=ev.total or None, **fields
             )
             return
-        # a note (waiting for a lock, a Retry-After) is printed once, not with every tick
-        seen = f"{state}\0{ev.note or ''}"
+        # a note (waiting for a lock, a Retry-After), a retry or a stall is printed once when it
+        # starts, not with every tick (nor with every second of its "next in")
+        retry = getattr(ev, "retry", None)
+        stalled = getattr(ev, "stalled", None) is not None
+        how = f"{retry.reason}#{retry.attempt}" if retry else ("stalled" if stalled else "")
+        seen = f"{state}\0{ev.note or ''}\0{how}"
         if self.last_state.get(ev.key) != seen:
             self.last_state[ev.key] = seen
             size = f" {human_size(ev.total)}" if ev.total else ""
             note = f" ({ev.note})" if ev.note else ""
+            activity = getattr(ev, "activity", None)
+            if activity:  # "retrying (HTTP 503, attempt 2 of 7, next in 1 s)", "stalled (...)"
+                note = f": {activity}{note}"
             src = f" from {ev.source}" if getattr(ev, "source", None) else ""
             self._print(f"  {state:<11} {ev.key}{size}{src}{note}", err=True)
             self.last_line[ev.key] = time.monotonic()

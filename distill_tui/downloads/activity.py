@@ -6,7 +6,7 @@ process works on it, ``<file>.lock`` (an flock held by that process, its pid ins
 them any ``distill`` — the CLI's ``models status``, ``models list``, the Model Manager of another
 TUI — can tell a *running* download (lock held: by which pid, how far) from a *partial* one
 (nobody holds it: ``d`` / ``distill models download`` resumes it). Speed comes from two looks
-at the sidecar (:class:`ActivityWatch`).
+at the sidecar, averaged over several seconds (:class:`ActivityWatch`).
 
 No textual, no httpx: the CLI and the TUI share it.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill_tui.downloads.lock import DestLock, is_stale
+from distill_tui.downloads.rate import RateWindow
 from distill_tui.downloads.sidecar import Sidecar, lock_path, part_path, sidecar_path
 
 if TYPE_CHECKING:
@@ -120,25 +121,30 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
 
 
 class ActivityWatch:
-    """Successive scans with a speed per running download (bytes between two looks)."""
+    """Successive scans with a speed per running download: the durable bytes' growth over
+    the last ``window`` seconds of looks (rate.py). The first look's bytes (a resumed partial,
+    or what another process did before this one looked) are never a speed, and the sidecar's
+    flush cadence does not make it jump between 0 and twice the rate. None while unknown."""
 
-    def __init__(self, models_dir: Path, catalog: Catalog | None = None):
+    def __init__(self, models_dir: Path, catalog: Catalog | None = None, *, window: float = 8.0):
         self.models_dir = models_dir
         self.catalog = catalog
-        self._last: dict[str, tuple[int, float]] = {}
+        self.window = window
+        self._rates: dict[str, RateWindow] = {}
 
     def scan(self) -> list[Activity]:
         now = time.monotonic()
         out = []
         for a in scan(self.models_dir, self.catalog):
-            prev = self._last.get(a.key)
             speed = None
-            if prev is not None and a.running and now > prev[1]:
-                speed = max(0.0, (a.done - prev[0]) / (now - prev[1]))
-            if prev is None or a.done != prev[0]:
-                self._last[a.key] = (a.done, now)
-            elif speed == 0.0 and now - prev[1] < 10:
-                speed = None  # the sidecar is flushed every few seconds: no news is not 0 B/s
+            if a.running:
+                rw = self._rates.get(a.key)
+                if rw is None:
+                    rw = self._rates[a.key] = RateWindow(self.window, min_span=2.0)
+                rw.add(a.done, now)
+                speed = rw.rate(now)
+            else:
+                self._rates.pop(a.key, None)
             out.append(Activity(**{**a.__dict__, "speed": speed}))
         return out
 

@@ -109,18 +109,10 @@ class DownloadEvent:
     retry: Retry | None = None
     #: seconds without a byte while downloading (no retry pending): "stalled"
     stalled: float | None = None
-
-    @property
-    def activity(self) -> str | None:
-        """Why the numbers do not move, in words (None when they do): retrying, the server's
-        wait, stalled. The rows and the CLI show this instead of a speed."""
-        if self.finished:
-            return None
-        if self.retry is not None:
-            return self.retry.text()
-        if self.stalled is not None:
-            return stalled_text(self.stalled)
-        return None
+    #: why the numbers do not move, in words, as of this snapshot (None when they do):
+    #: ``retry.text()`` or "stalled (no data for 12 s)". The rows and the CLI show it instead
+    #: of a speed and an ETA.
+    activity: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -608,6 +600,9 @@ class DownloadManager:
             restarts = 0
             while True:
                 job.progress = Progress(meta.size)
+                # a resume starts at its partial's percentage, not at 0% for a tick (the fetcher
+                # sets the exact figure once it has opened the partial)
+                job.progress.done = partial_bytes(dest, meta.size)
                 job.rate, job.retry, job.stalled = RateWindow(self.rate_window), None, None
                 self._set_state(job, DownloadState.DOWNLOADING)
                 try:
@@ -1040,7 +1035,8 @@ class DownloadManager:
         )
         speed = job.speed if moving else 0.0
         eta = eta_for(total - done, speed) if moving and total > done else None
-        active = job.state in (DownloadState.PREFLIGHT, DownloadState.DOWNLOADING)
+        retry = job.retry if not job.finished and job.state != DownloadState.VERIFYING else None
+        stalled = job.stalled if job.state == DownloadState.DOWNLOADING else None
         return DownloadEvent(
             key=job.key,
             model_id=job.model_id,
@@ -1055,8 +1051,11 @@ class DownloadManager:
             error_kind=job.error_kind,
             resumable=job.resumable,
             note=job.note,
-            retry=job.retry if active else None,
-            stalled=job.stalled if job.state == DownloadState.DOWNLOADING else None,
+            retry=retry,
+            stalled=stalled,
+            activity=(
+                retry.text() if retry else stalled_text(stalled) if stalled is not None else None
+            ),
             source=job.source,
             reuse=job.reuse,
         )

@@ -438,7 +438,10 @@ class ModelManagerScreen(Screen):
             return self._events
         merged = dict(self._elsewhere)
         for key, event in self._events.items():
-            if key not in merged or state_name(event) in ACTIVE_STATES:
+            other = merged.get(key)
+            # an idle partial on disk does not hide how our own download ended (the failure
+            # and its reason, "cancelled at 40%"); another process working on it does
+            if other is None or state_name(event) in ACTIVE_STATES or not other.pid:
                 merged[key] = event
         return merged
 

@@ -65,12 +65,16 @@ def short_size(n: float) -> str:
 
 
 def fmt_eta(seconds: float | None) -> str:
-    if seconds is None or seconds < 0 or seconds != seconds:
-        return "--:--"
-    s = int(seconds + 0.5)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    """``4:05``; ``--:--`` for an unknown ETA or one beyond 99 h (downloads/rate.py)."""
+    return _fmt_eta(seconds) or "--:--"
+
+
+def _fmt_eta(seconds: float | None) -> str | None:
+    # imported here: the downloads package pulls httpx in, which a screen that shows no
+    # download (first paint) does not need
+    from distill_tui.downloads.rate import fmt_eta
+
+    return fmt_eta(seconds)
 
 
 def bar(fraction: float, width: int) -> Content:
@@ -120,7 +124,14 @@ def gated_advice(err: str | None, file: CatalogFile) -> str:
 
 
 def error_text(event: Any, file: CatalogFile) -> str:
-    """What went wrong, in words a person can act on."""
+    """What went wrong, in words a person can act on in the TUI (the core's "rerun" is "press
+    r" here: downloads/errors.py for_surface)."""
+    from distill_tui.downloads.errors import for_surface
+
+    return for_surface(_error_text(event, file), "tui")
+
+
+def _error_text(event: Any, file: CatalogFile) -> str:
     kind = getattr(event, "error_kind", None)
     err = getattr(event, "error", None)
     if kind == "gated":
@@ -171,8 +182,9 @@ def status_line(
         source = visible(getattr(event, "source", None) or "")  # a file with mirrors
         word = "queued" if state == "queued" else (f"asking {source}…" if source else "checking…")
         note = getattr(event, "note", None)  # e.g. waiting for another distill process
+        activity = getattr(event, "activity", None)  # the Hub's answer is being retried
         return Content.assemble(
-            Content.styled(visible(note or word), "$text-muted"),
+            Content.styled(visible(activity or note or word), "$text-muted"),
             Content.from_markup(f" · {key.format('x')} cancel"),
         )
     frac = fraction_of(event)
@@ -180,13 +192,17 @@ def status_line(
     if state == "verifying":
         return Content.from_markup("[$text-muted]verifying sha256…[/]")
     if state == "downloading":
+        activity = getattr(event, "activity", None) if event is not None else None
+        if activity:  # retrying, stalled: words instead of a speed
+            return _activity_line(frac, pct, event, width)
         extra = ""
         if not deterministic and event is not None:
             speed = getattr(event, "speed", None)
-            eta = getattr(event, "eta", None)
+            eta = _fmt_eta(getattr(event, "eta", None))
             if speed:
                 extra += f" {short_size(speed)}/s"
-            extra += f" ETA {fmt_eta(eta)}"
+            if eta:  # hidden while unknown (no rate yet) or absurd
+                extra += f" ETA {eta}"
         source = visible(getattr(event, "source", None) or "") if event is not None else ""
         elsewhere = getattr(event, "pid", None) if event is not None else None
         if elsewhere:  # run by another distill process (a detached download, another TUI)
@@ -217,6 +233,25 @@ def status_line(
     if state == "failed":
         return Content.from_markup(f"[$text-error]✗ Failed[/] · {key.format('r')} retry")
     return Content(state)
+
+
+def _activity_line(frac: float, pct: str, event: Any, width: int) -> Content:
+    """``━━━━━━  0% retrying (HTTP 503, attempt 3 of 7, next in 4 s) · x cancel``: the bar goes
+    first when the words need the room, then the long words give way to the short ones."""
+    cancel = Content.from_markup(" · [b $accent]x[/] cancel")
+    retry = getattr(event, "retry", None)
+    texts = [visible(event.activity)]
+    if retry is not None:
+        texts.append(visible(retry.text(short=True)))
+    for text in texts:
+        need = len(pct) + 1 + len(text) + cancel.cell_length
+        words = Content.styled(text, "$text-warning")
+        if need + 1 + 6 <= width:
+            bar_width = min(24, width - need - 1)
+            return Content.assemble(bar(frac, bar_width), " ", pct, " ", words, cancel)
+        if need <= width:
+            return Content.assemble(pct, " ", words, cancel)
+    return Content.assemble(pct.strip(), " ", Content.styled(texts[-1], "$text-warning"))
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -1,0 +1,53 @@
+"""The TUI's bell and terminal notification when a long download batch ends off-screen.
+
+The same signal a finished generation gives (screens/generate.py ``_maybe_notify``): the
+terminal bell, then OSC 9 (or OSC 777 on VTE/urxvt: ``notification_sequence``) and a toast,
+when the downloads took at least ``FinishWatch.after`` seconds (30 s) and the person is
+elsewhere: on another screen than the Model Manager, or in another window (the terminal
+reported blur). ``notify_on_finish`` in the settings turns both off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from distill_tui.downloads.finish import FinishWatch
+
+if TYPE_CHECKING:
+    from distill_tui.app import DistillApp
+
+log = logging.getLogger(__name__)
+
+
+def watch_downloads(app: DistillApp, manager: Any) -> FinishWatch:
+    """Subscribe to ``manager``'s events for the App's lifetime; returns the watch (tests set
+    its ``after``)."""
+    watch = FinishWatch()
+
+    def on_event(ev: Any) -> None:
+        text = watch.event(ev)
+        if text is not None:
+            try:
+                notify_finished(app, text)
+            except Exception:  # a notification never breaks a download
+                log.exception("download notification failed")
+
+    manager.subscribe(on_event)
+    return watch
+
+
+def notify_finished(app: DistillApp, message: str) -> None:
+    from distill_tui.screens.generate import notification_sequence
+    from distill_tui.screens.models import ModelManagerScreen
+
+    if not app.is_running or not app.core.settings.settings.notify_on_finish:
+        return
+    if isinstance(app.screen, ModelManagerScreen) and app.app_focus:
+        return  # the person is watching the rows
+    app.bell()
+    driver = app._driver
+    if driver is not None and not app.is_headless:
+        driver.write(notification_sequence(message))
+    failed = "failed" in message
+    app.notify(message, title="Downloads", severity="error" if failed else "information")
