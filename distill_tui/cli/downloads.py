@@ -477,10 +477,11 @@ class _Output:
             if now - self.last_line.get(ev.key, now) >= PROGRESS_EVERY:
                 self.last_line[ev.key] = now
                 eta = _eta(ev.eta) if ev.speed > 0 else "--:--"
+                # retrying / stalled: those words, not "0 B/s ETA --:--"
+                how = getattr(ev, "activity", None) or f"{human_size(ev.speed)}/s  ETA {eta}"
                 self._print(
                     f"  downloading {ev.key} {100 * ev.bytes_done / ev.total:5.1f}%  "
-                    f"{human_size(ev.bytes_done)} of {human_size(ev.total)}  "
-                    f"{human_size(ev.speed)}/s  ETA {eta}",
+                    f"{human_size(ev.bytes_done)} of {human_size(ev.total)}  {how}",
                     err=True,
                 )
 

@@ -25,7 +25,7 @@ import httpx
 
 from distill_tui import __version__
 from distill_tui.downloads.errors import DownloadError
-from distill_tui.downloads.rate import Retry, status_reason
+from distill_tui.downloads.rate import Retry, exc_reason, status_reason
 from distill_tui.hftoken import (
     download_timeout,
     endpoint_origin,
@@ -342,7 +342,8 @@ async def head(
 ) -> HubMeta:
     """HEAD the resolve URL; follow same-origin redirects only; return the file's metadata.
 
-    ``on_retry(retry)`` is told of every answer (408/429/5xx) that will be retried.
+    ``on_retry(retry)`` is told of every answer (408/429/5xx) or connection failure that will
+    be retried.
 
     ``on_wait(seconds)`` is told before a wait the Hub asked for (``Retry-After``) of more than
     a few seconds, and ``on_wait(0)`` when it is over, so a person sees why nothing moves."""
@@ -374,6 +375,9 @@ async def head(
             pause = backoff * 2 ** (attempt - 1)
             if attempt > retries or time.monotonic() + pause >= deadline:
                 raise network_error(current, e, token) from None
+            if on_retry is not None:
+                at = time.monotonic() + pause
+                on_retry(Retry(exc_reason(e), attempt, retries + 1, at))
             await asyncio.sleep(pause)
             continue
         status = resp.status_code
