@@ -160,6 +160,29 @@ def test_finish_watch_speaks_once_a_long_batch_ends():
     assert w.event(ev("a/x.gguf", DownloadState.FAILED)) == "distill: download failed (x.gguf)"
 
 
+def test_row_says_why_nothing_moves_and_hides_an_unknown_eta():
+    from distill_tui.widgets.file_status import status_line
+
+    def row(width: int, **kw) -> str:
+        base = {"speed": 0.0, "eta": None}
+        base.update(kw)
+        ev = DownloadEvent(
+            "k", M4, "diffusion", "Q4_K_S", DownloadState.DOWNLOADING, 400, 1000, **base
+        )
+        return status_line("downloading", ev, width=width, deterministic=False).plain
+
+    r = Retry("HTTP 503", 3, 7, at=time.monotonic() + 4.2, status=503)
+    retrying = row(90, retry=r, activity=r.text())
+    assert "retrying (HTTP 503, attempt 3 of 7, next in 4 s) · x cancel" in retrying
+    assert "━" in retrying and "ETA" not in retrying and "/s" not in retrying
+    assert "retry 3/7 (HTTP 503), next in" in row(50, retry=r, activity=r.text())
+    stalled = row(66, stalled=12.3, activity="stalled (no data for 12 s)")
+    assert "40% stalled (no data for 12 s) · x cancel" in stalled
+    assert "512 KB/s ETA 1:13 · x cancel" in row(66, speed=512_000.0, eta=73.0)
+    unknown = row(66)  # no rate yet: no "ETA --:--", no "0 B/s"
+    assert "ETA" not in unknown and "B/s" not in unknown and "40%" in unknown
+
+
 # ---- against the fake Hub ------------------------------------------------------------------
 async def test_resume_shows_no_speed_spike_and_a_pause_no_absurd_eta(big, fake_hub):
     """Before: the first tick after a resume counted the partial's bytes as received in 0.1 s

@@ -150,7 +150,7 @@ class Retry:
     def text(self, now: float | None = None, *, short: bool = False) -> str:
         """``retrying (HTTP 503, attempt 3 of 7, next in 4 s)``; ``short``: fewer words."""
         left = self.next_in(now)
-        when = f"next in {math.ceil(left - 1e-6):d} s" if left >= 0.5 else "trying now"
+        when = f"next in {max(1, int(left + 0.5)):d} s" if left >= 0.5 else "trying now"
         if self.asked and left >= 0.5:
             when += " as asked"
         if short:
