@@ -337,44 +337,6 @@ class Catalog(_Model):
                         f"file of {where[parent][0]}"
                     )
         return catalog
-        where: dict[str, tuple[str, dict]] = {}
-        for m in models:
-            for comp, entries in (
-                ("diffusion", (m.get("diffusion") or {}).get("quants")),
-                ("textEncoder", (m.get("textEncoder") or {}).get("quants")),
-                ("vae", [m.get("vae")]),
-            ):
-                for f in entries if isinstance(entries, list) else ():
-                    if not isinstance(f, dict) or not isinstance(f.get("file"), str):
-                        continue  # the field validators report it
-                    qid = f.get("id") if comp != "vae" else None
-                    label = f"{m.get('id')} {comp}" + (f" {qid}" if qid else "")
-                    prev = where.setdefault(f["file"], (label, f))
-                    if prev[1] is f:
-                        continue
-                    other_label, other = prev
-                    sha_a = str(other.get("sha256") or "").lower() or None
-                    sha_b = str(f.get("sha256") or "").lower() or None
-                    if any(x is not None and not _SHA256.match(x) for x in (sha_a, sha_b)):
-                        continue  # a malformed sha256: the field validator reports it
-                    if sha_a != sha_b or (
-                        sha_a is None and other.get("downloadUrl") != f.get("downloadUrl")
-                    ):
-                        what = "sha256" if sha_a != sha_b else "URLs and no sha256"
-                        raise ValueError(
-                            f"{label} and {other_label} name the same file {f['file']!r} with "
-                            f"different {what}: one would overwrite the other"
-                        )
-        for path, (label, _f) in where.items():
-            parts = PurePosixPath(path.replace("\\", "/")).parts
-            for i in range(1, len(parts)):
-                parent = "/".join(parts[:i])
-                if parent in where:
-                    raise ValueError(
-                        f"{label}: {path!r} needs {parent!r} to be a directory, but it is the "
-                        f"file of {where[parent][0]}"
-                    )
-        return data
 
     def get(self, model_id: str) -> CatalogModel | None:
         return next((m for m in self.models if m.id == model_id), None)

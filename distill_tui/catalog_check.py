@@ -275,7 +275,8 @@ class FileCheck:
         """Fields ``--write`` would change: {"size", "sha256", "revision"} (some of them)."""
         if not self.ok:
             return {}
-        e, out = self.entry, {}
+        e = self.entry
+        out: dict[str, object] = {}
         if self.exact_size is not None and (e.size_estimated or e.size != self.exact_size):
             out["size"] = self.exact_size
         if self.exact_sha256 and not e.sha256:

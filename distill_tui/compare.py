@@ -211,7 +211,7 @@ def _pick_quants(
         QuantFile(
             id=q.id,
             label=q.label,
-            size=(inv.get(q.file).size if inv.get(q.file) else q.size),
+            size=rec.size if (rec := inv.get(q.file)) else q.size,
             path=inv.abs_path(q.file).resolve(),
         )
         for q in chosen
@@ -228,6 +228,8 @@ def base_load_request(core: CoreContext, threads: int | None = None) -> LoadRequ
         n_threads=threads if threads is not None else gd.threads,
         flash_attn=gd.flash_attention,
         offload_to_cpu=gd.offload_to_cpu,
+        keep_clip_on_cpu=gd.text_encoder_on_cpu,
+        keep_vae_on_cpu=gd.vae_on_cpu,
         vae_decode_only=True,
     )
 
@@ -260,7 +262,9 @@ def plan_compare(
     seed = params.seed if params.seed >= 0 else random.randrange(0, 2**32)
     if seed > MAX_SEED:
         raise CompareError(f"seed {seed} is too large (at most {MAX_SEED})")
-    fixed = dataclasses.replace(params, seed=seed, batch_count=1, ref_image="")
+    fixed = dataclasses.replace(
+        params, seed=seed, batch_count=1, ref_images=(), init_image="", loras=()
+    )
     return ComparePlan(
         model_id=model.id,
         model_name=model.name,
@@ -862,7 +866,8 @@ class SheetRenderer:
                 size = (max(1, round(sw * k)), max(1, round(sh * k)))
                 if size != pic.size:
                     whole = k >= 1 and abs(k - round(k)) < 1e-6
-                    pic = pic.resize(size, Image.NEAREST if whole else Image.LANCZOS)
+                    resample = Image.Resampling.NEAREST if whole else Image.Resampling.LANCZOS
+                    pic = pic.resize(size, resample)
                 im.paste(pic, (ix0 + (self.iw - size[0]) // 2, iy0 + (self.ih - size[1]) // 2))
                 shown = True
             except (OSError, ValueError) as e:
@@ -943,9 +948,9 @@ class SheetRenderer:
                 self._text(d, (cx, cy + self.line / 2), line, self.small, BAD, "lm")
                 cy += self.line
         else:
-            word = {"cancelled": "stopped before it ran", "pending": "", "running": "generating…"}
+            words = {"cancelled": "stopped before it ran", "pending": "", "running": "generating…"}
             self._text(
-                d, (cx, cy + self.line / 2), word.get(cell.state, ""), self.small, MUTED, "lm"
+                d, (cx, cy + self.line / 2), words.get(cell.state, ""), self.small, MUTED, "lm"
             )
 
     # ---- the file ----------------------------------------------------------------------

@@ -44,5 +44,5 @@ def install(escape_delay: float) -> bool:
     )
     proxy.SelectSelector = CappedSelectSelector
     proxy.distill_select_cap = cap
-    linux_driver.selectors = proxy  # type: ignore[attr-defined]
+    linux_driver.selectors = proxy  # type: ignore[assignment]
     return True

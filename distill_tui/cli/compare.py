@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from distill_tui.cli import CliError
 from distill_tui.compare import (
@@ -88,7 +89,7 @@ class _Reporter:
         self.total = total
         self.cell: Cell | None = None
         self.progress = None
-        self.task = None
+        self.task: Any = None  # a rich TaskID once the progress bar exists
         if sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -310,8 +310,9 @@ async def _download(
         if ev.state == DownloadState.DONE:
             fetched = ev.key in out.fetched and ev.key not in present
             where = "downloaded and verified" if fetched else "already downloaded"
-            if getattr(ev, "reuse", None) and ev.reuse.startswith("linked"):
-                where = ev.reuse  # the same bytes were on this machine (localreuse)
+            reuse = getattr(ev, "reuse", None)
+            if reuse and reuse.startswith("linked"):
+                where = reuse  # the same bytes were on this machine (localreuse)
             ctx.inventory.refresh()
             if ctx.inventory.is_unverified(ev.key):  # nothing to check the bytes against
                 where = (
@@ -360,7 +361,7 @@ class _Output:
         self.last_line: dict[str, float] = {}  # key -> monotonic time of its last progress line
         self.tty = sys.stderr.isatty() and not quiet
         self.progress = None
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, Any] = {}  # rich TaskIDs
         self.last_state: dict[str, str] = {}
         self.fetched: set[str] = set()  # keys that moved bytes in this run
         self.reuse_said: set[str] = set()  # "not reused: …" lines already printed
@@ -447,7 +448,7 @@ class _Output:
             if state == "downloading" and not activity:
                 rate = f"{human_size(ev.speed)}/s" if ev.speed else ""
                 eta = f"ETA {_eta(ev.eta)}" if ev.eta is not None else ""  # hidden: unknown
-            fields = {"state": extra, "rate": rate, "eta": eta}
+            fields: dict[str, Any] = {"state": extra, "rate": rate, "eta": eta}
             if tid is None:
                 tid = self.progress.add_task(desc, total=ev.total or None, **fields)
                 self.tasks[ev.key] = tid
@@ -515,7 +516,7 @@ class _Output:
                 "result": how,  # downloaded | already | linked | null (not done)
                 "size": ev.total or None,
                 "sha256": rec.sha256 if rec else None,
-                "verified": bool(rec) and not rec.unverified,
+                "verified": rec is not None and not rec.unverified,
                 "revision": rec.revision if rec else None,
                 "source": rec.source_url if rec else None,
                 "bytesDone": ev.bytes_done,

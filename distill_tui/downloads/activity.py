@@ -87,6 +87,7 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
         except OSError:
             continue
         key = dest.relative_to(models_dir).as_posix()
+        model_id, component, quant_id = _owner(catalog, key)
         out.append(
             Activity(
                 key=key,
@@ -94,9 +95,9 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
                 done=sc.done.covered(),
                 pid=_lock_holder(dest),
                 updated=updated,
-                **dict(
-                    zip(("model_id", "component", "quant_id"), _owner(catalog, key), strict=True)
-                ),
+                model_id=model_id,
+                component=component,
+                quant_id=quant_id,
             )
         )
     # a lock held before the first sidecar flush: running, nothing durable yet

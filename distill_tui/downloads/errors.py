@@ -9,7 +9,8 @@ class DownloadError(Exception):
     """A failure of one file. ``kind`` is machine-readable, the message is for people.
 
     kinds: gated, auth, not_found, disk, checksum, size_mismatch, network, upstream_changed,
-    locked, protocol, cancelled, sources (every source of a file with mirrors failed).
+    locked, protocol, cancelled, sources (every source of a file with mirrors failed), offline
+    (HF_HUB_OFFLINE is set), tls (a certificate or TLS failure: never retried).
     """
 
     def __init__(self, kind: str, message: str, *, resumable: bool = False):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -153,7 +153,7 @@ class IOThread:
             raise
 
     async def call_back(
-        self, loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]]
+        self, loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, Any, T]]
     ) -> T:
         """From the I/O loop: run ``make()`` on ``loop`` (the manager's) and await it here."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))

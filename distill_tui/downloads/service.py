@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -660,6 +661,7 @@ class DownloadManager:
     async def _fetch(self, job: _Job, dest: Path, meta: HubMeta, expected: str | None) -> str:
         """Move the bytes of one file (on the I/O thread unless it is disabled)."""
         cfg, progress, token = self._fetch_cfg(), job.progress, self.token
+        assert progress is not None  # set by the caller before each try
 
         def fetcher(client: httpx.AsyncClient, refresh: Any) -> Fetcher:
             return Fetcher(
@@ -807,6 +809,7 @@ class DownloadManager:
             job.source_idx = i
             if i > start:
                 self._emit(self._snapshot(job))  # the UI says which source it now asks
+            assert self._client is not None  # _ensure_running made it
             try:
                 meta = await head(
                     self._client,
@@ -814,8 +817,8 @@ class DownloadManager:
                     self._hub_token(),  # type: ignore[arg-type]
                     retries=min(self.retries, 4),
                     backoff=self.backoff,
-                    on_wait=lambda secs, job=job: self._waiting(job, secs),
-                    on_retry=lambda r, job=job: self._retrying(job, r),
+                    on_wait=functools.partial(self._waiting, job),
+                    on_retry=functools.partial(self._retrying, job),
                 )
             except DownloadError as e:
                 job.retry = None
@@ -847,14 +850,14 @@ class DownloadManager:
             f = job.file
             if len(sources) > 1 and not f.size_estimated and meta.size != f.size:
                 # a mirror announcing another size serves other bytes: the next source
-                why = DownloadError(
+                other_size = DownloadError(
                     "upstream_changed",
                     f"announces {meta.size} bytes, the catalog expects {f.size}",
                 )
                 if i + 1 < len(sources):
-                    job.source_errors.append((source_label(sources[i]), why))
+                    job.source_errors.append((source_label(sources[i]), other_size))
                     continue
-                raise self._all_sources_failed(job, why)
+                raise self._all_sources_failed(job, other_size)
             self._meta_cache[job.key] = (meta, time.monotonic())
             self._source_idx[job.key] = i
             self._source_errs[job.key] = list(job.source_errors)

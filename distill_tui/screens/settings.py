@@ -333,7 +333,7 @@ class SettingsScreen(Screen):
 
             same = same_filesystem(old, new)
             choice = await self.app.push_screen_wait(
-                ModelsDirModal(home_path(old), home_path(new), files, same)
+                ModelsDirModal(home_path(old), home_path(new), files, same)  # type: ignore[arg-type]
             )
             if choice is None:
                 self._show_value("#models-dir", home_path(old))

@@ -13,7 +13,7 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from PIL import Image as PILImage
 from textual import work
@@ -32,12 +32,13 @@ def image_widget_class(renderer: str) -> type[Widget]:
     """The textual-image widget class for a renderer name (unknown names: auto)."""
     from textual_image import widget as tw
 
-    return {
+    classes: dict[str, Any] = {
         "sixel": tw.SixelImage,
         "kitty": tw.TGPImage,
         "halfcell": tw.HalfcellImage,
         "unicode": tw.UnicodeImage,
-    }.get(renderer, tw.Image)
+    }
+    return classes.get(renderer, tw.Image)
 
 
 @dataclass
@@ -206,7 +207,7 @@ class ImageView(Vertical, can_focus=True):
             placeholder.display = False
             if self._image is None:
                 cls = image_widget_class(self.renderer or self._wanted_renderer())
-                self._image = cls(im, id="image-widget")  # type: ignore[call-arg]
+                self._image = cls(im, id="image-widget")  # type: ignore[call-arg,arg-type]
                 center.mount(self._image)
             else:
                 self._image.image = im  # type: ignore[attr-defined]

@@ -45,7 +45,7 @@ class ModelCard(Collapsible):
     ) -> None:
         name = Content(visible(model.name))  # catalog text: never markup, controls shown
         super().__init__(
-            title=name,
+            title=name,  # type: ignore[arg-type]  # Content renders as the title, unparsed
             collapsed=collapsed,
             id=f"card-{css_id(model.id)}",
             classes="model-card",
