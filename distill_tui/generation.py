@@ -13,10 +13,12 @@ loop that runs the engine client (the App's).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from distill_tui.engine.protocol import (
@@ -141,6 +143,14 @@ def check_float(text: str, lo: float, hi: float) -> str | None:
     return None
 
 
+def check_threads(text: str) -> str | None:
+    """Engine threads: empty / ``auto`` / -1 = auto, else 1..1024."""
+    t = text.strip()
+    if t in ("", "auto", "-1"):
+        return None
+    return check_int(t, 1, 1024)
+
+
 def check_seed(text: str) -> str | None:
     t = text.strip()
     if t in ("", "-1", "random"):
@@ -148,6 +158,63 @@ def check_seed(text: str) -> str | None:
     if not t.isdigit():
         return "a whole number ≥ 0, or empty for random"
     return seed_problem(int(t))
+
+
+@dataclass(frozen=True)
+class EngineKnobs:
+    """The engine's memory/speed knobs for one generation (defaults: ``settings.generation``)."""
+
+    flash_attn: bool = True
+    offload_to_cpu: bool = False
+    vae_tiling: bool = False
+    text_encoder_on_cpu: bool = False
+    vae_on_cpu: bool = False
+    threads: int = -1  # <= 0: auto (physical cores)
+
+    @classmethod
+    def from_settings(cls, gen: Any) -> EngineKnobs:
+        return cls(
+            flash_attn=gen.flash_attention,
+            offload_to_cpu=gen.offload_to_cpu,
+            vae_tiling=gen.vae_tiling,
+            text_encoder_on_cpu=gen.text_encoder_on_cpu,
+            vae_on_cpu=gen.vae_on_cpu,
+            threads=gen.threads,
+        )
+
+    def settings_update(self) -> dict[str, Any]:
+        """The ``settings.generation`` fields these knobs are saved as."""
+        return {
+            "flash_attention": self.flash_attn,
+            "offload_to_cpu": self.offload_to_cpu,
+            "vae_tiling": self.vae_tiling,
+            "text_encoder_on_cpu": self.text_encoder_on_cpu,
+            "vae_on_cpu": self.vae_on_cpu,
+            "threads": self.threads,
+        }
+
+    @classmethod
+    def from_record_params(cls, params: dict[str, Any], fallback: EngineKnobs) -> EngineKnobs:
+        """The knobs a history record (or PNG ``distill`` chunk) holds; what it lacks (an
+        older record) comes from ``fallback``."""
+
+        def flag(key: str, default: bool) -> bool:
+            v = params.get(key)
+            return default if v is None else bool(v)
+
+        threads = params.get("n_threads")
+        return cls(
+            flash_attn=flag("flash_attn", fallback.flash_attn),
+            offload_to_cpu=flag("offload_to_cpu", fallback.offload_to_cpu),
+            vae_tiling=flag("vae_tiling", fallback.vae_tiling),
+            text_encoder_on_cpu=flag("keep_clip_on_cpu", fallback.text_encoder_on_cpu),
+            vae_on_cpu=flag("keep_vae_on_cpu", fallback.vae_on_cpu),
+            threads=int(threads) if threads is not None else fallback.threads,
+        )
+
+
+#: sd.cpp's default img2img strength
+DEFAULT_STRENGTH = 0.75
 
 
 @dataclass(frozen=True)
@@ -164,7 +231,16 @@ class GenParams:
     sampler: str = "euler"
     scheduler: str = "default"
     batch_count: int = 1
-    ref_image: str = ""
+    ref_images: tuple[str, ...] = ()  # Klein edit references
+    init_image: str = ""  # img2img
+    strength: float = DEFAULT_STRENGTH
+    loras: tuple[tuple[str, float], ...] = ()  # (name in the LoRA folder, weight)
+    knobs: EngineKnobs | None = None  # None: settings.generation's
+
+    @property
+    def needs_encoder(self) -> bool:
+        """Reference or init images: the model loads with the VAE encoder."""
+        return bool(self.ref_images or self.init_image)
 
     def request(
         self,
@@ -174,7 +250,13 @@ class GenParams:
         text_encoder_quant: str,
         output_dir: str,
         preview: bool = True,
+        lora_dir: Path | None = None,
     ) -> GenerateRequest:
+        """The engine request. LoRA names are resolved in ``lora_dir`` (raises
+        ``loras.LoraError`` when one is not there)."""
+        from distill_tui.loras import lora_specs
+
+        loras = lora_specs(lora_dir or Path("."), self.loras) if self.loras else []
         return GenerateRequest(
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
@@ -186,7 +268,11 @@ class GenParams:
             scheduler=self.scheduler,
             seed=self.seed,
             batch_count=self.batch_count,
-            ref_images=[self.ref_image] if self.ref_image else [],
+            ref_images=list(self.ref_images),
+            init_image=self.init_image or None,
+            strength=self.strength,
+            loras=loras,
+            vae_tiling=self.knobs.vae_tiling if self.knobs else False,
             preview=preview,
             output_dir=output_dir,
             model_id=model_id,
@@ -195,9 +281,29 @@ class GenParams:
         )
 
     @classmethod
-    def from_record_params(cls, params: dict[str, Any], seed: int | None = None) -> GenParams:
-        """Form values from a history record's ``params`` (the request as sent)."""
+    def from_record_params(
+        cls,
+        params: dict[str, Any],
+        seed: int | None = None,
+        knobs_fallback: EngineKnobs | None = None,
+    ) -> GenParams:
+        """Form values from a history record's ``params`` (the request as sent). The engine
+        knobs the record lacks (an older record) come from ``knobs_fallback``; without one
+        and without any recorded knob, ``knobs`` stays None (the settings' then)."""
         refs = params.get("ref_images") or []
+        recorded = any(
+            params.get(k) is not None
+            for k in ("flash_attn", "offload_to_cpu", "keep_clip_on_cpu", "keep_vae_on_cpu")
+        )
+        knobs = None
+        if recorded or knobs_fallback is not None:
+            knobs = EngineKnobs.from_record_params(params, knobs_fallback or EngineKnobs())
+        loras = tuple(
+            (str(lo.get("name", "")), float(lo.get("weight", 1.0)))
+            for lo in params.get("loras") or []
+            if isinstance(lo, dict) and lo.get("name")
+        )
+        strength = params.get("strength")
         return cls(
             prompt=str(params.get("prompt", "")),
             negative_prompt=str(params.get("negative_prompt") or ""),
@@ -209,7 +315,11 @@ class GenParams:
             sampler=str(params.get("sampler") or "euler"),
             scheduler=str(params.get("scheduler") or "default"),
             batch_count=int(params.get("batch_count", 1)),
-            ref_image=str(refs[0]) if refs else "",
+            ref_images=tuple(str(r) for r in refs),
+            init_image=str(params.get("init_image") or ""),
+            strength=float(strength) if strength is not None else DEFAULT_STRENGTH,
+            loras=loras,
+            knobs=knobs,
         )
 
 
@@ -398,18 +508,27 @@ class GenerationService:
             settings.update(active_model_id=model_id)
 
     def load_request(
-        self, model_id: str, *, edit: bool = False, selection: QuantSelection | None = None
+        self,
+        model_id: str,
+        *,
+        edit: bool = False,
+        selection: QuantSelection | None = None,
+        knobs: EngineKnobs | None = None,
     ) -> tuple[LoadRequest, Any]:
         paths = self.core.resolver.active_paths(model_id, selection)
-        gen = self.core.settings.settings.generation
+        store = self.core.settings
+        k = knobs or EngineKnobs.from_settings(store.settings.generation)
         req = LoadRequest(
             diffusion_model_path=str(paths.diffusion),
             llm_path=str(paths.text_encoder),
             vae_path=str(paths.vae),
-            n_threads=gen.threads,
-            flash_attn=gen.flash_attention,
-            offload_to_cpu=gen.offload_to_cpu,
+            n_threads=k.threads,
+            flash_attn=k.flash_attn,
+            offload_to_cpu=k.offload_to_cpu,
+            keep_clip_on_cpu=k.text_encoder_on_cpu,
+            keep_vae_on_cpu=k.vae_on_cpu,
             vae_decode_only=not edit,
+            lora_model_dir=str(store.lora_dir),
         )
         return req, paths
 
@@ -429,7 +548,12 @@ class GenerationService:
         from distill_tui.engine.client import EngineError
 
         model_id = model_id or self.core.settings.settings.active_model_id
-        load, paths = self.load_request(model_id, edit=bool(params.ref_image), selection=selection)
+        knobs = params.knobs or EngineKnobs.from_settings(self.core.settings.settings.generation)
+        if params.knobs is None:
+            params = dataclasses.replace(params, knobs=knobs)
+        load, paths = self.load_request(
+            model_id, edit=params.needs_encoder, selection=selection, knobs=knobs
+        )
         if selection is not None:
             self._persist_choice(model_id, selection)
         self._count += 1
@@ -453,12 +577,18 @@ class GenerationService:
                 raise _JobFailed(
                     f"cannot create the output folder {out_dir}: {e.strerror or e}"
                 ) from e
-            req = params.request(
-                model_id=model_id,
-                diffusion_quant=paths.diffusion_quant,
-                text_encoder_quant=paths.text_encoder_quant,
-                output_dir=str(out_dir),
-            )
+            from distill_tui.loras import LoraError
+
+            try:
+                req = params.request(
+                    model_id=model_id,
+                    diffusion_quant=paths.diffusion_quant,
+                    text_encoder_quant=paths.text_encoder_quant,
+                    output_dir=str(out_dir),
+                    lora_dir=self.core.settings.lora_dir,
+                )
+            except LoraError as e:
+                raise _JobFailed(str(e)) from e
             result = await self.engine.generate(load, req)
         except _JobFailed as e:
             return self._fail(job, str(e), "output")

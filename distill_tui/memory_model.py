@@ -420,11 +420,22 @@ def knobs_from_settings(settings: Any) -> Knobs:
     """The knobs the next generation will use (settings this build does not have are off)."""
     gen = settings.generation
     return Knobs(
-        flash_attn=bool(getattr(gen, "flash_attention", True)),
-        offload_to_cpu=bool(getattr(gen, "offload_to_cpu", False)),
-        vae_tiling=bool(getattr(gen, "vae_tiling", False)),
-        keep_clip_on_cpu=bool(getattr(gen, "keep_clip_on_cpu", False)),
-        keep_vae_on_cpu=bool(getattr(gen, "keep_vae_on_cpu", False)),
+        flash_attn=bool(gen.flash_attention),
+        offload_to_cpu=bool(gen.offload_to_cpu),
+        vae_tiling=bool(gen.vae_tiling),
+        keep_clip_on_cpu=bool(gen.text_encoder_on_cpu),
+        keep_vae_on_cpu=bool(gen.vae_on_cpu),
+    )
+
+
+def knobs_from_engine(knobs: Any) -> Knobs:
+    """The memory model's knobs from the form's ``generation.EngineKnobs``."""
+    return Knobs(
+        flash_attn=bool(knobs.flash_attn),
+        offload_to_cpu=bool(knobs.offload_to_cpu),
+        vae_tiling=bool(knobs.vae_tiling),
+        keep_clip_on_cpu=bool(knobs.text_encoder_on_cpu),
+        keep_vae_on_cpu=bool(knobs.vae_on_cpu),
     )
 
 
@@ -477,10 +488,12 @@ def card_fits(
     return CardFits(rows, set_fit(model, d_sel, t_sel, **args), best)
 
 
-def generation_warning(machine: Any, core: Any, width: int, height: int) -> str | None:
-    """Why the active set will not fit the GPU at this size with the current knobs, and the
-    knob that makes it fit; None when it fits, or the build does not use a GPU (then the
-    engine runs from RAM)."""
+def generation_warning(
+    machine: Any, core: Any, width: int, height: int, knobs: Knobs | None = None
+) -> str | None:
+    """Why the active set will not fit the GPU at this size with the current knobs (``knobs``,
+    else the settings'), and the knob that makes it fit; None when it fits, or the build does
+    not use a GPU (then the engine runs from RAM)."""
     if machine is None or not getattr(machine, "build_uses_gpu", False):
         return None
     budget = gpu_budget(machine)
@@ -499,7 +512,7 @@ def generation_warning(machine: Any, core: Any, width: int, height: int) -> str 
             budget=budget,
             width=width,
             height=height,
-            knobs=knobs_from_settings(settings),
+            knobs=knobs if knobs is not None else knobs_from_settings(settings),
         )
     except KeyError:
         return None

@@ -77,8 +77,39 @@ def format_parameters(params: Mapping[str, Any]) -> str:
     ]
     if params.get("ref_images"):
         fields.append(("Reference images", len(params["ref_images"])))
+    fields.extend(_knob_fields(params))
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
     return "\n".join(lines)
+
+
+def _on_off(value: Any) -> str | None:
+    return None if value is None else ("on" if value else "off")
+
+
+def _knob_fields(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """img2img, LoRAs and the engine knobs (A1111's names where it has one: ``Denoising
+    strength``; the rest distill's own). Only what the parameters hold."""
+    out: list[tuple[str, Any]] = []
+    if params.get("init_image"):
+        out.append(("Init image", Path(str(params["init_image"])).name.replace(",", " ")))
+        out.append(("Denoising strength", params.get("strength")))
+    loras = params.get("loras") or []
+    if loras:
+        text = " ".join(f"{lo.get('name')}:{float(lo.get('weight', 1.0)):g}" for lo in loras)
+        out.append(("LoRAs", text.replace(",", " ")))
+    for key, label in (
+        ("flash_attn", "Flash attention"),
+        ("offload_to_cpu", "Offload to CPU"),
+        ("keep_clip_on_cpu", "Text encoder on CPU"),
+        ("keep_vae_on_cpu", "VAE on CPU"),
+        ("vae_tiling", "VAE tiling"),
+    ):
+        if key in params:
+            out.append((label, _on_off(params[key])))
+    threads = params.get("n_threads")
+    if threads is not None:
+        out.append(("Threads", threads if threads > 0 else "auto"))
+    return out
 
 
 def parse_parameters(text: str) -> dict[str, str]:

@@ -62,6 +62,14 @@ class GenerationDefaults(BaseModel):
     threads: int = Field(default=-1, description="CPU threads for the engine; -1 = auto")
     flash_attention: bool = True
     offload_to_cpu: bool = False
+    vae_tiling: bool = Field(default=False, description="Decode the image in tiles (less memory)")
+    text_encoder_on_cpu: bool = Field(
+        default=False, description="Run the text encoder on the CPU (keep_clip_on_cpu)"
+    )
+    vae_on_cpu: bool = Field(default=False, description="Run the VAE on the CPU (keep_vae_on_cpu)")
+    lora_dir: str | None = Field(
+        default=None, description="Folder of LoRA files; None = <models dir>/loras"
+    )
 
 
 class Settings(BaseModel):
@@ -136,6 +144,12 @@ class SettingsStore:
     def outputs_dir(self) -> Path:
         out = self.settings.output_dir
         return Path(out).expanduser() if out else self.paths.default_outputs_dir
+
+    @property
+    def lora_dir(self) -> Path:
+        """Where LoRA files are listed from (``generation.lora_dir``, else <models>/loras)."""
+        d = self.settings.generation.lora_dir
+        return Path(d).expanduser() if d else self.models_dir / "loras"
 
     # ---- load ------------------------------------------------------------------------
     def load(self) -> Settings:

@@ -243,8 +243,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--batch", type=int, default=1, help="images (default 1)")
     gen.add_argument("--model", metavar="ID", help="default: the active model (ids below)")
-    gen.add_argument("--ref-image", action="append", metavar="PATH", help="Klein edit reference")
-    gen.add_argument("--threads", type=int)
+    gen.add_argument(
+        "--ref-image",
+        action="append",
+        metavar="PATH",
+        help="a reference image for a Klein edit (repeat for several)",
+    )
+    gen.add_argument(
+        "--init-image", metavar="PATH", help="img2img: start from this image (see --strength)"
+    )
+    gen.add_argument(
+        "--strength",
+        type=float,
+        metavar="S",
+        help="img2img: how much of the init image is replaced, 0..1 (default 0.75)",
+    )
+    gen.add_argument(
+        "--lora",
+        action="append",
+        metavar="NAME[:WEIGHT]",
+        help="apply a LoRA from the LoRA folder (weight 1 by default; repeat for several)",
+    )
+    gen.add_argument(
+        "--lora-dir", metavar="DIR", help="the LoRA folder (default: the lora_dir setting)"
+    )
+    knobs = gen.add_argument_group("engine knobs (default: the generation settings)")
+    knobs.add_argument("--threads", type=int, help="CPU threads; -1 = auto (physical cores)")
+    for flag, dest, what in (
+        ("flash-attn", "flash_attn", "flash attention"),
+        ("offload-to-cpu", "offload_to_cpu", "keep the weights in RAM, on the GPU only in use"),
+        ("vae-tiling", "vae_tiling", "decode the image in tiles (less memory)"),
+        ("text-encoder-cpu", "text_encoder_cpu", "run the text encoder on the CPU"),
+        ("vae-cpu", "vae_cpu", "run the VAE on the CPU"),
+    ):
+        knobs.add_argument(
+            f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction, default=None, help=what
+        )
     out = gen.add_mutually_exclusive_group()
     out.add_argument(
         "-o", "--output", metavar="FILE", help="the image file: .png (default), .jpg or .webp"

@@ -81,15 +81,43 @@ def build_requests(
         out_dir = str(
             Path(args.out_dir).expanduser().resolve() if args.out_dir else ctx.settings.outputs_dir
         )
+    init = getattr(args, "init_image", None)
+    init_image = str(Path(init).expanduser().resolve()) if init else None
+    if init_image and not Path(init_image).is_file():
+        raise CliError(f"init image not found: {init_image}")
+    strength = getattr(args, "strength", None)
+    if strength is not None and not init_image:
+        raise CliError("--strength needs --init-image (img2img)")
+    if strength is not None and not 0.0 <= strength <= 1.0:
+        raise CliError(f"--strength {strength:g}: between 0 and 1")
+    lora_dir = (
+        Path(args.lora_dir).expanduser().resolve()
+        if getattr(args, "lora_dir", None)
+        else ctx.settings.lora_dir
+    )
+    from distill_tui.loras import LoraError, lora_specs, parse_lora
+
+    try:
+        loras = lora_specs(lora_dir, [parse_lora(x) for x in getattr(args, "lora", None) or []])
+    except LoraError as e:
+        raise CliError(f"--lora: {e}") from None
+
+    def knob(name: str, setting):
+        value = getattr(args, name, None)
+        return setting if value is None else value
+
     threads = args.threads if args.threads is not None else gd.threads
     load = LoadRequest(
         diffusion_model_path=str(paths.diffusion),
         llm_path=str(paths.text_encoder),
         vae_path=str(paths.vae),
         n_threads=threads,
-        flash_attn=gd.flash_attention,
-        offload_to_cpu=gd.offload_to_cpu,
-        vae_decode_only=not refs,
+        flash_attn=knob("flash_attn", gd.flash_attention),
+        offload_to_cpu=knob("offload_to_cpu", gd.offload_to_cpu),
+        keep_clip_on_cpu=knob("text_encoder_cpu", gd.text_encoder_on_cpu),
+        keep_vae_on_cpu=knob("vae_cpu", gd.vae_on_cpu),
+        vae_decode_only=not (refs or init_image),
+        lora_model_dir=str(lora_dir),
     )
     if args.batch < 1:
         raise CliError("--batch must be at least 1")
@@ -109,6 +137,10 @@ def build_requests(
             seed=args.seed,
             batch_count=args.batch,
             ref_images=refs,
+            init_image=init_image,
+            strength=strength if strength is not None else 0.75,
+            loras=loras,
+            vae_tiling=knob("vae_tiling", gd.vae_tiling),
             output_dir=out_dir,
             output_file=out_file,
             model_id=paths.model_id,

@@ -289,6 +289,8 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                 keep_vae_on_cpu=req.keep_vae_on_cpu,
                 enable_mmap=req.enable_mmap,
                 wtype=req.wtype,
+                lora_model_dir=req.lora_model_dir,
+                lora_apply_mode=req.lora_apply_mode,
                 verbose=True,
             )
         except Exception as e:  # noqa: BLE001
@@ -345,15 +347,26 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                     )
                 )
                 return
-        if req.ref_images and vae_decode_only:
+        for what, path in [("init image", req.init_image or "")] + [
+            (f"LoRA {lo.name}", lo.path) for lo in req.loras
+        ]:
+            if path and not os.path.isfile(path):
+                emit(
+                    ErrorEvent(id=req.id, kind="missing_file", message=f"{what} not found: {path}")
+                )
+                return
+        if (req.ref_images or req.init_image) and vae_decode_only:
             emit(
                 ErrorEvent(
                     id=req.id,
                     kind="bad_request",
-                    message="reference images need the model loaded with vae_decode_only=False",
+                    message="reference and init images need the model loaded with "
+                    "vae_decode_only=False",
                 )
             )
             return
+        # LoRAs reach the library as prompt tags (its API); the recorded prompt stays as typed
+        prompt = req.prompt + "".join(f"<lora:{lo.path}:{lo.weight:g}>" for lo in req.loras)
         seed = req.seed if req.seed >= 0 else random.randint(0, 2**31 - 1 - req.batch_count)
         st.req_id = req.id
         st.image_index = 0
@@ -366,8 +379,11 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
         errors.clear()
         t0 = time.monotonic()
         try:
+            extra = (
+                {"init_image": req.init_image, "strength": req.strength} if req.init_image else {}
+            )
             images = sd.generate_image(
-                prompt=req.prompt,
+                prompt=prompt,
                 negative_prompt=req.negative_prompt,
                 width=req.width,
                 height=req.height,
@@ -379,6 +395,7 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                 batch_count=req.batch_count,
                 ref_images=list(req.ref_images) or None,
                 vae_tiling=req.vae_tiling,
+                **extra,
             )
         except ValueError as e:
             emit(ErrorEvent(id=req.id, kind="bad_request", message=str(e)))
@@ -420,6 +437,7 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                     "diffusion_quant": req.diffusion_quant,
                     "text_encoder_quant": req.text_encoder_quant,
                     "ref_images": list(req.ref_images),
+                    **knob_params(req),
                 }
                 target, exact = output_target(req, i)
                 path = save_png(img, target, params, index=i, exact=exact)
@@ -494,6 +512,23 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
 
 
 _CALLBACKS: tuple = ()
+
+
+def knob_params(req) -> dict:
+    """The engine knobs, img2img and LoRAs of a generate request, for the PNG parameters
+    (only what is set: an older client's request records what it sent)."""
+    out: dict = {"vae_tiling": req.vae_tiling}
+    for key in ("flash_attn", "offload_to_cpu", "keep_clip_on_cpu", "keep_vae_on_cpu"):
+        if getattr(req, key) is not None:
+            out[key] = getattr(req, key)
+    if req.n_threads is not None:
+        out["n_threads"] = req.n_threads
+    if req.init_image:
+        out["init_image"] = req.init_image
+        out["strength"] = req.strength
+    if req.loras:
+        out["loras"] = [{"name": lo.name, "weight": lo.weight} for lo in req.loras]
+    return out
 
 
 class _Skip(Exception):

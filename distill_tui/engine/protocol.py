@@ -80,6 +80,11 @@ class LoadRequest(_Msg):
     keep_vae_on_cpu: bool = False
     enable_mmap: bool = False
     wtype: str = "default"
+    lora_model_dir: str = ""  # where `<lora:name:w>` tags typed in a prompt are looked up
+    # "at_runtime": a LoRA is applied per generation and leaves the weights untouched, so
+    # the same seed gives the same image after a LoRA was used ("immediately" merges it into
+    # f16 weights and removing it does not restore them bit for bit)
+    lora_apply_mode: str = "at_runtime"
 
     def key(self) -> tuple:
         """What identifies a loaded context: every field but the envelope."""
@@ -101,6 +106,20 @@ def seed_problem(seed: int, batch_count: int = 1) -> str | None:
     return None
 
 
+class LoraSpec(BaseModel):
+    """A LoRA applied to one generation: sent to the library as ``<lora:path:weight>``."""
+
+    name: str  # as listed in the LoRA folder (the file name without its extension)
+    path: str  # absolute path of the file
+    weight: float = Field(default=1.0, ge=-10, le=10)
+
+    @model_validator(mode="after")
+    def _taggable(self) -> LoraSpec:
+        if ":" in self.path or ">" in self.path:  # the prompt tag could not carry it
+            raise ValueError(f"a LoRA path cannot contain ':' or '>': {self.path}")
+        return self
+
+
 class GenerateRequest(_Msg):
     type: Literal["generate"] = "generate"
     id: str = Field(default="", description="echoed in every event of this request")
@@ -118,12 +137,22 @@ class GenerateRequest(_Msg):
     preview: bool = False  # per-step `proj` previews (W/8 x H/8)
     preview_interval: int = Field(default=1, ge=1)
     vae_tiling: bool = False
+    init_image: str | None = None  # img2img: the image to start from (needs the VAE encoder)
+    strength: float = Field(default=0.75, ge=0, le=1)  # img2img: 0 keeps it, 1 replaces it
+    loras: list[LoraSpec] = Field(default_factory=list)
     output_dir: str | None = None  # where PNGs go (time-sorted unique names)
     output_file: str | None = None  # exact path (batch: <stem>-<n><suffix>); wins over dir
     # Recorded in the PNG `parameters` chunk and in history; not used by the library.
     model_id: str = ""
     diffusion_quant: str = ""
     text_encoder_quant: str = ""
+    # The load options this image was made with (the client copies them from the LoadRequest;
+    # None: not known). Recorded in the PNG and in history, so a reuse restores them.
+    flash_attn: bool | None = None
+    offload_to_cpu: bool | None = None
+    keep_clip_on_cpu: bool | None = None
+    keep_vae_on_cpu: bool | None = None
+    n_threads: int | None = None
 
     @model_validator(mode="after")
     def _seed_in_range(self) -> GenerateRequest:

@@ -23,14 +23,16 @@ from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Checkbox, Collapsible, Header, Input, Label, Select, Static, TextArea
 
 from distill_tui.engine.protocol import seed_problem
 from distill_tui.generation import (
+    DEFAULT_STRENGTH,
     SAMPLERS,
     SCHEDULERS,
     SIZE_PRESETS,
     ChangeKind,
+    EngineKnobs,
     GenerationService,
     GenParams,
     Job,
@@ -38,8 +40,10 @@ from distill_tui.generation import (
     check_int,
     check_seed,
     check_size,
+    check_threads,
 )
 from distill_tui.guide import setup_need
+from distill_tui.loras import LoraError, format_lora_list, list_loras, parse_lora_list, split_paths
 from distill_tui.resources import style_path
 from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.empty_state import busy_keys, empty_state_text
@@ -171,6 +175,15 @@ class GenerateScreen(Screen):
             tooltip="Next image of the batch",
         ),
         Binding(
+            "ctrl+n",
+            "toggle_advanced",
+            "Advanced",
+            id="generate.toggle_advanced",
+            show=False,  # its title names the key
+            priority=True,
+            tooltip="Open or close the advanced section (engine knobs, img2img, LoRA)",
+        ),
+        Binding(
             "ctrl+t",
             "compare_quants",
             "Compare quants",
@@ -300,18 +313,69 @@ class GenerateScreen(Screen):
                         compact=True,
                     )
                 with Horizontal(classes="row"):
-                    yield Label("Ref image", classes="field-label")
+                    yield Label("Ref images", classes="field-label")
                     yield Input(
                         "",
                         id="ref-image",
                         compact=True,
-                        placeholder="(optional) image to edit",
+                        placeholder="(optional) images to edit: a.png; b.png",
                     )
+                yield from self._compose_advanced()
                 yield Static("", id="form-errors")
                 yield GenProgress(id="gen-progress")
             yield ImageView("No image yet — type a prompt and press ctrl+g", id="image-view")
         yield EngineStatus(id="engine-status")
         yield DistillFooter()
+
+    def _compose_advanced(self) -> ComposeResult:
+        """Engine knobs, img2img and LoRAs: collapsed by default (80x24 keeps the main form);
+        ctrl+n or enter on its title opens it. Each row is one line."""
+        k = EngineKnobs.from_settings(self.distill.core.settings.settings.generation)
+        with Collapsible(title="Advanced: engine · img2img · LoRA  ^n", id="advanced"):
+            with Horizontal(classes="row"):
+                yield Checkbox("Flash attn", k.flash_attn, id="flash-attn", compact=True)
+                yield Checkbox("Offload to CPU", k.offload_to_cpu, id="offload", compact=True)
+            with Horizontal(classes="row"):
+                yield Checkbox("VAE tiling", k.vae_tiling, id="vae-tiling", compact=True)
+                yield Checkbox("Text enc on CPU", k.text_encoder_on_cpu, id="te-cpu", compact=True)
+            with Horizontal(classes="row"):
+                yield Checkbox("VAE on CPU", k.vae_on_cpu, id="vae-cpu", compact=True)
+                yield Label("Threads", classes="inline-label")
+                yield Input(
+                    "" if k.threads <= 0 else str(k.threads),
+                    id="threads",
+                    compact=True,
+                    classes="num",
+                    placeholder="auto",
+                    validators=[ReasonValidator("Threads", check_threads)],
+                )
+            with Horizontal(classes="row"):
+                yield Label("Init image", classes="field-label")
+                yield Input("", id="init-image", compact=True, placeholder="(optional) img2img")
+            with Horizontal(classes="row"):
+                yield Label("Strength", classes="field-label")
+                yield Input(
+                    f"{DEFAULT_STRENGTH:g}",
+                    id="strength",
+                    compact=True,
+                    classes="num",
+                    validators=[ReasonValidator("Strength", lambda v: check_float(v, 0, 1))],
+                )
+                yield Static("0 keeps the init, 1 replaces it", classes="hint")
+            with Horizontal(classes="row"):
+                yield Label("LoRA", classes="field-label")
+                yield Select([], prompt="add from the LoRA folder", id="lora-pick", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("LoRAs", classes="field-label")
+                yield Input("", id="loras", compact=True, placeholder="name:0.8; other")
+
+    def _reload_loras(self) -> None:
+        """The LoRA picker lists the folder's files (read when the section opens)."""
+        folder = self.distill.core.settings.lora_dir
+        names = list_loras(folder)
+        pick = self.query_one("#lora-pick", Select)
+        pick.set_options([(visible(n), n) for n in names])
+        pick.prompt = "add from the LoRA folder" if names else f"(no LoRA files in {folder.name}/)"
 
     @staticmethod
     def _pick(value: str, allowed: tuple[str, ...]) -> str:
@@ -539,9 +603,25 @@ class GenerateScreen(Screen):
         prompt = self.query_one("#prompt", TextArea).text.strip()
         if not prompt:
             errors.insert(0, "Prompt: required")
-        ref = self.query_one("#ref-image", Input).value.strip()
-        if ref and not Path(ref).expanduser().is_file():
-            errors.append(f"Ref image: no such file: {ref}")
+        refs = split_paths(self.query_one("#ref-image", Input).value)
+        for ref in refs:
+            if not Path(ref).expanduser().is_file():
+                errors.append(f"Ref images: no such file: {ref}")
+        init = self.query_one("#init-image", Input).value.strip()
+        if init and not Path(init).expanduser().is_file():
+            errors.append(f"Init image: no such file: {init}")
+        loras: list[tuple[str, float]] = []
+        try:
+            loras = parse_lora_list(self.query_one("#loras", Input).value)
+        except LoraError as e:
+            errors.append(f"LoRAs: {e}")
+        if loras:
+            from distill_tui.loras import lora_specs
+
+            try:
+                lora_specs(self.distill.core.settings.lora_dir, loras)
+            except LoraError as e:
+                errors.append(f"LoRAs: {e}")
         core = self.distill.core
         model_id = core.settings.settings.active_model_id
         if core.catalog.get(model_id) is None:
@@ -551,6 +631,9 @@ class GenerateScreen(Screen):
             errors.append(f"Model: not ready ({missing}) — F3 opens the Model Manager")
         if errors:
             if first_bad is not None:
+                section = self.query_one("#advanced", Collapsible)
+                if section.collapsed and first_bad in section.query(Input):
+                    section.collapsed = False  # a bad field must be seen to be fixed
                 first_bad.focus()
             return None, errors
         v = {i.id: i.value.strip() for i in self.query("#generate-form Input").results(Input)}
@@ -572,10 +655,55 @@ class GenerateScreen(Screen):
                 sampler=str(self.query_one("#sampler", Select).value),
                 scheduler=str(self.query_one("#scheduler", Select).value),
                 batch_count=int(v["batch"]),
-                ref_image=str(Path(ref).expanduser()) if ref else "",
+                ref_images=tuple(str(Path(r).expanduser()) for r in refs),
+                init_image=str(Path(init).expanduser()) if init else "",
+                strength=float(v["strength"]),
+                loras=tuple(loras),
+                knobs=self.read_knobs(),
             ),
             [],
         )
+
+    def read_knobs(self) -> EngineKnobs:
+        """The advanced section's engine knobs (threads already validated)."""
+        threads = self.query_one("#threads", Input).value.strip()
+
+        def on(widget_id: str) -> bool:
+            return self.query_one(f"#{widget_id}", Checkbox).value
+
+        return EngineKnobs(
+            flash_attn=on("flash-attn"),
+            offload_to_cpu=on("offload"),
+            vae_tiling=on("vae-tiling"),
+            text_encoder_on_cpu=on("te-cpu"),
+            vae_on_cpu=on("vae-cpu"),
+            threads=int(threads) if threads not in ("", "auto") else -1,
+        )
+
+    def apply_knobs(self, knobs: EngineKnobs) -> None:
+        for widget_id, value in (
+            ("flash-attn", knobs.flash_attn),
+            ("offload", knobs.offload_to_cpu),
+            ("vae-tiling", knobs.vae_tiling),
+            ("te-cpu", knobs.text_encoder_on_cpu),
+            ("vae-cpu", knobs.vae_on_cpu),
+        ):
+            self.query_one(f"#{widget_id}", Checkbox).value = value
+        self.query_one("#threads", Input).value = "" if knobs.threads <= 0 else str(knobs.threads)
+
+    def _save_knobs(self, knobs: EngineKnobs | None) -> None:
+        """The knobs a generation ran with become the defaults (settings.generation), as the
+        reused recipe's quants become the saved choice only when you generate with them."""
+        if knobs is None:
+            return
+        store = self.distill.core.settings
+        gen = store.settings.generation
+        update = {k: v for k, v in knobs.settings_update().items() if getattr(gen, k) != v}
+        if update:
+            try:
+                store.update(generation=gen.model_copy(update=update))
+            except Exception as e:  # a read-only config still generates
+                self.distill.report_failure("Settings not saved", str(e))
 
     def _set_reuse(self, reuse: tuple[str, Any] | None) -> None:
         """Pin (or unpin) the model and quants ctrl+g uses; nothing is saved until then."""
@@ -623,12 +751,19 @@ class GenerateScreen(Screen):
             "cfg": f"{params.cfg_scale:g}",
             "batch": str(params.batch_count),
             "seed": "" if params.seed < 0 else str(params.seed),
-            "ref-image": params.ref_image,
+            "ref-image": "; ".join(params.ref_images),
+            "init-image": params.init_image,
+            "strength": f"{params.strength:g}",
+            "loras": format_lora_list(params.loras),
         }
         for key, val in values.items():
             self.query_one(f"#{key}", Input).value = val
         self.query_one("#sampler", Select).value = self._pick(params.sampler, SAMPLERS)
         self.query_one("#scheduler", Select).value = self._pick(params.scheduler, SCHEDULERS)
+        if params.knobs is not None:
+            self.apply_knobs(params.knobs)
+        if params.init_image or params.loras:  # show what the recipe uses
+            self.query_one("#advanced", Collapsible).collapsed = False
         self._show_errors([])
 
     def _show_errors(self, errors: list[str]) -> None:
@@ -648,6 +783,39 @@ class GenerateScreen(Screen):
         kept = [e for e in self._errors if not any(e.startswith(f"{lb}:") for lb in labels)]
         if kept != self._errors:
             self._show_errors(kept)
+
+    @on(Select.Changed, "#lora-pick")
+    def _lora_chosen(self, event: Select.Changed) -> None:
+        """Choosing a LoRA adds ``name:1`` to the LoRAs field (the weight is edited there)."""
+        if event.value is Select.NULL:
+            return
+        field = self.query_one("#loras", Input)
+        try:
+            current = parse_lora_list(field.value)
+        except LoraError:
+            current = None
+        name = str(event.value)
+        if current is None:
+            field.value = f"{field.value.rstrip('; ')}; {name}:1".lstrip("; ")
+        elif all(n != name for n, _w in current):
+            field.value = format_lora_list([*current, (name, 1.0)])
+        event.select.clear()
+        field.focus()
+
+    @on(Collapsible.Expanded, "#advanced")
+    def _advanced_opened(self) -> None:
+        self._reload_loras()
+
+    def action_toggle_advanced(self) -> None:
+        section = self.query_one("#advanced", Collapsible)
+        section.collapsed = not section.collapsed
+        if not section.collapsed:
+            self.call_after_refresh(self._focus_advanced)
+
+    def _focus_advanced(self) -> None:
+        section = self.query_one("#advanced", Collapsible)
+        self.query_one("#flash-attn", Checkbox).focus()
+        section.scroll_visible()
 
     @on(Select.Changed, "#size-preset")
     def _preset_chosen(self, event: Select.Changed) -> None:
@@ -703,6 +871,7 @@ class GenerateScreen(Screen):
             return
         if self._warn_fit(params):
             return
+        self._save_knobs(params.knobs)
         reuse = getattr(self, "_reuse", None)
         if reuse is not None:
             model_id, selection = reuse
@@ -723,11 +892,15 @@ class GenerateScreen(Screen):
     def _warn_fit(self, params: GenParams) -> bool:
         """Warn once before a generation whose set and size will not fit the GPU (the
         memory model); ctrl+g again with the same size and set runs it anyway."""
-        from distill_tui.memory_model import generation_warning
+        from distill_tui.memory_model import generation_warning, knobs_from_engine
 
         core = self.distill.core
         warning = generation_warning(
-            getattr(self.app, "machine", None), core, params.width, params.height
+            getattr(self.app, "machine", None),
+            core,
+            params.width,
+            params.height,
+            knobs_from_engine(params.knobs) if params.knobs is not None else None,
         )
         key = (warning, params.width, params.height)
         if not warning or getattr(self, "_fit_warned", None) == key:

@@ -1,0 +1,100 @@
+"""LoRA files from a folder (``generation.lora_dir``, default ``<models>/loras``).
+
+A LoRA is named by its file name without the extension (``style.safetensors`` -> ``style``);
+subfolders are listed as ``sub/name``. A choice is ``NAME[:WEIGHT]`` (weight 1.0 when left
+out); the form takes several separated by ``;`` or ``,``, the CLI one per ``--lora``. The
+engine gets each as an absolute path and a weight (``LoraSpec``) and adds sd.cpp's prompt
+tag ``<lora:PATH:WEIGHT>`` itself, so the recorded prompt stays as typed.
+
+No textual import.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from distill_tui.engine.protocol import LoraSpec
+
+#: what sd.cpp loads as a LoRA
+LORA_EXTENSIONS = (".safetensors", ".gguf", ".pt", ".ckpt")
+
+
+class LoraError(ValueError):
+    """A LoRA choice that cannot be used; the message is for the person."""
+
+
+def list_loras(folder: Path) -> list[str]:
+    """The LoRA names in ``folder`` (and its subfolders), sorted; [] when it does not exist."""
+    try:
+        files = [p for p in Path(folder).rglob("*") if p.suffix.lower() in LORA_EXTENSIONS]
+    except OSError:
+        return []
+    names = {p.relative_to(folder).with_suffix("").as_posix() for p in files if p.is_file()}
+    return sorted(names, key=str.lower)
+
+
+def parse_lora(text: str) -> tuple[str, float]:
+    """``NAME[:WEIGHT]`` -> (name, weight). Raises :class:`LoraError`."""
+    t = text.strip()
+    m = re.fullmatch(r"(.+?)(?::\s*([-+]?\d+(?:\.\d*)?|[-+]?\.\d+))?", t)
+    if not t or m is None:
+        raise LoraError("a LoRA is NAME or NAME:WEIGHT")
+    name, weight = m.group(1).strip(), m.group(2)
+    if ":" in name or ">" in name:
+        raise LoraError(f"{t!r}: a LoRA is NAME or NAME:WEIGHT (weight a number)")
+    w = float(weight) if weight is not None else 1.0
+    if not -10 <= w <= 10:
+        raise LoraError(f"{t!r}: the weight must be between -10 and 10")
+    return name, w
+
+
+def parse_lora_list(text: str) -> list[tuple[str, float]]:
+    """The form's field: ``a:0.8; b`` (``;`` or ``,`` between choices)."""
+    return [parse_lora(part) for part in re.split(r"[;,]", text) if part.strip()]
+
+
+def format_lora_list(loras: list[tuple[str, float]] | tuple[tuple[str, float], ...]) -> str:
+    return "; ".join(f"{name}:{weight:g}" for name, weight in loras)
+
+
+def resolve_lora(folder: Path, name: str) -> Path:
+    """The file of LoRA ``name`` in ``folder``. Raises :class:`LoraError` naming the folder."""
+    base = Path(folder)
+    direct = base / name
+    candidates = [direct] if direct.suffix.lower() in LORA_EXTENSIONS else []
+    candidates += [direct.with_name(direct.name + ext) for ext in LORA_EXTENSIONS]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    known = list_loras(base)
+    hint = f" (found: {', '.join(known[:6])}{'…' if len(known) > 6 else ''})" if known else ""
+    where = "" if base.is_dir() else " (the folder does not exist)"
+    raise LoraError(f"LoRA {name!r} not found in {base}{where}{hint}")
+
+
+def lora_specs(folder: Path, loras: list[tuple[str, float]] | tuple) -> list[LoraSpec]:
+    """Protocol specs (absolute paths) for the chosen names. Raises :class:`LoraError`."""
+    specs = []
+    for name, weight in loras:
+        path = resolve_lora(folder, name)
+        try:
+            specs.append(LoraSpec(name=name, path=str(path), weight=weight))
+        except ValueError as e:  # pydantic: a path the prompt tag cannot carry
+            raise LoraError(f"LoRA {name!r}: its path contains ':' or '>': {path}") from e
+    return specs
+
+
+def split_paths(text: str) -> list[str]:
+    """Several image paths in one field: separated by ``;`` (or ``,`` where the comma-joined
+    text is not itself an existing file)."""
+    out: list[str] = []
+    for part in text.split(";"):
+        p = part.strip()
+        if not p:
+            continue
+        if "," in p and not Path(p).expanduser().exists():
+            out.extend(x.strip() for x in p.split(",") if x.strip())
+        else:
+            out.append(p)
+    return out
