@@ -327,5 +327,5 @@ async def test_missing_reference_image_is_refused_inline(tiny_models):
         await pilot.press("ctrl+g")
         await pilot.pause()
         errors = str(app.screen.query_one("#form-errors", Static).render())
-        assert "Ref image: no such file: /no/such/image.png" in errors
+        assert "Edit refs: no such file: /no/such/image.png" in errors
         assert factory.calls == 0

@@ -200,3 +200,16 @@ def test_gallery(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_generate_advanced_open(snap_compare):
+    """80x24: ctrl+n opens the advanced section (engine knobs, img2img, LoRA); the form
+    scrolls to it and every row is one line."""
+
+    async def run_before(pilot) -> None:
+        await type_prompt(pilot)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)

@@ -313,7 +313,7 @@ class GenerateScreen(Screen):
                         compact=True,
                     )
                 with Horizontal(classes="row"):
-                    yield Label("Ref images", classes="field-label")
+                    yield Label("Edit refs", classes="field-label")
                     yield Input(
                         "",
                         id="ref-image",
@@ -350,8 +350,8 @@ class GenerateScreen(Screen):
                     validators=[ReasonValidator("Threads", check_threads)],
                 )
             with Horizontal(classes="row"):
-                yield Label("Init image", classes="field-label")
-                yield Input("", id="init-image", compact=True, placeholder="(optional) img2img")
+                yield Label("Img2img", classes="field-label")
+                yield Input("", id="init-image", compact=True, placeholder="(optional) init image")
             with Horizontal(classes="row"):
                 yield Label("Strength", classes="field-label")
                 yield Input(
@@ -361,7 +361,7 @@ class GenerateScreen(Screen):
                     classes="num",
                     validators=[ReasonValidator("Strength", lambda v: check_float(v, 0, 1))],
                 )
-                yield Static("0 keeps the init, 1 replaces it", classes="hint")
+                yield Static("0 keep · 1 replace", classes="hint")
             with Horizontal(classes="row"):
                 yield Label("LoRA", classes="field-label")
                 yield Select([], prompt="add from the LoRA folder", id="lora-pick", compact=True)
@@ -411,7 +411,7 @@ class GenerateScreen(Screen):
         self._unsubscribe = self.service.subscribe(self._on_service_change)
         # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector;
         # after the first frame: the download service (httpx) is not needed to draw it
-        self.call_after_refresh(self._subscribe_downloads)
+        self.set_timer(0.5, self._subscribe_downloads)  # after the first frame is out
         if not self._settings_hooked:  # SettingsStore has no unsubscribe: hook once
             self._settings_hooked = True
             self.distill.core.settings.subscribe(self._on_settings_changed)
@@ -606,10 +606,10 @@ class GenerateScreen(Screen):
         refs = split_paths(self.query_one("#ref-image", Input).value)
         for ref in refs:
             if not Path(ref).expanduser().is_file():
-                errors.append(f"Ref images: no such file: {ref}")
+                errors.append(f"Edit refs: no such file: {ref}")
         init = self.query_one("#init-image", Input).value.strip()
         if init and not Path(init).expanduser().is_file():
-            errors.append(f"Init image: no such file: {init}")
+            errors.append(f"Img2img: no such file: {init}")
         loras: list[tuple[str, float]] = []
         try:
             loras = parse_lora_list(self.query_one("#loras", Input).value)
