@@ -411,7 +411,7 @@ class GenerateScreen(Screen):
         self._unsubscribe = self.service.subscribe(self._on_service_change)
         # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector;
         # after the first frame: the download service (httpx) is not needed to draw it
-        self.set_timer(0.5, self._subscribe_downloads)  # after the first frame is out
+        self.call_after_refresh(self._subscribe_downloads)
         if not self._settings_hooked:  # SettingsStore has no unsubscribe: hook once
             self._settings_hooked = True
             self.distill.core.settings.subscribe(self._on_settings_changed)
