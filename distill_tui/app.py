@@ -188,9 +188,14 @@ class DistillApp(App[int]):
         for warning in self.core.warnings:
             self.notify(warning, title="Warning", severity="warning", timeout=12)
         if self.machine is None:
-            self.run_worker(self._detect_machine, thread=True, name="Detect GPU", group="machine")
+            # after the first paint: the probe starts a child process (the engine's device
+            # registry) that would compete with the first frame for the CPU
+            self.call_after_refresh(lambda: self.set_timer(0.2, self._start_machine_detection))
         else:
             self._machine_known(self.machine)
+
+    def _start_machine_detection(self) -> None:
+        self.run_worker(self._detect_machine, thread=True, name="Detect GPU", group="machine")
 
     def _detect_machine(self) -> None:
         from distill_tui.devices import detect_machine

@@ -417,7 +417,7 @@ def generation_size(settings: Any, model: Any) -> tuple[int, int]:
 
 
 def knobs_from_settings(settings: Any) -> Knobs:
-    """The knobs the next generation will use (settings this build does not have are off)."""
+    """The knobs the next generation will use (``settings.generation``)."""
     gen = settings.generation
     return Knobs(
         flash_attn=bool(gen.flash_attention),
@@ -479,13 +479,18 @@ def card_fits(
         return best[component] if best else model.default_quant(component)
 
     d_sel, t_sel = chosen("diffusion"), chosen("textEncoder")
-    args = {"budget": budget, "width": width, "height": height, "knobs": knobs}
+
+    def fit(diffusion: str, text_encoder: str) -> Any:
+        return set_fit(
+            model, diffusion, text_encoder, budget=budget, width=width, height=height, knobs=knobs
+        )
+
     rows = {}
     for q in model.diffusion.quants:
-        rows[q.file] = set_fit(model, q.id, t_sel, **args)
+        rows[q.file] = fit(q.id, t_sel)
     for q in model.text_encoder.quants:
-        rows[q.file] = set_fit(model, d_sel, q.id, **args)
-    return CardFits(rows, set_fit(model, d_sel, t_sel, **args), best)
+        rows[q.file] = fit(d_sel, q.id)
+    return CardFits(rows, fit(d_sel, t_sel), best)
 
 
 def generation_warning(

@@ -27,3 +27,16 @@ def test_import_contracts_are_kept():
     out = subprocess.run([lint], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "3 kept, 0 broken" in out.stdout
+
+
+def test_mypy_is_clean():
+    """`python -m mypy distill_tui` reports no error (pyproject's [tool.mypy])."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "distill_tui"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "Success: no issues found" in out.stdout

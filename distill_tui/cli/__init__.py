@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="say what would be fetched, from where, how big (the Hub's size; offline: the "
         "catalog's, marked estimate) and whether it fits on disk; exit 0 (fits) or 1",
     )
-    dl.epilog_fn = _catalog_models_help
+    dl.epilog_fn = _catalog_models_help  # type: ignore[attr-defined,assignment]
     dl.formatter_class = argparse.RawDescriptionHelpFormatter
     dl.add_argument(
         "--detach",
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate images headless with the active model",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    gen.epilog_fn = _generate_epilog
+    gen.epilog_fn = _generate_epilog  # type: ignore[attr-defined,assignment]
     gen.add_argument("prompt")
     gen.add_argument("--negative", default=None, metavar="TEXT")
     gen.add_argument("--width", type=int)
@@ -309,9 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--diffusion", action="append", metavar="Q,Q", help="diffusion quants (comma-separated)"
     )
-    cmp.add_argument(
-        "--text-encoder", action="append", metavar="Q,Q", help="text encoder quants"
-    )
+    cmp.add_argument("--text-encoder", action="append", metavar="Q,Q", help="text encoder quants")
     cmp.add_argument("--negative", default=None, metavar="TEXT")
     cmp.add_argument("--width", type=int)
     cmp.add_argument("--height", type=int)
@@ -398,6 +396,12 @@ def _drop_stdout() -> None:
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
+    if command == "tui":
+        # the terminal probe waits for the terminal's answers: let it wait while the
+        # imports below run (see image_probe)
+        from distill_tui import image_probe
+
+        image_probe.start()
     if command == "completion":
         from distill_tui.cli.completion import script
 

@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -161,7 +162,7 @@ class _Reporter:
         self.quiet = quiet  # --quiet: no progress at all
         self.tty = sys.stderr.isatty() and not quiet
         self.progress = None
-        self.task = None
+        self.task: Any = None  # a rich TaskID once the bar exists
         self.phase = ""
         if self.tty:
             from rich.console import Console

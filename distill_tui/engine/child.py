@@ -150,7 +150,7 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
             emit(
                 ProgressEvent(
                     id=st.req_id,
-                    phase=st.phase,
+                    phase=st.phase,  # type: ignore[arg-type]  # one of PHASES
                     step=step,
                     steps=steps,
                     seconds_per_step=round(float(seconds), 5),
@@ -257,7 +257,7 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                 need_vae_encoder=not req.vae_decode_only,
             )
         except preflight.PreflightError as e:
-            emit(ErrorEvent(kind=e.kind, message=e.message))
+            emit(ErrorEvent(kind=e.kind, message=e.message))  # type: ignore[arg-type]
             return
         except _Skip:
             pass
@@ -440,9 +440,9 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                     **knob_params(req),
                 }
                 target, exact = output_target(req, i)
-                path = save_png(img, target, params, index=i, exact=exact)
+                saved = save_png(img, target, params, index=i, exact=exact)
                 ev = ImageEvent(
-                    id=req.id, path=str(path), seed=seed + i, width=w, height=h, index=i
+                    id=req.id, path=str(saved), seed=seed + i, width=w, height=h, index=i
                 )
                 out.append(ev)
                 emit(ev)

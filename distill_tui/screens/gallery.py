@@ -5,6 +5,7 @@ listed as missing (a red ✗ in the list, "missing" in the pane), never as error
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -49,10 +50,7 @@ class GalleryScreen(Screen):
     HELP_TITLE = "Gallery"
     SUB_TITLE = "Gallery"
     CSS_PATH = [style_path("gallery.tcss")]
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
-        (0, "-narrow"),
-        (100, "-wide"),
-    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012 - Textual's own
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "view_large", "View", id="gallery.view", tooltip="View the image large"),
         Binding(
@@ -98,7 +96,7 @@ class GalleryScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.records: list[HistoryRecord] = []
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._narrow: bool | None = None  # the column set the table has now
 
     @property
