@@ -125,7 +125,7 @@ def test_models_recommend_json_8gb(app_paths, capsys, card8):
     assert by["flux2-klein-4b"]["width"] == 512
 
 
-async def test_generate_warns_before_a_set_that_will_not_fit(card8):
+async def test_generate_warns_before_a_set_that_will_not_fit(card8, monkeypatch):
     """A CUDA build with an 8 GB card: 4B Q4_K_S + Q4_K_M at 1024² needs VAE tiling or
     offload; the first ctrl+g warns and names the knob, the second runs."""
     from textual.widgets import TextArea
@@ -139,7 +139,10 @@ async def test_generate_warns_before_a_set_that_will_not_fit(card8):
         await _wait_machine(pilot)
         import distill_tui.screens.generate as gen_mod
 
-        gen_mod.run_generation = lambda _app, params: started.append(params)  # type: ignore
+        # undone after the test (a plain assignment leaked into every later Generate test)
+        monkeypatch.setattr(
+            gen_mod, "run_generation", lambda _app, params, *a, **k: started.append(params)
+        )
         app.screen.query_one("#prompt", TextArea).text = "a cat"
         await pilot.press("ctrl+g")
         await pilot.pause()
