@@ -499,13 +499,9 @@ class GenerationService:
 
     # ---- requests --------------------------------------------------------------------
     def _persist_choice(self, model_id: str, selection: QuantSelection) -> None:
-        settings = self.core.settings
-        for component in ("diffusion", "textEncoder"):
-            quant = selection.get(component)
-            if quant and settings.selection(model_id).get(component) != quant:
-                settings.set_quant(model_id, component, quant)
-        if settings.settings.active_model_id != model_id:
-            settings.update(active_model_id=model_id)
+        from distill_tui.reuse import adopt_recipe
+
+        adopt_recipe(self.core, model_id, selection)
 
     def load_request(
         self,

@@ -83,3 +83,32 @@ def plan_reuse(core: CoreContext, record: HistoryRecord) -> ReusePlan:
     if not core.inventory.is_present(model.vae.file):
         missing.append(MissingFile("vae", None, model.vae))
     return ReusePlan(model.id, sel, missing)
+
+
+def adopt_recipe(core: CoreContext, model_id: str, selection: QuantSelection) -> None:
+    """The user generated with a reused recipe: its model and quants become the saved choice
+    (the TUI's ctrl+g and ``distill generate --reuse`` alike)."""
+    settings = core.settings
+    for component in ("diffusion", "textEncoder"):
+        quant = selection.get(component)
+        if quant and settings.selection(model_id).get(component) != quant:
+            settings.set_quant(model_id, component, quant)
+    if settings.settings.active_model_id != model_id:
+        settings.update(active_model_id=model_id)
+
+
+def find_record(core: CoreContext, ref: str) -> HistoryRecord:
+    """A history record by id (a unique prefix is enough) or ``last``; KeyError says why."""
+    from distill_tui.outputs import History
+
+    records = History(core.paths.history_file).records()
+    if not records:
+        raise KeyError("the history is empty: nothing to reuse")
+    if ref in ("last", "latest"):
+        return records[0]
+    found = [r for r in records if r.id.startswith(ref)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise KeyError(f"no generation {ref!r} in the history (ids: distill generate --help)")
+    raise KeyError(f"{ref!r} matches {len(found)} generations; give more of the id")

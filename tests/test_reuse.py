@@ -105,3 +105,47 @@ def test_plan_reuse_of_a_model_no_longer_in_the_catalog(tiny_models):
     )
     plan = plan_reuse(core, rec)
     assert plan.problem and "no longer in the catalog" in plan.problem
+
+
+def _distill(*args: str):
+    from tests.test_cli_models import distill
+
+    return distill(*args)
+
+
+@pytest.mark.slow
+def test_cli_reuse_follows_the_same_rule(tiny_models):
+    """`distill generate --reuse ID`: the record's prompt, seed, model and quants; the quants
+    become the saved choice only after it generated; missing files are named with the
+    download command."""
+    core = ready_core(tiny_models)  # Q4_K_S active
+    q5_file = add_q5(core, tiny_models)
+    made = _distill("generate", "a red fox", "--width", "64", "--height", "64", "--steps", "1")
+    assert made.returncode == 0, made.stderr
+    first = History(core.paths.history_file).records()[0]
+    assert first.diffusion_quant == "Q4_K_S"
+    core.settings.set_quant(MODEL_ID, "diffusion", "Q5_K_M")
+    again = _distill("generate", "--reuse", first.id[:8])
+    assert again.returncode == 0, again.stderr
+    rec = History(core.paths.history_file).records()[0]
+    assert rec.id != first.id
+    assert (rec.diffusion_quant, rec.params["prompt"], rec.seed) == (
+        "Q4_K_S",
+        "a red fox",
+        first.seed,
+    )
+    core.settings.load()
+    assert core.settings.selection(MODEL_ID).diffusion_quant == "Q4_K_S"  # saved once used
+    # a recipe whose quant is gone: one line with what to download, nothing generated
+    core.settings.set_quant(MODEL_ID, "diffusion", "Q5_K_M")
+    made_q5 = _distill("generate", "a cat", "--width", "64", "--height", "64", "--steps", "1")
+    assert made_q5.returncode == 0, made_q5.stderr
+    core.inventory.forget(q5_file)
+    os.unlink(core.inventory.abs_path(q5_file))
+    n = len(History(core.paths.history_file).records())
+    gone = _distill("generate", "--reuse", "last")
+    assert gone.returncode != 0 and "Traceback" not in gone.stderr
+    assert "Q5_K_M" in gone.stderr and "distill models download flux2-klein-4b" in gone.stderr
+    assert len(History(core.paths.history_file).records()) == n
+    bad = _distill("generate", "--reuse", "nope")
+    assert bad.returncode != 0 and "no generation 'nope'" in bad.stderr

@@ -222,7 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     gen.epilog_fn = _generate_epilog  # type: ignore[attr-defined,assignment]
-    gen.add_argument("prompt")
+    gen.add_argument("prompt", nargs="?", help="the prompt (with --reuse: the record's by default)")
+    gen.add_argument(
+        "--reuse",
+        metavar="ID",
+        help="generate an image of the history again: its prompt, parameters, model and quants "
+        "(id from the Gallery or history.jsonl, a unique prefix, or 'last'); flags override",
+    )
     gen.add_argument("--negative", default=None, metavar="TEXT")
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)

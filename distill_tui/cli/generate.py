@@ -45,12 +45,58 @@ PHASE_TEXT = {
 }
 
 
+def _apply_reuse(args: argparse.Namespace, ctx: CoreContext):  # type: ignore[no-untyped-def]
+    """``--reuse ID``: the record's prompt, parameters, model and quants become the defaults of
+    the flags (the Gallery's rule, distill_tui/reuse.py); returns the quants to use or None."""
+    ref = getattr(args, "reuse", None)
+    if not ref:
+        return None
+    from distill_tui.reuse import find_record, plan_reuse
+
+    try:
+        rec = find_record(ctx, ref)
+    except KeyError as e:
+        raise CliError(str(e.args[0])) from None
+    plan = plan_reuse(ctx, rec)
+    if plan.problem:
+        raise CliError(f"cannot reuse {rec.id[:12]}: {plan.problem}")
+    if plan.missing:
+        sel = plan.selection
+        raise CliError(
+            f"{rec.id[:12]} was made with {plan.quants}; not downloaded: {plan.describe_missing()}"
+            f"; run: distill models download {plan.model_id} --diffusion {sel.diffusion_quant} "
+            f"--text-encoder {sel.text_encoder_quant}"
+        )
+    p = rec.params
+    if args.model and args.model != plan.model_id:
+        raise CliError(f"--model {args.model}: {rec.id[:12]} was made with {plan.model_id}")
+    args.model = plan.model_id
+    args.prompt = args.prompt or p.get("prompt")
+    if args.negative is None:
+        args.negative = p.get("negative_prompt")
+    for flag, key in (("width", "width"), ("height", "height"), ("steps", "steps")):
+        if getattr(args, flag) is None and p.get(key) is not None:
+            setattr(args, flag, int(p[key]))
+    if args.cfg is None and p.get("cfg_scale") is not None:
+        args.cfg = float(p["cfg_scale"])
+    for flag in ("sampler", "scheduler"):
+        if getattr(args, flag) is None and p.get(flag):
+            setattr(args, flag, p[flag])
+    if args.seed == -1:
+        args.seed = rec.seed  # the same picture, not just the same recipe
+    args.reused_selection = plan.selection
+    return plan.selection
+
+
 def build_requests(
     args: argparse.Namespace, ctx: CoreContext
 ) -> tuple[LoadRequest, GenerateRequest]:
+    selection = _apply_reuse(args, ctx)
+    if not args.prompt:
+        raise CliError("a prompt is needed (or --reuse ID to generate one of the history again)")
     try:
         model = ctx.resolver.model(args.model)
-        paths = ctx.resolver.active_paths(model.id)
+        paths = ctx.resolver.active_paths(model.id, selection)
     except UnknownModelError as e:
         raise CliError(str(e)) from None
     except ModelNotReadyError as e:
@@ -274,6 +320,7 @@ def result_json(gen: GenerateRequest, result) -> dict:
 
 def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
     load, gen = build_requests(args, ctx)
+    reused = getattr(args, "reused_selection", None)
     try:
         result = asyncio.run(_run(load, gen, ctx, bool(getattr(args, "quiet", False))))
     except EngineError as e:
@@ -281,6 +328,10 @@ def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
         if e.kind == "crash" and e.log_tail:
             detail = f" (last log line: {e.log_tail[-1].strip()[:200]})"
         raise CliError(f"engine {e.kind}: {e.message}{detail}") from None
+    if reused is not None:  # generated with the recipe: now the saved choice, as in the TUI
+        from distill_tui.reuse import adopt_recipe
+
+        adopt_recipe(ctx, gen.model_id, reused)
     t = result.timings
     if getattr(args, "json", False):
         print(json.dumps(result_json(gen, result), indent=2))
