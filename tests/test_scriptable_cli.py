@@ -172,6 +172,8 @@ def test_generate_jpg_webp_keep_parameters(tiny_ready_model, tmp_path, ext, fmt)
     assert doc["paths"] == [str(out)] and doc["seed"] == 11 and doc["steps"] == 1
     assert doc["quants"] == {"diffusion": "F16", "textEncoder": "F16"}
     assert set(doc["timings"]) == {"load", "encode", "sample", "decode", "total"}
+    assert doc["knobs"]["vaeTiling"] is False and doc["knobs"]["loras"] == []
+    assert doc["knobs"]["initImage"] is None and isinstance(doc["knobs"]["flashAttention"], bool)
     assert p.stderr.strip() == ""  # --quiet
     with Image.open(out) as im:
         assert im.format == fmt and im.size == (64, 64)

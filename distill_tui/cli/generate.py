@@ -282,14 +282,17 @@ async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext, quiet:
         await client.shutdown()
 
 
-def result_json(gen: GenerateRequest, result) -> dict:
+def result_json(gen: GenerateRequest, result, load: LoadRequest | None = None) -> dict:
     """``distill generate --json`` (stable shape, version 1)::
 
     {"version": 1, "paths": [str], "seed": int, "model": str,
      "quants": {"diffusion": str, "textEncoder": str},
      "width": int, "height": int, "steps": int, "cfg": float, "sampler": str,
      "scheduler": str, "batch": int, "prompt": str, "negative": str,
-     "timings": {"load", "encode", "sample", "decode", "total"}}   (seconds)
+     "timings": {"load", "encode", "sample", "decode", "total"},   (seconds)
+     "knobs": {"flashAttention", "offloadToCpu", "vaeTiling", "textEncoderOnCpu", "vaeOnCpu",
+               "threads", "refImages": [str], "initImage": str|null, "strength": float|null,
+               "loras": [{"name", "weight"}]}}
     """
     t = result.timings
     sizes = sorted({(i.width, i.height) for i in result.images}) or [(gen.width, gen.height)]
@@ -315,6 +318,18 @@ def result_json(gen: GenerateRequest, result) -> dict:
             "decode": round(t.decode, 4),
             "total": round(result.wall, 4),
         },
+        "knobs": {
+            "flashAttention": load.flash_attn if load else None,
+            "offloadToCpu": load.offload_to_cpu if load else None,
+            "vaeTiling": gen.vae_tiling,
+            "textEncoderOnCpu": load.keep_clip_on_cpu if load else None,
+            "vaeOnCpu": load.keep_vae_on_cpu if load else None,
+            "threads": load.n_threads if load else None,
+            "refImages": list(gen.ref_images),
+            "initImage": gen.init_image,
+            "strength": gen.strength if gen.init_image else None,
+            "loras": [{"name": lo.name, "weight": lo.weight} for lo in gen.loras],
+        },
     }
 
 
@@ -334,7 +349,7 @@ def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
         adopt_recipe(ctx, gen.model_id, reused)
     t = result.timings
     if getattr(args, "json", False):
-        print(json.dumps(result_json(gen, result), indent=2))
+        print(json.dumps(result_json(gen, result, load), indent=2))
         return 0
     if not getattr(args, "quiet", False):
         print(
