@@ -34,6 +34,7 @@ from distill_tui.engine.protocol import (
     Timings,
     seed_problem,
 )
+from distill_tui.listeners import Listeners
 
 if TYPE_CHECKING:
     from distill_tui.context import CoreContext
@@ -392,7 +393,7 @@ class GenerationService:
         self.engine_reason: str = ""
         self.backend: str = ""
         self.loaded_label: str = ""
-        self._listeners: list[Callable[[ChangeKind], None]] = []
+        self._listeners: Listeners[ChangeKind] = Listeners("generation")
         self._count = 0
 
     # ---- wiring ---------------------------------------------------------------------
@@ -411,20 +412,10 @@ class GenerationService:
         return EngineClient(on_event=self.handle_event, on_state=self.handle_state, **kwargs)
 
     def subscribe(self, listener: Callable[[ChangeKind], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     def _changed(self, kind: ChangeKind) -> None:
-        for cb in list(self._listeners):
-            try:
-                cb(kind)
-            except Exception:  # a UI bug must never stop a generation
-                log.exception("generation listener failed")
+        self._listeners.publish(kind)  # a UI bug never stops a generation
 
     @property
     def engine(self) -> EngineClient:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill_tui.atomic import atomic_write_json, move_aside
+from distill_tui.listeners import Listeners
 from distill_tui.paths import AppPaths
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class SettingsStore:
         self.warnings: list[str] = []
         self.read_only_reason: str | None = None
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[Settings], None]] = []
+        self._listeners: Listeners[Settings] = Listeners("settings")
         #: the settings as this process last read or wrote them (what it believes is on disk)
         self._base: dict[str, Any] = Settings().to_json()
         self._disk_sig: tuple[int, int, int] | None = None  #: (mtime_ns, size, inode) then
@@ -342,15 +343,13 @@ class SettingsStore:
         self._notify()
         return ok
 
-    def subscribe(self, callback: Callable[[Settings], None]) -> None:
-        self._listeners.append(callback)
+    def subscribe(self, callback: Callable[[Settings], None]) -> Callable[[], None]:
+        """Called after every change (this process's or, via reload_if_changed, another's);
+        returns the function that unsubscribes."""
+        return self._listeners.subscribe(callback)
 
     def _notify(self) -> None:
-        for cb in list(self._listeners):
-            try:
-                cb(self.settings)
-            except Exception:  # a listener must never break a save
-                log.exception("settings listener failed")
+        self._listeners.publish(self.settings)  # a listener never breaks a save
 
 
 _DELETED = object()

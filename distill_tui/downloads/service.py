@@ -46,6 +46,7 @@ from distill_tui.downloads.sidecar import (
 )
 from distill_tui.hftoken import token_to_send
 from distill_tui.inventory import human_size
+from distill_tui.listeners import Listeners
 from distill_tui.redact import redact
 
 if TYPE_CHECKING:
@@ -259,7 +260,7 @@ class DownloadManager:
         self.fetch_overrides = dict(fetch_overrides or {})  # FetchConfig fields (tests, bench)
         self.stalled_after = stalled_after  #: no byte for this long: the event says "stalled"
         self.rate_window = rate_window  #: seconds the speed is averaged over
-        self._subscribers: list[Callable[[DownloadEvent], None]] = []
+        self._subscribers: Listeners[DownloadEvent] = Listeners("download")
         self._events: dict[str, DownloadEvent] = {}
         self._jobs: dict[str, _Job] = {}
         self._queue: asyncio.Queue[str] | None = None
@@ -285,13 +286,7 @@ class DownloadManager:
         Progress is throttled to ~10 events/s per file; state changes and final states are
         always delivered.
         """
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.subscribe(callback)
 
     def status(self, key: str) -> DownloadEvent | None:
         return self._events.get(key)
@@ -1085,11 +1080,7 @@ class DownloadManager:
 
     def _emit(self, event: DownloadEvent) -> None:
         self._events[event.key] = event
-        for cb in list(self._subscribers):
-            try:
-                cb(event)
-            except Exception:
-                log.exception("download subscriber failed")
+        self._subscribers.publish(event)
 
 
 __all__ = [

@@ -201,7 +201,7 @@ class GenerateScreen(Screen):
         super().__init__()
         self._unsubscribe: Callable[[], None] | None = None
         self._unsubscribe_downloads: Callable[[], None] | None = None
-        self._settings_hooked = False
+        self._unsubscribe_settings: Callable[[], None] | None = None
         self._shown_job: int | None = None
         self._shown_images = 0
         self._errors: list[str] = []
@@ -409,9 +409,7 @@ class GenerateScreen(Screen):
         # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector;
         # after the first frame: the download service (httpx) is not needed to draw it
         self.call_after_refresh(self._subscribe_downloads)
-        if not self._settings_hooked:  # SettingsStore has no unsubscribe: hook once
-            self._settings_hooked = True
-            self.distill.core.settings.subscribe(self._on_settings_changed)
+        self._unsubscribe_settings = self.distill.core.settings.subscribe(self._on_settings_changed)
         self.set_interval(0.5, self._tick)
         if self.distill.deterministic:  # snapshots: no blinking cursors
             self.query_one("#prompt", TextArea).cursor_blink = False
@@ -432,6 +430,9 @@ class GenerateScreen(Screen):
     def on_unmount(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
+        if self._unsubscribe_settings:
+            self._unsubscribe_settings()
+            self._unsubscribe_settings = None
         if self._unsubscribe_downloads:
             self._unsubscribe_downloads()
             self._unsubscribe_downloads = None

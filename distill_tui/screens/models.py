@@ -229,7 +229,7 @@ class ModelManagerScreen(Screen):
         self._elsewhere: dict[str, Elsewhere] = {}
         self._watch: Any = None
         self._unsubscribe: Callable[[], Any] | None = None
-        self._settings_hooked = False
+        self._unsubscribe_settings: Callable[[], Any] | None = None
         self._ready: dict[str, bool] = {}
         self._dir_line: Content | None = None
         #: the import_dirs folders' model files by size (built on a thread; localreuse.py)
@@ -288,15 +288,16 @@ class ModelManagerScreen(Screen):
         self._scan_import_dirs()
         self.set_interval(1.0, self._poll_elsewhere)
         self.call_after_refresh(self._poll_elsewhere)
-        if not self._settings_hooked:
-            self._settings_hooked = True
-            self.core.settings.subscribe(self._on_settings_changed)
+        self._unsubscribe_settings = self.core.settings.subscribe(self._on_settings_changed)
         machine_changed = getattr(self.app, "machine_changed", None)
         if machine_changed is not None:  # fit marks once the GPU is known
             machine_changed.subscribe(self, lambda _m: self.sync_all())
         self.sync_all()
 
     def on_unmount(self) -> None:
+        if self._unsubscribe_settings is not None:
+            self._unsubscribe_settings()
+            self._unsubscribe_settings = None
         if self._unsubscribe is not None:
             try:
                 self._unsubscribe()

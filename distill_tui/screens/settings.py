@@ -88,7 +88,7 @@ class SettingsScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__(id="settings-screen")
-        self._settings_hooked = False
+        self._unsubscribe_settings: Any = None
         self._token_line: Content | None = None
         self._token_hint: Content | None = None
         #: (models dir, outputs dir) the status lines describe
@@ -199,13 +199,16 @@ class SettingsScreen(Screen):
         yield DistillFooter(compact=True)
 
     # ---- lifecycle -------------------------------------------------------------------
+    def on_unmount(self) -> None:
+        if self._unsubscribe_settings is not None:
+            self._unsubscribe_settings()
+            self._unsubscribe_settings = None
+
     def on_mount(self) -> None:
         if self.distill.deterministic:  # snapshots: no blinking cursors
             for inp in self.query(Input):
                 inp.cursor_blink = False
-        if not self._settings_hooked:  # SettingsStore has no unsubscribe: hook once
-            self._settings_hooked = True
-            self.core.settings.subscribe(self._on_settings_changed)
+        self._unsubscribe_settings = self.core.settings.subscribe(self._on_settings_changed)
         self.set_interval(2.0, self._sync_token)
         self._sync_dirs()
         self._sync_token()
