@@ -66,6 +66,14 @@ def start_download(tui: PtyTUI) -> None:
     wait(sidecar.exists, 20, "the TUI's download to start")
 
 
+def quit_while_downloading(tui: PtyTUI) -> None:
+    """Start a download, then ctrl+q: the question (keep / stop / stay) is on screen."""
+    start_download(tui)
+    n = len(tui.output)
+    tui.send(CTRL_Q)
+    tui.wait_for(b"Keep downloading", start=n)
+
+
 def test_sigterm_restores_the_terminal_exactly(isolated_dirs):
     tui = PtyTUI()
     try:
@@ -125,10 +133,7 @@ def test_ctrl_q_with_downloads_asks_and_keep_continues_in_background(hc, fake_hu
     fake_hub.rate = 250_000
     tui = PtyTUI()
     try:
-        start_download(tui)
-        n = len(tui.output)
-        tui.send(CTRL_Q)
-        tui.wait_for(b"Keep downloading", start=n)
+        quit_while_downloading(tui)
         tui.send(b"k")
         rc = tui.wait_exit(15)
         assert rc == 0
@@ -148,10 +153,7 @@ def test_ctrl_q_with_downloads_stop_keeps_partials(hc, fake_hub):
     fake_hub.rate = 250_000
     tui = PtyTUI()
     try:
-        start_download(tui)
-        n = len(tui.output)
-        tui.send(CTRL_Q)
-        tui.wait_for(b"Keep downloading", start=n)
+        quit_while_downloading(tui)
         tui.send(b"s")
         assert tui.wait_exit(15) == 0
         assert tui.modes_now() == tui.modes_before
