@@ -44,8 +44,8 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from distill_tui.atomic import atomic_write_bytes
 from distill_tui.catalog import UnknownModelError
 from distill_tui.engine.protocol import MAX_SEED, GenerateRequest, LoadRequest
+from distill_tui.formatting import human_size
 from distill_tui.generation import GenParams
-from distill_tui.inventory import human_size
 from distill_tui.textsafe import visible
 
 if TYPE_CHECKING:

@@ -53,7 +53,7 @@ class FileDrift:
     @property
     def words(self) -> str:
         """One line: "up to date", "upstream changed (new sha256 1234abcd…, new size 2.1 GB)"."""
-        from distill_tui.inventory import human_size
+        from distill_tui.formatting import human_size
 
         base = STATUS_WORDS[self.status]
         if self.status == "changed":

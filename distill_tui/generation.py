@@ -34,6 +34,7 @@ from distill_tui.engine.protocol import (
     Timings,
     seed_problem,
 )
+from distill_tui.formatting import recipe_label
 from distill_tui.listeners import Listeners
 
 if TYPE_CHECKING:
@@ -443,10 +444,10 @@ class GenerationService:
     def _label_for(self, model_id: str) -> str:
         job = self.job
         if job and job.model_id == model_id:
-            return f"{model_id} · {job.diffusion_quant} + {job.text_encoder_quant}"
+            return recipe_label(model_id, job.diffusion_quant, job.text_encoder_quant)
         sel = self.core.settings.selection(model_id)
         if sel.diffusion_quant:
-            return f"{model_id} · {sel.diffusion_quant} + {sel.text_encoder_quant}"
+            return recipe_label(model_id, sel.diffusion_quant, sel.text_encoder_quant)
         return model_id
 
     def _phase(self, phase: JobPhase) -> None:

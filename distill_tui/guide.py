@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from distill_tui.catalog import Catalog, CatalogFile
+from distill_tui.formatting import human_size
 from distill_tui.hftoken import token_path
-from distill_tui.inventory import Inventory, human_size
+from distill_tui.inventory import Inventory
 from distill_tui.settings import SettingsStore
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from distill_tui.atomic import atomic_write_json, move_aside
 from distill_tui.catalog import CatalogModel
+from distill_tui.formatting import human_size as human_size  # re-export: downloads/ uses it
 from distill_tui.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -226,17 +227,6 @@ class Inventory:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         return shutil.disk_usage(probe).free
-
-
-def human_size(n: float, precision: int = 1) -> str:
-    """1_500_000_000 -> '1.5 GB' (decimal units, as Hugging Face shows sizes)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            if unit == "B":
-                return f"{int(n)} B"
-            return f"{n:.{precision}f} {unit}"
-        n /= 1000
-    return f"{n} TB"
 
 
 def fsync_file(path: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from distill_tui.catalog import COMPONENT_LABELS
+from distill_tui.formatting import human_size, quant_pair
 from distill_tui.settings import QuantSelection
 
 if TYPE_CHECKING:
@@ -50,11 +51,9 @@ class ReusePlan:
 
     @property
     def quants(self) -> str:
-        return f"{self.selection.diffusion_quant} × {self.selection.text_encoder_quant}"
+        return quant_pair(self.selection.diffusion_quant, self.selection.text_encoder_quant)
 
     def describe_missing(self) -> str:
-        from distill_tui.inventory import human_size
-
         return ", ".join(f"{m.label} ({human_size(m.file.size)})" for m in self.missing)
 
 

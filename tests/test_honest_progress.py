@@ -109,7 +109,7 @@ def test_eta_is_hidden_while_unknown_and_never_absurd():
     assert eta_for(0, None) == 0.0
     assert fmt_eta(None) is None and fmt_eta(MAX_ETA + 1) is None
     assert fmt_eta(65) == "1:05" and fmt_eta(3725) == "1:02:05"
-    from distill_tui.widgets.file_status import fmt_eta as row_eta
+    from distill_tui.formatting import eta_text as row_eta
 
     assert row_eta(134_243_158_564) == "--:--"
 

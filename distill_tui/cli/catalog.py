@@ -44,8 +44,8 @@ from distill_tui.catalog_check import (
 )
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
+from distill_tui.formatting import human_size
 from distill_tui.hftoken import offline, offline_message, token_to_send
-from distill_tui.inventory import human_size
 
 EXIT_PROBLEMS = 1
 EXIT_UNREACHABLE = 3

@@ -28,8 +28,8 @@ from distill_tui.compare import (
 from distill_tui.context import CoreContext
 from distill_tui.engine.client import EngineClient
 from distill_tui.engine.protocol import EngineEvent, PhaseEvent, ProgressEvent
+from distill_tui.formatting import human_size
 from distill_tui.generation import GenParams
-from distill_tui.inventory import human_size
 from distill_tui.outputs import History
 from distill_tui.textsafe import visible
 

@@ -10,8 +10,8 @@ import sys
 from distill_tui import __version__, hftoken
 from distill_tui.catalog import UnknownModelError
 from distill_tui.context import CoreContext
+from distill_tui.formatting import human_size
 from distill_tui.hftoken import token_source
-from distill_tui.inventory import human_size
 from distill_tui.textsafe import visible
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel, UnknownModelError
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
-from distill_tui.inventory import human_size
+from distill_tui.formatting import eta_text, human_size
 from distill_tui.textsafe import visible
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -111,7 +111,7 @@ def _status_lines(ctx: CoreContext, acts) -> list[str]:
             rate = ""
             if a.speed is not None:
                 eta = (a.size - a.done) / a.speed if a.speed > 0 else None
-                rate = f"  {human_size(a.speed)}/s  ETA {_eta(eta)}"
+                rate = f"  {human_size(a.speed)}/s  ETA {eta_text(eta)}"
             lines.append(f"  downloading  {a.key}  {pct}  {size}{rate}  ({who})")
         else:
             how = (
@@ -119,15 +119,6 @@ def _status_lines(ctx: CoreContext, acts) -> list[str]:
             )
             lines.append(f"  partial      {a.key}  {pct}  {size}  (resume: {how})")
     return lines
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0 or seconds > 99 * 3600:
-        return "--:--"  # unknown, or so far off that it says nothing
-    s = int(seconds + 0.5)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def cmd_status(args: argparse.Namespace, ctx: CoreContext) -> int:
@@ -447,7 +438,7 @@ class _Output:
             rate = eta = ""
             if state == "downloading" and not activity:
                 rate = f"{human_size(ev.speed)}/s" if ev.speed else ""
-                eta = f"ETA {_eta(ev.eta)}" if ev.eta is not None else ""  # hidden: unknown
+                eta = f"ETA {eta_text(ev.eta)}" if ev.eta is not None else ""  # hidden: unknown
             fields: dict[str, Any] = {"state": extra, "rate": rate, "eta": eta}
             if tid is None:
                 tid = self.progress.add_task(desc, total=ev.total or None, **fields)
@@ -477,7 +468,7 @@ class _Output:
             now = time.monotonic()
             if now - self.last_line.get(ev.key, now) >= PROGRESS_EVERY:
                 self.last_line[ev.key] = now
-                eta = _eta(ev.eta) if ev.speed > 0 else "--:--"
+                eta = eta_text(ev.eta) if ev.speed > 0 else "--:--"
                 # retrying / stalled: those words, not "0 B/s ETA --:--"
                 how = getattr(ev, "activity", None) or f"{human_size(ev.speed)}/s  ETA {eta}"
                 self._print(

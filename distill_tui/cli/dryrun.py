@@ -25,7 +25,7 @@ import sys
 
 from distill_tui.catalog import CatalogModel
 from distill_tui.context import CoreContext
-from distill_tui.inventory import human_size
+from distill_tui.formatting import human_size
 from distill_tui.textsafe import visible
 
 

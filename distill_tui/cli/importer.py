@@ -10,7 +10,7 @@ from typing import Any
 
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
-from distill_tui.inventory import human_size
+from distill_tui.formatting import human_size
 from distill_tui.textsafe import visible
 
 

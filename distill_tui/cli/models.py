@@ -31,7 +31,7 @@ import sys
 from distill_tui.catalog import UnknownModelError, UnknownQuantError
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
-from distill_tui.inventory import human_size
+from distill_tui.formatting import human_size
 from distill_tui.textsafe import visible, visible_tree
 
 

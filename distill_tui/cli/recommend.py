@@ -13,12 +13,8 @@ import json
 from typing import Any
 
 from distill_tui.context import CoreContext
-from distill_tui.inventory import human_size
+from distill_tui.formatting import gib, human_size
 from distill_tui.textsafe import visible
-
-
-def _gib(n: int) -> str:
-    return f"{n / 1024**3:.1f} GiB"
 
 
 def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
@@ -77,7 +73,7 @@ def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
         if best:
             print(
                 f"  best: --diffusion {best['diffusion']} --text-encoder {best['text_encoder']}"
-                f"  ({human_size(best['size'])} of files, peak ~{_gib(best['peak'])}: "
+                f"  ({human_size(best['size'])} of files, peak ~{gib(best['peak'])}: "
                 f"{best['fit']})"
             )
         else:
@@ -87,6 +83,6 @@ def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
             for s in m["sets"]:
                 print(
                     f"  {visible(s['diffusion']):<10} {visible(s['text_encoder']):<8} "
-                    f"{human_size(s['size']):>8} {_gib(s['plain_peak']):>9}  {s['fit']}"
+                    f"{human_size(s['size']):>8} {gib(s['plain_peak']):>9}  {s['fit']}"
                 )
     return 0

@@ -24,8 +24,8 @@ from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from distill_tui.compare import Cell, CompareError, CompareRun, plan_compare
+from distill_tui.formatting import human_size
 from distill_tui.generation import GenParams
-from distill_tui.inventory import human_size
 from distill_tui.resources import style_path
 from distill_tui.textsafe import visible
 from distill_tui.widgets.footer import DistillFooter

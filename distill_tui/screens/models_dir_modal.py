@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from distill_tui.inventory import human_size
+from distill_tui.formatting import human_size
 from distill_tui.resources import style_path
 from distill_tui.textsafe import visible
 

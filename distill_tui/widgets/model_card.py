@@ -16,7 +16,8 @@ from textual.content import Content
 from textual.widgets import Collapsible, Static
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
-from distill_tui.inventory import Inventory, human_size
+from distill_tui.formatting import human_size
+from distill_tui.inventory import Inventory
 from distill_tui.settings import QuantSelection
 from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.card_title import CardTitle
