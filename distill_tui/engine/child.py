@@ -30,16 +30,64 @@ its original stdout. Traps of stable-diffusion-cpp-python 0.4.7 handled here (se
   affinity), like sd.cpp's own CLI, not the wrapper's ``cpu_count() // 2``.
 * Seeds: ``-1`` becomes a random 31-bit seed chosen here (the wrapper would only pick
   0..10000); image *i* of a batch uses seed + i.
+
+:func:`main` only sets up the file descriptors and imports the library; :class:`EngineChild`
+holds what the requests and the native callbacks share.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
+import ctypes
+import gc
+import io
 import os
+import random
 import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from distill_tui.engine import backend, preflight
+from distill_tui.engine.protocol import (
+    DoneEvent,
+    EngineRequest,
+    ErrorEvent,
+    GenerateRequest,
+    ImageEvent,
+    LoadedEvent,
+    LoadRequest,
+    Phase,
+    PhaseEvent,
+    PreviewEvent,
+    ProgressEvent,
+    ProtocolError,
+    ReadyEvent,
+    ShutdownRequest,
+    Timings,
+    UnloadedEvent,
+    UnloadRequest,
+    dumps,
+    parse_request,
+)
+
+#: The ctypes callback objects, referenced for the life of the process: the C side keeps only
+#: their raw pointers, and a callback object that is collected leaves them dangling.
+_CALLBACKS: tuple = ()
+
+_LEVELS = {0: "DEBUG", 1: "INFO", 2: "WARN", 3: "ERROR"}
+_TAIL_IN_ERRORS = 20  # log lines attached to an error event
 
 
-def _setup_fds():
-    """Protocol on a dup of fd 1; fd 1 (and sys.stdout) -> stderr. Must run before imports."""
+def _setup_fds() -> IO[str]:
+    """Protocol on a dup of fd 1; fd 1 (and sys.stdout) -> stderr. Must run before the native
+    library is imported: it writes to fd 1 from then on."""
     proto_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -47,126 +95,165 @@ def _setup_fds():
     return os.fdopen(proto_fd, "w", buffering=1, encoding="utf-8")
 
 
-def main() -> int:  # noqa: C901 - one loop, kept flat
-    proto = _setup_fds()
+def _errlog(msg: str) -> None:
+    sys.stderr.write(f"[engine] {msg}\n")
+    sys.stderr.flush()
 
-    import collections
-    import ctypes
-    import gc
-    import threading
-    import time
 
-    from distill_tui.engine.protocol import (
-        DoneEvent,
-        ErrorEvent,
-        GenerateRequest,
-        ImageEvent,
-        LoadedEvent,
-        LoadRequest,
-        PhaseEvent,
-        PreviewEvent,
-        ProgressEvent,
-        ProtocolError,
-        ReadyEvent,
-        ShutdownRequest,
-        Timings,
-        UnloadedEvent,
-        UnloadRequest,
-        dumps,
-        parse_request,
-    )
+def _exit_when_orphaned(parent: int) -> None:
+    """The parent died (kill -9, dropped SSH session...): stdin EOF would only be seen after
+    the running generation, so end now instead of computing for nobody."""
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent:
+            os._exit(0)
 
-    lock = threading.Lock()
 
-    def emit(ev) -> None:
-        data = dumps(ev)
-        with lock:
-            proto.write(data)
-            proto.flush()
-
-    def errlog(msg: str) -> None:
-        sys.stderr.write(f"[engine] {msg}\n")
-        sys.stderr.flush()
-
+def _physical_threads(sd_cpp: Any) -> int:
+    """sd.cpp's CLI uses the physical cores (the wrapper would use cpu_count()//2), capped by
+    the CPU affinity a container or ``taskset`` gives this process."""
     try:
-        import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
-        from stable_diffusion_cpp import StableDiffusion
-        from stable_diffusion_cpp.stable_diffusion import PREVIEW_MAP
+        threads = int(sd_cpp.sd_get_num_physical_cores())
+    except Exception:  # noqa: BLE001
+        threads = 0
+    aff = getattr(os, "sched_getaffinity", None)
+    usable = len(aff(0)) if aff else (os.cpu_count() or 1)
+    return max(1, min(threads or usable, usable))
 
-        from distill_tui.engine import backend as backend_mod
-        from distill_tui.engine import preflight
-        from distill_tui.outputs import save_png
-    except Exception as e:  # noqa: BLE001
-        emit(ErrorEvent(kind="load", message=f"cannot import stable_diffusion_cpp: {e}"))
-        return 2
 
-    # ---- shared state read by the native callbacks ---------------------------------------
-    class State:
-        phase = "loading"
-        req_id = ""
-        image_index = 0
-        preview = False
-        t_encode_done = 0.0
-        t_decode_start = 0.0
-        model_version = ""
+def _output_target(req: GenerateRequest, i: int) -> tuple[Path, bool]:
+    """Where image ``i`` goes, and whether that path is exact (an output file) or a folder."""
+    if req.output_file:
+        p = Path(req.output_file)
+        if req.batch_count > 1:
+            p = p.with_name(f"{p.stem}-{i + 1}{p.suffix or '.png'}")
+        return p, True
+    return Path(req.output_dir or "."), False
 
-    st = State()
-    tail: collections.deque[str] = collections.deque(maxlen=60)
-    errors: list[str] = []
-    levels = {0: "DEBUG", 1: "INFO", 2: "WARN", 3: "ERROR"}
 
-    def on_log(level: int, text: bytes, _data) -> None:
+def knob_params(req: GenerateRequest) -> dict:
+    """The engine knobs, img2img and LoRAs of a generate request, for the PNG parameters
+    (only what is set: an older client's request records what it sent)."""
+    out: dict = {"vae_tiling": req.vae_tiling}
+    for key in ("flash_attn", "offload_to_cpu", "keep_clip_on_cpu", "keep_vae_on_cpu"):
+        if getattr(req, key) is not None:
+            out[key] = getattr(req, key)
+    if req.n_threads is not None:
+        out["n_threads"] = req.n_threads
+    if req.init_image:
+        out["init_image"] = req.init_image
+        out["strength"] = req.strength
+    if req.loras:
+        out["loras"] = [{"name": lo.name, "weight": lo.weight} for lo in req.loras]
+    return out
+
+
+class EngineChild:
+    """One model context, the requests that use it and the native callbacks that report on it.
+
+    The callbacks run inside the library's calls, so what they need (request id, phase,
+    image index, preview switch) is kept here as attributes that a request sets before it
+    calls the library. Every event goes through :meth:`emit`, under one lock, so that a line
+    written from a callback never interleaves with another.
+    """
+
+    def __init__(
+        self,
+        proto: IO[str],
+        *,
+        sd_cpp: Any,
+        model_class: Any,
+        preview_modes: Mapping[str, Any],
+        save_png: Callable[..., Path],
+    ) -> None:
+        self._proto = proto
+        self._lock = threading.Lock()
+        self._sd_cpp = sd_cpp  # the ctypes bindings (stable_diffusion_cpp.stable_diffusion_cpp)
+        self._model_class = model_class  # the wrapper's StableDiffusion
+        self._preview_modes = preview_modes
+        self._save_png = save_png
+        self._preview_cb: Any = None
+        # read by the native callbacks
+        self.phase: Phase = "loading"
+        self.req_id = ""
+        self.image_index = 0
+        self.preview = False
+        self.t_encode_done = 0.0
+        self.t_decode_start = 0.0
+        self.model_version = ""
+        self.tail: collections.deque[str] = collections.deque(maxlen=60)
+        self.errors: list[str] = []  # ERROR lines since the last load/generate began
+        # the loaded context
+        self._sd: Any = None
+        self._loaded_key: tuple | None = None
+        self._vae_decode_only = True
+
+    # ---- events and native callbacks -----------------------------------------------------
+
+    def emit(self, ev: BaseModel) -> None:
+        data = dumps(ev)
+        with self._lock:
+            self._proto.write(data)
+            self._proto.flush()
+
+    def _log_tail(self) -> list[str]:
+        return list(self.tail)[-_TAIL_IN_ERRORS:]
+
+    def on_log(self, level: int, text: bytes | None, _data: Any) -> None:
+        """The library's log line: to stderr and the tail; its INFO lines mark the phases."""
         try:
             msg = text.decode("utf-8", "replace").rstrip("\n") if text else ""
-            lvl = levels.get(level, str(level))
+            lvl = _LEVELS.get(level, str(level))
             if level >= 1:
-                tail.append(f"{lvl} {msg}")
+                self.tail.append(f"{lvl} {msg}")
                 sys.stderr.write(f"{lvl} {msg}\n")
             if level >= 3:
-                errors.append(msg.split(" - ", 1)[-1].strip())
-            body = msg.split(" - ", 1)[-1]
-            if "get_learned_condition completed" in body:
-                st.t_encode_done = time.monotonic()
-            elif body.startswith("generating image: "):
-                # "generating image: 1/2 - seed 7"
-                try:
-                    st.image_index = int(body.split(":", 1)[1].split("/", 1)[0]) - 1
-                except ValueError:
-                    pass
-                if st.phase != "loading":
-                    st.phase = "sampling"
-                    emit(PhaseEvent(id=st.req_id, phase="sampling", image_index=st.image_index))
-            elif body.startswith("decoding ") and "latent" in body:
-                st.t_decode_start = time.monotonic()
-                st.phase = "decoding"
-                emit(PhaseEvent(id=st.req_id, phase="decoding", image_index=st.image_index))
-            elif body.startswith("Version: "):
-                st.model_version = body[len("Version: ") :].strip()
+                self.errors.append(msg.split(" - ", 1)[-1].strip())
+            self._phase_from_log(msg.split(" - ", 1)[-1])
         except Exception:  # noqa: BLE001 - never raise into native code
             pass
 
-    def on_progress(step: int, steps: int, seconds: float, _data) -> None:
+    def _phase_from_log(self, body: str) -> None:
+        if "get_learned_condition completed" in body:
+            self.t_encode_done = time.monotonic()
+        elif body.startswith("generating image: "):
+            # "generating image: 1/2 - seed 7"
+            try:
+                self.image_index = int(body.split(":", 1)[1].split("/", 1)[0]) - 1
+            except ValueError:
+                pass
+            if self.phase != "loading":
+                self.phase = "sampling"
+                self.emit(
+                    PhaseEvent(id=self.req_id, phase="sampling", image_index=self.image_index)
+                )
+        elif body.startswith("decoding ") and "latent" in body:
+            self.t_decode_start = time.monotonic()
+            self.phase = "decoding"
+            self.emit(PhaseEvent(id=self.req_id, phase="decoding", image_index=self.image_index))
+        elif body.startswith("Version: "):
+            self.model_version = body[len("Version: ") :].strip()
+
+    def on_progress(self, step: int, steps: int, seconds: float, _data: Any) -> None:
         try:
-            emit(
+            self.emit(
                 ProgressEvent(
-                    id=st.req_id,
-                    phase=st.phase,  # type: ignore[arg-type]  # one of PHASES
+                    id=self.req_id,
+                    phase=self.phase,
                     step=step,
                     steps=steps,
                     seconds_per_step=round(float(seconds), 5),
-                    image_index=st.image_index,
+                    image_index=self.image_index,
                 )
             )
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never raise into native code
             pass
 
-    def on_preview(step: int, count: int, frames, _noisy: bool, _data) -> None:
-        if not st.preview or count < 1 or not frames:
+    def on_preview(self, step: int, count: int, frames: Any, _noisy: bool, _data: Any) -> None:
+        """A ``proj`` preview frame, as a small PNG (only while the request asked for them)."""
+        if not self.preview or count < 1 or not frames:
             return
         try:
-            import base64
-            import io
-
             from PIL import Image
 
             f = frames[0]
@@ -176,107 +263,166 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
             im = Image.frombytes(mode, (w, h), raw)
             buf = io.BytesIO()
             im.save(buf, format="PNG")
-            emit(
+            self.emit(
                 PreviewEvent(
-                    id=st.req_id,
+                    id=self.req_id,
                     step=step,
                     width=w,
                     height=h,
                     png_b64=base64.b64encode(buf.getvalue()).decode("ascii"),
-                    image_index=st.image_index,
+                    image_index=self.image_index,
                 )
             )
         except Exception as e:  # noqa: BLE001
-            errlog(f"preview failed: {e}")
+            _errlog(f"preview failed: {e}")
 
-    # Module-lifetime references (the C side keeps only the raw pointers).
-    global _CALLBACKS
-    log_cb = sd_cpp.sd_log_callback(on_log)
-    progress_cb = sd_cpp.sd_progress_callback(on_progress)
-    preview_cb = sd_cpp.sd_preview_callback(on_preview)
-    _CALLBACKS = (log_cb, progress_cb, preview_cb)
-    sd_cpp.sd_set_log_callback(log_cb, ctypes.c_void_p(0))
-    sd_cpp.sd_set_progress_callback(progress_cb, ctypes.c_void_p(0))
+    def _register_callbacks(self) -> None:
+        """Once per process (see the module docstring: a per-call callback dangles)."""
+        global _CALLBACKS
+        sd_cpp = self._sd_cpp
+        log_cb = sd_cpp.sd_log_callback(self.on_log)
+        progress_cb = sd_cpp.sd_progress_callback(self.on_progress)
+        self._preview_cb = sd_cpp.sd_preview_callback(self.on_preview)
+        _CALLBACKS = (log_cb, progress_cb, self._preview_cb)
+        sd_cpp.sd_set_log_callback(log_cb, ctypes.c_void_p(0))
+        sd_cpp.sd_set_progress_callback(progress_cb, ctypes.c_void_p(0))
+        self._set_preview(False)
 
-    def set_preview(on: bool, interval: int = 1) -> None:
-        mode = PREVIEW_MAP["proj"] if on else PREVIEW_MAP["none"]
-        sd_cpp.sd_set_preview_callback(
-            preview_cb, int(mode), int(interval), True, False, ctypes.c_void_p(0)
+    def _set_preview(self, on: bool, interval: int = 1) -> None:
+        mode = self._preview_modes["proj"] if on else self._preview_modes["none"]
+        self._sd_cpp.sd_set_preview_callback(
+            self._preview_cb, int(mode), int(interval), True, False, ctypes.c_void_p(0)
         )
 
-    set_preview(False)
-
-    try:
-        info = backend_mod.probe(sd_cpp._lib)
-    except Exception as e:  # noqa: BLE001
-        info = {"backend": "unknown", "devices": []}
-        errlog(f"backend probe failed: {e}")
-    try:
-        sysinfo = " ".join(sd_cpp.sd_get_system_info().decode("utf-8", "replace").split())
-    except Exception:  # noqa: BLE001
-        sysinfo = ""
-    emit(
-        ReadyEvent(
-            version=backend_mod.library_version(),
-            backend=info["backend"],
-            devices=info["devices"],
-            system_info=sysinfo,
-            pid=os.getpid(),
-        )
-    )
-
-    sd = None
-    loaded_key: tuple | None = None
-    vae_decode_only = True
-
-    def free_model() -> None:
-        nonlocal sd, loaded_key
-        if sd is not None:
-            try:
-                sd._model.close()
-            except Exception as e:  # noqa: BLE001
-                errlog(f"free failed: {e}")
-            sd = None
-            gc.collect()
-        loaded_key = None
-
-    def handle_load(req: LoadRequest) -> None:
-        nonlocal sd, loaded_key, vae_decode_only
-        if sd is not None and loaded_key == req.key():
-            emit(LoadedEvent(seconds=0.0, reused=True, model_version=st.model_version))
-            return
-        free_model()
-        st.req_id = ""
+    def _announce(self) -> None:
+        """The unprompted ``ready`` event: library version, backend and devices."""
         try:
-            if os.environ.get("DISTILL_ENGINE_SKIP_PREFLIGHT") == "1":  # tests/debugging only
-                raise _Skip
-            preflight.check_load(
-                req.diffusion_model_path,
-                req.llm_path,
-                req.vae_path,
-                need_vae_encoder=not req.vae_decode_only,
+            info = backend.probe(self._sd_cpp._lib)
+        except Exception as e:  # noqa: BLE001
+            info = {"backend": "unknown", "devices": []}
+            _errlog(f"backend probe failed: {e}")
+        try:
+            sysinfo = " ".join(self._sd_cpp.sd_get_system_info().decode("utf-8", "replace").split())
+        except Exception:  # noqa: BLE001
+            sysinfo = ""
+        self.emit(
+            ReadyEvent(
+                version=backend.library_version(),
+                backend=info["backend"],
+                devices=info["devices"],
+                system_info=sysinfo,
+                pid=os.getpid(),
             )
-        except preflight.PreflightError as e:
-            emit(ErrorEvent(kind=e.kind, message=e.message))  # type: ignore[arg-type]
-            return
-        except _Skip:
-            pass
-        st.phase = "loading"
-        st.model_version = ""
-        emit(PhaseEvent(phase="loading"))
-        errors.clear()
-        threads = req.n_threads
-        if threads <= 0:  # the wrapper would use cpu_count()//2; sd.cpp's CLI uses physical cores
+        )
+
+    # ---- the request loop ------------------------------------------------------------------
+
+    def run(self, stdin: IO[bytes]) -> int:
+        """Serve requests one after another until ``shutdown`` or EOF; 0 when done."""
+        self._register_callbacks()
+        self._announce()
+        threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+        while True:
+            line = stdin.readline()
+            if not line:
+                break  # parent went away: exit quietly
+            if not line.strip():
+                continue
             try:
-                threads = int(sd_cpp.sd_get_num_physical_cores())
-            except Exception:  # noqa: BLE001
-                threads = 0
-            aff = getattr(os, "sched_getaffinity", None)
-            usable = len(aff(0)) if aff else (os.cpu_count() or 1)
-            threads = max(1, min(threads or usable, usable))
+                req = parse_request(line)
+            except ProtocolError as e:
+                self.emit(ErrorEvent(kind="bad_request", message=str(e)))
+                continue
+            try:
+                if not self.dispatch(req):
+                    break
+            except Exception as e:  # noqa: BLE001 - report and keep serving
+                traceback.print_exc()
+                self.emit(
+                    ErrorEvent(
+                        id=getattr(req, "id", ""),
+                        kind="generate",
+                        message=f"{type(e).__name__}: {e}",
+                        log_tail=self._log_tail(),
+                    )
+                )
+        self.free_model()
+        self._proto.flush()
+        return 0
+
+    def dispatch(self, req: EngineRequest) -> bool:
+        """Handle one request; False for ``shutdown``."""
+        if isinstance(req, LoadRequest):
+            self.handle_load(req)
+        elif isinstance(req, GenerateRequest):
+            self.handle_generate(req)
+        elif isinstance(req, UnloadRequest):
+            self.handle_unload()
+        elif isinstance(req, ShutdownRequest):
+            return False
+        return True
+
+    # ---- load / unload ---------------------------------------------------------------------
+
+    def free_model(self) -> None:
+        """Close the context, if any, and collect at once: its memory is back before the next
+        load allocates."""
+        if self._sd is not None:
+            try:
+                self._sd._model.close()
+            except Exception as e:  # noqa: BLE001
+                _errlog(f"free failed: {e}")
+            self._sd = None
+            gc.collect()
+        self._loaded_key = None
+
+    def handle_unload(self) -> None:
+        self.free_model()
+        self.emit(UnloadedEvent())
+
+    def handle_load(self, req: LoadRequest) -> None:
+        """Keep the loaded context if the request equals its key, else free it and load."""
+        if self._sd is not None and self._loaded_key == req.key():
+            self.emit(LoadedEvent(seconds=0.0, reused=True, model_version=self.model_version))
+            return
+        self.free_model()
+        self.req_id = ""
+        if os.environ.get("DISTILL_ENGINE_SKIP_PREFLIGHT") != "1":  # tests/debugging only
+            try:
+                preflight.check_load(
+                    req.diffusion_model_path,
+                    req.llm_path,
+                    req.vae_path,
+                    need_vae_encoder=not req.vae_decode_only,
+                )
+            except preflight.PreflightError as e:
+                self.emit(ErrorEvent(kind=e.kind, message=e.message))  # type: ignore[arg-type]
+                return
+        self.phase = "loading"
+        self.model_version = ""
+        self.emit(PhaseEvent(phase="loading"))
+        self.errors.clear()
+        threads = req.n_threads if req.n_threads > 0 else _physical_threads(self._sd_cpp)
         t0 = time.monotonic()
+        model = self._open(req, threads)
+        if model is None:
+            return
+        self._sd = model
+        self._loaded_key = req.key()
+        self._vae_decode_only = req.vae_decode_only
+        self.phase = "encoding"
+        self.emit(
+            LoadedEvent(
+                seconds=round(time.monotonic() - t0, 4),
+                reused=False,
+                model_version=self.model_version,
+            )
+        )
+
+    def _open(self, req: LoadRequest, threads: int) -> Any:
+        """The library's context for ``req``, or None once the failure has been reported."""
         try:
-            model = StableDiffusion(
+            model = self._model_class(
                 diffusion_model_path=req.diffusion_model_path,
                 llm_path=req.llm_path,
                 vae_path=req.vae_path,
@@ -294,131 +440,128 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                 verbose=True,
             )
         except Exception as e:  # noqa: BLE001
-            emit(ErrorEvent(kind="load", message=f"load failed: {e}", log_tail=list(tail)[-20:]))
-            return
+            self.emit(
+                ErrorEvent(kind="load", message=f"load failed: {e}", log_tail=self._log_tail())
+            )
+            return None
         if not model._model.model:  # NULL context: the load failed inside the library
             model._model.model = None  # the wrapper would free_sd_ctx(NULL) -> segfault
-            reasons = [e for e in errors if e] or ["the library could not load the files"]
+            reasons = [e for e in self.errors if e] or ["the library could not load the files"]
             shown = "; ".join(dict.fromkeys(reasons[:4]))
-            emit(
+            self.emit(
                 ErrorEvent(
                     kind="load",
                     message=f"the model could not be loaded: {shown}",
-                    log_tail=list(tail)[-20:],
+                    log_tail=self._log_tail(),
                 )
             )
-            return
-        sd = model
-        loaded_key = req.key()
-        vae_decode_only = req.vae_decode_only
-        st.phase = "encoding"
-        emit(
-            LoadedEvent(
-                seconds=round(time.monotonic() - t0, 4),
-                reused=False,
-                model_version=st.model_version,
-            )
-        )
+            return None
+        return model
 
-    def output_target(req: GenerateRequest, i: int):
-        from pathlib import Path
+    # ---- generate --------------------------------------------------------------------------
 
-        if req.output_file:
-            p = Path(req.output_file)
-            if req.batch_count > 1:
-                p = p.with_name(f"{p.stem}-{i + 1}{p.suffix or '.png'}")
-            return p, True
-        return Path(req.output_dir or "."), False
-
-    def handle_generate(req: GenerateRequest) -> None:
-        import random
-
-        if sd is None:
-            emit(ErrorEvent(id=req.id, kind="not_loaded", message="no model is loaded"))
-            return
-        if not req.output_file and not req.output_dir:
-            emit(ErrorEvent(id=req.id, kind="bad_request", message="no output_dir/output_file"))
-            return
-        for r in req.ref_images:
-            if not os.path.isfile(r):
-                emit(
-                    ErrorEvent(
-                        id=req.id, kind="missing_file", message=f"reference image not found: {r}"
-                    )
-                )
-                return
-        for what, path in [("init image", req.init_image or "")] + [
-            (f"LoRA {lo.name}", lo.path) for lo in req.loras
-        ]:
-            if path and not os.path.isfile(path):
-                emit(
-                    ErrorEvent(id=req.id, kind="missing_file", message=f"{what} not found: {path}")
-                )
-                return
-        if (req.ref_images or req.init_image) and vae_decode_only:
-            emit(
-                ErrorEvent(
-                    id=req.id,
-                    kind="bad_request",
-                    message="reference and init images need the model loaded with "
-                    "vae_decode_only=False",
-                )
-            )
+    def handle_generate(self, req: GenerateRequest) -> None:
+        """Generate, save the PNGs and report each image, then ``done`` with the timings."""
+        if self._refuse(req):
             return
         # LoRAs reach the library as prompt tags (its API); the recorded prompt stays as typed
         prompt = req.prompt + "".join(f"<lora:{lo.path}:{lo.weight:g}>" for lo in req.loras)
         seed = req.seed if req.seed >= 0 else random.randint(0, 2**31 - 1 - req.batch_count)
-        st.req_id = req.id
-        st.image_index = 0
-        st.preview = req.preview
-        st.t_encode_done = 0.0
-        st.t_decode_start = 0.0
-        set_preview(req.preview, req.preview_interval)
-        st.phase = "encoding"
-        emit(PhaseEvent(id=req.id, phase="encoding"))
-        errors.clear()
+        self.req_id = req.id
+        self.image_index = 0
+        self.preview = req.preview
+        self.t_encode_done = 0.0
+        self.t_decode_start = 0.0
+        self._set_preview(req.preview, req.preview_interval)
+        self.phase = "encoding"
+        self.emit(PhaseEvent(id=req.id, phase="encoding"))
+        self.errors.clear()
         t0 = time.monotonic()
         try:
-            extra = (
-                {"init_image": req.init_image, "strength": req.strength} if req.init_image else {}
-            )
-            images = sd.generate_image(
-                prompt=prompt,
-                negative_prompt=req.negative_prompt,
-                width=req.width,
-                height=req.height,
-                sample_steps=req.steps,
-                cfg_scale=req.cfg_scale,
-                sample_method=req.sampler or "default",
-                scheduler=req.scheduler or "default",
-                seed=seed,
-                batch_count=req.batch_count,
-                ref_images=list(req.ref_images) or None,
-                vae_tiling=req.vae_tiling,
-                **extra,
-            )
+            images = self._call_library(req, prompt, seed)
         except ValueError as e:
-            emit(ErrorEvent(id=req.id, kind="bad_request", message=str(e)))
+            self.emit(ErrorEvent(id=req.id, kind="bad_request", message=str(e)))
             return
         except Exception as e:  # noqa: BLE001
-            emit(
+            self.emit(
                 ErrorEvent(
                     id=req.id,
                     kind="generate",
                     message=f"generation failed: {e}",
-                    log_tail=list(tail)[-20:],
+                    log_tail=self._log_tail(),
                 )
             )
             return
         finally:
-            st.preview = False
+            self.preview = False
         t_gen = time.monotonic()
         if not images:
-            msg = "; ".join(errors[:3]) or "the library returned no image"
-            emit(ErrorEvent(id=req.id, kind="generate", message=msg, log_tail=list(tail)[-20:]))
+            msg = "; ".join(self.errors[:3]) or "the library returned no image"
+            self.emit(
+                ErrorEvent(id=req.id, kind="generate", message=msg, log_tail=self._log_tail())
+            )
             return
-        st.phase = "saving"
-        emit(PhaseEvent(id=req.id, phase="saving"))
+        self.phase = "saving"
+        self.emit(PhaseEvent(id=req.id, phase="saving"))
+        out = self._save(req, images, seed)
+        if out is None:
+            return
+        timings = self._timings(t0, t_gen, time.monotonic())
+        self.phase = "encoding"
+        self.emit(DoneEvent(id=req.id, seed=seed, timings=timings, images=out))
+
+    def _call_library(self, req: GenerateRequest, prompt: str, seed: int) -> list:
+        """The wrapper's ``generate_image`` for ``req`` (it raises ValueError for a parameter
+        value it does not know, e.g. a sampler name)."""
+        extra = {"init_image": req.init_image, "strength": req.strength} if req.init_image else {}
+        return self._sd.generate_image(
+            prompt=prompt,
+            negative_prompt=req.negative_prompt,
+            width=req.width,
+            height=req.height,
+            sample_steps=req.steps,
+            cfg_scale=req.cfg_scale,
+            sample_method=req.sampler or "default",
+            scheduler=req.scheduler or "default",
+            seed=seed,
+            batch_count=req.batch_count,
+            ref_images=list(req.ref_images) or None,
+            vae_tiling=req.vae_tiling,
+            **extra,
+        )
+
+    def _refuse(self, req: GenerateRequest) -> bool:
+        """Report why ``req`` cannot run (no model, no output, a missing file, an edit on a
+        decode-only VAE) before the library sees it: True when refused."""
+        if self._sd is None:
+            self.emit(ErrorEvent(id=req.id, kind="not_loaded", message="no model is loaded"))
+            return True
+        if not req.output_file and not req.output_dir:
+            self.emit(
+                ErrorEvent(id=req.id, kind="bad_request", message="no output_dir/output_file")
+            )
+            return True
+        for r in req.ref_images:
+            if not os.path.isfile(r):
+                msg = f"reference image not found: {r}"
+                self.emit(ErrorEvent(id=req.id, kind="missing_file", message=msg))
+                return True
+        for what, path in [("init image", req.init_image or "")] + [
+            (f"LoRA {lo.name}", lo.path) for lo in req.loras
+        ]:
+            if path and not os.path.isfile(path):
+                msg = f"{what} not found: {path}"
+                self.emit(ErrorEvent(id=req.id, kind="missing_file", message=msg))
+                return True
+        if (req.ref_images or req.init_image) and self._vae_decode_only:
+            msg = "reference and init images need the model loaded with vae_decode_only=False"
+            self.emit(ErrorEvent(id=req.id, kind="bad_request", message=msg))
+            return True
+        return False
+
+    def _save(self, req: GenerateRequest, images: list, seed: int) -> list[ImageEvent] | None:
+        """Write each image with its ``parameters`` chunk and report it; None once a failed
+        write has been reported."""
         out: list[ImageEvent] = []
         try:
             for i, img in enumerate(images):
@@ -439,100 +582,57 @@ def main() -> int:  # noqa: C901 - one loop, kept flat
                     "ref_images": list(req.ref_images),
                     **knob_params(req),
                 }
-                target, exact = output_target(req, i)
-                saved = save_png(img, target, params, index=i, exact=exact)
+                target, exact = _output_target(req, i)
+                saved = self._save_png(img, target, params, index=i, exact=exact)
                 ev = ImageEvent(
                     id=req.id, path=str(saved), seed=seed + i, width=w, height=h, index=i
                 )
                 out.append(ev)
-                emit(ev)
+                self.emit(ev)
         except OSError as e:
-            emit(ErrorEvent(id=req.id, kind="generate", message=f"cannot save the image: {e}"))
-            return
-        t_end = time.monotonic()
-        enc_end = st.t_encode_done or t0
-        dec_start = st.t_decode_start or t_gen
-        timings = Timings(
+            self.emit(ErrorEvent(id=req.id, kind="generate", message=f"cannot save the image: {e}"))
+            return None
+        return out
+
+    def _timings(self, t0: float, t_gen: float, t_end: float) -> Timings:
+        """Split the request at the log lines that marked the end of encoding and the start of
+        decoding (either missing: that phase counts as empty)."""
+        enc_end = self.t_encode_done or t0
+        dec_start = self.t_decode_start or t_gen
+        return Timings(
             encode=round(enc_end - t0, 4),
             sample=round(max(0.0, dec_start - enc_end), 4),
             decode=round(max(0.0, t_gen - dec_start), 4),
             save=round(t_end - t_gen, 4),
             total=round(t_end - t0, 4),
         )
-        st.phase = "encoding"
-        emit(DoneEvent(id=req.id, seed=seed, timings=timings, images=out))
-
-    def orphan_watch(parent: int) -> None:
-        # The parent died (kill -9, dropped SSH session...): stdin EOF would only be seen
-        # after the running generation, so end now instead of computing for nobody.
-        while True:
-            time.sleep(0.25)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=orphan_watch, args=(os.getppid(),), daemon=True).start()
-
-    stdin = sys.stdin.buffer
-    while True:
-        line = stdin.readline()
-        if not line:
-            break  # parent went away: exit quietly
-        if not line.strip():
-            continue
-        try:
-            req = parse_request(line)
-        except ProtocolError as e:
-            emit(ErrorEvent(kind="bad_request", message=str(e)))
-            continue
-        try:
-            if isinstance(req, LoadRequest):
-                handle_load(req)
-            elif isinstance(req, GenerateRequest):
-                handle_generate(req)
-            elif isinstance(req, UnloadRequest):
-                free_model()
-                emit(UnloadedEvent())
-            elif isinstance(req, ShutdownRequest):
-                break
-        except Exception as e:  # noqa: BLE001 - report and keep serving
-            import traceback
-
-            traceback.print_exc()
-            emit(
-                ErrorEvent(
-                    id=getattr(req, "id", ""),
-                    kind="generate",
-                    message=f"{type(e).__name__}: {e}",
-                    log_tail=list(tail)[-20:],
-                )
-            )
-    free_model()
-    proto.flush()
-    return 0
 
 
-_CALLBACKS: tuple = ()
+def main() -> int:
+    """The library writes to fd 1 from its import on, so it is imported only once
+    :func:`_setup_fds` has moved fd 1; an import that fails is an error event the client
+    reports, not a traceback."""
+    proto = _setup_fds()
+    try:
+        import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
+        from stable_diffusion_cpp import StableDiffusion
+        from stable_diffusion_cpp.stable_diffusion import PREVIEW_MAP
 
-
-def knob_params(req) -> dict:
-    """The engine knobs, img2img and LoRAs of a generate request, for the PNG parameters
-    (only what is set: an older client's request records what it sent)."""
-    out: dict = {"vae_tiling": req.vae_tiling}
-    for key in ("flash_attn", "offload_to_cpu", "keep_clip_on_cpu", "keep_vae_on_cpu"):
-        if getattr(req, key) is not None:
-            out[key] = getattr(req, key)
-    if req.n_threads is not None:
-        out["n_threads"] = req.n_threads
-    if req.init_image:
-        out["init_image"] = req.init_image
-        out["strength"] = req.strength
-    if req.loras:
-        out["loras"] = [{"name": lo.name, "weight": lo.weight} for lo in req.loras]
-    return out
-
-
-class _Skip(Exception):
-    pass
+        from distill_tui.outputs import save_png
+    except Exception as e:  # noqa: BLE001
+        proto.write(
+            dumps(ErrorEvent(kind="load", message=f"cannot import stable_diffusion_cpp: {e}"))
+        )
+        proto.flush()
+        return 2
+    child = EngineChild(
+        proto,
+        sd_cpp=sd_cpp,
+        model_class=StableDiffusion,
+        preview_modes=PREVIEW_MAP,
+        save_png=save_png,
+    )
+    return child.run(sys.stdin.buffer)
 
 
 if __name__ == "__main__":
