@@ -18,13 +18,19 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from distill_tui.downloads.errors import DownloadError
+from distill_tui.downloads.events import (
+    COMPONENTS_ORDER,
+    FINAL_STATES,
+    DownloadEvent,
+    DownloadState,
+    PlanItem,
+)
 from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, Progress, Restart
 from distill_tui.downloads.hub import HubMeta, head, new_client, repo_of, wait_note
 from distill_tui.downloads.iothread import IOThread
@@ -56,76 +62,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPONENTS_ORDER = ("diffusion", "textEncoder", "vae")
 #: the note of a published file nothing could be checked against (no sha256 anywhere)
 UNVERIFIED = "unverified (no reference hash)"
 _UNSET = object()
-
-#: (model_id, component, quant_id or None for the VAE)
-PlanItem = tuple[str, str, str | None]
-
-
-class DownloadState(StrEnum):
-    QUEUED = "queued"
-    PREFLIGHT = "preflight"
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    PAUSED = "paused"
-
-
-FINAL_STATES = frozenset(
-    {DownloadState.DONE, DownloadState.FAILED, DownloadState.CANCELLED, DownloadState.PAUSED}
-)
-
-
-@dataclass(frozen=True)
-class DownloadEvent:
-    """One progress/status snapshot of one file."""
-
-    key: str  #: the file's path relative to the models dir (the shared VAE has ONE key)
-    model_id: str
-    component: str  #: "diffusion" | "textEncoder" | "vae"
-    quant_id: str | None
-    state: DownloadState
-    bytes_done: int
-    total: int
-    speed: float  #: bytes/s received over the last seconds (rate.py); 0 while unknown
-    eta: float | None  #: seconds; None while unknown (no rate yet, stalled, beyond 99 h)
-    error: str | None = None  #: actionable, redacted, one or two lines
-    error_kind: str | None = (
-        None  #: gated|auth|not_found|disk|checksum|network|upstream_changed|locked|...
-    )
-    resumable: bool = False  #: a .part (with its sidecar) is kept on disk
-    note: str | None = None  #: transient information, e.g. "waiting for another distill process"
-    #: where the bytes come from (repo or host), for a file the catalog lists several sources of
-    source: str | None = None
-    #: the same bytes found on this machine (localreuse): "linked from the HF cache (hard
-    #: link, no copy)", or why a candidate was not used ("not reused: … other bytes …")
-    reuse: str | None = None
-
-    #: a failed attempt that will be retried while no byte moves (HTTP 503, a dropped
-    #: connection...): ``retry.text()`` is "retrying (HTTP 503, attempt 3 of 7, next in 4 s)"
-    retry: Retry | None = None
-    #: seconds without a byte while downloading (no retry pending): "stalled"
-    stalled: float | None = None
-    #: why the numbers do not move, in words, as of this snapshot (None when they do):
-    #: ``retry.text()`` or "stalled (no data for 12 s)". The rows and the CLI show it instead
-    #: of a speed and an ETA.
-    activity: str | None = None
-
-    @property
-    def fraction(self) -> float:
-        if self.total <= 0:
-            return 1.0 if self.state == DownloadState.DONE else 0.0
-        return max(0.0, min(1.0, self.bytes_done / self.total))
-
-    @property
-    def finished(self) -> bool:
-        """A final state: done, failed, cancelled or paused."""
-        return self.state in FINAL_STATES
 
 
 @dataclass(eq=False)
