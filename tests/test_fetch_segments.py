@@ -283,19 +283,77 @@ async def test_retired_connections_are_tried_again_when_the_link_changes(fake_hu
     assert fake_hub.bytes_served() == len(data)
 
 
-def test_pieces_shrink_toward_the_end_so_little_is_left_to_hash():
-    """What is in flight beyond the hashed prefix when the last byte lands is hashed after
-    the download: the last pieces are small, the first ones as large as before."""
+def _left_to_hash(
+    plan, size, first: int, later: int, rate=25e6, hash_rate=800e6, later_at=0.075, dt=0.002
+):
+    """Simulate equal-rate connections (``first`` at 0 s, ``later`` more at ``later_at``, as
+    adaptive scaling opens them) taking pieces lowest first and, when none is pending,
+    splitting the in-flight piece with the most bytes left (``Fetcher._next_slot``'s rule),
+    and a hasher (``hash_rate``: sha256 on this box) following the contiguous written prefix.
+    Returns the bytes the hasher still has to read when the last byte lands."""
+    pending = list(plan)[::-1]
+    ranges: list[list[int]] = []  # [start, reached, end] of every piece and split
+    inflight: list[list[int]] = []
+
+    def take() -> None:
+        if pending:
+            a, b = pending.pop()
+            piece = [a, a, b]
+        else:
+            if not inflight:
+                return
+            big = max(inflight, key=lambda r: r[2] - r[1])
+            if big[2] - big[1] < 2 * MiB:
+                return
+            mid = big[1] + (big[2] - big[1]) // 2
+            piece, big[2] = [mid, mid, big[2]], mid
+        ranges.append(piece)
+        inflight.append(piece)
+
+    for _ in range(first):
+        take()
+    t, opened, hashed = 0.0, False, 0.0
+    while inflight or not opened:
+        if not opened and t >= later_at:
+            opened = True
+            for _ in range(later):
+                take()
+        for piece in list(inflight):
+            piece[1] = min(piece[2], piece[1] + int(rate * dt))
+            if piece[1] == piece[2]:
+                inflight.remove(piece)
+                take()
+        t += dt
+        prefix = 0
+        for a, reached, _ in sorted(ranges):
+            if a > prefix:
+                break
+            prefix = max(prefix, reached)
+        if inflight:
+            hashed = min(prefix, hashed + hash_rate * dt)
+    return size - hashed
+
+
+def test_pieces_finish_in_order_so_little_is_left_to_hash():
+    """The hasher follows the contiguous prefix: what is written beyond it when the last byte
+    lands is hashed after the download. With equal per-connection caps (a CDN), the plan keeps
+    that small: the first round is staggered, the last pieces shrink."""
     from distill_tui.downloads.fetch import FetchConfig, plan_pieces
 
-    cfg = FetchConfig()  # 8 connections, pieces 1-32 MiB
+    cfg = FetchConfig()  # 8 connections (16 with adaptive scaling), pieces 1-32 MiB
     size = 1 << 30
     ps = plan_pieces([(0, size)], cfg)
-    assert ps[0] == (0, 32 * MiB)
     assert all(ps[i][1] == ps[i + 1][0] for i in range(len(ps) - 1)) and ps[-1][1] == size
     sizes = [b - a for a, b in ps]
-    assert sizes == sorted(sizes, reverse=True)
-    assert sum(sizes[-16:]) <= 16 * MiB  # the last round of 16 connections: ~1 MiB each
+    assert sizes[:16] == sorted(sizes[:16]) and sizes[0] == 2 * MiB and sizes[15] == 32 * MiB
+    assert max(sizes) == 32 * MiB and sum(sizes[-16:]) <= 16 * MiB
+    # 8 connections, 8 more opened 75 ms later: ~50 MiB left, not the ~460 MiB of a plan
+    # that only shrank toward the end (nor the ~250 MiB of one that only staggered)
+    assert _left_to_hash(ps, size, 8, 8) < 80 * MiB
+    assert _left_to_hash(ps, size, 16, 0) < 80 * MiB
+    assert (
+        _left_to_hash(plan_pieces([(0, size)], FetchConfig(connections=4)), size, 4, 4) < 80 * MiB
+    )
     # a resumed file: only the gaps, each cut the same way, nothing outside them
     gaps = [(0, 3 * MiB), (100 * MiB, 164 * MiB)]
     ps = plan_pieces(gaps, cfg)

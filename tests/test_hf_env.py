@@ -274,3 +274,58 @@ def test_dead_server_fails_within_the_etag_timeout(monkeypatch):
     took = time.monotonic() - t0
     assert err.kind == "network" and "HF_HUB_ETAG_TIMEOUT" in err.message
     assert took < 4.0, took
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        {},
+        {"HF_TOKEN": VALID_TOKEN},
+        {"HUGGING_FACE_HUB_TOKEN": VALID_TOKEN},
+        {"HF_TOKEN": "   "},
+        {"file": VALID_TOKEN + "\n"},
+        {"file": "  \n"},
+        {"file": VALID_TOKEN, "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"},
+        {"HF_TOKEN": VALID_TOKEN, "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"},
+    ],
+    ids=lambda s: "+".join(s) or "nothing",
+)
+def test_token_lookup_agrees_with_huggingface_hub(sources, tmp_path, monkeypatch):
+    """The shortcut for a machine without any token (no import of the Hub's token code) finds
+    exactly what huggingface_hub finds, for every place it looks."""
+    token_file = tmp_path / "token"
+    monkeypatch.setenv("HF_TOKEN_PATH", str(token_file))
+    for var, value in sources.items():
+        if var == "file":
+            token_file.write_text(value)
+        else:
+            monkeypatch.setenv(var, value)
+    hftoken.hf_constants()  # the environment in force for both
+    from huggingface_hub.utils._auth import get_token
+    from huggingface_hub.utils._headers import get_token_to_send
+
+    assert hftoken.get_token() == get_token()
+    assert hftoken.token_to_send() == get_token_to_send(None)
+
+
+def test_no_token_anywhere_imports_no_token_code(tmp_path):
+    """A machine without a token does not pay for the Hub's token code (its HTTP stack):
+    `distill models download` on such a machine starts sooner."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env["HF_TOKEN_PATH"] = str(tmp_path / "no-token")
+    code = (
+        "import sys; from distill_tui import hftoken; "
+        "assert hftoken.get_token() is None and hftoken.token_to_send() is None; "
+        "print(sorted(m for m in sys.modules if m.startswith('huggingface_hub.utils')))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+    (tmp_path / "no-token").write_text(VALID_TOKEN)  # a token: the Hub's own code finds it
+    code = "from distill_tui import hftoken; print(hftoken.get_token())"
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
+    assert p.stdout.strip() == VALID_TOKEN
