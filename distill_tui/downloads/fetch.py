@@ -68,7 +68,7 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 MiB = 1 << 20
 #: the most the hasher maps and hashes in one GIL-free ``update`` (see _hash_window)
-HASH_WINDOW = 64 * MiB
+HASH_WINDOW = 16 * MiB
 
 
 class ChecksumMismatch(Exception):
