@@ -297,7 +297,7 @@ async def test_engine_killed_shows_failed_with_reason_then_recovers(tiny_models_
 
 @pytest.mark.slow
 async def test_reference_image_edit_and_unload_command(tiny_models_edit):
-    from distill_tui.screens.generate import app_palette_commands
+    from distill_tui.commands import app_commands
 
     core = ready_core(tiny_models_edit)
     app = DistillApp(core, image_renderer="halfcell", deterministic=True)
@@ -311,7 +311,7 @@ async def test_reference_image_edit_and_unload_command(tiny_models_edit):
         rec = History(core.paths.history_file).records()[0]
         assert rec.params["ref_images"] == [str(DATA / "gradient64.png")]
         assert app.engine.loaded_model == MODEL_ID
-        unload = next(c for c in app_palette_commands(app) if c.title.startswith("Unload model"))
+        unload = next(c for c in app_commands(app) if c.title.startswith("Unload model"))
         unload.callback()
         await wait_for(pilot, lambda: app.engine.loaded_model is None, 10)
         await wait_for(pilot, lambda: "ready (no model loaded)" in status_text(app), 5)

@@ -349,9 +349,10 @@ async def test_palette_commands(hub: FakeHub) -> None:
     app = make_app(core)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f3")
-        titles = [c.title for c in screen(app).palette_commands()]
+        titles = [c.title for c in app.get_system_commands(screen(app))]
         assert "Download recommended set for FLUX.2 Klein 4B" in titles
         assert "Open models folder path" in titles
+        assert "Compare quants" not in titles  # the Generate screen's own
 
 
 async def test_tab_navigation_between_sections(hub: FakeHub) -> None:

@@ -247,8 +247,8 @@ def test_closed_pipe_no_traceback(cmd):
 
 
 def test_palette_drift_summary(hub_catalog, fake_hub, capsys):
+    from distill_tui.commands import drift_summary as summary
     from distill_tui.drift import check_installed
-    from distill_tui.screens.drift_command import summary
 
     assert main(["models", "download", M4, "--only", "vae", "--quiet"]) == 0
     ctx = hub_catalog.context()

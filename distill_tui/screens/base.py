@@ -1,0 +1,75 @@
+"""DistillScreen: the glue the full screens (Generate, Model Manager, Gallery, Settings) share.
+
+- ``distill`` and ``core``: the App and its services, typed (a screen imports the App only
+  for typing: import-linter's layers).
+- The frame: the header, the screen's :meth:`DistillScreen.compose_body`, the footer. The
+  footer is compact below 100 columns (80x24 keeps F2/F3/F4 on screen), or always where
+  ``COMPACT_FOOTER`` says so.
+- What the App's display settings ask of every screen: no blinking cursor in its inputs
+  (snapshots), file paths written as they say (:meth:`DistillScreen.shown_path`).
+
+Its handlers are decorated (``@on``), never ``on_mount`` / ``on_resize``: Textual calls the
+handlers of every class in the MRO, so a screen's own ``on_mount`` runs beside these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Header, Input, TextArea
+
+from distill_tui.formatting import shown_path
+from distill_tui.widgets.footer import DistillFooter
+
+if TYPE_CHECKING:
+    from distill_tui.app import DistillApp
+    from distill_tui.context import CoreContext
+
+#: below this many columns the footer is compact
+NARROW = 100
+
+
+class DistillScreen(Screen):
+    """A full screen of distill: header, body, footer; the App and core typed."""
+
+    #: True: the footer is always compact; None: compact below ``NARROW`` columns
+    COMPACT_FOOTER: ClassVar[bool | None] = None
+
+    @property
+    def distill(self) -> DistillApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def core(self) -> CoreContext:
+        return self.distill.core
+
+    # ---- layout ----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield from self.compose_body()
+        yield DistillFooter(compact=bool(self.COMPACT_FOOTER))
+
+    def compose_body(self) -> ComposeResult:
+        """The screen's own widgets, between the header and the footer."""
+        yield from ()
+
+    @on(events.Resize)
+    def _fit_footer(self) -> None:
+        if self.COMPACT_FOOTER is None:
+            self.query_one(DistillFooter).compact = self.size.width < NARROW
+
+    # ---- display settings ------------------------------------------------------------
+    @on(events.Mount)
+    def _still_cursors(self) -> None:
+        if self.distill.deterministic:  # snapshots: no blinking cursors
+            for widget in self.query("Input, TextArea"):
+                if isinstance(widget, Input | TextArea):
+                    widget.cursor_blink = False
+
+    def shown_path(self, path: Path | str) -> str:
+        """A file's path as the display settings write it: ``~/...``, or only its name."""
+        return shown_path(path, name_only=self.distill.deterministic)
