@@ -338,7 +338,8 @@ def test_pieces_finish_in_order_so_little_is_left_to_hash():
     """The hasher follows the contiguous prefix: what is written beyond it when the last byte
     lands is hashed after the download. With equal per-connection caps (a CDN), the plan keeps
     that small: the first round is staggered, the last pieces shrink."""
-    from distill_tui.downloads.fetch import FetchConfig, plan_pieces
+    from distill_tui.downloads.fetch import FetchConfig
+    from distill_tui.downloads.pieces import plan_pieces
 
     cfg = FetchConfig()  # 8 connections (16 with adaptive scaling), pieces 1-32 MiB
     size = 1 << 30

@@ -1,9 +1,12 @@
 """Fetch one file as parallel Range segments into ``<file>.part``, verify, publish.
 
-- The file is cut into pieces (1-32 MiB); ``connections`` workers take the lowest pending
-  piece each, so the contiguous written prefix grows steadily from offset 0. A worker that
-  finds no pending piece splits the in-flight piece with the most bytes left and takes its
-  upper half (aria2-style), so the tail of a file is not left to one connection.
+The HTTP side of a download. Beside it: :mod:`.pieces` (how the file is cut, how many
+connections) and :mod:`.diskio` (the writer and hasher threads).
+
+- Workers take the lowest pending piece each (:func:`.pieces.plan_pieces`: pieces finish in
+  offset order, so the written prefix the hasher follows grows steadily). A worker that finds
+  no pending piece splits the in-flight piece with the most bytes left and takes its upper
+  half (aria2-style), so the tail of a file is not left to one connection.
 - Adaptive connections: when ``max_connections`` > ``connections`` and pieces are still
   pending, the fetcher measures the aggregate rate for ``probe_window`` seconds, then opens up
   to ``max_connections`` (the settings' connections per file doubled, at most 16 by default);
@@ -12,15 +15,10 @@
 - Every answer is checked: 206 with the Content-Range asked for and the Hub's total; a 200 to
   a Range request is only used when the range starts at 0 (its prefix), else retried; a 403
   from the CDN (expired signature) re-asks the Hub for a fresh URL; 416 re-checks the Hub.
-- A hasher thread follows the contiguous written prefix and reads it back (from the page
-  cache, right after it was written), so when the last byte lands only the tail written by the
-  other connections is left to hash: no second full read of the file.
+- Bytes go from the socket to the writer thread; only what it has really written counts for
+  the sidecar and the hasher (:mod:`.diskio`).
 - Every ``flush_interval`` seconds: fdatasync the .part, then atomically replace the sidecar
   with the ranges written before that sync. A crash can only lose the last interval.
-- Bytes go from the socket to a writer thread (``pwrite`` beside the loop's HTTP parsing, at
-  most 16 MiB queued: memory is flat). Only what it has really written counts for the sidecar
-  and the hasher. It starts the kernel's writeback early (``sync_file_range``), so the fsync
-  before publishing finds little left to write.
 - A stall watchdog (the ticker) cuts a connection that delivered less than ``stall_rate``
   bytes/s for ``stall_timeout`` seconds - nothing at all, or a trickle that never trips a read
   timeout - and its piece continues on a fresh connection from the byte it reached.
@@ -31,12 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import logging
-import mmap
 import os
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -47,6 +42,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from distill_tui.atomic import fsync_dir
+from distill_tui.downloads.diskio import PrefixHasher, Writer
 from distill_tui.downloads.errors import DownloadError
 from distill_tui.downloads.hub import (
     RETRY_STATUS,
@@ -58,6 +54,7 @@ from distill_tui.downloads.hub import (
     tls_failure,
     wait_note,
 )
+from distill_tui.downloads.pieces import max_connections, plan_pieces
 from distill_tui.downloads.rate import Retry, exc_reason, status_reason
 from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
 from distill_tui.inventory import human_size
@@ -67,8 +64,6 @@ log = logging.getLogger(__name__)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 MiB = 1 << 20
-#: the most the hasher maps and hashes in one GIL-free ``update`` (see _hash_window)
-HASH_WINDOW = 16 * MiB
 
 
 class ChecksumMismatch(Exception):
@@ -122,269 +117,6 @@ class Progress:
 
     def __repr__(self) -> str:
         return f"Progress({self.done}/{self.total})"
-
-
-class PrefixHasher:
-    """sha256 of [0, size) computed by a thread that follows the contiguous written prefix."""
-
-    def __init__(self, fd: int, size: int):
-        self.fd = fd
-        self.size = size
-        self.pos = 0
-        self._target = 0
-        self._h = hashlib.sha256()
-        self._cond = threading.Condition()
-        self._stop = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="distill-hasher", daemon=True)
-        self._thread.start()
-
-    def advance(self, end: int) -> None:
-        with self._cond:
-            if end > self._target:
-                self._target = min(end, self.size)
-                self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    # nothing left to hash (an empty file, or all of it done): never wait for
-                    # bytes that cannot come
-                    while self.pos >= self._target and self.pos < self.size and not self._stop:
-                        self._cond.wait()
-                    if self.pos >= self.size:
-                        return
-                    if self._stop:
-                        return
-                    target = self._target
-                while self.pos < target and not self._stop:
-                    self._hash_window(min(target, self.pos + HASH_WINDOW))
-                if self.pos >= self.size:
-                    return
-        except BaseException as e:  # reported by result()
-            self._error = e
-
-    def _hash_window(self, end: int) -> None:
-        """Hash [pos, end) through a read-only mapping of the page cache: one ``update`` call
-        per window, which releases the GIL for all of it. Reading it back in 4 MiB blocks
-        took the GIL twice per block, and beside the busy event loop each take waits out a
-        switch interval (5 ms): the hasher got a quarter of a core and fell hundreds of MiB
-        behind the download, all of it hashed after the last byte landed. The window bounds
-        what the mapping adds to the resident set."""
-        start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
-        with (
-            mmap.mmap(self.fd, end - start, offset=start, access=mmap.ACCESS_READ) as m,
-            memoryview(m) as view,
-            view[self.pos - start :] as part,
-        ):
-            self._h.update(part)
-        self.pos = end
-
-    async def result(self) -> str:
-        self.advance(self.size)
-        try:
-            await asyncio.to_thread(self._thread.join)
-        except BaseException:  # cancelled: end the thread, or the loop's close waits for it
-            self.stop()
-            raise
-        if self._error is not None:
-            raise self._error
-        if self.pos != self.size:
-            raise OSError(errno.EIO, "hasher stopped early")
-        return self._h.hexdigest()
-
-
-class Writer:
-    """``pwrite`` on a thread of its own, in arrival order, so that copying into the page cache
-    runs beside the loop's HTTP parsing instead of after it.
-
-    ``ranges`` holds what was really written (the sidecar and the hasher only ever see those
-    bytes, never bytes still queued). At most ``high`` bytes wait in the queue: past that,
-    :meth:`room` makes the receiving connections wait (memory stays flat). Every ``kick``
-    bytes it asks the kernel to start writing the dirty pages back (``sync_file_range``,
-    Linux), so the fsync before publishing finds little left to do. A write error stops the
-    writes; the next :meth:`put` raises it.
-    """
-
-    def __init__(self, fd: int, done: RangeSet, *, high: int = 16 * MiB, kick: int = 16 * MiB):
-        self.fd = fd
-        self.ranges = done.copy()
-        self.high = high
-        self.low = high // 2
-        self.kick = kick
-        self.error: OSError | None = None
-        self.queued = 0  # bytes waiting
-        self.waiting = False  # the loop waits for room
-        self._q: deque[tuple[bytes, int]] = deque()
-        self._cond = threading.Condition()
-        self._stop = False
-        self._loop = asyncio.get_running_loop()
-        self._room = asyncio.Event()
-        self._since_kick = 0
-        self._thread = threading.Thread(target=self._run, name="distill-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, chunk: bytes, offset: int) -> None:
-        if self.error is not None:
-            raise self.error
-        with self._cond:
-            self._q.append((chunk, offset))
-            self.queued += len(chunk)
-            self._cond.notify()
-
-    async def room(self) -> None:
-        """Wait while more than ``high`` bytes are queued."""
-        while self.queued > self.high and self.error is None:
-            with self._cond:
-                if self.queued <= self.high:
-                    return
-                self._room.clear()
-                self.waiting = True
-            await self._room.wait()
-
-    def snapshot(self) -> RangeSet:
-        with self._cond:
-            return self.ranges.copy()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._q and not self._stop:
-                    self._cond.wait()
-                if not self._q:
-                    return
-                chunk, offset = self._q.popleft()
-            n = len(chunk)
-            if self.error is None:
-                try:
-                    view = memoryview(chunk)
-                    off = offset
-                    while view:
-                        k = os.pwrite(self.fd, view, off)
-                        view = view[k:]
-                        off += k
-                    self._since_kick += n
-                    if self._since_kick >= self.kick:
-                        self._since_kick = 0
-                        _start_writeback(self.fd)
-                except OSError as e:
-                    self.error = e
-                except BaseException as e:  # never leave the receivers waiting for room
-                    self.error = OSError(errno.EIO, f"writer failed: {e!r}")
-            with self._cond:
-                if self.error is None:
-                    self.ranges.add(offset, offset + n)
-                self.queued -= n
-                if self.waiting and (self.queued <= self.low or self.error is not None):
-                    self.waiting = False
-                    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-                        self._loop.call_soon_threadsafe(self._room.set)
-
-    def close(self) -> None:
-        """Write what is queued (unless a write failed), then end the thread. Blocks."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._thread.join()
-
-    async def aclose(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        await asyncio.to_thread(self._thread.join)
-
-
-def _load_sync_file_range() -> Callable[[int], None] | None:
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-
-    def start(fd: int) -> None:
-        fn(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE: start writeback of the dirty pages, no wait
-
-    return start
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-
-
-def _start_writeback(fd: int) -> None:
-    """Start writing dirty pages back now (durability still comes from fdatasync/fsync)."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd)
-
-
-def max_connections(cfg: FetchConfig) -> int:
-    """The most connections adaptive segmentation may open (``FetchConfig.max_connections``;
-    0: 2 x connections, at most 16; never fewer than ``connections``; 1 stays 1)."""
-    if cfg.connections <= 1:
-        return cfg.connections
-    cap = cfg.max_connections or min(16, 2 * cfg.connections)
-    return max(cfg.connections, cap)
-
-
-def plan_pieces(gaps: list[tuple[int, int]], cfg: FetchConfig) -> list[tuple[int, int]]:
-    """Cut the missing ranges into pieces that finish in the order of their offsets.
-
-    The hasher follows the contiguous written prefix, so whatever lies written beyond it when
-    the last byte lands is hashed after the download, serially; the prefix waits for the
-    lowest piece still in flight. So pieces must complete lowest first, and little may be in
-    flight at the end:
-
-    - The first round - one piece per connection the fetcher may ever open - is staggered:
-      the k-th of n pieces is (k + 1) / n of the usual size (at least min_piece). Connections started together
-      (the first ones, and those adaptive scaling opens later) would otherwise stay in lock
-      step, each round ending with all of them done at once and the lowest piece of the
-      round the last to finish. Staggered, they keep a fraction of a piece apart for good.
-    - Then the usual size (the whole file / (4 x connections), within [min_piece, max_piece]:
-      few requests, one idle round trip each) ...
-    - ... until the bytes still to come no longer fill a round of the most connections; from
-      there each piece is what is left / that many connections, down to min_piece. Shrinking
-      by 1/n of what is left, each piece still ends after the one before it on staggered
-      connections, and the last ones are small.
-
-    Both halves are needed: shrinking alone (the plan before) left ~400 MiB of a 1 GiB file to
-    hash after the download (lock step: the largest piece of the last round sat at its lowest
-    offset), staggering alone ~250 MiB (the end-game splits of ``Fetcher._next_slot`` made
-    the whole last round land at once)."""
-    gaps = [(a, b) for a, b in gaps if b > a]
-    left = sum(b - a for a, b in gaps)
-    usual = max(cfg.min_piece, min(cfg.max_piece, left // max(1, cfg.connections * 4)))
-    n = max(1, max_connections(cfg))
-    out: list[tuple[int, int]] = []
-    for a, b in gaps:
-        s = a
-        while s < b:
-            k = len(out)
-            p = max(cfg.min_piece, min(usual, left // n))
-            if k < n:  # (a configuration that pins the size, min = max, keeps it)
-                p = max(cfg.min_piece, p * (k + 1) // n)
-            e = min(b, s + _aligned(p))
-            out.append((s, e))
-            left -= e - s
-            s = e
-    return out
-
-
-def _aligned(p: int) -> int:
-    """Piece sizes in whole 64 KiB blocks (a tiny piece stays as it is)."""
-    return p - p % (64 * 1024) if p >= 64 * 1024 else max(1, p)
 
 
 class Fetcher:
