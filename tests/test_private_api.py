@@ -11,6 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from distill_tui.display import STILL
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -85,10 +87,23 @@ async def test_palette_keeps_textuals_own_commands(isolated_dirs):
     from distill_tui.app import DistillApp
     from distill_tui.context import CoreContext
 
-    app = DistillApp(CoreContext.build(), deterministic=True)
+    app = DistillApp(CoreContext.build(), display_settings=STILL)
     async with app.run_test(size=(120, 40)):
         titles = [c.title for c in app.get_system_commands(app.screen)]
     assert {"Generate", "Model Manager", "Gallery", "Quit"} <= set(titles)
     assert any("theme" in t.lower() for t in titles), titles
     assert any("screenshot" in t.lower() for t in titles), titles
     assert titles.count("Quit") == 1
+
+
+def test_screen_breakpoint_classes_and_footer_readiness():
+    """screens/base.py sets the breakpoint classes before the first Resize with
+    ``Screen._get_breakpoint_classes``; widgets/footer.py composes the keys at once by setting
+    ``Footer._bindings_ready``."""
+    from textual.screen import Screen
+    from textual.widgets import Footer
+
+    points = [(0, "-narrow"), (100, "-wide")]
+    assert Screen._get_breakpoint_classes(Screen(), 80, points) == {"-narrow"}
+    assert Screen._get_breakpoint_classes(Screen(), 120, points) == {"-wide"}
+    assert "_bindings_ready" in Footer._reactives

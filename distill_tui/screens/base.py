@@ -28,6 +28,7 @@ from distill_tui.widgets.footer import DistillFooter
 if TYPE_CHECKING:
     from distill_tui.app import DistillApp
     from distill_tui.context import CoreContext
+    from distill_tui.display import DisplaySettings
 
 #: below this many columns the footer is compact
 NARROW = 100
@@ -49,9 +50,33 @@ class DistillScreen(Screen):
 
     # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        self._preset_breakpoints()
         yield Header()
         yield from self.compose_body()
-        yield DistillFooter(compact=bool(self.COMPACT_FOOTER))
+        compact = self.COMPACT_FOOTER
+        yield DistillFooter(
+            compact=compact if compact is not None else self.app.size.width < NARROW
+        )
+
+    def _preset_breakpoints(self) -> None:
+        """The breakpoint classes for the terminal's size, before any child is styled.
+
+        Textual sets them on the screen's first Resize, after its children were mounted and
+        styled: the change re-styled the whole screen once more (~50 ms of the first paint
+        of the Generate screen on a 2-core box). Set now, that first Resize changes nothing."""
+        width, height = self.app.size
+        classes: dict[str, bool] = {}
+        app = self.app
+        horizontal = self.HORIZONTAL_BREAKPOINTS
+        vertical = self.VERTICAL_BREAKPOINTS
+        for dimension, points in (
+            (width, (app.HORIZONTAL_BREAKPOINTS if horizontal is None else horizontal) or []),
+            (height, (app.VERTICAL_BREAKPOINTS if vertical is None else vertical) or []),
+        ):
+            chosen = self._get_breakpoint_classes(dimension, points)
+            classes.update({name: name in chosen for _, name in points})
+        if classes:
+            self.update_classes(classes, animate=False)
 
     def compose_body(self) -> ComposeResult:
         """The screen's own widgets, between the header and the footer."""
@@ -63,13 +88,17 @@ class DistillScreen(Screen):
             self.query_one(DistillFooter).compact = self.size.width < NARROW
 
     # ---- display settings ------------------------------------------------------------
+    @property
+    def display_settings(self) -> DisplaySettings:
+        return self.distill.display_settings
+
     @on(events.Mount)
     def _still_cursors(self) -> None:
-        if self.distill.deterministic:  # snapshots: no blinking cursors
+        if not self.display_settings.cursor_blink:  # snapshots
             for widget in self.query("Input, TextArea"):
                 if isinstance(widget, Input | TextArea):
                     widget.cursor_blink = False
 
     def shown_path(self, path: Path | str) -> str:
         """A file's path as the display settings write it: ``~/...``, or only its name."""
-        return shown_path(path, name_only=self.distill.deterministic)
+        return shown_path(path, name_only=not self.display_settings.full_paths)
