@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,8 +26,6 @@ HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
-Component = Literal["diffusion", "textEncoder", "vae"]
-COMPONENTS: tuple[Component, ...] = ("diffusion", "textEncoder", "vae")
 COMPONENT_LABELS: dict[str, str] = {
     "diffusion": "Diffusion Model",
     "textEncoder": "Text Encoder",
@@ -503,7 +501,6 @@ class CatalogLoad:
 def load_catalog(
     user_path: Path,
     bundled_path: Path | None = None,
-    endpoint: str | None = None,
     seed: bool = True,
 ) -> CatalogLoad:
     """The runtime catalog: the user copy, seeded/merged from the bundled one.
@@ -543,8 +540,7 @@ def load_catalog(
                 catalog = user
     elif seed:
         _try_seed(user_path, bundled, warnings)
-    endpoint = endpoint if endpoint is not None else os.environ.get("HF_ENDPOINT")
-    return CatalogLoad(apply_endpoint(catalog, endpoint), warnings, user_path)
+    return CatalogLoad(apply_endpoint(catalog, os.environ.get("HF_ENDPOINT")), warnings, user_path)
 
 
 def _try_seed(user_path: Path, bundled: Catalog, warnings: list[str]) -> None:

@@ -62,11 +62,10 @@ def safe(text: object) -> str:
     return _CTRL.sub(show, str(text))
 
 
-def hub_origin(endpoint: str | None = None) -> str:
+def hub_origin() -> str:
     """``scheme://host[:port]`` of the Hub (``HF_ENDPOINT`` or huggingface.co): the only origin
     the token is sent to."""
-    ep = endpoint if endpoint is not None else os.environ.get("HF_ENDPOINT")
-    return _origin((ep or HF_DEFAULT_ENDPOINT).rstrip("/"))
+    return _origin((os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT).rstrip("/"))
 
 
 def _origin(url: str) -> str:
@@ -173,14 +172,13 @@ async def ask_all(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     concurrency: int = CONCURRENCY,
-    endpoint: str | None = None,
 ) -> dict[str, Answer]:
     """HEAD every URL once, ``concurrency`` at a time; the token goes to the Hub origin only."""
     import httpx
 
     from distill_tui.downloads.hub import new_client
 
-    origin = hub_origin(endpoint)
+    origin = hub_origin()
     sem = asyncio.Semaphore(concurrency)
     client = new_client(stall_timeout=min(timeout, 20.0), connections=max(1, concurrency // 2))
     client.timeout = httpx.Timeout(
@@ -387,18 +385,14 @@ def check_catalog(
     model_id: str | None = None,
     token: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    concurrency: int = CONCURRENCY,
-    endpoint: str | None = None,
 ) -> CheckReport:
     """HEAD every source of every file (of ``model_id`` only, when given) and compare."""
     models = [catalog.require(model_id)] if model_id else list(catalog.models)
     entries = [(m, comp, qid, f) for m in models for comp, qid, f in m.files()]
     urls = [u for *_, f in entries for u in f.sources]
-    answers = asyncio.run(
-        ask_all(urls, token, timeout=timeout, concurrency=concurrency, endpoint=endpoint)
-    )
+    answers = asyncio.run(ask_all(urls, token, timeout=timeout))
     files = [evaluate(m, comp, qid, f, answers) for m, comp, qid, f in entries]
-    ep = (endpoint if endpoint is not None else os.environ.get("HF_ENDPOINT")) or ""
+    ep = os.environ.get("HF_ENDPOINT") or ""
     return CheckReport(ep.rstrip("/") or HF_DEFAULT_ENDPOINT, bool(token), files, answers)
 
 
@@ -426,16 +420,14 @@ def _moved(url: object, endpoint: str | None) -> object:
     return url
 
 
-def record_exact(
-    user_path: Path, files: list[FileCheck], endpoint: str | None = None
-) -> WriteResult:
+def record_exact(user_path: Path, files: list[FileCheck]) -> WriteResult:
     """Record exact sizes, sha256 and revisions in the user catalog copy (atomic write).
 
     Entries are matched by model id, component, quant id and file name, and only when their
     downloadUrl is the URL that was checked (so a value learnt from one URL never lands on an
     entry that points elsewhere). The result is validated before it replaces the file.
     """
-    endpoint = endpoint if endpoint is not None else os.environ.get("HF_ENDPOINT")
+    endpoint = os.environ.get("HF_ENDPOINT")
     result = WriteResult(user_path)
     try:
         raw = json.loads(user_path.read_bytes())

@@ -278,9 +278,9 @@ def plan_compare(
     )
 
 
-def default_sheet_path(output_dir: Path, seed: int, now: float | None = None) -> Path:
+def default_sheet_path(output_dir: Path, seed: int) -> Path:
     """``<outputs>/compare-YYYYmmdd-HHMMSS_<seed>.png`` (a free name: ``-1``, ``-2``...)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(output_dir) / f"compare-{stamp}_{seed}.png"
     cand, n = base, 0
     while cand.exists():
@@ -589,19 +589,16 @@ def _font(size: int, bold: bool = False) -> _Font:
         return _Font(ImageFont.load_default(), fake_bold=bold)
 
 
-def display_size(w: int, h: int, cell_size: int | None = None) -> tuple[int, int]:
+def display_size(w: int, h: int) -> tuple[int, int]:
     """The size of an image on the sheet: small images are scaled up by a whole factor (crisp
-    pixels), large ones down to :data:`MAX_CELL` (or to ``cell_size`` when given)."""
+    pixels), large ones down to :data:`MAX_CELL`."""
     long = max(w, h, 1)
-    if cell_size:
-        k = cell_size / long
-        return max(1, round(w * k)), max(1, round(h * k))
     if long < MIN_CELL:
         k = math.ceil(MIN_CELL / long)
         return w * k, h * k
     if long > MAX_CELL:
-        k = MAX_CELL / long
-        return max(1, round(w * k)), max(1, round(h * k))
+        f = MAX_CELL / long
+        return max(1, round(w * f)), max(1, round(h * f))
     return w, h
 
 
@@ -615,8 +612,6 @@ def _fmt_seconds(s: float | None) -> str:
 class SheetLayout:
     width: int
     height: int
-    image_w: int
-    image_h: int
     image_boxes: dict[tuple[int, int], tuple[int, int, int, int]]  # (row, col) -> box
     panel_boxes: dict[tuple[int, int], tuple[int, int, int, int]]
 
@@ -625,10 +620,10 @@ class SheetRenderer:
     """Draws the contact sheet of a plan; the layout depends on the plan only, so a partial
     sheet has the size of the full one."""
 
-    def __init__(self, plan: ComparePlan, cell_size: int | None = None) -> None:
+    def __init__(self, plan: ComparePlan) -> None:
         self.plan = plan
         w, h = plan.image_size
-        self.iw, self.ih = display_size(w, h, cell_size)
+        self.iw, self.ih = display_size(w, h)
         f = max(13, min(22, round(max(self.iw, 300) / 19)))
         self.f = f
         self.font = _font(f)
@@ -719,7 +714,7 @@ class SheetRenderer:
                 panels[(r, c)] = (x, y, x + self.panel_w, y + self.panel_h)
                 ix, iy = x + self.pad, y + self.pad
                 images[(r, c)] = (ix, iy, ix + self.iw, iy + self.ih)
-        return SheetLayout(width, height, self.iw, self.ih, images, panels)
+        return SheetLayout(width, height, images, panels)
 
     # ---- drawing -----------------------------------------------------------------------
     def _text(

@@ -25,7 +25,6 @@ line for the person, never a traceback.
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import os
 import sys
 import threading
@@ -33,7 +32,6 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
-HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 #: every variable ``huggingface_hub.constants`` derives a value of ours from
 _CONSTANT_VARS = (
@@ -82,13 +80,6 @@ def endpoint() -> str:
     return str(hf_constants().ENDPOINT).rstrip("/")
 
 
-def user_endpoint() -> str | None:
-    """The ``HF_ENDPOINT`` the user set (None: the default Hub)."""
-    if not os.environ.get("HF_ENDPOINT", "").strip():
-        return None
-    return endpoint()
-
-
 def offline() -> bool:
     """``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE``): nothing may ask the Hub."""
     return bool(hf_constants().HF_HUB_OFFLINE)
@@ -117,10 +108,6 @@ def hub_cache_dir() -> Path:
     """The Hugging Face cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
     ``~/.cache/huggingface/hub``): where ``hf download`` keeps blobs and snapshots."""
     return Path(hf_constants().HF_HUB_CACHE)
-
-
-def hf_home() -> Path:
-    return Path(hf_constants().HF_HOME)
 
 
 def implicit_token_disabled() -> bool:
@@ -204,15 +191,6 @@ def token_source() -> str | None:
 
 
 # ---- checks ----------------------------------------------------------------------------------
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def endpoint_problem(value: str) -> str | None:
     """Why ``HF_ENDPOINT`` cannot be used (None: fine). https, or plain http: a LAN mirror is
     the user's explicit choice (``hf`` accepts it too); the token then goes only to that exact

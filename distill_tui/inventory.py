@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -227,11 +226,3 @@ class Inventory:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         return shutil.disk_usage(probe).free
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -42,24 +42,9 @@ try:  # POSIX only; Windows falls back to the thread lock
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-PARAM_KEYS = (
-    "prompt",
-    "negative_prompt",
-    "steps",
-    "sampler",
-    "scheduler",
-    "cfg_scale",
-    "seed",
-    "width",
-    "height",
-    "model_id",
-    "diffusion_quant",
-    "text_encoder_quant",
-)
-
 
 def format_parameters(params: Mapping[str, Any]) -> str:
-    """The A1111 ``parameters`` text for ``params`` (keys of :data:`PARAM_KEYS`)."""
+    """The A1111 ``parameters`` text for ``params`` (a generation request's fields)."""
     lines = [str(params.get("prompt", ""))]
     neg = params.get("negative_prompt") or ""
     if neg:

@@ -14,7 +14,6 @@ No textual, no httpx: the CLI and the TUI share it.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ class Activity:
     size: int  #: the whole file
     done: int  #: durable bytes (from the sidecar)
     pid: int | None  #: the process downloading it now; None: a partial nobody works on
-    updated: float  #: mtime of the sidecar (the last progress flush)
     model_id: str | None = None
     component: str | None = None
     quant_id: str | None = None
@@ -82,10 +80,6 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
         sc = Sidecar.load(side)
         if sc is None:
             continue
-        try:
-            updated = side.stat().st_mtime
-        except OSError:
-            continue
         key = dest.relative_to(models_dir).as_posix()
         model_id, component, quant_id = _owner(catalog, key)
         out.append(
@@ -94,7 +88,6 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
                 size=sc.size,
                 done=sc.done.covered(),
                 pid=_lock_holder(dest),
-                updated=updated,
                 model_id=model_id,
                 component=component,
                 quant_id=quant_id,
@@ -117,7 +110,7 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
                 size = next(
                     f.size for _c, _q, f in catalog.require(model_id).files() if f.file == key
                 )
-        out.append(Activity(key, size, 0, pid, time.time(), model_id, component, qid))
+        out.append(Activity(key, size, 0, pid, model_id, component, qid))
     return out
 
 
@@ -148,15 +141,3 @@ class ActivityWatch:
                 self._rates.pop(a.key, None)
             out.append(Activity(**{**a.__dict__, "speed": speed}))
         return out
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid or pid < 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -11,7 +11,6 @@ No textual import.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from distill_tui.catalog import Catalog, CatalogFile
     from distill_tui.inventory import Inventory
     from distill_tui.settings import SettingsStore
-
-log = logging.getLogger(__name__)
 
 #: an estimated catalog size this close to a file's size makes the Hub worth asking
 NEAR = 0.10

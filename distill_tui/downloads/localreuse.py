@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import struct
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +76,6 @@ class Candidate:
 class Check:
     ok: bool
     sha256: str | None = None  #: the confirmed sha256 (None when not ok)
-    hashed: bool = False  #: the bytes were read (False: confirmed by name + size)
     why: str | None = None  #: why not (for a person)
 
 
@@ -120,10 +118,10 @@ def _snapshots(repo_dir: Path, rev: str) -> list[Path]:
     return out
 
 
-def hf_candidates(file: object, cache: Path | None = None) -> list[Candidate]:
+def hf_candidates(file: object) -> list[Candidate]:
     """Files of the HF cache under the repo + path of any of ``file``'s sources."""
     try:
-        cache = cache or hf_hub_cache()
+        cache = hf_hub_cache()
     except Exception:  # huggingface_hub missing or broken: no cache to look at
         return []
     out: list[Candidate] = []
@@ -172,7 +170,6 @@ class FolderIndex:
         self.by_size: dict[int, list[tuple[Path, Path]]] = {}  #: size -> [(file, its folder)]
         self.files: list[tuple[Path, int, Path]] = []
         self.problems: list[str] = []
-        self.built = time.monotonic()
         skip_real = _real(skip) if skip is not None else None
         for d in self.dirs:
             self._walk(d, skip_real)
@@ -296,25 +293,22 @@ def check(
     size: int | None,
     expected: str | None,
     on_bytes: Callable[[int], None] | None = None,
-    *,
-    digest: str | None = None,
 ) -> Check:
-    """Are ``cand``'s bytes the file's? (module docstring: when the bytes are read).
-    ``digest``: its sha256 when already computed (``models import`` hashes each file once)."""
+    """Are ``cand``'s bytes the file's? (module docstring: when the bytes are read)."""
     try:
         actual_size = cand.path.stat().st_size
     except OSError as e:
         return Check(False, why=f"cannot read it ({e.strerror or e})")
     if size is not None and actual_size != size:
         return Check(False, why=f"{actual_size} bytes, expected {size}")
-    if cand.sha256 is not None and digest is None:  # content-addressed: its name is its sha256
+    if cand.sha256 is not None:  # content-addressed: its name is its sha256
         if expected is not None:
             if cand.sha256 != expected:
                 return Check(
                     False,
                     why=f"other bytes (sha256 {cand.sha256[:12]}…, expected {expected[:12]}…)",
                 )
-            return Check(True, cand.sha256, hashed=False)
+            return Check(True, cand.sha256)
         try:
             got = sha256_of(cand.path, on_bytes)
         except OSError as e:
@@ -323,21 +317,20 @@ def check(
             return Check(
                 False, why=f"damaged: its sha256 {got[:12]}… is not its name {cand.sha256[:12]}…"
             )
-        return Check(True, got, hashed=True)
+        return Check(True, got)
     if expected is None:
         return Check(
             False,
             why="nothing to compare its sha256 with (the catalog has none and the Hub was not "
             "asked)",
         )
-    if digest is None:
-        try:
-            digest = sha256_of(cand.path, on_bytes)
-        except OSError as e:
-            return Check(False, why=f"cannot read it ({e.strerror or e})")
+    try:
+        digest = sha256_of(cand.path, on_bytes)
+    except OSError as e:
+        return Check(False, why=f"cannot read it ({e.strerror or e})")
     if digest != expected:
         return Check(False, why=f"other bytes (sha256 {digest[:12]}…, expected {expected[:12]}…)")
-    return Check(True, digest, hashed=True)
+    return Check(True, digest)
 
 
 # ---- link --------------------------------------------------------------------------------

@@ -15,13 +15,6 @@ import os
 from pathlib import Path
 
 
-class LockHeld(Exception):
-    def __init__(self, path: Path, pid: int | None):
-        self.path = path
-        self.pid = pid
-        super().__init__(f"{path} is held by pid {pid or '?'}")
-
-
 class DestLock:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -67,10 +60,6 @@ class DestLock:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = None
-
-    @property
-    def held(self) -> bool:
-        return self.fd is not None
 
 
 def is_stale(path: Path) -> bool:

@@ -72,9 +72,6 @@ class RangeSet:
             out.append((pos, size))
         return [(a, b) for a, b in out if b > a]
 
-    def is_complete(self, size: int) -> bool:
-        return self.prefix_end() >= size
-
     def copy(self) -> RangeSet:
         c = RangeSet()
         c._r = [list(x) for x in self._r]

@@ -68,6 +68,8 @@ EngineState = Literal["not_started", "starting", "loading", "ready", "busy", "fa
 
 LOG_TAIL_LINES = 200
 ERROR_TAIL_LINES = 30
+#: seconds a fresh child has to send its ``ready`` event
+READY_TIMEOUT = 60.0
 
 
 class EngineError(Exception):
@@ -125,8 +127,6 @@ class EngineClient:
         python: str | None = None,
         history: object | None = None,  # outputs.History (kept untyped: optional import)
         log_file: str | os.PathLike[str] | None = None,
-        ready_timeout: float = 60.0,
-        log_tail_lines: int = LOG_TAIL_LINES,
         recycle_after_bytes: int = 1 << 30,
     ):
         self._on_event = on_event
@@ -135,8 +135,7 @@ class EngineClient:
         self._python = python or sys.executable
         self._history = history
         self._log_file = log_file
-        self._ready_timeout = ready_timeout
-        self._tail: collections.deque[str] = collections.deque(maxlen=log_tail_lines)
+        self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._proc: asyncio.subprocess.Process | None = None
         self._queue: asyncio.Queue[EngineEvent | _Exited] | None = None
         self._tasks: list[asyncio.Task] = []
@@ -146,7 +145,6 @@ class EngineClient:
         self._loaded_key: tuple | None = None
         self._loaded_model: str | None = None
         self.ready_event: ReadyEvent | None = None
-        self.last_error: EngineError | None = None
         self._seq = 0
         # stable-diffusion-cpp-python never frees the native image buffers (w*h*3 bytes per
         # image); the child is restarted before a generation once this much has leaked.
@@ -233,7 +231,7 @@ class EngineClient:
             asyncio.create_task(self._read_stderr(self._proc)),
         ]
         try:
-            ev = await asyncio.wait_for(self._next(), self._ready_timeout)
+            ev = await asyncio.wait_for(self._next(), READY_TIMEOUT)
         except TimeoutError:
             await self._kill()
             self._set_state("failed")
@@ -440,9 +438,6 @@ class EngineClient:
                 elif isinstance(ev, ErrorEvent):
                     self._set_state("ready")
                     raise EngineError(ev.kind, ev.message, ev.log_tail or self._error_tail())
-        except EngineError as e:
-            self.last_error = e
-            raise
         finally:
             self._busy = False
             if self._state in ("loading", "busy"):
@@ -526,9 +521,3 @@ class EngineClient:
         """Ask the child to exit; kill it if it does not within ``timeout``."""
         await self._stop_child(timeout)
         self._set_state("not_started")
-
-    def kill_now(self) -> None:
-        """Synchronous last resort (e.g. from an ``atexit`` handler): SIGKILL the child."""
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()

@@ -37,7 +37,6 @@ class TensorTable:
     """name -> shape in PyTorch order ([out, in, ...])."""
 
     path: Path
-    fmt: str  # "gguf" | "safetensors"
     shapes: dict[str, tuple[int, ...]]
 
     def find(self, suffix: str) -> tuple[int, ...] | None:
@@ -105,7 +104,7 @@ def _read_gguf(p: Path, size: int, what: str) -> TensorTable:
             "bad_file",
             f"{what} file is truncated: {p.name} has {size} bytes, its tensors need {end}",
         )
-    return TensorTable(p, "gguf", shapes)
+    return TensorTable(p, shapes)
 
 
 def _read_safetensors(p: Path, size: int, head: bytes, what: str) -> TensorTable:
@@ -135,7 +134,7 @@ def _read_safetensors(p: Path, size: int, head: bytes, what: str) -> TensorTable
             "bad_file",
             f"{what} file is truncated: {p.name} has {size} bytes, needs {8 + hlen + end}",
         )
-    return TensorTable(p, "safetensors", shapes)
+    return TensorTable(p, shapes)
 
 
 @dataclass(frozen=True)
@@ -143,8 +142,6 @@ class DitInfo:
     flux2: bool
     klein: bool
     context_in_dim: int
-    hidden: int
-    double_blocks: int
     single_blocks: int
 
 
@@ -169,15 +166,13 @@ def inspect_dit(path: str | os.PathLike[str]) -> DitInfo:
         raise PreflightError(
             "bad_file", f"diffusion model {t.path.name} is not a FLUX model (no txt_in.weight)"
         )
-    hidden, ctx = txt_in
+    ctx = txt_in[1]
     flux2 = t.has("double_stream_modulation_img.lin.weight")
     singles = t.max_index(r"single_blocks\.(\d+)\.") + 1
     return DitInfo(
         flux2=flux2,
         klein=flux2 and singles < 48,
         context_in_dim=ctx,
-        hidden=hidden,
-        double_blocks=t.max_index(r"double_blocks\.(\d+)\.") + 1,
         single_blocks=singles,
     )
 
@@ -213,8 +208,8 @@ def check_load(
     vae: str | os.PathLike[str],
     *,
     need_vae_encoder: bool = False,
-) -> dict[str, Any]:
-    """All checks for one load; returns what it found, raises PreflightError on a problem."""
+) -> None:
+    """All checks for one load; raises PreflightError on a problem."""
     dit = inspect_dit(diffusion)
     llm = inspect_llm(text_encoder)
     v = inspect_vae(vae)
@@ -253,9 +248,3 @@ def check_load(
             f"VAE {Path(vae).name} is decoder-only: reference-image edits need the full "
             "FLUX.2 VAE (with its encoder)",
         )
-    return {
-        "dit": dit.__dict__,
-        "llm": llm.__dict__,
-        "vae": v.__dict__,
-        "compatible": True,
-    }

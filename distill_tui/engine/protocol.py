@@ -72,7 +72,7 @@ class LoadRequest(_Msg):
     diffusion_model_path: str
     llm_path: str
     vae_path: str
-    n_threads: int = -1  # <= 0: the library picks (cpu_count // 2)
+    n_threads: int = -1  # <= 0: the physical cores, capped by the CPU affinity (child.py)
     flash_attn: bool = True
     offload_to_cpu: bool = False
     vae_decode_only: bool = True  # False is required for reference images (edits)
