@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from distill_tui.display import STILL
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -41,7 +43,7 @@ async def measure(renderer: str, pngs: dict[str, Path], reps: int, size: tuple[i
     from distill_tui.generation import GenParams, Job
     from distill_tui.widgets.image_view import ImageView
 
-    app = DistillApp(image_renderer=renderer, deterministic=True)
+    app = DistillApp(image_renderer=renderer, display_settings=STILL)
     results: dict[str, list[float]] = {k: [] for k in pngs}
     async with app.run_test(size=size) as pilot:
         svc = app.generation

@@ -24,6 +24,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from distill_tui.context import CoreContext
+from distill_tui.display import LIVE, DisplaySettings
 from distill_tui.resources import style_path
 from distill_tui.textsafe import visible
 
@@ -118,13 +119,14 @@ class DistillApp(App[int]):
         image_renderer: str | None = None,
         engine_factory: Callable[[DistillApp], EngineClient] | None = None,
         downloads_factory: Callable[[DistillApp], DownloadManager] | None = None,
-        deterministic: bool = False,
+        display_settings: DisplaySettings | None = None,
         machine: Any = None,
     ) -> None:
         super().__init__()
         self.core = core or CoreContext.build()
         self.image_renderer = image_renderer or self.core.settings.settings.image_renderer
-        self.deterministic = deterministic
+        #: cursors, wall-clock values, paths: snapshot tests pass display.STILL
+        self.display_settings = display_settings or LIVE
         self._engine_factory = engine_factory
         self._downloads_factory = downloads_factory
         self._downloads: DownloadManager | None = None
@@ -401,33 +403,10 @@ class DistillApp(App[int]):
         self.push_screen(help_screen)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("Generate", "Go to the Generate screen (F2)", self.action_show_generate)
-        yield SystemCommand(
-            "Model Manager", "Download and choose quants (F3)", self.action_show_models
-        )
-        yield SystemCommand("Gallery", "Past generations (F4)", self.action_show_gallery)
-        yield SystemCommand(
-            "Settings",
-            "Model Directory, output directory, renderer, theme, defaults, HF token (F5)",
-            self.action_show_settings,
-        )
-        yield SystemCommand("Help", "Keys of the current screen (F1)", self.action_help)
-        screen_commands = getattr(screen, "palette_commands", None)
-        if callable(screen_commands):
-            yield from screen_commands()
-        yield from self.extra_palette_commands()
-        # Textual's own (theme, keys panel, screenshot, maximize): kept, ours win by title
-        ours = {"Quit", "Help"}
-        for command in super().get_system_commands(screen):
-            if command.title not in ours:
-                yield command
-        yield SystemCommand("Quit", "Quit distill (ctrl+q)", self.action_quit)
+        """The palette's commands: ours and Textual's own (distill_tui/commands.py)."""
+        from distill_tui.commands import system_commands
 
-    def extra_palette_commands(self) -> Iterable[SystemCommand]:
-        """App-wide commands added by features (image renderer, unload model, ...)."""
-        from distill_tui.screens.generate import app_palette_commands
-
-        return app_palette_commands(self)
+        return system_commands(self, screen, super().get_system_commands(screen))
 
 
 def prepare_image_support(renderer: str | None) -> None:

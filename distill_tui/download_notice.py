@@ -38,7 +38,7 @@ def watch_downloads(app: DistillApp, manager: Any) -> FinishWatch:
 
 
 def notify_finished(app: DistillApp, message: str) -> None:
-    from distill_tui.screens.generate import notification_sequence
+    from distill_tui.formatting import notification_sequence
     from distill_tui.screens.models import ModelManagerScreen
 
     if not app.is_running or not app.core.settings.settings.notify_on_finish:

@@ -6,6 +6,7 @@ from textual.command import Command, CommandList, CommandPalette
 
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from tests.gen_helpers import wait_for
 
 
@@ -28,7 +29,7 @@ async def search(pilot, app: DistillApp, text: str, expected: str) -> None:
 
 
 async def test_palette_offers_ours_and_textuals_on_every_screen(isolated_dirs):
-    app = DistillApp(CoreContext.build(), deterministic=True)
+    app = DistillApp(CoreContext.build(), display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         for key, mode in (("f2", "generate"), ("f3", "models"), ("f4", "gallery")):
             await pilot.press(key)

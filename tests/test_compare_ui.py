@@ -9,6 +9,7 @@ from textual.widgets import Input, SelectionList, Static
 
 from distill_tui.app import DistillApp
 from distill_tui.compare import read_sheet_metadata
+from distill_tui.display import STILL
 from distill_tui.outputs import History
 from distill_tui.screens.compare import CompareModal
 from distill_tui.widgets.image_view import ImageView
@@ -31,7 +32,7 @@ async def test_compare_modal_runs_stops_and_generate_still_works(
     tiny_compare_files,  # noqa: F811
 ):
     core = install_compare_model(app_paths, tiny_compare_files)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"a red fox")
         app.screen.query_one("#seed", Input).value = "42"
@@ -112,7 +113,7 @@ async def test_escape_is_refused_while_running_and_palette_has_the_command(
     tiny_compare_files,  # noqa: F811
 ):
     core = install_compare_model(app_paths, tiny_compare_files)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(80, 24)) as pilot:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Compare quants" in titles

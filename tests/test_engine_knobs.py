@@ -14,6 +14,7 @@ from PIL import Image
 from textual.widgets import Checkbox, Collapsible, Input
 
 from distill_tui.app import DistillApp
+from distill_tui.display import STILL
 from distill_tui.generation import EngineKnobs, GenParams
 from distill_tui.loras import LoraError, list_loras, parse_lora, parse_lora_list, split_paths
 from distill_tui.outputs import History, parse_parameters, read_parameters
@@ -298,7 +299,7 @@ def test_cli_lora_from_the_folder(tiny_ready_model, tmp_path):
 async def test_advanced_section_generates_and_gallery_reuse_restores(tiny_models, tmp_path):
     core = ready_core(tiny_models)
     write_tiny_lora(core.settings.lora_dir / "tiny_style.safetensors")
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         section = screen.query_one("#advanced", Collapsible)

@@ -14,6 +14,7 @@ import pytest
 
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from distill_tui.inventory import human_size
 from distill_tui.paths import AppPaths
 from tests.test_snapshots_models import StubDownloads
@@ -38,7 +39,7 @@ def make_core(settings: dict[str, Any] | None = None) -> CoreContext:
 def make_app(core: CoreContext | None = None, **settings: Any) -> DistillApp:
     core = core or make_core(settings)
     stub = StubDownloads([])
-    return DistillApp(core, downloads_factory=lambda app: stub, deterministic=True)
+    return DistillApp(core, downloads_factory=lambda app: stub, display_settings=STILL)
 
 
 def put_file(core: CoreContext, entry: Any) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from distill_tui import memory_model as mm
 from distill_tui.devices import detect_machine
+from distill_tui.display import STILL
 from tests.test_snapshots_models import MODEL, SIZES, build_app
 
 CARD_8 = '[{"name":"NVIDIA RTX 4060","backend":"cuda","total":8e9,"free":7.5e9}]'
@@ -134,7 +135,7 @@ async def test_generate_warns_before_a_set_that_will_not_fit(card8, monkeypatch)
     from tests.test_snapshots_generate import fake_ready_core
 
     started: list = []
-    app = DistillApp(fake_ready_core(), image_renderer="halfcell", deterministic=True)
+    app = DistillApp(fake_ready_core(), image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await _wait_machine(pilot)
         import distill_tui.screens.generate as gen_mod

@@ -9,6 +9,7 @@ import pytest
 from textual.widgets import Input, Select, Static, TextArea
 
 from distill_tui.app import DistillApp
+from distill_tui.display import STILL
 from distill_tui.outputs import History, HistoryRecord
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.image_view import ImageView
@@ -25,7 +26,7 @@ def status_text(app: DistillApp) -> str:
 @pytest.mark.slow
 async def test_generate_real_engine_end_to_end(tiny_models):
     core = ready_core(tiny_models)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     kinds: list[str] = []
     async with app.run_test(size=(120, 40)) as pilot:
         app.generation.subscribe(kinds.append)
@@ -75,7 +76,7 @@ async def test_generate_real_engine_end_to_end(tiny_models):
 @pytest.mark.slow
 async def test_stop_during_slow_encoding_then_generate_again(tiny_models_slow):
     core = ready_core(tiny_models_slow)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"slow one")
         await pilot.press("ctrl+g")
@@ -108,7 +109,9 @@ class NoEngine:
 async def test_invalid_width_is_refused_inline_without_engine_call(tiny_models):
     core = ready_core(tiny_models)
     factory = NoEngine()
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=factory
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"a fox")
         width = app.screen.query_one("#width", Input)
@@ -137,7 +140,7 @@ async def test_invalid_width_is_refused_inline_without_engine_call(tiny_models):
 
 async def test_empty_prompt_and_unready_model_are_refused(isolated_dirs):
     factory = NoEngine()
-    app = DistillApp(image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    app = DistillApp(image_renderer="halfcell", display_settings=STILL, engine_factory=factory)
     async with app.run_test(size=(80, 24)) as pilot:
         # the model is not set up: ctrl+g opens its card in the Model Manager (issue 13.5)
         await pilot.press("ctrl+g")
@@ -156,7 +159,7 @@ async def test_empty_prompt_and_unready_model_are_refused(isolated_dirs):
 
 async def test_model_selector_setup_required_opens_model_manager(tiny_models):
     core = ready_core(tiny_models)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         select = app.screen.query_one(ModelSelect)
         labels = {value: str(label) for label, value in select._options if value is not Select.NULL}
@@ -203,7 +206,7 @@ async def test_gallery_reuse_refills_the_form(tiny_models):
             images=[str(out / "scene.png")],
         )
     )
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f4")
         await pilot.pause()
@@ -248,7 +251,7 @@ async def test_gallery_missing_file_and_delete(tiny_models):
             images=[str(out / "gone.png")],
         )
     )
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
         await pilot.pause(0.3)
@@ -279,7 +282,7 @@ async def test_engine_killed_shows_failed_with_reason_then_recovers(tiny_models_
     import signal
 
     core = ready_core(tiny_models_slow)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"doomed")
         await pilot.press("ctrl+g")
@@ -300,7 +303,7 @@ async def test_reference_image_edit_and_unload_command(tiny_models_edit):
     from distill_tui.commands import app_commands
 
     core = ready_core(tiny_models_edit)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"make it blue")
         app.screen.query_one("#ref-image", Input).value = str(DATA / "gradient64.png")
@@ -320,7 +323,9 @@ async def test_reference_image_edit_and_unload_command(tiny_models_edit):
 async def test_missing_reference_image_is_refused_inline(tiny_models):
     core = ready_core(tiny_models)
     factory = NoEngine()
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=factory
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"edit")
         app.screen.query_one("#ref-image", Input).value = "/no/such/image.png"

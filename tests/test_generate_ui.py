@@ -10,9 +10,10 @@ from pathlib import Path
 from textual.widgets import Input, TextArea
 
 from distill_tui.app import DistillApp
+from distill_tui.commands import app_commands
+from distill_tui.display import STILL
 from distill_tui.engine.client import GenerationResult
 from distill_tui.engine.protocol import ImageEvent, PhaseEvent, ProgressEvent, Timings
-from distill_tui.screens.generate import app_palette_commands
 from distill_tui.widgets.image_view import ImageView
 from tests.gen_helpers import wait_for
 from tests.test_snapshots_generate import fake_ready_core
@@ -83,7 +84,9 @@ async def test_batch_strip_seed_keys_and_notification(isolated_dirs):
         engines.append(FakeEngine(app, files, hold=0.3))
         return engines[-1]
 
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=factory
+    )
     bells: list[int] = []
     app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
@@ -126,7 +129,7 @@ async def test_no_notification_when_watching(isolated_dirs):
     app = DistillApp(
         core,
         image_renderer="halfcell",
-        deterministic=True,
+        display_settings=STILL,
         engine_factory=lambda a: FakeEngine(a, files),
     )
     bells: list[int] = []
@@ -147,7 +150,7 @@ async def test_renderer_palette_command_switches_and_persists(isolated_dirs):
     app = DistillApp(
         core,
         image_renderer="halfcell",
-        deterministic=True,
+        display_settings=STILL,
         engine_factory=lambda a: FakeEngine(a, files),
     )
     async with app.run_test(size=(120, 40)) as pilot:
@@ -158,7 +161,7 @@ async def test_renderer_palette_command_switches_and_persists(isolated_dirs):
             pilot, lambda: view.shown is not None and view.shown_frame is view.current, 5
         )
         assert isinstance(view.query_one("#image-widget"), HalfcellImage)
-        titles = {c.title: c for c in app_palette_commands(app)}
+        titles = {c.title: c for c in app_commands(app)}
         assert "Image renderer: halfcell (current)" in titles
         assert "Unload model (free memory)" in titles
         titles["Image renderer: unicode"].callback()
@@ -209,7 +212,7 @@ async def test_model_selector_refreshes_after_model_manager(isolated_dirs):
     from distill_tui.widgets.model_select import SETUP_REQUIRED
 
     core = CoreContext.build()
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
         await pilot.press("f3")
@@ -245,7 +248,10 @@ async def test_model_selector_refreshes_on_download_done_and_settings(isolated_d
     core = CoreContext.build()
     downloads = FakeDownloads()
     app = DistillApp(
-        core, image_renderer="halfcell", deterministic=True, downloads_factory=lambda a: downloads
+        core,
+        image_renderer="halfcell",
+        display_settings=STILL,
+        downloads_factory=lambda a: downloads,
     )
     model = core.catalog.require(MODEL_ID)
     entries = (
@@ -292,7 +298,7 @@ async def test_model_selector_refreshes_on_download_done_and_settings(isolated_d
 
 
 def test_notification_sequence_osc9_or_osc777():
-    from distill_tui.screens.generate import notification_sequence
+    from distill_tui.formatting import notification_sequence
 
     assert notification_sequence("done", {"TERM": "xterm-kitty"}) == "\x1b]9;done\x07"
     vte = notification_sequence("done", {"TERM": "xterm-256color", "VTE_VERSION": "7600"})
@@ -307,7 +313,7 @@ async def test_notification_when_terminal_lost_focus(isolated_dirs):
     app = DistillApp(
         core,
         image_renderer="halfcell",
-        deterministic=True,
+        display_settings=STILL,
         engine_factory=lambda a: FakeEngine(a, files, hold=0.5),
     )
     bells: list[int] = []

@@ -169,7 +169,7 @@ def test_row_says_why_nothing_moves_and_hides_an_unknown_eta():
         ev = DownloadEvent(
             "k", M4, "diffusion", "Q4_K_S", DownloadState.DOWNLOADING, 400, 1000, **base
         )
-        return status_line("downloading", ev, width=width, deterministic=False).plain
+        return status_line("downloading", ev, width=width).plain
 
     r = Retry("HTTP 503", 3, 7, at=time.monotonic() + 4.2, status=503)
     retrying = row(90, retry=r, activity=r.text())

@@ -360,7 +360,7 @@ def test_model_manager_row_marks_unverified():
 
     f = CatalogFile(file="x.gguf", size=10, downloadUrl="https://huggingface.co/a/b/resolve/m/x")
     kw = dict(glyph=None, label="Q4", label_width=6, size=10, description="")
-    kw.update(state="done", event=None, file=f, deterministic=True)
+    kw.update(state="done", event=None, file=f, live_times=False)
     plain = row_lines(80, **kw)[0].plain
     assert "Downloaded" in plain and "unverified" not in plain
     marked = row_lines(80, unverified=True, **kw)[0].plain

@@ -19,6 +19,7 @@ import pytest
 
 from distill_tui.app import DistillApp
 from distill_tui.cli import main as cli_main
+from distill_tui.display import STILL
 from distill_tui.outputs import History, HistoryRecord
 from distill_tui.resources import bundled_catalog_path
 from distill_tui.textsafe import escape_markup, has_control, visible
@@ -180,7 +181,7 @@ async def test_gallery_renders_hostile_prompt_without_control_characters(app_pat
     hostile_history(app_paths)
     from tests.test_snapshots_generate import fake_ready_core
 
-    app = DistillApp(fake_ready_core(), image_renderer="halfcell", deterministic=True)
+    app = DistillApp(fake_ready_core(), image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f4")
         await wait_for(pilot, lambda: getattr(app.screen, "records", None), 5)
@@ -201,7 +202,7 @@ async def test_model_manager_renders_hostile_catalog(app_paths):
     from distill_tui.context import CoreContext
     from distill_tui.widgets.model_card import ModelCard
 
-    app = DistillApp(CoreContext.build(), image_renderer="halfcell", deterministic=True)
+    app = DistillApp(CoreContext.build(), image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 60), notifications=True, tooltips=True) as pilot:
         await pilot.press("f3")
         await wait_for(pilot, lambda: app.screen.query(ModelCard), 10)
@@ -290,7 +291,7 @@ async def test_gallery_survives_a_torn_history(app_paths):
     write_torn_history(app_paths.history_file)
     from tests.test_snapshots_generate import fake_ready_core
 
-    app = DistillApp(fake_ready_core(), image_renderer="halfcell", deterministic=True)
+    app = DistillApp(fake_ready_core(), image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f4")
         await pilot.pause(0.3)
@@ -355,7 +356,9 @@ async def test_generate_screen_usable_after_output_dir_cannot_be_created(app_pat
         engines.append(FakeEngine(app, files))
         return engines[-1]
 
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True, engine_factory=factory)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=factory
+    )
     failures: list[tuple[str, str]] = []
     real_report = app.report_failure
     app.report_failure = lambda t, m: (failures.append((t, m)), real_report(t, m))  # type: ignore[method-assign]
@@ -399,7 +402,7 @@ async def test_generate_screen_usable_after_any_unexpected_failure(app_paths):
     app = DistillApp(
         core,
         image_renderer="halfcell",
-        deterministic=True,
+        display_settings=STILL,
         engine_factory=lambda a: Exploding(a, files),
     )
     async with app.run_test(size=(120, 40)) as pilot:

@@ -3,6 +3,7 @@ never breaks the service or the others; screens leave no listener behind."""
 
 from __future__ import annotations
 
+from distill_tui.display import STILL
 from distill_tui.listeners import Listeners
 
 
@@ -42,7 +43,7 @@ async def test_screens_leave_no_settings_listener_behind(isolated_dirs):
 
     core = CoreContext.build()
     before = len(core.settings._listeners)
-    app = DistillApp(core, deterministic=True)
+    app = DistillApp(core, display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         for key in ("f3", "f4", "f5", "f2"):
             await pilot.press(key)

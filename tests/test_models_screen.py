@@ -12,6 +12,7 @@ import pytest
 from distill_tui.app import DistillApp
 from distill_tui.catalog import Catalog
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from distill_tui.downloads import DownloadManager
 from distill_tui.inventory import Inventory
 from distill_tui.paths import AppPaths
@@ -50,7 +51,7 @@ def make_app(core: CoreContext, **dm_kw) -> DistillApp:
         opts.update(dm_kw)
         return DownloadManager(core.catalog, core.settings, core.inventory, **opts)
 
-    return DistillApp(core, downloads_factory=factory, deterministic=True)
+    return DistillApp(core, downloads_factory=factory, display_settings=STILL)
 
 
 def screen(app: DistillApp) -> ModelManagerScreen:

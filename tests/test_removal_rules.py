@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from distill_tui.app import DistillApp
 from distill_tui.cli import main
+from distill_tui.display import STILL
 from distill_tui.downloads.lock import DestLock
 from distill_tui.downloads.sidecar import lock_path
 from distill_tui.screens.confirm import ConfirmModal
@@ -55,7 +56,7 @@ def test_cli_keeps_a_shared_vae_unless_forced(hub_catalog, capsys):
 
 async def test_tui_removes_a_shared_vae_only_after_naming_who_needs_it(hub_catalog):
     both_models_downloaded()
-    app = DistillApp(hub_catalog.context(), deterministic=True)
+    app = DistillApp(hub_catalog.context(), display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f3")
         await focus(pilot, lambda r: r.key == VAE)
@@ -94,7 +95,7 @@ async def test_tui_skips_a_file_another_process_is_downloading(hub_catalog):
     rel = "diffusion/flux-2-klein-9b-Q4_K_S.gguf"
     core = hub_catalog.context()
     core.settings.update(active_model_id=M4)
-    app = DistillApp(core, deterministic=True)
+    app = DistillApp(core, display_settings=STILL)
     lock = DestLock(lock_path(models_dir() / rel))
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await pilot.press("f3")

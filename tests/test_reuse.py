@@ -10,6 +10,7 @@ import pytest
 from textual.widgets import Static
 
 from distill_tui.app import DistillApp
+from distill_tui.display import STILL
 from distill_tui.outputs import History
 from distill_tui.reuse import plan_reuse
 from distill_tui.screens.confirm import ConfirmModal
@@ -36,7 +37,7 @@ async def generate(pilot, app) -> None:
 async def test_gallery_reuse_restores_quants_and_next_generation_uses_them(tiny_models):
     core = ready_core(tiny_models)  # Q4_K_S active
     add_q5(core, tiny_models)
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"a red fox")
         await generate(pilot, app)
@@ -66,7 +67,7 @@ async def test_gallery_reuse_with_a_missing_quant_offers_the_download(tiny_model
     core = ready_core(tiny_models)
     q5_file = add_q5(core, tiny_models)
     core.settings.set_quant(MODEL_ID, "diffusion", "Q5_K_M")
-    app = DistillApp(core, image_renderer="halfcell", deterministic=True)
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"a fox")
         await generate(pilot, app)  # made with Q5_K_M

@@ -21,6 +21,7 @@ from textual.widgets import Input, Select, Static
 
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from distill_tui.paths import AppPaths
 from tests.test_snapshots_models import StubDownloads
 
@@ -53,7 +54,7 @@ class BusyDownloads(StubDownloads):
 def make_app(core: CoreContext | None = None, *, busy: bool = False) -> DistillApp:
     core = core or make_core()
     stub = BusyDownloads([]) if busy else StubDownloads([])
-    return DistillApp(core, downloads_factory=lambda app: stub, deterministic=True)
+    return DistillApp(core, downloads_factory=lambda app: stub, display_settings=STILL)
 
 
 def put_vae(core: CoreContext) -> Path:

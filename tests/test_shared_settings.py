@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from distill_tui.display import STILL
 from distill_tui.paths import AppPaths
 from distill_tui.settings import SettingsStore
 from tests.pty_tui import ROOT
@@ -65,7 +66,7 @@ async def test_tui_follows_models_use_from_another_process(isolated_dirs):
         with open(p, "wb") as fh:
             fh.truncate(f.size)
         core.inventory.record(f.file, f.size, "1" * 64)
-    app = DistillApp(core, deterministic=True)
+    app = DistillApp(core, display_settings=STILL)
     async with app.run_test(size=(120, 40)) as pilot:
         seen = []
         core.settings.subscribe(lambda s: seen.append(s.active_model_id))

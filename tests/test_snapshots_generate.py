@@ -1,7 +1,7 @@
 """SVG snapshots of the Generate screen and the Gallery at 120x40 and 80x24.
 
 Deterministic: half-cell renderer, a committed PNG (tests/data), a fixed clock for elapsed
-time, file names instead of absolute paths (``deterministic=True``), UTC for record times,
+time, file names instead of absolute paths (``display.STILL``), UTC for record times,
 engine state and job set directly on the App's GenerationService (no engine process).
 """
 
@@ -15,6 +15,7 @@ import pytest
 
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from distill_tui.engine.protocol import ImageEvent, Timings
 from distill_tui.generation import GenParams, Job
 from distill_tui.outputs import History, HistoryRecord
@@ -52,7 +53,7 @@ def fake_ready_core() -> CoreContext:
 
 
 def make_app() -> DistillApp:
-    app = DistillApp(fake_ready_core(), image_renderer="halfcell", deterministic=True)
+    app = DistillApp(fake_ready_core(), image_renderer="halfcell", display_settings=STILL)
     app.generation.clock = lambda: 100.0
     return app
 

@@ -15,6 +15,7 @@ import pytest
 
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from distill_tui.downloads import DownloadEvent, DownloadState
 from distill_tui.paths import AppPaths
 
@@ -78,7 +79,7 @@ def build_app(
             fh.truncate(f.size)  # sparse: the real size, no disk used
         core.inventory.record(f.file, f.size, None)
     stub = StubDownloads(events(model))
-    return DistillApp(core, downloads_factory=lambda app: stub, deterministic=True)
+    return DistillApp(core, downloads_factory=lambda app: stub, display_settings=STILL)
 
 
 def mid_download(model: Any) -> list[DownloadEvent]:

@@ -15,6 +15,7 @@ import pytest
 
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
+from distill_tui.display import STILL
 from distill_tui.paths import AppPaths
 from tests.test_snapshots_models import StubDownloads
 
@@ -41,7 +42,7 @@ def build_app(**settings: Any) -> DistillApp:
     core = CoreContext.build(paths)
     core.inventory.free_bytes = lambda: FREE  # type: ignore[method-assign]
     stub = StubDownloads([])
-    return DistillApp(core, downloads_factory=lambda app: stub, deterministic=True)
+    return DistillApp(core, downloads_factory=lambda app: stub, display_settings=STILL)
 
 
 def put_vae(app: DistillApp) -> None:

@@ -24,7 +24,7 @@ from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from distill_tui.compare import Cell, CompareError, CompareRun, plan_compare
-from distill_tui.formatting import human_size
+from distill_tui.formatting import human_size, shown_path
 from distill_tui.generation import GenParams
 from distill_tui.resources import style_path
 from distill_tui.textsafe import visible
@@ -137,8 +137,6 @@ class CompareModal(ModalScreen[Path | None]):
         )
 
     def on_mount(self) -> None:
-        if self.distill.deterministic:
-            self.query_one("#compare-sheet", ImageView).placeholder = "The sheet appears here"
         self.set_interval(0.5, self._tick)
         self.query_one("#compare-diffusion", SelectionList).focus()
         self._update_status()
@@ -175,7 +173,8 @@ class CompareModal(ModalScreen[Path | None]):
             if run.current is not None:
                 state = self.distill.generation.engine_state
                 line += f" · {ENGINE_TEXT.get(state, '')}".rstrip(" ·")
-                if not self.distill.deterministic and run.current.started is not None:
+                live = self.distill.display_settings.live_times
+                if live and run.current.started is not None:
                     line += f" · {run.clock() - run.current.started:.1f} s"
             return line
         if run.sheet_written:
@@ -185,11 +184,7 @@ class CompareModal(ModalScreen[Path | None]):
         return line + " · ctrl+g runs again · esc closes"
 
     def _shown_path(self, path: Path) -> str:
-        if self.distill.deterministic:
-            return path.name
-        home = str(Path.home())
-        s = str(path)
-        return "~" + s[len(home) :] if s.startswith(home + "/") else s
+        return shown_path(path, name_only=not self.distill.display_settings.full_paths)
 
     def _update_status(self) -> None:
         try:

@@ -6,7 +6,6 @@ listed as missing (a red ✗ in the list, "missing" in the pane), never as error
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -16,35 +15,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import Screen
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Static
 
+from distill_tui.formatting import image_caption, one_line, recipe_label, record_time
 from distill_tui.generation import GenParams
 from distill_tui.outputs import History, HistoryRecord
 from distill_tui.resources import style_path
+from distill_tui.screens.base import DistillScreen
 from distill_tui.textsafe import escape_markup, visible
-from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.image_view import Frame, ImageView
 
 if TYPE_CHECKING:
-    from distill_tui.app import DistillApp
+    pass
 
 
-def record_time(rec: HistoryRecord) -> str:
-    """The record's creation time in local time, ``MM-DD HH:MM``."""
-    try:
-        return datetime.fromisoformat(rec.created).astimezone().strftime("%m-%d %H:%M")
-    except ValueError:
-        return visible(rec.created[5:16])
-
-
-def one_line(text: str, width: int) -> str:
-    """``text`` on one line of at most ``width`` characters, control characters shown."""
-    flat = visible(" ".join(text.split()))
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-class GalleryScreen(Screen):
+class GalleryScreen(DistillScreen):
     """The history as a table plus the selected record's image."""
 
     HELP_TITLE = "Gallery"
@@ -100,20 +85,14 @@ class GalleryScreen(Screen):
         self._narrow: bool | None = None  # the column set the table has now
 
     @property
-    def distill(self) -> DistillApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
     def history(self) -> History:
-        return History(self.distill.core.paths.history_file)
+        return History(self.core.paths.history_file)
 
-    def compose(self) -> ComposeResult:
-        yield Header()
+    def compose_body(self) -> ComposeResult:
         with Vertical(id="gallery-body"):
             yield DataTable(id="gallery-table", cursor_type="row", zebra_stripes=True)
             yield ImageView("No generations yet — F2 to make one", id="gallery-image")
         yield Static("", id="gallery-status")
-        yield DistillFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -130,7 +109,6 @@ class GalleryScreen(Screen):
         self.reload()
 
     def on_resize(self) -> None:
-        self.query_one(DistillFooter).compact = self.size.width < 100
         if self._narrow is not None and (self.app.size.width < 100) != self._narrow:
             self.reload()
 
@@ -160,7 +138,7 @@ class GalleryScreen(Screen):
             # Text cells: a str cell would be parsed as markup; all of it comes from the file
             prompt_cell = Text.assemble(("✗ ", "bold red"), prompt) if missing else Text(prompt)
             cells: list[Text] = [
-                Text(record_time(rec)),
+                Text(record_time(rec.created)),
                 prompt_cell,
                 Text(visible(rec.model_id)),
                 Text(visible(f"{rec.diffusion_quant}/{rec.text_encoder_quant}")),
@@ -190,19 +168,16 @@ class GalleryScreen(Screen):
         return self.records[row] if 0 <= row < len(self.records) else None
 
     def _frames(self, rec: HistoryRecord) -> list[Frame]:
-        from distill_tui.screens.generate import display_path, image_caption
-
         w, h = rec.params.get("width", 0), rec.params.get("height", 0)
+        recipe = recipe_label(rec.model_id, rec.diffusion_quant, rec.text_encoder_quant)
         frames = []
         for i, p in enumerate(rec.images):
-            caption = image_caption(self.distill, p, rec.seed + i, w, h, rec.timings)
-            caption += (
-                f"\n{escape_markup(rec.model_id)} · {escape_markup(rec.diffusion_quant)}"
-                f" + {escape_markup(rec.text_encoder_quant)}"
-            )
+            shown = self.shown_path(p)
+            caption = image_caption(shown, rec.seed + i, w, h, rec.timings)
+            caption += f"\n{escape_markup(recipe)}"
             if not Path(p).is_file():
                 caption = "[b]missing[/b] (deleted outside distill)\n" + caption
-            frames.append(Frame(path=p, caption=caption, label=display_path(self.distill, p)))
+            frames.append(Frame(path=p, caption=caption, label=shown))
         return frames
 
     def _show_selected(self) -> None:

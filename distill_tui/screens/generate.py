@@ -9,23 +9,22 @@ draws what the service reports, so switching to F3 and back never interrupts it.
 from __future__ import annotations
 
 import logging
-import os
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Checkbox, Collapsible, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
 
 from distill_tui.engine.protocol import seed_problem
+from distill_tui.formatting import image_caption, notification_sequence, quant_pair
 from distill_tui.generation import (
     DEFAULT_STRENGTH,
     SAMPLERS,
@@ -45,12 +44,12 @@ from distill_tui.generation import (
 from distill_tui.guide import setup_need
 from distill_tui.loras import LoraError, format_lora_list, list_loras, parse_lora_list, split_paths
 from distill_tui.resources import style_path
-from distill_tui.textsafe import escape_markup, visible
+from distill_tui.screens.base import DistillScreen
+from distill_tui.textsafe import visible
 from distill_tui.widgets.empty_state import busy_keys, empty_state_text
 from distill_tui.widgets.engine_status import EngineStatus
-from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.gen_progress import GenProgress
-from distill_tui.widgets.image_view import RENDERERS, Frame, ImageView
+from distill_tui.widgets.image_view import Frame, ImageView
 from distill_tui.widgets.model_select import MANAGE, ModelSelect
 
 if TYPE_CHECKING:
@@ -73,34 +72,7 @@ class ReasonValidator(Validator):
         return self.success() if reason is None else self.failure(f"{self.label}: {reason}")
 
 
-def display_path(app: DistillApp, path: str) -> str:
-    """A path for the screen: ``~`` for home; only the file name in deterministic mode."""
-    if getattr(app, "deterministic", False):
-        return Path(path).name
-    home = str(Path.home())
-    return "~" + path[len(home) :] if path.startswith(home + "/") else path
-
-
-def image_caption(
-    app: DistillApp,
-    path: str,
-    seed: int,
-    width: int,
-    height: int,
-    timings: dict[str, float] | None = None,
-) -> str:
-    parts = [f"[b]{escape_markup(display_path(app, path))}[/b]", f"seed {seed} · {width}x{height}"]
-    if timings:
-        t = timings
-        bits = [f"{k} {t[k]:.1f}s" for k in ("load", "encode", "sample", "decode") if t.get(k)]
-        if t.get("total"):
-            bits.append(f"total {t['total']:.1f}s")
-        if bits:
-            parts.append(" · ".join(bits))
-    return "\n".join(parts)
-
-
-class GenerateScreen(Screen):
+class GenerateScreen(DistillScreen):
     """Prompt, parameters, progress and the image inline."""
 
     HELP_TITLE = "Generate"
@@ -207,11 +179,9 @@ class GenerateScreen(Screen):
         self._errors: list[str] = []
 
     # ---- layout ----------------------------------------------------------------------
-    def compose(self) -> ComposeResult:
-        app = self.distill
-        core = app.core
+    def compose_body(self) -> ComposeResult:
+        core = self.core
         d = self._defaults()
-        yield Header()
         with Horizontal(id="generate-body"):
             with VerticalScroll(id="generate-form"):
                 with Horizontal(classes="row"):
@@ -322,7 +292,6 @@ class GenerateScreen(Screen):
                 yield GenProgress(id="gen-progress")
             yield ImageView("No image yet — type a prompt and press ctrl+g", id="image-view")
         yield EngineStatus(id="engine-status")
-        yield DistillFooter()
 
     def _compose_advanced(self) -> ComposeResult:
         """Engine knobs, img2img and LoRAs: collapsed by default (80x24 keeps the main form);
@@ -379,10 +348,6 @@ class GenerateScreen(Screen):
         return value if value in allowed else allowed[0]
 
     @property
-    def distill(self) -> DistillApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
     def service(self) -> GenerationService:
         return self.distill.generation
 
@@ -411,10 +376,6 @@ class GenerateScreen(Screen):
         self.call_after_refresh(self._subscribe_downloads)
         self._unsubscribe_settings = self.distill.core.settings.subscribe(self._on_settings_changed)
         self.set_interval(0.5, self._tick)
-        if self.distill.deterministic:  # snapshots: no blinking cursors
-            self.query_one("#prompt", TextArea).cursor_blink = False
-            for inp in self.query(Input):
-                inp.cursor_blink = False
         self._refresh_all()
         self.query_one("#reuse-line", Static).display = False
         self.query_one("#prompt", TextArea).focus()
@@ -436,10 +397,6 @@ class GenerateScreen(Screen):
         if self._unsubscribe_downloads:
             self._unsubscribe_downloads()
             self._unsubscribe_downloads = None
-
-    def on_resize(self) -> None:
-        # 80 columns: the compact footer keeps f2/f3/f4 on screen
-        self.query_one(DistillFooter).compact = self.size.width < 100
 
     def on_screen_resume(self) -> None:
         # F3 (or the CLI in another process) may have made a model ready meanwhile
@@ -504,7 +461,7 @@ class GenerateScreen(Screen):
 
     # ---- service -> widgets ----------------------------------------------------------
     def _tick(self) -> None:
-        if self.service.running and not self.distill.deterministic:
+        if self.service.running and self.display_settings.live_times:
             self.query_one(GenProgress).tick(self.service)
 
     def _refresh_all(self) -> None:
@@ -552,7 +509,9 @@ class GenerateScreen(Screen):
         frames = [
             Frame(
                 path=im.path,
-                caption=image_caption(self.distill, im.path, im.seed, im.width, im.height, timings),
+                caption=image_caption(
+                    self.shown_path(im.path), im.seed, im.width, im.height, timings
+                ),
             )
             for im in job.images
         ]
@@ -722,8 +681,8 @@ class GenerateScreen(Screen):
         line.update(
             Content(
                 visible(
-                    f"Recipe from the Gallery: {name} · {sel.diffusion_quant} × "
-                    f"{sel.text_encoder_quant} ({state})"
+                    f"Recipe from the Gallery: {name} · "
+                    f"{quant_pair(sel.diffusion_quant, sel.text_encoder_quant)} ({state})"
                 )
             )
         )
@@ -948,31 +907,6 @@ class GenerateScreen(Screen):
 
             self.app.push_screen(CompareModal(params))
 
-    def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand(
-            "Generate", "Generate with the current form (ctrl+g)", self.action_generate
-        )
-        yield SystemCommand(
-            "Compare quants",
-            "This prompt and seed through every installed quant pair: a contact sheet (ctrl+t)",
-            self.action_compare_quants,
-        )
-        if self.service.running:
-            yield SystemCommand(
-                "Stop generation", "End the running generation (ctrl+x)", self.action_stop
-            )
-
-
-def notification_sequence(message: str, env: Mapping[str, str] | None = None) -> str:
-    """OSC 777 (notify) for VTE and urxvt, which ignore OSC 9; OSC 9 for the rest (iTerm2,
-    kitty, WezTerm, foot, Ghostty, Windows Terminal). One of them only: terminals that know
-    both would otherwise show two notifications."""
-    env = os.environ if env is None else env
-    text = message.replace("\x1b", "").replace("\x07", "").replace(";", ",")
-    if env.get("VTE_VERSION") or env.get("TERM", "").startswith("rxvt"):
-        return f"\x1b]777;notify;distill;{text}\x07"
-    return f"\x1b]9;{text}\x07"
-
 
 def run_generation(
     app: DistillApp, params: GenParams, model_id: str | None = None, selection: Any = None
@@ -984,49 +918,3 @@ def run_generation(
         name="Generation",
         exit_on_error=False,
     )
-
-
-# ---- app-wide palette commands (wired through DistillApp.extra_palette_commands) ---------
-
-
-def app_palette_commands(app: DistillApp) -> Iterable[SystemCommand]:
-    def set_renderer(name: str) -> Callable[[], None]:
-        def apply() -> None:
-            app.image_renderer = name
-            try:
-                app.core.settings.update(image_renderer=name)
-            except Exception as e:  # a read-only config still switches for this session
-                app.report_failure("Settings not saved", str(e))
-            for view in app.screen.query(ImageView):
-                view.refresh_renderer()
-            app.notify(f"Image renderer: {name}")
-
-        return apply
-
-    current = getattr(app, "image_renderer", "auto")
-    for name in RENDERERS:
-        mark = " (current)" if name == current else ""
-        yield SystemCommand(
-            f"Image renderer: {name}{mark}",
-            f"Draw images with the {name} renderer",
-            set_renderer(name),
-        )
-
-    def unload() -> None:
-        async def _unload() -> None:
-            if app.generation.running:
-                app.notify("A generation is running; stop it first (ctrl+x)", severity="warning")
-                return
-            await app.generation.unload()
-            app.notify("Model unloaded; memory freed")
-
-        app.run_worker(_unload(), group="engine", name="Unload model", exit_on_error=False)
-
-    yield SystemCommand(
-        "Unload model (free memory)",
-        "Free the loaded model's memory (the engine reloads it on next generate)",
-        unload,
-    )
-    from distill_tui.screens.drift_command import drift_commands
-
-    yield from drift_commands(app)

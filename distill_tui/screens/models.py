@@ -14,29 +14,26 @@ import inspect
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, on
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Header, Static, Tab, Tabs
+from textual.widgets import Static, Tab, Tabs
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
-from distill_tui.inventory import human_size
+from distill_tui.formatting import home_path, human_size
 from distill_tui.resources import style_path
+from distill_tui.screens.base import DistillScreen
 from distill_tui.screens.confirm import ConfirmModal
-from distill_tui.textsafe import escape_markup
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, fit_mark, state_name
-from distill_tui.widgets.footer import DistillFooter
 from distill_tui.widgets.model_card import ModelCard, same_content
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
@@ -102,14 +99,6 @@ class Elsewhere:
         )
 
 
-def display_path(path: Path) -> str:
-    """``/home/me/models`` -> ``~/models`` (shorter, and no user name in screenshots)."""
-    try:
-        return "~/" + str(path.relative_to(Path.home()))
-    except ValueError:
-        return str(path)
-
-
 class ModelList(VerticalScroll, can_focus=False, inherit_bindings=False):
     """The scrolling column of model cards. Focus goes to the rows, not to the list; the
     arrow keys move between rows, so only the page keys scroll."""
@@ -134,8 +123,10 @@ class ModelList(VerticalScroll, can_focus=False, inherit_bindings=False):
     ]
 
 
-class ModelManagerScreen(Screen):
+class ModelManagerScreen(DistillScreen):
     """Cards per model; rows per file; keys d / x / r / del act on the focused row."""
+
+    COMPACT_FOOTER = True
 
     HELP_TITLE = "Model Manager"
     SUB_TITLE = "Models"
@@ -235,18 +226,8 @@ class ModelManagerScreen(Screen):
         #: the import_dirs folders' model files by size (built on a thread; localreuse.py)
         self._folder_index: Any = None
 
-    # ---- services --------------------------------------------------------------------
-    @property
-    def core(self) -> Any:
-        return self.app.core  # type: ignore[attr-defined]
-
-    @property
-    def deterministic(self) -> bool:
-        return bool(getattr(self.app, "deterministic", False))
-
     # ---- layout ----------------------------------------------------------------------
-    def compose(self) -> ComposeResult:
-        yield Header()
+    def compose_body(self) -> ComposeResult:
         yield Tabs(
             *(Tab(label, id=tab_id) for tab_id, label, _t, _on in CATEGORIES), id="model-tabs"
         )
@@ -257,12 +238,9 @@ class ModelManagerScreen(Screen):
         )
         with ModelList(id="model-list"):
             for model in models:
-                yield ModelCard(
-                    model, collapsed=model.id != expanded, deterministic=self.deterministic
-                )
+                yield ModelCard(model, collapsed=model.id != expanded)
             yield Static("No models in this category yet.", id="models-empty")
         yield Static("", id="models-dir-line")
-        yield DistillFooter(compact=True)
 
     @property
     def cards(self) -> list[ModelCard]:
@@ -424,7 +402,7 @@ class ModelManagerScreen(Screen):
             free = f"free space unknown ({e.strerror or e})"
         line = Content.from_markup(
             "Models in [b]$path[/b] · $used used · $free",
-            path=display_path(inv.models_dir),
+            path=home_path(inv.models_dir),
             used=human_size(inv.total_usage()),
             free=free,
         )
@@ -813,20 +791,3 @@ class ModelManagerScreen(Screen):
         for why in result.skipped:
             self.notify(f"Not removed: {why}", title="Remove", severity="warning")
         self.sync_all()
-
-    # ---- command palette -------------------------------------------------------------
-    def palette_commands(self) -> Iterable[SystemCommand]:
-        for model in self.core.catalog.models:
-            yield SystemCommand(  # the palette parses titles as markup
-                f"Download recommended set for {escape_markup(model.name)}",
-                "Diffusion + text encoder quants the catalog recommends, and the VAE",
-                partial(self.download_set, model, recommended=True),
-            )
-        yield SystemCommand(
-            "Open models folder path",
-            "Show where model files are stored",
-            self._show_models_dir,
-        )
-
-    def _show_models_dir(self) -> None:
-        self.notify(str(self.core.inventory.models_dir), title="Models folder", timeout=15)

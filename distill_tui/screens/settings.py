@@ -21,8 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
-from textual.widgets import Header, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 
 from distill_tui.dirs import (
     DirCheck,
@@ -32,28 +31,19 @@ from distill_tui.dirs import (
     parse_dir,
     same_filesystem,
 )
+from distill_tui.formatting import home_path, human_size
 from distill_tui.generation import SAMPLERS, check_int, check_size
 from distill_tui.guide import token_status
-from distill_tui.inventory import human_size
 from distill_tui.resources import style_path
+from distill_tui.screens.base import DistillScreen
 from distill_tui.settings import IMAGE_RENDERERS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.empty_state import busy_keys
-from distill_tui.widgets.footer import DistillFooter
 
 if TYPE_CHECKING:
-    from distill_tui.app import DistillApp
+    pass
 
 log = logging.getLogger(__name__)
-
-
-def home_path(path: Path | str) -> str:
-    """``/home/me/models`` -> ``~/models`` (shorter; no user name on screen)."""
-    text = str(path)
-    home = str(Path.home())
-    if text == home:
-        return "~"
-    return "~" + text[len(home) :] if text.startswith(home + "/") else text
 
 
 def ok_line(text: str) -> Content:
@@ -68,8 +58,10 @@ def muted(text: str) -> Content:
     return Content.styled(visible(text), "$text-muted")
 
 
-class SettingsScreen(Screen):
+class SettingsScreen(DistillScreen):
     """One form; each field saves itself (directories on enter, after a check)."""
+
+    COMPACT_FOOTER = True
 
     HELP_TITLE = "Settings"
     SUB_TITLE = "Settings"
@@ -94,20 +86,11 @@ class SettingsScreen(Screen):
         #: (models dir, outputs dir) the status lines describe
         self._dirs_shown: tuple[Path, Path] | None = None
 
-    @property
-    def distill(self) -> DistillApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
-    def core(self) -> Any:
-        return self.distill.core
-
     # ---- layout ----------------------------------------------------------------------
-    def compose(self) -> ComposeResult:
+    def compose_body(self) -> ComposeResult:
         store = self.core.settings
         s = store.settings
         g = s.generation
-        yield Header()
         with VerticalScroll(id="settings-form"):
             yield Static(Content.from_markup("[b]Storage[/b]"), classes="section-title")
             with Horizontal(classes="row"):
@@ -196,8 +179,6 @@ class SettingsScreen(Screen):
                 classes="status",
             )
 
-        yield DistillFooter(compact=True)
-
     # ---- lifecycle -------------------------------------------------------------------
     def on_unmount(self) -> None:
         if self._unsubscribe_settings is not None:
@@ -205,9 +186,6 @@ class SettingsScreen(Screen):
             self._unsubscribe_settings = None
 
     def on_mount(self) -> None:
-        if self.distill.deterministic:  # snapshots: no blinking cursors
-            for inp in self.query(Input):
-                inp.cursor_blink = False
         self._unsubscribe_settings = self.core.settings.subscribe(self._on_settings_changed)
         self.set_interval(2.0, self._sync_token)
         self._sync_dirs()

@@ -44,7 +44,6 @@ class FileRow(StatusRow, Widget, can_focus=True):
         *,
         label: str,
         label_width: int = 7,
-        deterministic: bool = False,
     ) -> None:
         super().__init__(classes="file-row -missing")
         self.model_id = model_id
@@ -52,7 +51,6 @@ class FileRow(StatusRow, Widget, can_focus=True):
         self.file = file
         self.label = label
         self.label_width = label_width
-        self.deterministic = deterministic
         self.quant_id: str | None = None
         self.tooltip = Content(visible(file.file))
 

@@ -14,7 +14,7 @@ from typing import Any
 from textual.content import Content
 
 from distill_tui.catalog import CatalogFile
-from distill_tui.inventory import human_size
+from distill_tui.formatting import eta_text, short_size
 from distill_tui.textsafe import visible
 
 ACTIVE_STATES = frozenset({"queued", "preflight", "downloading", "verifying"})
@@ -49,32 +49,6 @@ def row_state(present: bool, event: Any | None) -> str:
     if s in ("failed", "cancelled", "paused"):
         return s  # type: ignore[return-value]
     return "missing"
-
-
-def short_size(n: float) -> str:
-    """Size for a row: '2.4 GB', '336 MB' (one decimal above 10 is noise)."""
-    text = human_size(n)
-    num, _, unit = text.partition(" ")
-    try:
-        value = float(num)
-    except ValueError:
-        return text
-    if unit and unit != "B" and value >= 10:
-        return f"{value:.0f} {unit}"
-    return text
-
-
-def fmt_eta(seconds: float | None) -> str:
-    """``4:05``; ``--:--`` for an unknown ETA or one beyond 99 h (downloads/rate.py)."""
-    return _fmt_eta(seconds) or "--:--"
-
-
-def _fmt_eta(seconds: float | None) -> str | None:
-    # imported here: the downloads package pulls httpx in, which a screen that shows no
-    # download (first paint) does not need
-    from distill_tui.downloads.rate import fmt_eta
-
-    return fmt_eta(seconds)
 
 
 def bar(fraction: float, width: int) -> Content:
@@ -158,7 +132,7 @@ def status_line(
     event: Any | None,
     *,
     width: int,
-    deterministic: bool,
+    live_times: bool = True,
     unverified: bool = False,
     found: str | None = None,
 ) -> Content:
@@ -196,9 +170,9 @@ def status_line(
         if activity:  # retrying, stalled: words instead of a speed
             return _activity_line(frac, pct, event, width)
         extra = ""
-        if not deterministic and event is not None:
+        if live_times and event is not None:  # speed and ETA (display settings)
             speed = getattr(event, "speed", None)
-            eta = _fmt_eta(getattr(event, "eta", None))
+            eta = eta_text(getattr(event, "eta", None), unknown="")
             if speed:
                 extra += f" {short_size(speed)}/s"
             if eta:  # hidden while unknown (no rate yet) or absurd
@@ -273,7 +247,7 @@ def row_lines(
     state: str,
     event: Any | None,
     file: CatalogFile,
-    deterministic: bool,
+    live_times: bool = True,
     fit: Content | None = None,
     unverified: bool = False,
     found: str | None = None,
@@ -312,7 +286,7 @@ def row_lines(
         state,
         event,
         width=status_width,
-        deterministic=deterministic,
+        live_times=live_times,
         unverified=unverified,
         found=found,
     )

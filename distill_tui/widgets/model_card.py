@@ -41,9 +41,7 @@ def css_id(text: str) -> str:
 class ModelCard(Collapsible):
     """A model card. ``rows`` lists every file row (quant rows and the VAE row)."""
 
-    def __init__(
-        self, model: CatalogModel, *, collapsed: bool = True, deterministic: bool = False
-    ) -> None:
+    def __init__(self, model: CatalogModel, *, collapsed: bool = True) -> None:
         name = Content(visible(model.name))  # catalog text: never markup, controls shown
         super().__init__(
             title=name,  # type: ignore[arg-type]  # Content renders as the title, unparsed
@@ -52,7 +50,6 @@ class ModelCard(Collapsible):
             classes="model-card",
         )
         self.model = model
-        self.deterministic = deterministic
         # Replace the stock title with ours (space and arrow keys).
         self._title = CardTitle(
             label=name, collapsed_symbol="▶", expanded_symbol="▼", collapsed=collapsed
@@ -64,13 +61,7 @@ class ModelCard(Collapsible):
         for component in ("diffusion", "textEncoder"):
             section = model.section(component)
             rows = [
-                QuantRow(
-                    model.id,
-                    component,
-                    q,
-                    label_width=self._label_width,
-                    deterministic=deterministic,
-                )
+                QuantRow(model.id, component, q, label_width=self._label_width)
                 for q in section.quants
             ]
             self.sets[component] = QuantRadioSet(
@@ -82,7 +73,6 @@ class ModelCard(Collapsible):
             model.vae,
             label=model.vae.file.rsplit("/", 1)[-1],
             label_width=self._label_width + 2,
-            deterministic=deterministic,
         )
         self.storage = Static("", classes="card-storage")
         #: set by the screen when a GPU is known: the best set that fits ({component: quant

@@ -25,7 +25,6 @@ class QuantRow(StatusRow, RadioButton):
         quant: Quant,
         *,
         label_width: int = 7,
-        deterministic: bool = False,
     ) -> None:
         # Content, not a str: a catalog label is never parsed as markup ("[/]" crashed)
         super().__init__(
@@ -35,7 +34,6 @@ class QuantRow(StatusRow, RadioButton):
         self.component = component
         self.quant = quant
         self.label_width = label_width
-        self.deterministic = deterministic
         self.tooltip = Content(visible(quant.description)) if quant.description else None
 
     # ---- identity --------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """What the quant rows and the VAE row share: the file facts, the state, the status column.
 
 A mixin (QuantRow is a RadioButton, FileRow a plain Widget). The row class provides
-``file`` (a CatalogFile), ``label``-ish text via :meth:`_row_label`, ``label_width``,
-``deterministic`` and optionally :meth:`_glyph` / :meth:`_description` /
+``file`` (a CatalogFile), ``label``-ish text via :meth:`_row_label`, ``label_width``
+and optionally :meth:`_glyph` / :meth:`_description` /
 :meth:`_status_changed`.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from textual.content import Content
 
+from distill_tui.display import display_settings
 from distill_tui.textsafe import visible
 from distill_tui.widgets.file_status import ROW_STATES, row_lines, row_state
 
@@ -26,7 +27,6 @@ class StatusRow:
     #: a same-size copy of the file on this machine ("the HF cache", a folder): enter links it
     found: str | None = None
     label_width: int
-    deterministic: bool
 
     # ---- hooks -----------------------------------------------------------------------
     def _row_label(self) -> str:
@@ -102,7 +102,8 @@ class StatusRow:
             state=self.state,
             event=self.event,
             file=file,
-            deterministic=self.deterministic,
+            # speeds and ETAs unless the App's display settings hold them still (snapshots)
+            live_times=display_settings(self.app).live_times,  # type: ignore[attr-defined]
             fit=self.fit_mark,
             unverified=self.unverified,
             found=self.found,
