@@ -337,7 +337,7 @@ async def test_advanced_section_generates_and_gallery_reuse_restores(tiny_models
         assert saved.threads == 1
 
         # change the form, then reuse the image from the Gallery: the knobs come back
-        screen.apply_knobs(EngineKnobs())
+        screen.form.load_knobs(EngineKnobs())
         loras.value = ""
         section.collapsed = True
         await pilot.press("f4")
@@ -345,7 +345,7 @@ async def test_advanced_section_generates_and_gallery_reuse_restores(tiny_models
         await pilot.press("r")
         await wait_for(pilot, lambda: app.screen is screen, 5)
         await pilot.pause()
-        assert screen.read_knobs() == EngineKnobs(
+        assert screen.form.knobs() == EngineKnobs(
             flash_attn=False, vae_tiling=True, vae_on_cpu=True, threads=1
         )
         assert loras.value == "tiny_style:0.7"

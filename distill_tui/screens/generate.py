@@ -11,44 +11,32 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.content import Content
 from textual.message import Message
-from textual.validation import ValidationResult, Validator
-from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
+from textual.widgets import Checkbox, Input, Select, Static, TextArea
 
-from distill_tui.engine.protocol import seed_problem
 from distill_tui.formatting import image_caption, notification_sequence, quant_pair
 from distill_tui.generation import (
-    DEFAULT_STRENGTH,
-    SAMPLERS,
-    SCHEDULERS,
-    SIZE_PRESETS,
     ChangeKind,
     EngineKnobs,
     GenerationService,
     GenParams,
     Job,
-    check_float,
-    check_int,
-    check_seed,
-    check_size,
-    check_threads,
 )
 from distill_tui.guide import setup_need
-from distill_tui.loras import LoraError, format_lora_list, list_loras, parse_lora_list, split_paths
 from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
 from distill_tui.textsafe import visible
 from distill_tui.widgets.empty_state import busy_keys, empty_state_text
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.gen_progress import GenProgress
+from distill_tui.widgets.generate_form import GenerateForm
 from distill_tui.widgets.image_view import Frame, ImageView
 from distill_tui.widgets.model_select import MANAGE, ModelSelect
 
@@ -57,19 +45,6 @@ if TYPE_CHECKING:
     from distill_tui.downloads.service import DownloadEvent
 
 log = logging.getLogger(__name__)
-
-
-class ReasonValidator(Validator):
-    """Wraps a ``check_*`` function (text -> reason or None) into a Textual validator."""
-
-    def __init__(self, label: str, check: Callable[[str], str | None]) -> None:
-        super().__init__()
-        self.label = label
-        self.check = check
-
-    def validate(self, value: str) -> ValidationResult:
-        reason = self.check(value)
-        return self.success() if reason is None else self.failure(f"{self.label}: {reason}")
 
 
 class GenerateScreen(DistillScreen):
@@ -176,176 +151,19 @@ class GenerateScreen(DistillScreen):
         self._unsubscribe_settings: Callable[[], None] | None = None
         self._shown_job: int | None = None
         self._shown_images = 0
-        self._errors: list[str] = []
 
     # ---- layout ----------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         core = self.core
-        d = self._defaults()
         with Horizontal(id="generate-body"):
-            with VerticalScroll(id="generate-form"):
-                with Horizontal(classes="row"):
-                    yield Label("Model", classes="field-label")
-                    yield ModelSelect(core, id="model-select")
-                # a recipe reused from the Gallery: its model and quants, used by ctrl+g
-                yield Static("", id="reuse-line", classes="hint")
-                yield Label("Prompt", classes="section-label")
-                yield TextArea(
-                    id="prompt",
-                    compact=True,
-                    placeholder="Describe the image…",
-                    tab_behavior="focus",
-                )
-                with Horizontal(classes="row"):
-                    yield Label("Negative", classes="field-label")
-                    yield Input(
-                        d.negative_prompt,
-                        id="negative-prompt",
-                        compact=True,
-                        placeholder="(optional)",
-                    )
-                with Horizontal(classes="row"):
-                    yield Label("Size", classes="field-label")
-                    yield Input(
-                        str(d.width),
-                        id="width",
-                        compact=True,
-                        classes="num",
-                        validators=[ReasonValidator("Width", check_size)],
-                    )
-                    yield Label("x", classes="times")
-                    yield Input(
-                        str(d.height),
-                        id="height",
-                        compact=True,
-                        classes="num",
-                        validators=[ReasonValidator("Height", check_size)],
-                    )
-                    yield Select(
-                        [(f"{w}x{h}", f"{w}x{h}") for w, h in SIZE_PRESETS],
-                        prompt="preset",
-                        id="size-preset",
-                        compact=True,
-                    )
-                with Horizontal(classes="row"):
-                    yield Label("Steps", classes="field-label")
-                    yield Input(
-                        str(d.steps),
-                        id="steps",
-                        compact=True,
-                        classes="num",
-                        validators=[ReasonValidator("Steps", lambda v: check_int(v, 1, 200))],
-                    )
-                    yield Label("CFG", classes="inline-label")
-                    yield Input(
-                        f"{d.cfg_scale:g}",
-                        id="cfg",
-                        compact=True,
-                        classes="num",
-                        validators=[ReasonValidator("CFG", lambda v: check_float(v, 0, 50))],
-                    )
-                    yield Label("Batch", classes="inline-label")
-                    yield Input(
-                        str(d.batch_count),
-                        id="batch",
-                        compact=True,
-                        classes="num",
-                        validators=[ReasonValidator("Batch", lambda v: check_int(v, 1, 16))],
-                    )
-                with Horizontal(classes="row"):
-                    yield Label("Seed", classes="field-label")
-                    yield Input(
-                        "",
-                        id="seed",
-                        compact=True,
-                        placeholder="random",
-                        classes="seed",
-                        validators=[ReasonValidator("Seed", check_seed)],
-                    )
-                    yield Static("^r new · ^l last", classes="hint")
-                with Horizontal(classes="row"):
-                    yield Label("Sampler", classes="field-label")
-                    yield Select(
-                        [(s, s) for s in SAMPLERS],
-                        value=self._pick(d.sampler, SAMPLERS),
-                        allow_blank=False,
-                        id="sampler",
-                        compact=True,
-                    )
-                    yield Select(
-                        [(s, s) for s in SCHEDULERS],
-                        value=self._pick(d.scheduler, SCHEDULERS),
-                        allow_blank=False,
-                        id="scheduler",
-                        compact=True,
-                    )
-                with Horizontal(classes="row"):
-                    yield Label("Edit refs", classes="field-label")
-                    yield Input(
-                        "",
-                        id="ref-image",
-                        compact=True,
-                        placeholder="(optional) images to edit: a.png; b.png",
-                    )
-                yield from self._compose_advanced()
-                yield Static("", id="form-errors")
-                yield GenProgress(id="gen-progress")
+            yield GenerateForm(
+                core,
+                self._defaults(),
+                EngineKnobs.from_settings(core.settings.settings.generation),
+                id="generate-form",
+            )
             yield ImageView("No image yet — type a prompt and press ctrl+g", id="image-view")
         yield EngineStatus(id="engine-status")
-
-    def _compose_advanced(self) -> ComposeResult:
-        """Engine knobs, img2img and LoRAs: collapsed by default (80x24 keeps the main form);
-        ctrl+n or enter on its title opens it. Each row is one line."""
-        k = EngineKnobs.from_settings(self.distill.core.settings.settings.generation)
-        with Collapsible(title="Advanced: engine · img2img · LoRA  ^n", id="advanced"):
-            with Horizontal(classes="row"):
-                yield Checkbox("Flash attn", k.flash_attn, id="flash-attn", compact=True)
-                yield Checkbox("Offload to CPU", k.offload_to_cpu, id="offload", compact=True)
-            with Horizontal(classes="row"):
-                yield Checkbox("VAE tiling", k.vae_tiling, id="vae-tiling", compact=True)
-                yield Checkbox("Text enc on CPU", k.text_encoder_on_cpu, id="te-cpu", compact=True)
-            with Horizontal(classes="row"):
-                yield Checkbox("VAE on CPU", k.vae_on_cpu, id="vae-cpu", compact=True)
-                yield Label("Threads", classes="inline-label")
-                yield Input(
-                    "" if k.threads <= 0 else str(k.threads),
-                    id="threads",
-                    compact=True,
-                    classes="num",
-                    placeholder="auto",
-                    validators=[ReasonValidator("Threads", check_threads)],
-                )
-            with Horizontal(classes="row"):
-                yield Label("Img2img", classes="field-label")
-                yield Input("", id="init-image", compact=True, placeholder="(optional) init image")
-            with Horizontal(classes="row"):
-                yield Label("Strength", classes="field-label")
-                yield Input(
-                    f"{DEFAULT_STRENGTH:g}",
-                    id="strength",
-                    compact=True,
-                    classes="num",
-                    validators=[ReasonValidator("Strength", lambda v: check_float(v, 0, 1))],
-                )
-                yield Static("0 keep · 1 replace", classes="hint")
-            with Horizontal(classes="row"):
-                yield Label("LoRA", classes="field-label")
-                yield Select([], prompt="add from the LoRA folder", id="lora-pick", compact=True)
-            with Horizontal(classes="row"):
-                yield Label("LoRAs", classes="field-label")
-                yield Input("", id="loras", compact=True, placeholder="name:0.8; other")
-
-    def _reload_loras(self) -> None:
-        """The LoRA picker lists the folder's files (read when the section opens)."""
-        folder = self.distill.core.settings.lora_dir
-        names = list_loras(folder)
-        pick = self.query_one("#lora-pick", Select)
-        pick.set_options([(visible(n), n) for n in names])
-        pick.prompt = "add from the LoRA folder" if names else f"(no LoRA files in {folder.name}/)"
-
-    @staticmethod
-    def _pick(value: str, allowed: tuple[str, ...]) -> str:
-        return value if value in allowed else allowed[0]
 
     @property
     def service(self) -> GenerationService:
@@ -377,7 +195,6 @@ class GenerateScreen(DistillScreen):
         self._unsubscribe_settings = self.distill.core.settings.subscribe(self._on_settings_changed)
         self.set_interval(0.5, self._tick)
         self._refresh_all()
-        self.query_one("#reuse-line", Static).display = False
         self.query_one("#prompt", TextArea).focus()
 
     def _subscribe_downloads(self) -> None:
@@ -548,105 +365,9 @@ class GenerateScreen(DistillScreen):
         )
 
     # ---- form <-> params -------------------------------------------------------------
-    def read_form(self) -> tuple[GenParams | None, list[str]]:
-        """Validated params, or None and the reasons (one line per bad field)."""
-        errors: list[str] = []
-        first_bad: Input | None = None
-        for inp in self.query("#generate-form Input").results(Input):
-            result = inp.validate(inp.value)
-            if result is not None and not result.is_valid:
-                errors.extend(result.failure_descriptions)
-                first_bad = first_bad or inp
-        prompt = self.query_one("#prompt", TextArea).text.strip()
-        if not prompt:
-            errors.insert(0, "Prompt: required")
-        refs = split_paths(self.query_one("#ref-image", Input).value)
-        for ref in refs:
-            if not Path(ref).expanduser().is_file():
-                errors.append(f"Edit refs: no such file: {ref}")
-        init = self.query_one("#init-image", Input).value.strip()
-        if init and not Path(init).expanduser().is_file():
-            errors.append(f"Img2img: no such file: {init}")
-        loras: list[tuple[str, float]] = []
-        try:
-            loras = parse_lora_list(self.query_one("#loras", Input).value)
-        except LoraError as e:
-            errors.append(f"LoRAs: {e}")
-        if loras:
-            from distill_tui.loras import lora_specs
-
-            try:
-                lora_specs(self.distill.core.settings.lora_dir, loras)
-            except LoraError as e:
-                errors.append(f"LoRAs: {e}")
-        core = self.distill.core
-        model_id = core.settings.settings.active_model_id
-        if core.catalog.get(model_id) is None:
-            errors.append(f"Model: {model_id!r} is not in the catalog (F3 opens the Model Manager)")
-        elif not core.resolver.is_model_ready(model_id):
-            missing = "; ".join(core.resolver.missing(model_id))
-            errors.append(f"Model: not ready ({missing}) — F3 opens the Model Manager")
-        if errors:
-            if first_bad is not None:
-                section = self.query_one("#advanced", Collapsible)
-                if section.collapsed and first_bad in section.query(Input):
-                    section.collapsed = False  # a bad field must be seen to be fixed
-                first_bad.focus()
-            return None, errors
-        v = {i.id: i.value.strip() for i in self.query("#generate-form Input").results(Input)}
-        seed = v["seed"]
-        seed_int = -1 if seed in ("", "-1", "random") else int(seed)
-        problem = seed_problem(seed_int, int(v["batch"]))  # image i uses seed + i
-        if problem:
-            self.query_one("#seed", Input).focus()
-            return None, [f"Seed: {problem}"]
-        return (
-            GenParams(
-                prompt=prompt,
-                negative_prompt=v["negative-prompt"],
-                width=int(v["width"]),
-                height=int(v["height"]),
-                steps=int(v["steps"]),
-                cfg_scale=float(v["cfg"]),
-                seed=seed_int,
-                sampler=str(self.query_one("#sampler", Select).value),
-                scheduler=str(self.query_one("#scheduler", Select).value),
-                batch_count=int(v["batch"]),
-                ref_images=tuple(str(Path(r).expanduser()) for r in refs),
-                init_image=str(Path(init).expanduser()) if init else "",
-                strength=float(v["strength"]),
-                loras=tuple(loras),
-                knobs=self.read_knobs(),
-            ),
-            [],
-        )
-
-    def read_knobs(self) -> EngineKnobs:
-        """The advanced section's engine knobs (threads already validated)."""
-        threads = self.query_one("#threads", Input).value.strip()
-
-        def on(widget_id: str) -> bool:
-            return self.query_one(f"#{widget_id}", Checkbox).value
-
-        return EngineKnobs(
-            flash_attn=on("flash-attn"),
-            offload_to_cpu=on("offload"),
-            vae_tiling=on("vae-tiling"),
-            text_encoder_on_cpu=on("te-cpu"),
-            vae_on_cpu=on("vae-cpu"),
-            threads=int(threads) if threads not in ("", "auto") else -1,
-        )
-
-    def apply_knobs(self, knobs: EngineKnobs) -> None:
-        for widget_id, value in (
-            ("flash-attn", knobs.flash_attn),
-            ("offload", knobs.offload_to_cpu),
-            ("vae-tiling", knobs.vae_tiling),
-            ("te-cpu", knobs.text_encoder_on_cpu),
-            ("vae-cpu", knobs.vae_on_cpu),
-        ):
-            self.query_one(f"#{widget_id}", Checkbox).value = value
-        self.query_one("#threads", Input).value = "" if knobs.threads <= 0 else str(knobs.threads)
+    @property
+    def form(self) -> GenerateForm:
+        return self.query_one(GenerateForm)
 
     def _save_knobs(self, knobs: EngineKnobs | None) -> None:
         """The knobs a generation ran with become the defaults (settings.generation), as the
@@ -699,88 +420,20 @@ class GenerateScreen(DistillScreen):
             self._set_reuse((model_id, selection))
         else:
             self._set_reuse(None)
-        self.query_one("#prompt", TextArea).text = params.prompt
-        values = {
-            "negative-prompt": params.negative_prompt,
-            "width": str(params.width),
-            "height": str(params.height),
-            "steps": str(params.steps),
-            "cfg": f"{params.cfg_scale:g}",
-            "batch": str(params.batch_count),
-            "seed": "" if params.seed < 0 else str(params.seed),
-            "ref-image": "; ".join(params.ref_images),
-            "init-image": params.init_image,
-            "strength": f"{params.strength:g}",
-            "loras": format_lora_list(params.loras),
-        }
-        for key, val in values.items():
-            self.query_one(f"#{key}", Input).value = val
-        self.query_one("#sampler", Select).value = self._pick(params.sampler, SAMPLERS)
-        self.query_one("#scheduler", Select).value = self._pick(params.scheduler, SCHEDULERS)
-        if params.knobs is not None:
-            self.apply_knobs(params.knobs)
-        if params.init_image or params.loras:  # show what the recipe uses
-            self.query_one("#advanced", Collapsible).collapsed = False
-        self._show_errors([])
-
-    def _show_errors(self, errors: list[str]) -> None:
-        self._errors = list(errors)
-        box = self.query_one("#form-errors", Static)
-        box.update(Content(visible("\n".join(errors), multiline=True)))
-        box.set_class(bool(errors), "-errors")
+        self.form.load(params)
 
     # ---- events ----------------------------------------------------------------------
-    @on(Input.Changed)
-    def _input_changed(self, event: Input.Changed) -> None:
-        # a field that became valid drops its own line from the error list
-        result = event.validation_result
-        if not self._errors or result is None or not result.is_valid:
-            return
-        labels = [v.label for v in event.input.validators if isinstance(v, ReasonValidator)]
-        kept = [e for e in self._errors if not any(e.startswith(f"{lb}:") for lb in labels)]
-        if kept != self._errors:
-            self._show_errors(kept)
-
-    @on(Select.Changed, "#lora-pick")
-    def _lora_chosen(self, event: Select.Changed) -> None:
-        """Choosing a LoRA adds ``name:1`` to the LoRAs field (the weight is edited there)."""
-        if event.value is Select.NULL:
-            return
-        field = self.query_one("#loras", Input)
-        try:
-            current = parse_lora_list(field.value)
-        except LoraError:
-            current = None
-        name = str(event.value)
-        if current is None:
-            field.value = f"{field.value.rstrip('; ')}; {name}:1".lstrip("; ")
-        elif all(n != name for n, _w in current):
-            field.value = format_lora_list([*current, (name, 1.0)])
-        event.select.clear()
-        field.focus()
-
-    @on(Collapsible.Expanded, "#advanced")
-    def _advanced_opened(self) -> None:
-        self._reload_loras()
-
     def action_toggle_advanced(self) -> None:
-        section = self.query_one("#advanced", Collapsible)
-        section.collapsed = not section.collapsed
-        if not section.collapsed:
+        form = self.form
+        if form.advanced.collapsed:
+            form.open_advanced()
             self.call_after_refresh(self._focus_advanced)
+        else:
+            form.advanced.collapsed = True
 
     def _focus_advanced(self) -> None:
-        section = self.query_one("#advanced", Collapsible)
         self.query_one("#flash-attn", Checkbox).focus()
-        section.scroll_visible()
-
-    @on(Select.Changed, "#size-preset")
-    def _preset_chosen(self, event: Select.Changed) -> None:
-        if event.value is Select.NULL:
-            return
-        w, h = str(event.value).split("x")
-        self.query_one("#width", Input).value = w
-        self.query_one("#height", Input).value = h
+        self.form.advanced.scroll_visible()
 
     @on(Select.Changed, "#model-select")
     def _model_chosen(self, event: Select.Changed) -> None:
@@ -822,8 +475,8 @@ class GenerateScreen(DistillScreen):
             return
         if getattr(self, "_reuse", None) is None and self._open_setup():
             return
-        params, errors = self.read_form()
-        self._show_errors(errors)
+        params, errors = self.form.to_request()
+        self.form.show_errors(errors)
         if params is None:
             return
         if self._warn_fit(params):
@@ -900,8 +553,8 @@ class GenerateScreen(DistillScreen):
         if self.service.running:
             self.notify("A generation is running (ctrl+x stops it)", severity="warning")
             return
-        params, errors = self.read_form()
-        self._show_errors(errors)
+        params, errors = self.form.to_request()
+        self.form.show_errors(errors)
         if params is not None:
             from distill_tui.screens.compare import CompareModal
 

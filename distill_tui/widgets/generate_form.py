@@ -1,0 +1,486 @@
+"""GenerateForm: the Generate screen's form - model, prompt, parameters, the advanced section -
+built from one field table, read with :meth:`GenerateForm.to_request` and filled with
+:meth:`GenerateForm.load`.
+
+Every field is one :class:`Text`, :class:`Choice` or :class:`Flag` entry in ``FIELDS``: its
+label (the name its error line starts with), its check, and how it is written from a
+:class:`~distill_tui.generation.GenParams`. ``ROWS`` and ``ADVANCED_ROWS`` lay the fields out,
+one line each. Composing, validating, reading and loading all walk the same table, so a new
+field is one entry and one place in a row.
+
+The advanced section (engine knobs, img2img, LoRAs) is collapsed until asked for, and its
+widgets are mounted only when it first opens: ~30 widgets that nobody sees at start-up no
+longer cost the first paint their compose, styling and layout (~0.1 s on a 2-core box).
+Until then its values live in ``_pending`` and are read, checked and loaded from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.validation import ValidationResult, Validator
+from textual.widget import Widget
+from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
+
+from distill_tui.engine.protocol import seed_problem
+from distill_tui.generation import (
+    SAMPLERS,
+    SCHEDULERS,
+    SIZE_PRESETS,
+    EngineKnobs,
+    GenParams,
+    check_float,
+    check_int,
+    check_seed,
+    check_size,
+    check_threads,
+)
+from distill_tui.loras import LoraError, format_lora_list, list_loras, parse_lora_list, split_paths
+from distill_tui.textsafe import visible
+from distill_tui.widgets.gen_progress import GenProgress
+from distill_tui.widgets.model_select import ModelSelect
+
+if TYPE_CHECKING:
+    from textual.widget import AwaitMount
+
+    from distill_tui.context import CoreContext
+
+ADVANCED_TITLE = "Advanced: engine · img2img · LoRA  ^n"
+
+
+class ReasonValidator(Validator):
+    """Wraps a ``check_*`` function (text -> reason or None) into a Textual validator."""
+
+    def __init__(self, label: str, check: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self.label = label
+        self.check = check
+
+    def validate(self, value: str) -> ValidationResult:
+        reason = self.check(value)
+        return self.success() if reason is None else self.failure(f"{self.label}: {reason}")
+
+
+# ---- the field table -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Text:
+    """An Input. ``text``: its value for a request's params and knobs."""
+
+    label: str
+    text: Callable[[GenParams, EngineKnobs], str]
+    check: Callable[[str], str | None] | None = None
+    classes: str = ""
+    placeholder: str = ""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A Select. ``choices``: the fixed options (None: filled at run time, e.g. LoRA files);
+    ``value``: its value for a request (None: a picker with no value of its own)."""
+
+    label: str
+    choices: tuple[str, ...] | None
+    value: Callable[[GenParams], str] | None = None
+    prompt: str = "Select"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A Checkbox for one engine knob."""
+
+    label: str
+    value: Callable[[EngineKnobs], bool]
+
+
+Field = Text | Choice | Flag
+
+
+def _pick(value: str, allowed: tuple[str, ...]) -> str:
+    return value if value in allowed else allowed[0]
+
+
+FIELDS: dict[str, Field] = {
+    "negative-prompt": Text("Negative", lambda p, k: p.negative_prompt, placeholder="(optional)"),
+    "width": Text("Width", lambda p, k: str(p.width), check_size, "num"),
+    "height": Text("Height", lambda p, k: str(p.height), check_size, "num"),
+    "size-preset": Choice("Size", tuple(f"{w}x{h}" for w, h in SIZE_PRESETS), prompt="preset"),
+    "steps": Text("Steps", lambda p, k: str(p.steps), lambda v: check_int(v, 1, 200), "num"),
+    "cfg": Text("CFG", lambda p, k: f"{p.cfg_scale:g}", lambda v: check_float(v, 0, 50), "num"),
+    "batch": Text("Batch", lambda p, k: str(p.batch_count), lambda v: check_int(v, 1, 16), "num"),
+    "seed": Text(
+        "Seed",
+        lambda p, k: "" if p.seed < 0 else str(p.seed),
+        check_seed,
+        "seed",
+        placeholder="random",
+    ),
+    "sampler": Choice("Sampler", SAMPLERS, lambda p: _pick(p.sampler, SAMPLERS)),
+    "scheduler": Choice("Scheduler", SCHEDULERS, lambda p: _pick(p.scheduler, SCHEDULERS)),
+    "ref-image": Text(
+        "Edit refs",
+        lambda p, k: "; ".join(p.ref_images),
+        placeholder="(optional) images to edit: a.png; b.png",
+    ),
+    # ---- advanced
+    "flash-attn": Flag("Flash attn", lambda k: k.flash_attn),
+    "offload": Flag("Offload to CPU", lambda k: k.offload_to_cpu),
+    "vae-tiling": Flag("VAE tiling", lambda k: k.vae_tiling),
+    "te-cpu": Flag("Text enc on CPU", lambda k: k.text_encoder_on_cpu),
+    "vae-cpu": Flag("VAE on CPU", lambda k: k.vae_on_cpu),
+    "threads": Text(
+        "Threads",
+        lambda p, k: "" if k.threads <= 0 else str(k.threads),
+        check_threads,
+        "num",
+        placeholder="auto",
+    ),
+    "init-image": Text("Img2img", lambda p, k: p.init_image, placeholder="(optional) init image"),
+    "strength": Text(
+        "Strength", lambda p, k: f"{p.strength:g}", lambda v: check_float(v, 0, 1), "num"
+    ),
+    "lora-pick": Choice("LoRA", None, prompt="add from the LoRA folder"),
+    "loras": Text("LoRAs", lambda p, k: format_lora_list(p.loras), placeholder="name:0.8; other"),
+}
+
+#: a row: its label (None: none) and its items - a field id, ("label", text) for an inline
+#: label, ("times", text) for the "x" between sizes, ("hint", text) for a hint after the fields
+Row = tuple[str | None, tuple[str | tuple[str, str], ...]]
+ROWS: tuple[Row, ...] = (
+    ("Negative", ("negative-prompt",)),
+    ("Size", ("width", ("times", "x"), "height", "size-preset")),
+    ("Steps", ("steps", ("label", "CFG"), "cfg", ("label", "Batch"), "batch")),
+    ("Seed", ("seed", ("hint", "^r new · ^l last"))),
+    ("Sampler", ("sampler", "scheduler")),
+    ("Edit refs", ("ref-image",)),
+)
+ADVANCED_ROWS: tuple[Row, ...] = (
+    (None, ("flash-attn", "offload")),
+    (None, ("vae-tiling", "te-cpu")),
+    (None, ("vae-cpu", ("label", "Threads"), "threads")),
+    ("Img2img", ("init-image",)),
+    ("Strength", ("strength", ("hint", "0 keep · 1 replace"))),
+    ("LoRA", ("lora-pick",)),
+    ("LoRAs", ("loras",)),
+)
+ADVANCED = frozenset(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
+#: the fields of the engine knobs (the rest describe the image)
+KNOBS = ("flash-attn", "offload", "vae-tiling", "te-cpu", "vae-cpu", "threads")
+
+
+def _widget(field_id: str, field: Field, value: str | bool) -> Widget:
+    if isinstance(field, Flag):
+        return Checkbox(field.label, bool(value), id=field_id, compact=True)
+    if isinstance(field, Choice):
+        options = [(c, c) for c in field.choices or ()]
+        if field.value is None:  # a picker: no value of its own
+            return Select(options, prompt=field.prompt, id=field_id, compact=True)
+        return Select(options, value=str(value), allow_blank=False, id=field_id, compact=True)
+    validators = [ReasonValidator(field.label, field.check)] if field.check else []
+    return Input(
+        str(value),
+        id=field_id,
+        compact=True,
+        classes=field.classes,
+        placeholder=field.placeholder,
+        validators=validators,
+    )
+
+
+def _values(params: GenParams, knobs: EngineKnobs) -> dict[str, str | bool]:
+    """Every field's value for these params and knobs (pickers have none)."""
+    out: dict[str, str | bool] = {}
+    for field_id, field in FIELDS.items():
+        if isinstance(field, Text):
+            out[field_id] = field.text(params, knobs)
+        elif isinstance(field, Flag):
+            out[field_id] = field.value(knobs)
+        elif field.value is not None:
+            out[field_id] = field.value(params)
+    return out
+
+
+class GenerateForm(VerticalScroll):
+    """The form of the Generate screen. ``defaults``: the params shown at first; ``knobs``:
+    the engine knobs (the settings' defaults)."""
+
+    def __init__(self, core: CoreContext, defaults: GenParams, knobs: EngineKnobs, **kw: Any):
+        super().__init__(**kw)
+        self.core = core
+        self._initial = _values(defaults, knobs)
+        #: the advanced section's values while its widgets are not mounted
+        self._pending = {k: v for k, v in self._initial.items() if k in ADVANCED}
+        self._advanced_mounted = False
+        self.errors: list[str] = []
+
+    # ---- layout ----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("Model", classes="field-label")
+            yield ModelSelect(self.core, id="model-select")
+        # a recipe reused from the Gallery: its model and quants, used by ctrl+g
+        yield Static("", id="reuse-line", classes="hint")
+        yield Label("Prompt", classes="section-label")
+        yield TextArea(
+            id="prompt", compact=True, placeholder="Describe the image…", tab_behavior="focus"
+        )
+        yield from self._rows(ROWS, self._initial)
+        yield Collapsible(title=ADVANCED_TITLE, id="advanced")
+        yield Static("", id="form-errors")
+        yield GenProgress(id="gen-progress")
+
+    def _rows(self, rows: tuple[Row, ...], values: dict[str, str | bool]) -> Iterator[Widget]:
+        for label, items in rows:
+            children: list[Widget] = []
+            if label is not None:
+                children.append(Label(label, classes="field-label"))
+            for item in items:
+                if isinstance(item, tuple):
+                    kind, text = item
+                    if kind == "hint":
+                        children.append(Static(text, classes="hint"))
+                    else:
+                        children.append(
+                            Label(text, classes="inline-label" if kind == "label" else kind)
+                        )
+                else:
+                    children.append(_widget(item, FIELDS[item], values.get(item, "")))
+            yield Horizontal(*children, classes="row")
+
+    def on_mount(self) -> None:
+        self.query_one("#reuse-line", Static).display = False
+
+    # ---- the advanced section ----------------------------------------------------------
+    @property
+    def advanced(self) -> Collapsible:
+        return self.query_one("#advanced", Collapsible)
+
+    def open_advanced(self) -> None:
+        self._mount_advanced()
+        self.advanced.collapsed = False
+
+    def _mount_advanced(self) -> AwaitMount | None:
+        """Mount the advanced section's widgets with the values kept meanwhile (once)."""
+        if self._advanced_mounted:
+            return None
+        self._advanced_mounted = True
+        contents = self.advanced.query_one(Collapsible.Contents)
+        mounting = contents.mount_all(list(self._rows(ADVANCED_ROWS, self._pending)))
+        self._pending = {}
+        return mounting
+
+    @on(Collapsible.Expanded, "#advanced")
+    async def _advanced_opened(self) -> None:
+        mounting = self._mount_advanced()
+        if mounting is not None:
+            await mounting
+        self._reload_loras()
+
+    def _reload_loras(self) -> None:
+        """The LoRA picker lists the folder's files (read when the section opens)."""
+        folder = self.core.settings.lora_dir
+        names = list_loras(folder)
+        pick = self.query_one("#lora-pick", Select)
+        if not pick.is_mounted:  # just mounted with the section: its prompt needs it composed
+            self.call_after_refresh(self._reload_loras)
+            return
+        pick.set_options([(visible(n), n) for n in names])
+        pick.prompt = "add from the LoRA folder" if names else f"(no LoRA files in {folder.name}/)"
+
+    # ---- values ------------------------------------------------------------------------
+    def value(self, field_id: str) -> str | bool:
+        """A field's value: its widget's, or the kept one of an unmounted advanced field."""
+        if field_id in ADVANCED and not self._advanced_mounted:
+            return self._pending.get(field_id, "")
+        widget = self.query_one(f"#{field_id}")
+        if isinstance(widget, Checkbox):
+            return widget.value
+        if isinstance(widget, Select):
+            return "" if widget.value is Select.NULL else str(widget.value)
+        assert isinstance(widget, Input)
+        return widget.value
+
+    def set_value(self, field_id: str, value: str | bool) -> None:
+        if field_id in ADVANCED and not self._advanced_mounted:
+            self._pending[field_id] = value
+            return
+        widget = self.query_one(f"#{field_id}")
+        if isinstance(widget, Checkbox):
+            widget.value = bool(value)
+        elif isinstance(widget, Select | Input):
+            widget.value = str(value)
+
+    def text(self, field_id: str) -> str:
+        return str(self.value(field_id)).strip()
+
+    @property
+    def prompt(self) -> str:
+        return self.query_one("#prompt", TextArea).text
+
+    # ---- form -> request ---------------------------------------------------------------
+    def _field_errors(self) -> tuple[list[str], str | None]:
+        """Every checked field's failure (in table order) and the first bad field's id."""
+        errors: list[str] = []
+        first_bad: str | None = None
+        for field_id, field in FIELDS.items():
+            if not isinstance(field, Text) or field.check is None:
+                continue
+            reason = field.check(str(self.value(field_id)))
+            if reason is not None:
+                errors.append(f"{field.label}: {reason}")
+                first_bad = first_bad or field_id
+        return errors, first_bad
+
+    def knobs(self) -> EngineKnobs:
+        """The advanced section's engine knobs (threads already validated)."""
+        threads = self.text("threads")
+        return EngineKnobs(
+            flash_attn=bool(self.value("flash-attn")),
+            offload_to_cpu=bool(self.value("offload")),
+            vae_tiling=bool(self.value("vae-tiling")),
+            text_encoder_on_cpu=bool(self.value("te-cpu")),
+            vae_on_cpu=bool(self.value("vae-cpu")),
+            threads=int(threads) if threads not in ("", "auto") else -1,
+        )
+
+    def to_request(self) -> tuple[GenParams | None, list[str]]:
+        """Validated params, or None and the reasons (one line per bad field); the first bad
+        field gets the focus (the advanced section opens if it is there)."""
+        errors, first_bad = self._field_errors()
+        prompt = self.prompt.strip()
+        if not prompt:
+            errors.insert(0, "Prompt: required")
+        refs = split_paths(self.text("ref-image"))
+        for ref in refs:
+            if not Path(ref).expanduser().is_file():
+                errors.append(f"Edit refs: no such file: {ref}")
+        init = self.text("init-image")
+        if init and not Path(init).expanduser().is_file():
+            errors.append(f"Img2img: no such file: {init}")
+        loras: list[tuple[str, float]] = []
+        try:
+            loras = parse_lora_list(str(self.value("loras")))
+        except LoraError as e:
+            errors.append(f"LoRAs: {e}")
+        if loras:
+            from distill_tui.loras import lora_specs
+
+            try:
+                lora_specs(self.core.settings.lora_dir, loras)
+            except LoraError as e:
+                errors.append(f"LoRAs: {e}")
+        model_id = self.core.settings.settings.active_model_id
+        if self.core.catalog.get(model_id) is None:
+            errors.append(f"Model: {model_id!r} is not in the catalog (F3 opens the Model Manager)")
+        elif not self.core.resolver.is_model_ready(model_id):
+            missing = "; ".join(self.core.resolver.missing(model_id))
+            errors.append(f"Model: not ready ({missing}) — F3 opens the Model Manager")
+        if errors:
+            if first_bad is not None:
+                self.focus_field(first_bad)
+            return None, errors
+        seed = self.text("seed")
+        seed_int = -1 if seed in ("", "-1", "random") else int(seed)
+        batch = int(self.text("batch"))
+        problem = seed_problem(seed_int, batch)  # image i uses seed + i
+        if problem:
+            self.focus_field("seed")
+            return None, [f"Seed: {problem}"]
+        return (
+            GenParams(
+                prompt=prompt,
+                negative_prompt=self.text("negative-prompt"),
+                width=int(self.text("width")),
+                height=int(self.text("height")),
+                steps=int(self.text("steps")),
+                cfg_scale=float(self.text("cfg")),
+                seed=seed_int,
+                sampler=self.text("sampler"),
+                scheduler=self.text("scheduler"),
+                batch_count=batch,
+                ref_images=tuple(str(Path(r).expanduser()) for r in refs),
+                init_image=str(Path(init).expanduser()) if init else "",
+                strength=float(self.text("strength")),
+                loras=tuple(loras),
+                knobs=self.knobs(),
+            ),
+            [],
+        )
+
+    def focus_field(self, field_id: str) -> None:
+        """Focus a field; one in the advanced section opens it first (a bad field must be
+        seen to be fixed)."""
+        if field_id in ADVANCED:
+            self.open_advanced()
+        self.query_one(f"#{field_id}").focus()
+
+    # ---- request -> form ---------------------------------------------------------------
+    def load(self, params: GenParams, knobs: EngineKnobs | None = None) -> None:
+        """Fill every field from ``params`` (the engine knobs from ``knobs``, else the params'
+        own, else left as they are). A recipe with an init image or LoRAs opens the advanced
+        section: what it uses is shown."""
+        self.query_one("#prompt", TextArea).text = params.prompt
+        knobs = knobs or params.knobs
+        for field_id, value in _values(params, knobs or EngineKnobs()).items():
+            if knobs is not None or field_id not in KNOBS:
+                self.set_value(field_id, value)
+        if params.init_image or params.loras:
+            self.open_advanced()
+        self.show_errors([])
+
+    def load_knobs(self, knobs: EngineKnobs) -> None:
+        """Only the engine knobs (the rest of the form stays as it is)."""
+        values = _values(GenParams(prompt=""), knobs)
+        for field_id in KNOBS:
+            self.set_value(field_id, values[field_id])
+
+    # ---- errors ------------------------------------------------------------------------
+    def show_errors(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        box = self.query_one("#form-errors", Static)
+        box.update(Content(visible("\n".join(errors), multiline=True)))
+        box.set_class(bool(errors), "-errors")
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        # a field that became valid drops its own line from the error list
+        result = event.validation_result
+        if not self.errors or result is None or not result.is_valid:
+            return
+        labels = [v.label for v in event.input.validators if isinstance(v, ReasonValidator)]
+        kept = [e for e in self.errors if not any(e.startswith(f"{lb}:") for lb in labels)]
+        if kept != self.errors:
+            self.show_errors(kept)
+
+    # ---- pickers -----------------------------------------------------------------------
+    @on(Select.Changed, "#size-preset")
+    def _preset_chosen(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            return
+        w, h = str(event.value).split("x")
+        self.set_value("width", w)
+        self.set_value("height", h)
+
+    @on(Select.Changed, "#lora-pick")
+    def _lora_chosen(self, event: Select.Changed) -> None:
+        """Choosing a LoRA adds ``name:1`` to the LoRAs field (the weight is edited there)."""
+        if event.value is Select.NULL:
+            return
+        field = self.query_one("#loras", Input)
+        try:
+            current = parse_lora_list(field.value)
+        except LoraError:
+            current = None
+        name = str(event.value)
+        if current is None:
+            field.value = f"{field.value.rstrip('; ')}; {name}:1".lstrip("; ")
+        elif all(n != name for n, _w in current):
+            field.value = format_lora_list([*current, (name, 1.0)])
+        event.select.clear()
+        field.focus()
