@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Checkbox, Input, Select, Static, TextArea
+from textual.widgets import Input, Select, Static, TextArea
 
 from distill_tui.formatting import image_caption, notification_sequence, quant_pair
 from distill_tui.generation import (
@@ -426,14 +426,9 @@ class GenerateScreen(DistillScreen):
     def action_toggle_advanced(self) -> None:
         form = self.form
         if form.advanced.collapsed:
-            form.open_advanced()
-            self.call_after_refresh(self._focus_advanced)
+            form.focus_field("flash-attn")  # opens it; the section scrolls into view
         else:
             form.advanced.collapsed = True
-
-    def _focus_advanced(self) -> None:
-        self.query_one("#flash-attn", Checkbox).focus()
-        self.form.advanced.scroll_visible()
 
     @on(Select.Changed, "#model-select")
     def _model_chosen(self, event: Select.Changed) -> None:

@@ -280,14 +280,15 @@ class GenerateForm(VerticalScroll):
         mounting = self._mount_advanced()
         if mounting is not None:
             await mounting
-        self._reload_loras()
+        self.call_after_refresh(self._reload_loras)
 
     def _reload_loras(self) -> None:
         """The LoRA picker lists the folder's files (read when the section opens)."""
         folder = self.core.settings.lora_dir
         names = list_loras(folder)
         pick = self.query_one("#lora-pick", Select)
-        if not pick.is_mounted:  # just mounted with the section: its prompt needs it composed
+        if not (pick.is_mounted and pick.query("SelectOverlay")):
+            # mounted with the section just now: setting its options needs it composed
             self.call_after_refresh(self._reload_loras)
             return
         pick.set_options([(visible(n), n) for n in names])
@@ -418,7 +419,16 @@ class GenerateForm(VerticalScroll):
         seen to be fixed)."""
         if field_id in ADVANCED:
             self.open_advanced()
-        self.query_one(f"#{field_id}").focus()
+        self._focus_when_there(field_id, tries=20)
+
+    def _focus_when_there(self, field_id: str, tries: int) -> None:
+        """Focus a field once it is in the DOM: the advanced section's fields arrive a frame
+        after it is first opened (its rows mount their children)."""
+        found = self.query(f"#{field_id}")
+        if found:
+            found.first().focus()
+        elif tries > 0:
+            self.call_after_refresh(self._focus_when_there, field_id, tries - 1)
 
     # ---- request -> form ---------------------------------------------------------------
     def load(self, params: GenParams, knobs: EngineKnobs | None = None) -> None:

@@ -1,0 +1,75 @@
+"""GenerateForm (issue 12.4): one field table composes, checks, reads and fills the form; the
+advanced section's widgets are mounted only when it first opens, its values kept until then."""
+
+from __future__ import annotations
+
+from textual.widgets import Checkbox, Collapsible, Input
+
+from distill_tui.app import DistillApp
+from distill_tui.display import STILL
+from distill_tui.generation import EngineKnobs, GenParams
+from distill_tui.widgets.generate_form import ADVANCED, FIELDS, GenerateForm
+from tests.test_snapshots_generate import fake_ready_core
+
+RECIPE = GenParams(
+    prompt="a lighthouse at dusk",
+    negative_prompt="blurry",
+    width=512,
+    height=768,
+    steps=6,
+    cfg_scale=1.5,
+    seed=42,
+    sampler="euler_a",
+    scheduler="karras",
+    batch_count=2,
+    strength=0.4,
+    knobs=EngineKnobs(flash_attn=False, vae_tiling=True, threads=3),
+)
+
+
+async def test_load_then_to_request_round_trips_without_opening_the_advanced_section(
+    isolated_dirs,
+):
+    app = DistillApp(fake_ready_core(), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        section = form.query_one("#advanced", Collapsible)
+        # at start the advanced widgets are not mounted (the first paint does not pay them)
+        assert section.collapsed and not any(form.query(f"#{i}") for i in ADVANCED)
+        form.load(RECIPE)
+        await pilot.pause()
+        params, errors = form.to_request()
+        assert errors == [] and params is not None
+        assert params == RECIPE
+        assert not any(form.query(f"#{i}") for i in ADVANCED)  # still not mounted
+        # opening it shows the kept values in its widgets
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert not section.collapsed
+        assert form.query_one("#threads", Input).value == "3"
+        assert form.query_one("#vae-tiling", Checkbox).value is True
+        assert form.query_one("#flash-attn", Checkbox).value is False
+        assert form.query_one("#strength", Input).value == "0.4"
+        again, _ = form.to_request()
+        assert again == params
+
+
+async def test_a_bad_advanced_value_opens_the_section_and_is_named(isolated_dirs):
+    app = DistillApp(fake_ready_core(), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        form.load(RECIPE)
+        form.set_value("strength", "7")  # not mounted yet: kept, and checked like the rest
+        params, errors = form.to_request()
+        await pilot.pause()
+        assert params is None
+        assert [e.split(":")[0] for e in errors] == ["Strength"], errors
+        assert not form.query_one("#advanced", Collapsible).collapsed
+        assert form.query_one("#strength", Input).has_focus
+
+
+def test_every_field_in_the_table_has_a_place_in_a_row():
+    from distill_tui.widgets.generate_form import ADVANCED_ROWS, ROWS
+
+    placed = [i for _, items in (*ROWS, *ADVANCED_ROWS) for i in items if isinstance(i, str)]
+    assert sorted(placed) == sorted(FIELDS) and len(placed) == len(set(placed))
