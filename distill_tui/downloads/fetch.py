@@ -447,8 +447,6 @@ class Fetcher:
         a = slot[0]
         pid = id(slot)
         self.inflight[pid] = slot
-        writer = self.writer
-        assert writer is not None
         failures = 0
         size_faults = 0
         why = ""  # what the server did last time it was not usable (for the final message)
@@ -459,7 +457,6 @@ class Fetcher:
                 headers = {"Range": f"bytes={pos}-{b - 1}", "Accept-Encoding": "identity"}
                 if self.meta.same_origin and self.token:
                     headers["Authorization"] = f"Bearer {self.token}"
-                progressed = False
                 delay: float | None = None
                 watch: _Watch | None = None
                 try:
@@ -471,25 +468,11 @@ class Fetcher:
                                 if limit is None:
                                     delay = self._delay(resp, failures)
                                 else:
-                                    async for chunk in resp.aiter_raw():
-                                        room = slot[2] - slot[1]  # slot[2] shrinks when split
-                                        if len(chunk) > room:
-                                            chunk = chunk[:room]
-                                        self._write(chunk, slot[1])
-                                        slot[1] += len(chunk)
-                                        if writer.queued > writer.high:
-                                            await writer.room()
-                                        self.progress.fetched += len(chunk)
-                                        progressed = True
-                                        if self.progress.retry is not None:
-                                            self.progress.retry = None
-                                        if slot[1] >= slot[2]:
-                                            break
-                                    if slot[1] < slot[2]:
-                                        raise httpx.RemoteProtocolError("body ended early")
+                                    await self._receive(resp, slot)
                         finally:
                             del self._watch[pid]  # never rescheduled once its block is left
                 except TimeoutError:
+                    progressed = slot[1] > pos  # bytes arrived in this attempt
                     if watch is None or not watch.cut:
                         raise
                     # cut by the stall watchdog: a fresh connection from where it got to
@@ -519,6 +502,7 @@ class Fetcher:
                     await self._refresh_location(gen)
                     delay = 0
                 except TRANSIENT_EXC as e:
+                    progressed = slot[1] > pos
                     if tls_failure(e) is not None:  # a certificate is not transient
                         raise tls_error(str(url), e) from None
                     if progressed:
@@ -538,7 +522,7 @@ class Fetcher:
                     await asyncio.sleep(pause)
                     continue
                 if delay is not None:
-                    if progressed:
+                    if slot[1] > pos:
                         failures = 0
                     failures += 1
                     if failures > self.cfg.retries:
@@ -562,6 +546,28 @@ class Fetcher:
             self.inflight.pop(pid, None)
             if slot[1] > a:
                 self.done.add(a, slot[1])
+
+    async def _receive(self, resp: httpx.Response, slot: list[int]) -> None:
+        """The body of a usable answer into the writer, from ``slot[1]`` (advanced with every
+        byte) up to ``slot[2]`` (which shrinks when another worker splits the piece). A body
+        that ends early raises: the caller retries from where it got to."""
+        writer = self.writer
+        assert writer is not None
+        async for chunk in resp.aiter_raw():
+            room = slot[2] - slot[1]
+            if len(chunk) > room:
+                chunk = chunk[:room]
+            self._write(chunk, slot[1])
+            slot[1] += len(chunk)
+            if writer.queued > writer.high:
+                await writer.room()
+            self.progress.fetched += len(chunk)
+            if self.progress.retry is not None:
+                self.progress.retry = None
+            if slot[1] >= slot[2]:
+                return
+        if slot[1] < slot[2]:
+            raise httpx.RemoteProtocolError("body ended early")
 
     def _write(self, chunk: bytes, offset: int) -> None:
         assert self.writer is not None
