@@ -29,9 +29,12 @@ from distill_tui.resources import style_path
 from distill_tui.textsafe import visible
 
 if TYPE_CHECKING:
-    from distill_tui.downloads import DownloadManager
+    from distill_tui.downloads.events import DownloadEvent
+    from distill_tui.downloads.finish import FinishWatch
     from distill_tui.engine.client import EngineClient
-    from distill_tui.generation import GenerationService
+    from distill_tui.generation import ChangeKind, GenerationService
+    from distill_tui.protocols import DownloadService, GenerationControl, SettingsFeed
+    from distill_tui.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,16 @@ def _settings_screen() -> Screen:
 
 
 class DistillApp(App[int]):
-    """distill: generate (F2), manage models (F3), browse the gallery (F4)."""
+    """distill: generate (F2), manage models (F3), browse the gallery (F4).
+
+    The App subscribes once to each service it owns and republishes what they say as Textual
+    Signals: ``download_signal`` (every :class:`~distill_tui.downloads.events.DownloadEvent`),
+    ``generation_signal`` (a :data:`~distill_tui.generation.ChangeKind`), ``settings_signal``
+    (the new :class:`~distill_tui.settings.Settings`). Screens and widgets subscribe with
+    ``signal.subscribe(self, callback)``; Textual drops a subscription when its node goes.
+    Failures of the App's work (a download, a generation) are reported here, whatever screen
+    is showing.
+    """
 
     TITLE = "distill"
     CSS_PATH = [style_path("app.tcss")]
@@ -118,7 +130,7 @@ class DistillApp(App[int]):
         *,
         image_renderer: str | None = None,
         engine_factory: Callable[[DistillApp], EngineClient] | None = None,
-        downloads_factory: Callable[[DistillApp], DownloadManager] | None = None,
+        downloads_factory: Callable[[DistillApp], DownloadService] | None = None,
         display_settings: DisplaySettings | None = None,
         machine: Any = None,
     ) -> None:
@@ -129,10 +141,17 @@ class DistillApp(App[int]):
         self.display_settings = display_settings or LIVE
         self._engine_factory = engine_factory
         self._downloads_factory = downloads_factory
-        self._downloads: DownloadManager | None = None
+        self._downloads: DownloadService | None = None
         self._modes_seen: set[str] = set()
         self._engine: EngineClient | None = None
         self._generation: GenerationService | None = None
+        self.download_signal: Signal[DownloadEvent] = Signal(self, "downloads")
+        self.generation_signal: Signal[ChangeKind] = Signal(self, "generation")
+        self.settings_signal: Signal[Settings] = Signal(self, "settings")
+        #: the download batch's bell and terminal notification (download_notice.py)
+        self.download_watch: FinishWatch | None = None
+        self._download_states: dict[str, str] = {}  #: key -> the last state the bridge saw
+        self._unsubscribe_settings: Callable[[], None] | None = None
         #: devices.Machine once known (detected in a thread at mount unless given); screens
         #: subscribe to ``machine_changed`` for fit marks
         self.machine: Any = machine
@@ -147,19 +166,26 @@ class DistillApp(App[int]):
 
     # ---- services --------------------------------------------------------------------
     @property
-    def downloads(self) -> DownloadManager:
+    def downloads(self) -> DownloadService:
+        """The download queue, made on first use (httpx is not imported before)."""
         if self._downloads is None:
             if self._downloads_factory is not None:
-                self._downloads = self._downloads_factory(self)
+                manager = self._downloads_factory(self)
             else:
-                from distill_tui.downloads import DownloadManager
+                from distill_tui.downloads.service import DownloadManager
 
                 c = self.core
-                self._downloads = DownloadManager(c.catalog, c.settings, c.inventory)
-            from distill_tui.download_notice import watch_downloads
+                manager = DownloadManager(c.catalog, c.settings, c.inventory)
+            from distill_tui.downloads.finish import FinishWatch
 
-            # bell + terminal notification when a long download ends off-screen
-            self.download_watch = watch_downloads(self, self._downloads)
+            self._downloads = manager
+            self.download_watch = FinishWatch()
+            manager.subscribe(self._on_download_event)  # the App's one subscription
+        return self._downloads
+
+    @property
+    def downloads_started(self) -> DownloadService | None:
+        """The download queue if something made it already (never makes it)."""
         return self._downloads
 
     @property
@@ -168,21 +194,77 @@ class DistillApp(App[int]):
             if self._engine_factory is not None:
                 self._engine = self._engine_factory(self)
             else:
-                self._engine = self.generation.make_client()
+                self._engine = self._generation_service().make_client()
         return self._engine
 
     @property
-    def generation(self) -> GenerationService:
+    def generation(self) -> GenerationControl:
         """The one running generation, its progress and the engine state (for the UI)."""
+        return self._generation_service()
+
+    def _generation_service(self) -> GenerationService:
         if self._generation is None:
             from distill_tui.generation import GenerationService
 
             self._generation = GenerationService(self.core, lambda: self.engine)
+            self._generation.subscribe(self._on_generation_change)  # the App's one subscription
         return self._generation
+
+    # ---- services -> signals: the one place that listens to them ---------------------
+    def _on_download_event(self, event: DownloadEvent) -> None:
+        """Every snapshot of the download service: a new failure is reported (whatever
+        screen is showing), a long batch that ended rings, then the screens are told."""
+        previous = self._download_states.get(event.key)
+        self._download_states[event.key] = event.state
+        try:  # a report or a notification never keeps the event from the screens
+            if event.state == "failed" and previous != "failed":
+                self._report_download_failure(event)
+            text = self.download_watch.event(event) if self.download_watch else None
+            if text is not None:
+                from distill_tui.download_notice import notify_finished
+
+                # bell + terminal notification when a long download ends off-screen
+                notify_finished(self, text)
+        except Exception:
+            log.exception("download report or notification failed")
+        self.download_signal.publish(event)
+
+    def _report_download_failure(self, event: DownloadEvent) -> None:
+        from distill_tui.catalog import COMPONENT_LABELS
+        from distill_tui.widgets.file_status import error_text
+
+        model = self.core.catalog.get(event.model_id)
+        file = None
+        if model is not None and event.component == "vae":
+            file = model.vae
+        elif model is not None and event.component in ("diffusion", "textEncoder"):
+            file = model.section(event.component).get(event.quant_id or "")
+        if model is None or file is None:
+            what, text = event.key, event.error or "unknown error"
+        else:
+            label = COMPONENT_LABELS.get(event.component, event.component)
+            quant = f" {event.quant_id}" if event.component != "vae" else ""
+            what, text = f"{model.name} {label}{quant}", error_text(event, file)
+        self.report_failure(f"Download failed: {what}", text)
+
+    def _on_generation_change(self, kind: ChangeKind) -> None:
+        """Every change of the generation service: a failed generation is reported, then the
+        screens are told."""
+        job = self._generation.job if self._generation is not None else None
+        if kind == "finished" and job is not None and job.phase == "failed" and not job.images:
+            try:
+                self.report_failure("Generation failed", job.error or "unknown error")
+            except Exception:  # never keeps the change from the screens
+                log.exception("cannot report a failed generation")
+        self.generation_signal.publish(kind)
+
+    def _bridge_settings(self, store: SettingsFeed) -> None:
+        self._unsubscribe_settings = store.subscribe(self.settings_signal.publish)
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
         self._install_signal_handlers()
+        self._bridge_settings(self.core.settings)
         # settings.json is shared with the CLI (`distill models use` in another window): a
         # stat a second notices a change, and the screens follow (settings listeners)
         self.set_interval(1.0, self._poll_settings)
@@ -218,6 +300,9 @@ class DistillApp(App[int]):
             )
 
     async def on_unmount(self) -> None:
+        if self._unsubscribe_settings is not None:  # the core's store may outlive the App
+            self._unsubscribe_settings()
+            self._unsubscribe_settings = None
         if self._engine is not None:
             try:
                 await self._engine.shutdown()

@@ -4,37 +4,18 @@ The same signal a finished generation gives (screens/generate.py ``_maybe_notify
 terminal bell, then OSC 9 (or OSC 777 on VTE/urxvt: ``notification_sequence``) and a toast,
 when the downloads took at least ``FinishWatch.after`` seconds (30 s) and the person is
 elsewhere: on another screen than the Model Manager, or in another window (the terminal
-reported blur). ``notify_on_finish`` in the settings turns both off.
+reported blur). ``notify_on_finish`` in the settings turns both off. The App feeds its
+:class:`~distill_tui.downloads.finish.FinishWatch` every download event (its one subscription
+to the download service, ``DistillApp._on_download_event``) and calls
+:func:`notify_finished` with the words when a batch ends.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
-
-from distill_tui.downloads.finish import FinishWatch
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from distill_tui.app import DistillApp
-
-log = logging.getLogger(__name__)
-
-
-def watch_downloads(app: DistillApp, manager: Any) -> FinishWatch:
-    """Subscribe to ``manager``'s events for the App's lifetime; returns the watch (tests set
-    its ``after``)."""
-    watch = FinishWatch()
-
-    def on_event(ev: Any) -> None:
-        text = watch.event(ev)
-        if text is not None:
-            try:
-                notify_finished(app, text)
-            except Exception:  # a notification never breaks a download
-                log.exception("download notification failed")
-
-    manager.subscribe(on_event)
-    return watch
 
 
 def notify_finished(app: DistillApp, message: str) -> None:

@@ -223,30 +223,15 @@ async def test_model_selector_refreshes_after_model_manager(isolated_dirs):
         assert shown_model_label(app) == "FLUX.2 Klein 4B"
 
 
-class FakeDownloads:
-    def __init__(self) -> None:
-        self.subscribers: list = []
-
-    def subscribe(self, cb):
-        self.subscribers.append(cb)
-        return lambda: self.subscribers.remove(cb)
-
-    def events(self):
-        return []
-
-    async def aclose(self):
-        return None
-
-
 async def test_model_selector_refreshes_on_download_done_and_settings(isolated_dirs):
-    from types import SimpleNamespace
-
     from distill_tui.context import CoreContext
+    from distill_tui.downloads.events import DownloadEvent, DownloadState
     from distill_tui.widgets.model_select import SETUP_REQUIRED
     from tests.test_snapshots_generate import DIFFUSION_QUANT, MODEL_ID, TEXT_ENCODER_QUANT
+    from tests.test_snapshots_models import StubDownloads
 
     core = CoreContext.build()
-    downloads = FakeDownloads()
+    downloads = StubDownloads([])
     app = DistillApp(
         core,
         image_renderer="halfcell",
@@ -260,18 +245,17 @@ async def test_model_selector_refreshes_on_download_done_and_settings(isolated_d
         model.vae,
     )
 
-    def emit(state: str) -> None:
-        for cb in list(downloads.subscribers):  # the screen's (the App's notice wants more)
-            if getattr(cb, "__self__", None) is app.screen:
-                cb(SimpleNamespace(state=state, key=model.vae.file, model_id=MODEL_ID))
+    def emit(state: DownloadState) -> None:
+        key = model.vae.file
+        downloads.emit(DownloadEvent(key, MODEL_ID, "vae", None, state, 16, 16, 0.0, None))
 
+    core_listeners = len(core.settings._listeners)  # the core's own (context.py)
     async with app.run_test(size=(120, 40)) as pilot:
         assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
-        # the Generate screen listens (beside the App's finished-download notice)
-        screen_subs = [
-            cb for cb in downloads.subscribers if getattr(cb, "__self__", None) is app.screen
-        ]
-        assert len(screen_subs) == 1
+        assert len(core.settings._listeners) == core_listeners + 1  # the App's, none of screens
+        # the registry is made on first use; the App is its one listener (the screens follow
+        # the App's download_signal)
+        assert app.downloads is downloads and len(downloads.listeners) == 1
         core.settings.set_quant(MODEL_ID, "diffusion", DIFFUSION_QUANT)
         core.settings.set_quant(MODEL_ID, "textEncoder", TEXT_ENCODER_QUANT)
         await pilot.pause()
@@ -282,10 +266,10 @@ async def test_model_selector_refreshes_on_download_done_and_settings(isolated_d
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(b"x" * 16)
             core.inventory.record(entry.file, 16, None)
-        emit("verifying")
+        emit(DownloadState.VERIFYING)
         await pilot.pause()
         assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
-        emit("done")
+        emit(DownloadState.DONE)
         await pilot.pause()
         assert shown_model_label(app) == "FLUX.2 Klein 4B"
         # a settings change (another quant, not downloaded) makes it not ready again
@@ -293,8 +277,9 @@ async def test_model_selector_refreshes_on_download_done_and_settings(isolated_d
         core.settings.set_quant(MODEL_ID, "diffusion", other)
         await pilot.pause()
         assert shown_model_label(app) == "FLUX.2 Klein 4B" + SETUP_REQUIRED
-    # the screen unsubscribed on unmount (only the App's own notice may remain)
-    assert not [cb for cb in downloads.subscribers if hasattr(cb, "__self__")]
+        assert len(downloads.listeners) == 1  # visiting screens added no listener
+    # the settings store (the core's, it outlives the App) keeps no listener of the App's
+    assert len(core.settings._listeners) == core_listeners
 
 
 def test_notification_sequence_osc9_or_osc777():

@@ -47,7 +47,7 @@ class BusyDownloads(StubDownloads):
     def unfinished(self) -> list[tuple[str, str, str | None]]:
         return [(K4, "vae", None)]
 
-    def key_for(self, model_id: str, component: str, quant_id: str | None) -> str:
+    def key_for(self, model_id: str, component: str, quant_id: str | None = None) -> str:
         return "vae/flux2-vae.safetensors"
 
 
@@ -243,6 +243,7 @@ async def test_move_is_only_offered_on_the_same_filesystem(
 async def test_no_change_while_a_download_runs(tmp_path: Path) -> None:
     app = make_app(busy=True)
     async with app.run_test(size=(120, 40)) as pilot:
+        assert app.downloads.unfinished()  # (made on first use, as a download starts it)
         await open_settings(pilot)
         await enter_dir(pilot, "#models-dir", str(tmp_path / "new"))
         text = status(app, "#models-dir-status")

@@ -8,7 +8,7 @@ under ``~`` and a fixed free-space figure, so nothing host- or time-dependent is
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -16,7 +16,8 @@ import pytest
 from distill_tui.app import DistillApp
 from distill_tui.context import CoreContext
 from distill_tui.display import STILL
-from distill_tui.downloads import DownloadEvent, DownloadState
+from distill_tui.downloads import DownloadEvent, DownloadState, PlanItem
+from distill_tui.listeners import Listeners
 from distill_tui.paths import AppPaths
 
 SIZES = [(80, 24), (120, 40)]
@@ -24,15 +25,23 @@ MODEL = "flux2-klein-4b"
 
 
 class StubDownloads:
-    """The slice of DownloadManager the screen uses, replaying fixed events."""
+    """A download registry that replays fixed events and downloads nothing: it satisfies
+    :class:`distill_tui.protocols.DownloadService` like the real DownloadManager (checked by
+    tests/test_service_protocols.py). ``emit`` publishes one more event, as the service
+    would."""
+
+    connections = 8
 
     def __init__(self, events: list[DownloadEvent]):
         self._events = {e.key: e for e in events}
-        self._subscribers: list[Callable[[DownloadEvent], None]] = []
+        self.listeners: Listeners[DownloadEvent] = Listeners("stub downloads")
 
-    def subscribe(self, cb: Callable[[DownloadEvent], None]) -> Callable[[], None]:
-        self._subscribers.append(cb)
-        return lambda: self._subscribers.remove(cb)
+    def subscribe(self, callback: Callable[[DownloadEvent], None]) -> Callable[[], None]:
+        return self.listeners.subscribe(callback)
+
+    def emit(self, event: DownloadEvent) -> None:
+        self._events[event.key] = event
+        self.listeners.publish(event)
 
     def events(self) -> list[DownloadEvent]:
         return list(self._events.values())
@@ -40,11 +49,23 @@ class StubDownloads:
     def status(self, key: str) -> DownloadEvent | None:
         return self._events.get(key)
 
+    def key_for(self, model_id: str, component: str, quant_id: str | None = None) -> str:
+        for e in self._events.values():
+            if (e.model_id, e.component, e.quant_id) == (model_id, component, quant_id):
+                return e.key
+        raise KeyError((model_id, component, quant_id))
+
     def enqueue(self, model_id: str, component: str, quant_id: str | None = None) -> str:
+        raise AssertionError("snapshot tests do not download")
+
+    async def queue_plan(self, items: Iterable[PlanItem]) -> tuple[list[DownloadEvent], list[str]]:
         raise AssertionError("snapshot tests do not download")
 
     def cancel(self, key: str) -> bool:
         return False
+
+    def unfinished(self) -> list[PlanItem]:
+        return []  # replayed events are pictures: nothing runs
 
     async def aclose(self) -> None:
         return None

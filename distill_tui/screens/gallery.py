@@ -5,9 +5,8 @@ listed as missing (a red ✗ in the list, "missing" in the pane), never as error
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -24,9 +23,6 @@ from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
 from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.image_view import Frame, ImageView
-
-if TYPE_CHECKING:
-    pass
 
 
 class GalleryScreen(DistillScreen):
@@ -81,7 +77,6 @@ class GalleryScreen(DistillScreen):
     def __init__(self) -> None:
         super().__init__()
         self.records: list[HistoryRecord] = []
-        self._unsubscribe: Callable[[], None] | None = None
         self._narrow: bool | None = None  # the column set the table has now
 
     @property
@@ -96,13 +91,9 @@ class GalleryScreen(DistillScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        self._unsubscribe = self.distill.generation.subscribe(self._on_generation)
+        self.distill.generation_signal.subscribe(self, self._on_generation, immediate=True)
         self.reload()
         table.focus()
-
-    def on_unmount(self) -> None:
-        if self._unsubscribe:
-            self._unsubscribe()
 
     def on_screen_resume(self) -> None:
         self.query_one(ImageView).refresh_renderer()
@@ -254,14 +245,17 @@ class GalleryScreen(DistillScreen):
         def done(yes: bool | None) -> None:
             if not yes:
                 return
-            app = self.app
+            app = self.distill
             items = [(plan.model_id, m.component, m.quant_id) for m in plan.missing]
 
             async def queue() -> None:
-                failed, _keys = await app.downloads.queue_plan(items)  # type: ignore[attr-defined]
-                if failed:
-                    app.report_failure(  # type: ignore[attr-defined]
-                        "Download not started", failed[0].error or "the Hub refused"
+                failed, _keys = await app.downloads.queue_plan(items)
+                if failed:  # each failed file is reported by the App (why, in its words)
+                    app.notify(
+                        f"Nothing of the recipe was downloaded: {len(failed)} of {len(items)} "
+                        "files cannot be fetched (F3 shows why).",
+                        title="Download not started",
+                        severity="warning",
                     )
                 else:
                     app.notify("Downloading the recipe's files (F3 shows progress)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -25,7 +24,6 @@ from distill_tui.formatting import image_caption, notification_sequence, quant_p
 from distill_tui.generation import (
     ChangeKind,
     EngineKnobs,
-    GenerationService,
     GenParams,
     Job,
 )
@@ -42,7 +40,9 @@ from distill_tui.widgets.model_select import MANAGE, ModelSelect
 
 if TYPE_CHECKING:
     from distill_tui.app import DistillApp
-    from distill_tui.downloads.service import DownloadEvent
+    from distill_tui.downloads.events import DownloadEvent
+    from distill_tui.protocols import GenerationControl
+    from distill_tui.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,6 @@ class GenerateScreen(DistillScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._unsubscribe: Callable[[], None] | None = None
-        self._unsubscribe_downloads: Callable[[], None] | None = None
-        self._unsubscribe_settings: Callable[[], None] | None = None
         self._shown_job: int | None = None
         self._shown_images = 0
 
@@ -166,7 +163,7 @@ class GenerateScreen(DistillScreen):
         yield EngineStatus(id="engine-status")
 
     @property
-    def service(self) -> GenerationService:
+    def service(self) -> GenerationControl:
         return self.distill.generation
 
     def _defaults(self, model_id: str | None = None) -> GenParams:
@@ -188,32 +185,14 @@ class GenerateScreen(DistillScreen):
         )
 
     def on_mount(self) -> None:
-        self._unsubscribe = self.service.subscribe(self._on_service_change)
-        # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector;
-        # after the first frame: the download service (httpx) is not needed to draw it
-        self.call_after_refresh(self._subscribe_downloads)
-        self._unsubscribe_settings = self.distill.core.settings.subscribe(self._on_settings_changed)
+        app = self.distill
+        app.generation_signal.subscribe(self, self._on_service_change, immediate=True)
+        # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector
+        app.download_signal.subscribe(self, self._on_download, immediate=True)
+        app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         self.set_interval(0.5, self._tick)
         self._refresh_all()
         self.query_one("#prompt", TextArea).focus()
-
-    def _subscribe_downloads(self) -> None:
-        if self._unsubscribe_downloads is not None or not self.is_attached:
-            return
-        try:
-            self._unsubscribe_downloads = self.distill.downloads.subscribe(self._on_download)
-        except Exception:  # never fail to draw the screen; resume still reloads
-            log.exception("cannot subscribe to downloads")
-
-    def on_unmount(self) -> None:
-        if self._unsubscribe:
-            self._unsubscribe()
-        if self._unsubscribe_settings:
-            self._unsubscribe_settings()
-            self._unsubscribe_settings = None
-        if self._unsubscribe_downloads:
-            self._unsubscribe_downloads()
-            self._unsubscribe_downloads = None
 
     def on_screen_resume(self) -> None:
         # F3 (or the CLI in another process) may have made a model ready meanwhile
@@ -223,7 +202,7 @@ class GenerateScreen(DistillScreen):
         self._refresh_all()
 
     # ---- readiness -> model selector --------------------------------------------------
-    def _on_settings_changed(self, _settings: object) -> None:
+    def _on_settings_changed(self, _settings: Settings) -> None:
         if self.is_attached and self.is_mounted:
             self.post_message(self.ReadinessChanged())
 
@@ -313,9 +292,7 @@ class GenerateScreen(DistillScreen):
             self._show_images(job, last=True)
         elif kind == "finished":
             if job.images:
-                self._show_images(job)
-            elif job.phase == "failed":
-                self.distill.report_failure("Generation failed", job.error or "unknown error")
+                self._show_images(job)  # (a failure is reported by the App)
             self._maybe_notify(job)
             self.refresh_bindings()
         elif kind == "job":

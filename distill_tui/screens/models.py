@@ -1,23 +1,21 @@
 """Model Manager (F3): download quants, choose the active ones, see what is ready.
 
 The screen draws state and turns keys into requests; it owns no long work. Downloads run in
-the App's DownloadManager: this screen reads ``app.downloads.events()`` when it mounts,
-subscribes to new events (throttled by the service, coalesced here with ``can_replace``) and
-unsubscribes when it unmounts, so leaving the screen, switching tabs or collapsing a card
-never stops or restarts a download.
+the App's DownloadManager: this screen reads ``app.downloads.events()`` when it mounts and
+follows the App's ``download_signal`` (throttled by the service, coalesced here with
+``can_replace``; Textual drops the subscription with the screen), so leaving the screen,
+switching tabs or collapsing a card never stops or restarts a download. A failed download
+is reported by the App, not here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -28,15 +26,19 @@ from textual.message import Message
 from textual.widgets import Static, Tab, Tabs
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
+from distill_tui.downloads.events import DownloadEvent, Elsewhere, PlanItem, ShownDownload
 from distill_tui.formatting import home_path, human_size
 from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
 from distill_tui.screens.confirm import ConfirmModal
 from distill_tui.widgets.file_row import FileRow
-from distill_tui.widgets.file_status import ACTIVE_STATES, error_text, fit_mark, state_name
+from distill_tui.widgets.file_status import ACTIVE_STATES, fit_mark, state_name
 from distill_tui.widgets.model_card import ModelCard, same_content
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
+
+if TYPE_CHECKING:
+    from distill_tui.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,54 +51,6 @@ CATEGORIES: tuple[tuple[str, str, str | None, bool], ...] = (
     ("tab-upscalers", "Upscalers (soon)", "upscaler", False),
     ("tab-video", "Video (soon)", "video", False),
 )
-
-
-@dataclass(frozen=True)
-class Elsewhere:
-    """A download this TUI does not run, shaped like a DownloadEvent for the rows: another
-    process's (``pid``) or a partial on disk nobody works on (``partial_only``)."""
-
-    key: str
-    model_id: str
-    component: str | None
-    quant_id: str | None
-    state: str
-    bytes_done: int
-    total: int
-    speed: float
-    eta: float | None
-    pid: int | None = None
-    partial_only: bool = False
-    resumable: bool = True
-    error: str | None = None
-    error_kind: str | None = None
-    note: str | None = None
-    source: str | None = None
-    finished: bool = False
-
-    @property
-    def fraction(self) -> float:
-        return self.bytes_done / self.total if self.total else 0.0
-
-    @classmethod
-    def of(cls, a: Any) -> Elsewhere:
-        from distill_tui.downloads.rate import eta_for
-
-        speed = round(a.speed or 0.0, -3)  # rounded: equal looks compare equal (no repaint)
-        eta = eta_for(a.size - a.done, speed) if a.size > a.done else None
-        return cls(
-            key=a.key,
-            model_id=a.model_id,
-            component=a.component,
-            quant_id=a.quant_id,
-            state="downloading" if a.running else "paused",
-            bytes_done=a.done,
-            total=a.size,
-            speed=speed,
-            eta=eta,
-            pid=a.pid if a.running else None,
-            partial_only=not a.running,
-        )
 
 
 class ModelList(VerticalScroll, can_focus=False, inherit_bindings=False):
@@ -195,7 +149,7 @@ class ModelManagerScreen(DistillScreen):
         a pending update is dropped when a newer one for the same file is queued behind it;
         final states (done, failed, cancelled) are never dropped."""
 
-        def __init__(self, event: Any) -> None:
+        def __init__(self, event: DownloadEvent) -> None:
             super().__init__()
             self.event = event
 
@@ -203,8 +157,8 @@ class ModelManagerScreen(DistillScreen):
             return (
                 isinstance(message, ModelManagerScreen.DownloadProgress)
                 and message.event.key == self.event.key
-                and not getattr(self.event, "finished", False)
-                and not getattr(message.event, "finished", False)
+                and not self.event.finished
+                and not message.event.finished
             )
 
     class SettingsChanged(Message):
@@ -215,12 +169,10 @@ class ModelManagerScreen(DistillScreen):
 
     def __init__(self) -> None:
         super().__init__(id="models-screen")
-        self._events: dict[str, Any] = {}
+        self._events: dict[str, DownloadEvent] = {}
         #: downloads other processes run, and partials nobody runs (key -> Elsewhere event)
         self._elsewhere: dict[str, Elsewhere] = {}
         self._watch: Any = None
-        self._unsubscribe: Callable[[], Any] | None = None
-        self._unsubscribe_settings: Callable[[], Any] | None = None
         self._ready: dict[str, bool] = {}
         self._dir_line: Content | None = None
         #: the import_dirs folders' model files by size (built on a thread; localreuse.py)
@@ -256,39 +208,26 @@ class ModelManagerScreen(DistillScreen):
             if not enabled:
                 tabs.disable(tab_id)
         self.query_one("#models-empty").display = False
-        downloads = self.app.downloads  # type: ignore[attr-defined]
+        app = self.distill
         try:
-            for event in downloads.events():
+            for event in app.downloads.events():
                 self._events[event.key] = event
         except Exception:  # an empty registry is fine; never fail to draw the screen
             log.exception("cannot read download events")
-        self._unsubscribe = downloads.subscribe(self._on_download_event)
+        app.download_signal.subscribe(self, self._on_download_event, immediate=True)
         self._scan_import_dirs()
         self.set_interval(1.0, self._poll_elsewhere)
         self.call_after_refresh(self._poll_elsewhere)
-        self._unsubscribe_settings = self.core.settings.subscribe(self._on_settings_changed)
-        machine_changed = getattr(self.app, "machine_changed", None)
-        if machine_changed is not None:  # fit marks once the GPU is known
-            machine_changed.subscribe(self, lambda _m: self.sync_all())
+        app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
+        app.machine_changed.subscribe(self, lambda _m: self.sync_all())  # fit marks: the GPU
         self.sync_all()
-
-    def on_unmount(self) -> None:
-        if self._unsubscribe_settings is not None:
-            self._unsubscribe_settings()
-            self._unsubscribe_settings = None
-        if self._unsubscribe is not None:
-            try:
-                self._unsubscribe()
-            finally:
-                self._unsubscribe = None
 
     def on_screen_resume(self) -> None:
         # Another process (the CLI) may have changed the inventory meanwhile.
         self.core.inventory.refresh()
         self.sync_all()
         self._scan_import_dirs()
-        take = getattr(self.app, "take_models_target", None)
-        target = take() if take is not None else None
+        target = self.distill.take_models_target()
         if target:  # after the screen's auto focus (the first card header)
             self.call_after_refresh(self.show_model, target)
 
@@ -305,10 +244,10 @@ class ModelManagerScreen(DistillScreen):
         card.title_widget.focus()
         self.call_after_refresh(card.title_widget.scroll_visible, top=True, animate=False)
 
-    def _on_download_event(self, event: Any) -> None:
+    def _on_download_event(self, event: DownloadEvent) -> None:
         self.post_message(self.DownloadProgress(event))
 
-    def _on_settings_changed(self, _settings: Any) -> None:
+    def _on_settings_changed(self, _settings: Settings) -> None:
         if self.is_attached:
             self.post_message(self.SettingsChanged())
 
@@ -341,7 +280,7 @@ class ModelManagerScreen(DistillScreen):
         app knows (memory_model); a machine without a GPU shows none (RAM is the limit)."""
         from distill_tui import memory_model as mm
 
-        budget = mm.gpu_budget(getattr(self.app, "machine", None))
+        budget = mm.gpu_budget(self.distill.machine)
         settings = self.core.settings.settings
         fits = None
         if budget is not None:
@@ -411,13 +350,13 @@ class ModelManagerScreen(DistillScreen):
             self.query_one("#models-dir-line", Static).update(line)
 
     # ---- downloads run elsewhere -----------------------------------------------------
-    def _merged_events(self) -> dict[str, Any]:
+    def _merged_events(self) -> dict[str, ShownDownload]:
         """Our own events win; other processes' downloads and idle partials fill the rest."""
         if not self._elsewhere:
-            return self._events
-        merged = dict(self._elsewhere)
+            return dict(self._events)
+        merged: dict[str, ShownDownload] = dict(self._elsewhere)
         for key, event in self._events.items():
-            other = merged.get(key)
+            other = self._elsewhere.get(key)
             # an idle partial on disk does not hide how our own download ended (the failure
             # and its reason, "cancelled at 40%"); another process working on it does
             if other is None or state_name(event) in ACTIVE_STATES or not other.pid:
@@ -464,13 +403,11 @@ class ModelManagerScreen(DistillScreen):
         previous = self._events.get(event.key)
         self._events[event.key] = event
         new, old = state_name(event), state_name(previous)
-        if new == "failed" and old != "failed":
-            self._report_failure(event)
         if not self.is_active:
             # Under a modal (help, palette, confirm) every repaint of this screen re-composites
             # the dimmed backdrop of the modal; the rows catch up on ScreenResume (sync_all).
             return
-        if new != old or getattr(event, "finished", False):
+        if new != old or event.finished:
             self.sync_all()
         else:
             for row in self.rows_for(event.key):
@@ -479,16 +416,6 @@ class ModelManagerScreen(DistillScreen):
     @on(SettingsChanged)
     def _settings_changed(self) -> None:
         self.sync_all()
-
-    def _report_failure(self, event: Any) -> None:
-        rows = self.rows_for(event.key)
-        if rows:
-            row = rows[0]
-            what = self._row_name(row)
-            text = error_text(event, row.file)
-        else:
-            what, text = event.key, str(getattr(event, "error", "") or "unknown error")
-        self.app.report_failure(f"Download failed: {what}", text)  # type: ignore[attr-defined]
 
     # ---- focus helpers ---------------------------------------------------------------
     def focused_row(self) -> Row | None:
@@ -592,14 +519,9 @@ class ModelManagerScreen(DistillScreen):
     # ---- downloads -------------------------------------------------------------------
     def _enqueue(self, model_id: str, component: str, quant_id: str | None) -> None:
         try:
-            result = self.app.downloads.enqueue(model_id, component, quant_id)  # type: ignore[attr-defined]
+            self.distill.downloads.enqueue(model_id, component, quant_id)
         except Exception as e:
-            self.app.report_failure("Cannot start download", str(e))  # type: ignore[attr-defined]
-            return
-        if inspect.isawaitable(result):
-            self.app.run_worker(
-                result, name="Queue download", group="downloads", exit_on_error=False
-            )
+            self.distill.report_failure("Cannot start download", str(e))
 
     def download_set(self, model: CatalogModel, *, recommended: bool = False) -> int:
         """Queue the selected (or recommended) set of a model; returns how many files."""
@@ -645,16 +567,10 @@ class ModelManagerScreen(DistillScreen):
         )
         return len(items)
 
-    async def _queue_set(self, model: CatalogModel, items: list[Any]) -> None:
+    async def _queue_set(self, model: CatalogModel, items: list[PlanItem]) -> None:
         """The Hub is asked about every file first: a gated VAE or a missing file stops the
         set before gigabytes of the others move (their rows show why)."""
-        downloads = self.app.downloads  # type: ignore[attr-defined]
-        queue_plan = getattr(downloads, "queue_plan", None)
-        if queue_plan is None:  # a manager without plans (tests' fakes): file by file
-            for item in items:
-                self._enqueue(*item)
-            return
-        failed, _keys = await queue_plan(items)
+        failed, _keys = await self.distill.downloads.queue_plan(items)
         if failed:
             self.notify(
                 f"Nothing of {model.name} was downloaded: {len(failed)} of {len(items)} files "
@@ -714,7 +630,7 @@ class ModelManagerScreen(DistillScreen):
         keys = {k for k in keys if not self.elsewhere_pid(k)}
         for key in keys:
             try:
-                self.app.downloads.cancel(key)  # type: ignore[attr-defined]
+                self.distill.downloads.cancel(key)
             except Exception as e:
                 self.app.report_failure("Cannot cancel download", str(e))  # type: ignore[attr-defined]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -39,9 +39,6 @@ from distill_tui.screens.base import DistillScreen
 from distill_tui.settings import IMAGE_RENDERERS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.empty_state import busy_keys
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +77,6 @@ class SettingsScreen(DistillScreen):
 
     def __init__(self) -> None:
         super().__init__(id="settings-screen")
-        self._unsubscribe_settings: Any = None
         self._token_line: Content | None = None
         self._token_hint: Content | None = None
         #: (models dir, outputs dir) the status lines describe
@@ -180,13 +176,8 @@ class SettingsScreen(DistillScreen):
             )
 
     # ---- lifecycle -------------------------------------------------------------------
-    def on_unmount(self) -> None:
-        if self._unsubscribe_settings is not None:
-            self._unsubscribe_settings()
-            self._unsubscribe_settings = None
-
     def on_mount(self) -> None:
-        self._unsubscribe_settings = self.core.settings.subscribe(self._on_settings_changed)
+        self.distill.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         self.set_interval(2.0, self._sync_token)
         self._sync_dirs()
         self._sync_token()
@@ -410,7 +401,7 @@ class SettingsScreen(DistillScreen):
         if n != store.settings.connections_per_file and not store.update(connections_per_file=n):
             self._set_status(wid, error_line(self._not_saved()))
             return
-        manager = getattr(self.distill, "_downloads", None)
+        manager = self.distill.downloads_started
         if manager is not None:  # the next file this TUI downloads uses it
             manager.connections = n
         self._set_status(wid, muted(""))

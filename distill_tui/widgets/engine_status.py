@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.content import Content
 from textual.widgets import Static
 
-from distill_tui.generation import GenerationService
 from distill_tui.textsafe import visible
+
+if TYPE_CHECKING:
+    from distill_tui.protocols import GenerationControl
 
 
 class EngineStatus(Static):
@@ -19,7 +23,7 @@ class EngineStatus(Static):
     EngineStatus.-failed { color: $error; }
     """
 
-    def update_from(self, service: GenerationService) -> None:
+    def update_from(self, service: GenerationControl) -> None:
         state = service.engine_state
         for s in ("ready", "busy", "loading", "starting", "failed", "not_started"):
             self.set_class(s == state, f"-{s}")

@@ -1,7 +1,8 @@
 """The status column shared by quant rows and the VAE row (not a widget: pure formatting).
 
 A row's state comes from two sources: the inventory (is the verified file on disk?) and the
-latest :class:`~distill_tui.downloads.DownloadEvent` for the file's key. An active download
+latest :class:`~distill_tui.downloads.events.DownloadEvent` for the file's key (or an
+:class:`~distill_tui.downloads.events.Elsewhere`: another process's download). An active download
 wins over "on disk"; a finished one that left a verified file reads "Downloaded".
 Everything here is styled with theme variables in content markup, never literal colours.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from textual.content import Content
 
 from distill_tui.catalog import CatalogFile
+from distill_tui.downloads.events import DownloadEvent, Elsewhere, ShownDownload
 from distill_tui.formatting import eta_text, short_size
 from distill_tui.textsafe import visible
 
@@ -32,14 +34,11 @@ ROW_STATES = (
 )
 
 
-def state_name(event: Any | None) -> str | None:
-    if event is None:
-        return None
-    state = getattr(event, "state", None)
-    return str(getattr(state, "value", state))
+def state_name(event: ShownDownload | None) -> str | None:
+    return None if event is None else str(event.state)
 
 
-def row_state(present: bool, event: Any | None) -> str:
+def row_state(present: bool, event: ShownDownload | None) -> str:
     """One of ROW_STATES."""
     s = state_name(event)
     if s in ACTIVE_STATES:
@@ -97,7 +96,7 @@ def gated_advice(err: str | None, file: CatalogFile) -> str:
     )
 
 
-def error_text(event: Any, file: CatalogFile) -> str:
+def error_text(event: ShownDownload, file: CatalogFile) -> str:
     """What went wrong, in words a person can act on in the TUI (the core's "rerun" is "press
     r" here: downloads/errors.py for_surface)."""
     from distill_tui.downloads.errors import for_surface
@@ -105,9 +104,8 @@ def error_text(event: Any, file: CatalogFile) -> str:
     return for_surface(_error_text(event, file), "tui")
 
 
-def _error_text(event: Any, file: CatalogFile) -> str:
-    kind = getattr(event, "error_kind", None)
-    err = getattr(event, "error", None)
+def _error_text(event: ShownDownload, file: CatalogFile) -> str:
+    kind, err = event.error_kind, event.error
     if kind == "gated":
         return gated_advice(err, file)
     if kind == "sources" and err and _GATED_REPO.search(err):
@@ -117,19 +115,13 @@ def _error_text(event: Any, file: CatalogFile) -> str:
     return str(err or "unknown error")
 
 
-def fraction_of(event: Any | None) -> float:
-    if event is None:
-        return 0.0
-    frac = getattr(event, "fraction", None)
-    if frac is not None:
-        return float(frac)
-    total = getattr(event, "total", 0) or 0
-    return (getattr(event, "bytes_done", 0) or 0) / total if total else 0.0
+def fraction_of(event: ShownDownload | None) -> float:
+    return 0.0 if event is None else event.fraction
 
 
 def status_line(
     state: str,
-    event: Any | None,
+    event: ShownDownload | None,
     *,
     width: int,
     live_times: bool = True,
@@ -153,10 +145,11 @@ def status_line(
             return Content.styled("Downloaded · unverified (no reference hash)", "$text-warning")
         return Content.from_markup("[$text-success]Downloaded ✓[/]")
     if state in ("queued", "preflight"):
-        source = visible(getattr(event, "source", None) or "")  # a file with mirrors
+        source = visible(event.source or "") if event is not None else ""  # a file with mirrors
         word = "queued" if state == "queued" else (f"asking {source}…" if source else "checking…")
-        note = getattr(event, "note", None)  # e.g. waiting for another distill process
-        activity = getattr(event, "activity", None)  # the Hub's answer is being retried
+        note = event.note if event is not None else None  # e.g. waiting for another process
+        # the Hub's answer is being retried
+        activity = event.activity if isinstance(event, DownloadEvent) else None
         return Content.assemble(
             Content.styled(visible(activity or note or word), "$text-muted"),
             Content.from_markup(f" · {key.format('x')} cancel"),
@@ -166,19 +159,18 @@ def status_line(
     if state == "verifying":
         return Content.from_markup("[$text-muted]verifying sha256…[/]")
     if state == "downloading":
-        activity = getattr(event, "activity", None) if event is not None else None
-        if activity:  # retrying, stalled: words instead of a speed
-            return _activity_line(frac, pct, event, width)
+        if isinstance(event, DownloadEvent) and event.activity:
+            return _activity_line(frac, pct, event, width)  # retrying, stalled: words, no speed
         extra = ""
         if live_times and event is not None:  # speed and ETA (display settings)
-            speed = getattr(event, "speed", None)
-            eta = eta_text(getattr(event, "eta", None), unknown="")
+            speed = event.speed
+            eta = eta_text(event.eta, unknown="")
             if speed:
                 extra += f" {short_size(speed)}/s"
             if eta:  # hidden while unknown (no rate yet) or absurd
                 extra += f" ETA {eta}"
-        source = visible(getattr(event, "source", None) or "") if event is not None else ""
-        elsewhere = getattr(event, "pid", None) if event is not None else None
+        source = visible(event.source or "") if event is not None else ""
+        elsewhere = event.pid if isinstance(event, Elsewhere) else None
         if elsewhere:  # run by another distill process (a detached download, another TUI)
             source = f"pid {elsewhere}"
         if source and width - len(pct) - len(extra) - len(source) - 17 >= 10:
@@ -194,14 +186,14 @@ def status_line(
         return Content.assemble(
             bar(frac, bar_width), tail, Content.from_markup(f"{key.format('x')} cancel")
         )
-    if state == "paused" and getattr(event, "partial_only", False):
+    if state == "paused" and isinstance(event, Elsewhere) and event.partial_only:
         # a partial on disk that no process works on (after a restart, or a stopped one)
         return Content.from_markup(
             f"[$text-warning]partial {pct.strip()}[/] · {key.format('d')} resume"
         )
     if state in ("cancelled", "paused"):
         word = "cancelled" if state == "cancelled" else "paused"
-        done = getattr(event, "bytes_done", 0) or 0
+        done = event.bytes_done if event is not None else 0
         kept = f" at {pct.strip()}, partial kept" if done else ""
         return Content.from_markup(f"[$text-warning]{word}{kept}[/] · {key.format('d')} resume")
     if state == "failed":
@@ -209,12 +201,12 @@ def status_line(
     return Content(state)
 
 
-def _activity_line(frac: float, pct: str, event: Any, width: int) -> Content:
+def _activity_line(frac: float, pct: str, event: DownloadEvent, width: int) -> Content:
     """``━━━━━━  0% retrying (HTTP 503, attempt 3 of 7, next in 4 s) · x cancel``: the bar goes
     first when the words need the room, then the long words give way to the short ones."""
     cancel = Content.from_markup(" · [b $accent]x[/] cancel")
-    retry = getattr(event, "retry", None)
-    texts = [visible(event.activity)]
+    retry = event.retry
+    texts = [visible(event.activity or "")]
     if retry is not None:
         texts.append(visible(retry.text(short=True)))
     for text in texts:
@@ -245,7 +237,7 @@ def row_lines(
     size: int,
     description: str,
     state: str,
-    event: Any | None,
+    event: ShownDownload | None,
     file: CatalogFile,
     live_times: bool = True,
     fit: Content | None = None,

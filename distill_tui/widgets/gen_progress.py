@@ -7,7 +7,8 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
-from distill_tui.generation import GenerationService, Job
+from distill_tui.generation import Job
+from distill_tui.protocols import GenerationControl
 from distill_tui.textsafe import visible
 
 PHASE_TEXT = {
@@ -56,7 +57,7 @@ class GenProgress(Vertical):
             yield Static("", id="gen-elapsed")
         yield ProgressBar(total=1.0, show_eta=False, show_percentage=True, id="gen-bar")
 
-    def update_from(self, service: GenerationService) -> None:
+    def update_from(self, service: GenerationControl) -> None:
         job = service.job
         phase = self.query_one("#gen-phase", Static)
         bar = self.query_one("#gen-bar", ProgressBar)
@@ -71,7 +72,7 @@ class GenProgress(Vertical):
         bar.update(total=1.0, progress=job.fraction if job.phase != "cancelled" else 0.0)
         self.tick(service)
 
-    def tick(self, service: GenerationService) -> None:
+    def tick(self, service: GenerationControl) -> None:
         job = service.job
         if job is None:
             return
