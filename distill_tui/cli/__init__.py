@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from distill_tui import __version__
 from distill_tui.textsafe import visible
 
 RENDERERS = ("auto", "sixel", "kitty", "halfcell", "unicode")
+
+if TYPE_CHECKING:
+    #: what ``add_subparsers`` returns; each ``_add_*_parser`` puts its command on one
+    _Subcommands: TypeAlias = argparse._SubParsersAction["_Parser"]
 
 
 class CliError(Exception):
@@ -24,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose epilog is computed when help is shown (model ids and default
     quants come from the catalog: never loaded just to parse the command line)."""
 
-    epilog_fn = None
+    epilog_fn: Callable[[], str] | None = None
 
     def format_help(self) -> str:
         if self.epilog_fn is not None:
@@ -89,6 +94,8 @@ def _generate_epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each command's parser is built by its ``_add_*`` below (the
+    order of the calls is the order of ``--help`` and of the completion script)."""
     p = _Parser(
         prog="distill",
         description="Keyboard-first terminal studio for local image generation "
@@ -102,20 +109,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="how images are drawn in the TUI (default: the setting, 'auto')",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_models_parser(sub)
+    _add_generate_parser(sub)
+    _add_compare_parser(sub)
+    _add_catalog_parser(sub)
+    _add_doctor_parser(sub)
+    _add_completion_parser(sub)
+    sub.add_parser("tui", help="start the TUI (same as no command)")
+    return p
 
-    # ---- models ----------------------------------------------------------------------
+
+# ---- models ----------------------------------------------------------------------------
+
+
+def _add_models_parser(sub: _Subcommands) -> None:
+    """``distill models ACTION``: one ``_add_models_*`` per action (verify and clean: a line)."""
     models = sub.add_parser("models", help="list, download, select, verify and remove models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    _add_models_list(msub)
+    _add_models_use(msub)
+    _add_models_download(msub)
+    _add_models_status(msub)
+    _add_models_check(msub)
+    ver = msub.add_parser("verify", help="re-hash downloaded files against the inventory")
+    ver.add_argument("model", nargs="?")
+    _add_models_remove(msub)
+    msub.add_parser("clean", help="remove partial downloads and stale locks (never outputs/)")
+    _add_models_import(msub)
+    _add_models_recommend(msub)
 
+
+def _add_models_list(msub: _Subcommands) -> None:
     ls = msub.add_parser("list", help="models, quants, sizes, what is downloaded and active")
     ls.add_argument("--json", action="store_true", help="machine-readable output (stable shape)")
 
+
+def _add_models_use(msub: _Subcommands) -> None:
     use = msub.add_parser("use", help="choose the active quants (and make the model active)")
     use.add_argument("model")
     use.add_argument("--diffusion", metavar="Q")
     use.add_argument("--text-encoder", metavar="Q")
     use.add_argument("--no-activate", action="store_true", help="do not change active_model_id")
 
+
+def _add_models_download(msub: _Subcommands) -> None:
+    """The epilog lists the catalog's models and quants (read only when help is shown)."""
     dl = msub.add_parser("download", help="download a model's files (resumable, verified)")
     dl.add_argument("model")
     dl.add_argument(
@@ -143,22 +181,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="say what would be fetched, from where, how big (the Hub's size; offline: the "
         "catalog's, marked estimate) and whether it fits on disk; exit 0 (fits) or 1",
     )
-    dl.epilog_fn = _catalog_models_help  # type: ignore[attr-defined,assignment]
-    dl.formatter_class = argparse.RawDescriptionHelpFormatter
     dl.add_argument(
         "--detach",
         action="store_true",
         help="download in a background process of its own (survives the end of the SSH "
         "session; progress in `distill models status`, output in a log file) and return at once",
     )
+    dl.epilog_fn = _catalog_models_help
+    dl.formatter_class = argparse.RawDescriptionHelpFormatter
 
+
+def _add_models_status(msub: _Subcommands) -> None:
     st = msub.add_parser(
         "status", help="downloads on this box, by any distill process, and resumable partials"
     )
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
 
-    chk_m = msub.add_parser(
+
+def _add_models_check(msub: _Subcommands) -> None:
+    chk = msub.add_parser(
         "check",
         help="ask the Hub whether installed files changed upstream (never downloads)",
         description="HEAD the resolve URL of every installed file (of MODEL, or all) and "
@@ -166,12 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         "changed, gone (404), or cannot check (offline, unreachable). Exit 0: all up to date; "
         "1: something changed or is gone; 3: nothing could be checked.",
     )
-    chk_m.add_argument("model", nargs="?")
-    chk_m.add_argument("--json", action="store_true", help="machine-readable output")
+    chk.add_argument("model", nargs="?")
+    chk.add_argument("--json", action="store_true", help="machine-readable output")
 
-    ver = msub.add_parser("verify", help="re-hash downloaded files against the inventory")
-    ver.add_argument("model", nargs="?")
 
+def _add_models_remove(msub: _Subcommands) -> None:
+    """Exactly one of the parts (or --all) must be named: nothing is removed by default."""
     rm = msub.add_parser("remove", help="delete downloaded files")
     rm.add_argument("model")
     g = rm.add_mutually_exclusive_group(required=True)
@@ -186,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also remove the active quant (its selection is cleared) and a VAE other models use",
     )
 
-    msub.add_parser("clean", help="remove partial downloads and stale locks (never outputs/)")
 
+def _add_models_import(msub: _Subcommands) -> None:
     imp = msub.add_parser(
         "import",
         help="link model files already on this machine (a ComfyUI models/ folder...) into place",
@@ -202,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--remember", action="store_true", help="also add the PATHs to the import_dirs setting"
     )
 
+
+def _add_models_recommend(msub: _Subcommands) -> None:
     rec = msub.add_parser(
         "recommend",
         help="which sets fit this machine's GPU (memory model; best set first)",
@@ -215,13 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--all", action="store_true", help="list every set, not only the best")
     rec.add_argument("--json", action="store_true", help="machine-readable output")
 
-    # ---- generate --------------------------------------------------------------------
+
+# ---- generate --------------------------------------------------------------------------
+
+
+def _add_generate_parser(sub: _Subcommands) -> None:
+    """``distill generate``: its options in four steps, in the order ``--help`` shows them."""
     gen = sub.add_parser(
         "generate",
         help="generate images headless with the active model",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    gen.epilog_fn = _generate_epilog  # type: ignore[attr-defined,assignment]
+    gen.epilog_fn = _generate_epilog
+    _add_generate_recipe(gen)
+    _add_generate_inputs(gen)
+    _add_engine_knobs(gen)
+    _add_generate_output(gen)
+
+
+def _add_generate_recipe(gen: _Parser) -> None:
+    """The prompt and the parameters a history record keeps (what ``--reuse`` fills in)."""
     gen.add_argument("prompt", nargs="?", help="the prompt (with --reuse: the record's by default)")
     gen.add_argument(
         "--reuse",
@@ -249,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--batch", type=int, default=1, help="images (default 1)")
     gen.add_argument("--model", metavar="ID", help="default: the active model (ids below)")
+
+
+def _add_generate_inputs(gen: _Parser) -> None:
+    """Images and LoRAs the generation starts from (edit, img2img)."""
     gen.add_argument(
         "--ref-image",
         action="append",
@@ -273,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--lora-dir", metavar="DIR", help="the LoRA folder (default: the lora_dir setting)"
     )
+
+
+def _add_engine_knobs(gen: _Parser) -> None:
+    """The engine's settings; None (not given) leaves each to the generation settings."""
     knobs = gen.add_argument_group("engine knobs (default: the generation settings)")
     knobs.add_argument("--threads", type=int, help="CPU threads; -1 = auto (physical cores)")
     for flag, dest, what in (
@@ -285,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
         knobs.add_argument(
             f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction, default=None, help=what
         )
+
+
+def _add_generate_output(gen: _Parser) -> None:
+    """Where the images go and what is printed about them."""
     out = gen.add_mutually_exclusive_group()
     out.add_argument(
         "-o", "--output", metavar="FILE", help="the image file: .png (default), .jpg or .webp"
@@ -299,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="no progress: only errors and the result"
     )
 
-    # ---- compare (parser here: building it must not import Pillow or the engine) -----------
+
+# ---- the other commands -----------------------------------------------------------------
+
+
+def _add_compare_parser(sub: _Subcommands) -> None:
+    """Built here, not in cli/compare.py: building it must not import Pillow or the engine."""
     cmp = sub.add_parser(
         "compare",
         help="one prompt and seed through several installed quants: a contact sheet PNG",
@@ -326,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threads", type=int)
     cmp.add_argument("-o", "--output", metavar="FILE", help="the sheet (default: in outputs/)")
 
-    # ---- catalog (parser here: building it must not import the check's modules) ---------
+
+def _add_catalog_parser(sub: _Subcommands) -> None:
+    """Built here, not in cli/catalog.py: building it must not import the check's modules."""
     cat = sub.add_parser("catalog", help="check the model catalog against the Hugging Face Hub")
     csub = cat.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     chk = csub.add_parser(
@@ -356,8 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds one source may take, retries included (default 30)",
     )
 
+
+def _add_doctor_parser(sub: _Subcommands) -> None:
     doc = sub.add_parser("doctor", help="backend, GPU, paths, disk, token present yes/no")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_completion_parser(sub: _Subcommands) -> None:
     comp = sub.add_parser(
         "completion",
         help="print a shell completion script (bash, zsh or fish)",
@@ -367,8 +448,6 @@ def build_parser() -> argparse.ArgumentParser:
         "~/.config/fish/completions/distill.fish",
     )
     comp.add_argument("shell", choices=("bash", "zsh", "fish"))
-    sub.add_parser("tui", help="start the TUI (same as no command)")
-    return p
 
 
 #: the exit status of a command whose reader went away (`distill models list | head -1`):

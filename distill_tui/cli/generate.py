@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from distill_tui.catalog import UnknownModelError
+from distill_tui.catalog import CatalogModel, UnknownModelError
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
 from distill_tui.engine.client import EngineClient, EngineError
@@ -29,12 +29,14 @@ from distill_tui.engine.protocol import (
     GenerateRequest,
     LoadedEvent,
     LoadRequest,
+    LoraSpec,
     PhaseEvent,
     ProgressEvent,
     seed_problem,
 )
 from distill_tui.outputs import History
-from distill_tui.resolver import ModelNotReadyError
+from distill_tui.resolver import ActivePaths, ModelNotReadyError
+from distill_tui.settings import GenerationDefaults, QuantSelection
 
 PHASE_TEXT = {
     "loading": "loading model",
@@ -91,9 +93,54 @@ def _apply_reuse(args: argparse.Namespace, ctx: CoreContext):  # type: ignore[no
 def build_requests(
     args: argparse.Namespace, ctx: CoreContext
 ) -> tuple[LoadRequest, GenerateRequest]:
+    """The engine's two requests from the flags, the settings and the model's recommended
+    values; every problem is a ``CliError`` here, before the engine starts (the checks run in
+    this order: reuse, prompt, model, images, output, img2img, LoRAs, batch and seed)."""
     selection = _apply_reuse(args, ctx)
     if not args.prompt:
         raise CliError("a prompt is needed (or --reuse ID to generate one of the history again)")
+    model, paths = _resolve_model(args, ctx, selection)
+    refs = _ref_images(args)
+    out_file, out_dir = _output_target(args, ctx)
+    init_image, strength = _init_image(args)
+    lora_dir, loras = _loras(args, ctx)
+    rec = model.recommended
+    gd = ctx.settings.settings.generation
+    load = _load_request(args, gd, paths, lora_dir, decode_only=not (refs or init_image))
+    _check_batch_and_seed(args)
+    try:
+        gen = GenerateRequest(
+            prompt=args.prompt,
+            negative_prompt=args.negative if args.negative is not None else gd.negative_prompt,
+            width=_pick(args.width, gd.width, rec.width),
+            height=_pick(args.height, gd.height, rec.height),
+            steps=_pick(args.steps, gd.steps, rec.steps),
+            cfg_scale=_pick(args.cfg, gd.cfg_scale, rec.cfg_scale),
+            sampler=_pick(args.sampler, gd.sampler, rec.sampler),
+            scheduler=_pick(args.scheduler, gd.scheduler, rec.scheduler),
+            seed=args.seed,
+            batch_count=args.batch,
+            ref_images=refs,
+            init_image=init_image,
+            strength=strength if strength is not None else 0.75,
+            loras=loras,
+            vae_tiling=_knob(args, "vae_tiling", gd.vae_tiling),
+            output_dir=out_dir,
+            output_file=out_file,
+            model_id=paths.model_id,
+            diffusion_quant=paths.diffusion_quant,
+            text_encoder_quant=paths.text_encoder_quant,
+        )
+    except ValidationError as e:  # range checks (width, steps ...)
+        first = e.errors()[0]
+        raise CliError(f"invalid {first['loc'][0]}: {first['msg']}") from None
+    return load, gen
+
+
+def _resolve_model(
+    args: argparse.Namespace, ctx: CoreContext, selection: QuantSelection | None
+) -> tuple[CatalogModel, ActivePaths]:
+    """``--model`` (default: the active one) and its files; one line when it is not ready."""
     try:
         model = ctx.resolver.model(args.model)
         paths = ctx.resolver.active_paths(model.id, selection)
@@ -104,30 +151,35 @@ def build_requests(
             f"model {e.model_id} is not ready: {'; '.join(e.missing)} "
             f"(see 'distill models list', 'distill models download {e.model_id}')"
         ) from None
-    rec = model.recommended
-    gd = ctx.settings.settings.generation
+    return model, paths
 
-    def pick(flag, setting, recommended):
-        if flag is not None:
-            return flag
-        return setting if setting is not None else recommended
 
+def _ref_images(args: argparse.Namespace) -> list[str]:
+    """``--ref-image``: absolute paths (as the history records them), each an existing file."""
     refs = [str(Path(r).expanduser().resolve()) for r in (args.ref_image or [])]
     for r in refs:
         if not Path(r).is_file():
             raise CliError(f"reference image not found: {r}")
-    out_file = out_dir = None
+    return refs
+
+
+def _output_target(args: argparse.Namespace, ctx: CoreContext) -> tuple[str | None, str | None]:
+    """(file, folder): ``-o FILE`` (its format checked now, before the engine starts) or a
+    folder (``--out-dir``, else the outputs folder)."""
     if args.output:
         from distill_tui.outputs import output_format_problem
 
         problem = output_format_problem(args.output)
         if problem:  # before the engine starts
             raise CliError(f"-o {args.output}: {problem}")
-        out_file = str(Path(args.output).expanduser().resolve())
-    else:
-        out_dir = str(
-            Path(args.out_dir).expanduser().resolve() if args.out_dir else ctx.settings.outputs_dir
-        )
+        return str(Path(args.output).expanduser().resolve()), None
+    return None, str(
+        Path(args.out_dir).expanduser().resolve() if args.out_dir else ctx.settings.outputs_dir
+    )
+
+
+def _init_image(args: argparse.Namespace) -> tuple[str | None, float | None]:
+    """img2img: ``--init-image`` (absolute) and ``--strength`` (only with it, 0..1)."""
     init = getattr(args, "init_image", None)
     init_image = str(Path(init).expanduser().resolve()) if init else None
     if init_image and not Path(init_image).is_file():
@@ -137,6 +189,11 @@ def build_requests(
         raise CliError("--strength needs --init-image (img2img)")
     if strength is not None and not 0.0 <= strength <= 1.0:
         raise CliError(f"--strength {strength:g}: between 0 and 1")
+    return init_image, strength
+
+
+def _loras(args: argparse.Namespace, ctx: CoreContext) -> tuple[Path, list[LoraSpec]]:
+    """The LoRA folder (``--lora-dir``, else the setting) and the ``--lora`` choices in it."""
     lora_dir = (
         Path(args.lora_dir).expanduser().resolve()
         if getattr(args, "lora_dir", None)
@@ -148,56 +205,51 @@ def build_requests(
         loras = lora_specs(lora_dir, [parse_lora(x) for x in getattr(args, "lora", None) or []])
     except LoraError as e:
         raise CliError(f"--lora: {e}") from None
+    return lora_dir, loras
 
-    def knob(name: str, setting):
-        value = getattr(args, name, None)
-        return setting if value is None else value
 
-    threads = args.threads if args.threads is not None else gd.threads
-    load = LoadRequest(
+def _knob(args: argparse.Namespace, name: str, setting: Any) -> Any:
+    """An engine knob's flag (None: not given) over the generation setting."""
+    value = getattr(args, name, None)
+    return setting if value is None else value
+
+
+def _pick(flag: Any, setting: Any, recommended: Any) -> Any:
+    """Defaults, weakest first: the model's recommended value, the setting, the flag."""
+    if flag is not None:
+        return flag
+    return setting if setting is not None else recommended
+
+
+def _load_request(
+    args: argparse.Namespace,
+    gd: GenerationDefaults,
+    paths: ActivePaths,
+    lora_dir: Path,
+    decode_only: bool,
+) -> LoadRequest:
+    """The model's files and the engine knobs (``decode_only``: no image is encoded)."""
+    return LoadRequest(
         diffusion_model_path=str(paths.diffusion),
         llm_path=str(paths.text_encoder),
         vae_path=str(paths.vae),
-        n_threads=threads,
-        flash_attn=knob("flash_attn", gd.flash_attention),
-        offload_to_cpu=knob("offload_to_cpu", gd.offload_to_cpu),
-        keep_clip_on_cpu=knob("text_encoder_cpu", gd.text_encoder_on_cpu),
-        keep_vae_on_cpu=knob("vae_cpu", gd.vae_on_cpu),
-        vae_decode_only=not (refs or init_image),
+        n_threads=args.threads if args.threads is not None else gd.threads,
+        flash_attn=_knob(args, "flash_attn", gd.flash_attention),
+        offload_to_cpu=_knob(args, "offload_to_cpu", gd.offload_to_cpu),
+        keep_clip_on_cpu=_knob(args, "text_encoder_cpu", gd.text_encoder_on_cpu),
+        keep_vae_on_cpu=_knob(args, "vae_cpu", gd.vae_on_cpu),
+        vae_decode_only=decode_only,
         lora_model_dir=str(lora_dir),
     )
+
+
+def _check_batch_and_seed(args: argparse.Namespace) -> None:
+    """The form's rules for ``--batch`` and ``--seed``; before anything starts."""
     if args.batch < 1:
         raise CliError("--batch must be at least 1")
     problem = seed_problem(args.seed, args.batch)
-    if problem:  # the form's rule; before anything starts
+    if problem:
         raise CliError(f"--seed {args.seed}: {problem}")
-    try:
-        gen = GenerateRequest(
-            prompt=args.prompt,
-            negative_prompt=args.negative if args.negative is not None else gd.negative_prompt,
-            width=pick(args.width, gd.width, rec.width),
-            height=pick(args.height, gd.height, rec.height),
-            steps=pick(args.steps, gd.steps, rec.steps),
-            cfg_scale=pick(args.cfg, gd.cfg_scale, rec.cfg_scale),
-            sampler=pick(args.sampler, gd.sampler, rec.sampler),
-            scheduler=pick(args.scheduler, gd.scheduler, rec.scheduler),
-            seed=args.seed,
-            batch_count=args.batch,
-            ref_images=refs,
-            init_image=init_image,
-            strength=strength if strength is not None else 0.75,
-            loras=loras,
-            vae_tiling=knob("vae_tiling", gd.vae_tiling),
-            output_dir=out_dir,
-            output_file=out_file,
-            model_id=paths.model_id,
-            diffusion_quant=paths.diffusion_quant,
-            text_encoder_quant=paths.text_encoder_quant,
-        )
-    except ValidationError as e:  # range checks (width, steps ...)
-        first = e.errors()[0]
-        raise CliError(f"invalid {first['loc'][0]}: {first['msg']}") from None
-    return load, gen
 
 
 class _Reporter:
