@@ -13,9 +13,8 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from PIL import Image as PILImage
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -23,14 +22,20 @@ from textual.containers import Center, Middle, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
+from distill_tui import image_probe
 from distill_tui.textsafe import escape_markup
 
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
 RENDERERS: tuple[str, ...] = ("auto", "sixel", "kitty", "halfcell", "unicode")
+#: seconds after the pane appears that textual-image is imported on a thread (see image_probe)
+PREWARM_AFTER = 0.5
 
 
 def image_widget_class(renderer: str) -> type[Widget]:
     """The textual-image widget class for a renderer name (unknown names: auto)."""
-    from textual_image import widget as tw
+    tw = image_probe.widget_module()
 
     classes: dict[str, Any] = {
         "sixel": tw.SixelImage,
@@ -53,6 +58,8 @@ class Frame:
 
 def load_image(frame: Frame) -> PILImage.Image | None:
     """Decode a frame fully (call off the loop). None when the file is missing/unreadable."""
+    from PIL import Image as PILImage  # not before the first paint (~30 ms)
+
     try:
         src: Path | io.BytesIO = (
             io.BytesIO(frame.data) if frame.data is not None else Path(frame.path or "")
@@ -117,6 +124,12 @@ class ImageView(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self.renderer = self._wanted_renderer()
+        # textual-image (numpy, Pillow) loads after the first paint, before the first image
+        self.set_timer(PREWARM_AFTER, self._prewarm)
+
+    @work(thread=True, group="image-prewarm", exit_on_error=False)
+    def _prewarm(self) -> None:
+        image_probe.widget_module()
 
     def _wanted_renderer(self) -> str:
         return getattr(self.app, "image_renderer", None) or "auto"
