@@ -2,8 +2,10 @@
 
     .venv/bin/python -m bench.tui_latency [--size 120x40] [--presses 60]
 
-1. First paint: ``tmux new-session -d ... distill`` then poll ``tmux capture-pane`` every
-   5 ms until the footer (``f3 Models``) is on screen; repeated ``--paint-runs`` times.
+1. First paint: spawn ``distill`` on a pty and wait until the footer is written; repeated
+   ``--paint-runs`` times on a pty that answers the terminal probe like xterm (device
+   attributes, cell size) and on one that answers nothing (each probe question then waits
+   out its 0.1 s). (``--driver tmux``: ``tmux new-session`` and ``capture-pane`` polling.)
 2. Key -> repaint while two downloads run: a fake Hub on loopback serves the loopback
    catalog rate-capped (``--rate-mb`` MB/s per connection), settings allow two files at once,
    F3, ``d`` on two quants; then, while both download, alternately press ``space`` on the
@@ -55,7 +57,12 @@ class PtyTerm:
         "d": b"d",
     }
 
-    def __init__(self, env: dict[str, str], w: int, h: int):
+    #: what xterm answers (no Sixel, no Kitty graphics): Primary Device Attributes, cell size
+    XTERM_ANSWERS = {b"\x1b[c": b"\x1b[?62;22c", b"\x1b[16t": b"\x1b[6;20;10t"}
+
+    def __init__(
+        self, env: dict[str, str], w: int, h: int, answers: dict[bytes, bytes] | None = None
+    ):
         import fcntl
         import pty
         import struct
@@ -72,6 +79,7 @@ class PtyTerm:
             os.execve(str(ROOT / ".venv/bin/distill"), ["distill"], env)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
         self.pid, self.fd = pid, fd
+        self.answers = dict(answers or {})  # queries still to answer
         self.chunks: list[tuple[float, bytes]] = []
         self.lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -87,6 +95,8 @@ class PtyTerm:
                 return
             with self.lock:
                 self.chunks.append((time.perf_counter(), data))
+            for query in [q for q in self.answers if q in data]:
+                os.write(self.fd, self.answers.pop(query))
 
     def since(self, t0: float) -> bytes:
         with self.lock:
@@ -124,12 +134,16 @@ class PtyTerm:
 
 def run_pty(args, env: dict[str, str], w: int, h: int, tmp: Path) -> dict[str, object]:
     results: dict[str, object] = {}
-    paints = []
-    for _ in range(args.paint_runs):
-        term = PtyTerm(env, w, h)
-        paints.append(term.wait_marker(term.t_spawn, b"Gallery", timeout=60))
-        term.close()
-    results["first_paint"] = stats("first paint (spawn -> footer written)", paints)
+    for key, label, answers in (
+        ("first_paint", "a terminal that answers like xterm", PtyTerm.XTERM_ANSWERS),
+        ("first_paint_silent", "a terminal that answers nothing", None),
+    ):
+        paints = []
+        for _ in range(args.paint_runs):
+            term = PtyTerm(env, w, h, answers)
+            paints.append(term.wait_marker(term.t_spawn, b"Gallery", timeout=60))
+            term.close()
+        results[key] = stats(f"first paint (spawn -> footer written), {label}", paints)
     # The Hub runs in its own process so its threads don't compete with this one's reader.
     cfg = tmp / "config" / "distill"
     cfg.mkdir(parents=True, exist_ok=True)

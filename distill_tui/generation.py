@@ -21,25 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from distill_tui.engine.protocol import (
-    EngineEvent,
-    ErrorEvent,
-    GenerateRequest,
-    ImageEvent,
-    LoadRequest,
-    PhaseEvent,
-    PreviewEvent,
-    ProgressEvent,
-    ReadyEvent,
-    Timings,
-    seed_problem,
-)
 from distill_tui.formatting import recipe_label
 from distill_tui.listeners import Listeners
 
 if TYPE_CHECKING:
+    # the engine protocol (pydantic models) is imported where a request is built or an event
+    # read, not with this module: the Generate screen's first paint does neither (~15 ms)
     from distill_tui.context import CoreContext
     from distill_tui.engine.client import EngineClient
+    from distill_tui.engine.protocol import (
+        EngineEvent,
+        GenerateRequest,
+        ImageEvent,
+        LoadRequest,
+        Timings,
+    )
     from distill_tui.settings import QuantSelection
 
 log = logging.getLogger(__name__)
@@ -159,6 +155,8 @@ def check_seed(text: str) -> str | None:
         return None
     if not t.isdigit():
         return "a whole number ≥ 0, or empty for random"
+    from distill_tui.engine.protocol import seed_problem
+
     return seed_problem(int(t))
 
 
@@ -256,6 +254,7 @@ class GenParams:
     ) -> GenerateRequest:
         """The engine request. LoRA names are resolved in ``lora_dir`` (raises
         ``loras.LoraError`` when one is not there)."""
+        from distill_tui.engine.protocol import GenerateRequest
         from distill_tui.loras import lora_specs
 
         loras = lora_specs(lora_dir or Path("."), self.loras) if self.loras else []
@@ -456,6 +455,15 @@ class GenerationService:
             self._changed("progress")
 
     def handle_event(self, ev: EngineEvent) -> None:
+        from distill_tui.engine.protocol import (
+            ErrorEvent,
+            ImageEvent,
+            PhaseEvent,
+            PreviewEvent,
+            ProgressEvent,
+            ReadyEvent,
+        )
+
         if isinstance(ev, ReadyEvent):
             self.backend = ev.backend
             self._changed("engine")
@@ -506,6 +514,8 @@ class GenerationService:
         paths = self.core.resolver.active_paths(model_id, selection)
         store = self.core.settings
         k = knobs or EngineKnobs.from_settings(store.settings.generation)
+        from distill_tui.engine.protocol import LoadRequest
+
         req = LoadRequest(
             diffusion_model_path=str(paths.diffusion),
             llm_path=str(paths.text_encoder),

@@ -62,16 +62,23 @@ def _probe() -> None:
         out = sys.__stdout__
         if not (out and out.isatty()):
             detected = "unicode"
+            return
+        da1 = _ask("\x1b[?", "c", "\x1b[c")
+        if da1 is None:
+            # Every terminal that draws images answers this first question; one that stays
+            # silent answers nothing else either: no more 0.1 s waits for the Kitty query and
+            # the cell size (textual-image's defaults are used, as after its own timeouts)
+            detected = "halfcell"
+            _without_terminal(get_cell_size)
+            return
+        if "4" in da1.split(";"):
+            detected = "sixel"
         else:
-            da1 = _ask("\x1b[?", "c", "\x1b[c")
-            if da1 is not None and "4" in da1.split(";"):
-                detected = "sixel"
-            else:
-                query = f"\x1b_Gi={randint(1, 2**32)},s=1,v=1,a=q,t=d,f=24;AAAA\x1b\\"
-                answer = _ask("\x1b_G", "\x1b\\", query)
-                ok = answer is not None and answer.rsplit(";", 1)[-1] == "OK"
-                detected = "kitty" if ok else "halfcell"
-            get_cell_size()  # cached by textual-image for its widgets
+            query = f"\x1b_Gi={randint(1, 2**32)},s=1,v=1,a=q,t=d,f=24;AAAA\x1b\\"
+            answer = _ask("\x1b_G", "\x1b\\", query)
+            ok = answer is not None and answer.rsplit(";", 1)[-1] == "OK"
+            detected = "kitty" if ok else "halfcell"
+        get_cell_size()  # cached by textual-image for its widgets
     except Exception:  # never fatal: the half-cell fallback needs nothing special
         log.warning("could not probe the terminal", exc_info=True)
 
@@ -113,6 +120,16 @@ class _NoTerminal:
         return getattr(self._stream, name)
 
 
+def _without_terminal(fn: Any) -> Any:
+    """Call ``fn`` with ``sys.__stdout__`` looking like no terminal (see :class:`_NoTerminal`)."""
+    real = sys.__stdout__
+    sys.__stdout__ = _NoTerminal(real)  # type: ignore[misc, assignment]
+    try:
+        return fn()
+    finally:
+        sys.__stdout__ = real  # type: ignore[misc]
+
+
 def widget_module() -> ModuleType:
     """textual-image's widget module, its automatic renderer set from the probe's answers.
     Imported once (thread-safe); the first call costs ~0.15 s (numpy, Pillow)."""
@@ -120,21 +137,22 @@ def widget_module() -> ModuleType:
     with _lock:
         if _widgets is not None:
             return _widgets
-        real = sys.__stdout__
-        sys.__stdout__ = _NoTerminal(real)  # type: ignore[misc, assignment]
-        try:
-            import textual_image.renderable as renderables
+        _widgets = _without_terminal(_import_widgets)
+        return _widgets
 
-            tty = bool(real and real.isatty())
-            choice = detected or ("halfcell" if tty else "unicode")
-            renderables.Image = {  # type: ignore[misc]
-                "sixel": renderables.SixelImage,
-                "kitty": renderables.TGPImage,
-                "halfcell": renderables.HalfcellImage,
-                "unicode": renderables.UnicodeImage,
-            }[choice]
-            import textual_image.widget as widgets
-        finally:
-            sys.__stdout__ = real  # type: ignore[misc]
-        _widgets = widgets
-        return widgets
+
+def _import_widgets() -> ModuleType:
+    import textual_image.renderable as renderables
+
+    real = sys.__stdout__
+    tty = bool(real and getattr(real, "_stream", real).isatty())
+    choice = detected or ("halfcell" if tty else "unicode")
+    renderables.Image = {  # type: ignore[misc]
+        "sixel": renderables.SixelImage,
+        "kitty": renderables.TGPImage,
+        "halfcell": renderables.HalfcellImage,
+        "unicode": renderables.UnicodeImage,
+    }[choice]
+    import textual_image.widget as widgets
+
+    return widgets

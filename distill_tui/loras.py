@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from distill_tui.engine.protocol import LoraSpec
+if TYPE_CHECKING:
+    from distill_tui.engine.protocol import LoraSpec
+
 
 #: what sd.cpp loads as a LoRA
 LORA_EXTENSIONS = (".safetensors", ".gguf", ".pt", ".ckpt")
@@ -75,6 +78,8 @@ def resolve_lora(folder: Path, name: str) -> Path:
 
 def lora_specs(folder: Path, loras: list[tuple[str, float]] | tuple) -> list[LoraSpec]:
     """Protocol specs (absolute paths) for the chosen names. Raises :class:`LoraError`."""
+    from distill_tui.engine.protocol import LoraSpec
+
     specs = []
     for name, weight in loras:
         path = resolve_lora(folder, name)

@@ -5,12 +5,15 @@ suppressed and the renderer the answers chose."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -34,9 +37,14 @@ print("RESULT", json.dumps({"detected": image_probe.detected, "heavy": heavy,
 """
 
 
+QUERIES = (b"\x1b[c", b"\x1b_G", b"\x1b[16t")  # Sixel (DA1), Kitty, cell size
+
+
 def run_probe(answers: dict[bytes, bytes]) -> dict:
     """Run the probe on a pty whose 'terminal' answers the given queries; the RESULT line."""
     master, slave = pty.openpty()
+    # 120x40 cells, no pixel size (as most terminals report it): the size must be asked
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD],
         stdin=slave,
@@ -68,23 +76,26 @@ def run_probe(answers: dict[bytes, bytes]) -> dict:
         proc.wait(10)
         os.close(master)
     line = out[out.index(b"RESULT") :].split(b"\n")[0].decode()
-    return json.loads(line.removeprefix("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    before = out[: out.index(b"RESULT")]
+    result["asked"] = [q.decode() for q in QUERIES if q in before]
+    return result
 
 
 @pytest.mark.parametrize(
     "answers, detected, renderable",
     [
-        ({b"\x1b[c": b"\x1b[?62;4;22c", b"\x1b[16t": b"\x1b[6;20;10t"}, "sixel", "sixel"),
+        ({b"\x1b[c": b"\x1b[?62;4;22c", b"\x1b[16t": b"\x1b[6;18;9t"}, "sixel", "sixel"),
         (
             {
                 b"\x1b[c": b"\x1b[?62;22c",
                 b"\x1b_G": b"\x1b_Gi=1;OK\x1b\\",
-                b"\x1b[16t": b"\x1b[6;20;10t",
+                b"\x1b[16t": b"\x1b[6;18;9t",
             },
             "kitty",
             "tgp",
         ),
-        ({b"\x1b[16t": b"\x1b[6;20;10t"}, "halfcell", "halfcell"),  # silent but for the size
+        ({b"\x1b[c": b"\x1b[?62;22c", b"\x1b[16t": b"\x1b[6;18;9t"}, "halfcell", "halfcell"),
     ],
     ids=["sixel", "kitty", "neither"],
 )
@@ -93,4 +104,12 @@ def test_probe_chooses_as_textual_image_would_without_loading_it(answers, detect
     assert got["detected"] == detected
     assert got["heavy"] == []  # asking loaded neither numpy, Pillow nor textual-image's renderers
     assert got["renderable"] == renderable  # textual-image draws with what the answers chose
-    assert got["cell"] == [10, 20]  # the size the terminal gave, cached for the widgets
+    assert got["cell"] == [9, 18]  # the size the terminal gave, cached for the widgets
+
+
+def test_a_silent_terminal_is_asked_once():
+    """No answer to the first question: half cells and textual-image's default cell size,
+    without waiting for the Kitty query and the size query too."""
+    got = run_probe({})
+    assert got["detected"] == "halfcell" and got["renderable"] == "halfcell"
+    assert got["heavy"] == [] and got["asked"] == ["\x1b[c"]

@@ -107,3 +107,15 @@ def test_screen_breakpoint_classes_and_footer_readiness():
     assert Screen._get_breakpoint_classes(Screen(), 80, points) == {"-narrow"}
     assert Screen._get_breakpoint_classes(Screen(), 120, points) == {"-wide"}
     assert "_bindings_ready" in Footer._reactives
+
+
+def test_screen_resume_event_can_skip_the_restyle():
+    """screens/base.py turns off the re-styling of a screen's first resume with the event's
+    ``refresh_styles`` (its handler runs before Screen's own ``_on_screen_resume``)."""
+    import inspect
+
+    from textual import events
+    from textual.screen import Screen
+
+    assert events.ScreenResume().refresh_styles is True
+    assert "event.refresh_styles" in inspect.getsource(Screen._on_screen_resume)

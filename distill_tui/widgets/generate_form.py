@@ -29,7 +29,6 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
 
-from distill_tui.engine.protocol import seed_problem
 from distill_tui.generation import (
     SAMPLERS,
     SCHEDULERS,
@@ -386,6 +385,8 @@ class GenerateForm(VerticalScroll):
             if first_bad is not None:
                 self.focus_field(first_bad)
             return None, errors
+        from distill_tui.engine.protocol import seed_problem
+
         seed = self.text("seed")
         seed_int = -1 if seed in ("", "-1", "random") else int(seed)
         batch = int(self.text("batch"))
