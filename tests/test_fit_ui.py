@@ -70,7 +70,12 @@ async def test_d_on_a_header_downloads_the_best_set_that_fits(card8):
         await pilot.press("f3")
         await pilot.pause()
         stub = app.downloads
-        stub.enqueue = lambda mid, comp, q=None: queued.append((mid, comp, q)) or "k"
+
+        async def queue_plan(items):  # what the header's d asks for, in one plan
+            queued.extend(items)
+            return [], []
+
+        stub.queue_plan = queue_plan
         card = next(c for c in app.screen.cards if c.model.id == MODEL)
         card.title_widget.focus()
         await pilot.press("d")
