@@ -54,6 +54,18 @@ def _ask(start: str, end: str, query: str) -> str | None:
         return None
 
 
+def _pixel_size_known() -> bool:
+    """The terminal's window size includes pixels (``TIOCGWINSZ``; OpenSSH forwards them):
+    textual-image derives the cell size from it without asking the terminal."""
+    try:
+        from textual_image._terminal import get_tiocgwinsz
+
+        rows, columns, width, height = get_tiocgwinsz()
+    except Exception:
+        return False
+    return bool(rows and columns and width and height)
+
+
 def _probe() -> None:
     global detected
     try:
@@ -69,7 +81,10 @@ def _probe() -> None:
             # silent answers nothing else either: no more 0.1 s waits for the Kitty query and
             # the cell size (textual-image's defaults are used, as after its own timeouts)
             detected = "halfcell"
-            _without_terminal(get_cell_size)
+            if _pixel_size_known():
+                get_cell_size()  # from the window size in pixels: nothing is asked
+            else:
+                _without_terminal(get_cell_size)
             return
         if "4" in da1.split(";"):
             detected = "sixel"

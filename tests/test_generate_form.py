@@ -73,3 +73,51 @@ def test_every_field_in_the_table_has_a_place_in_a_row():
 
     placed = [i for _, items in (*ROWS, *ADVANCED_ROWS) for i in items if isinstance(i, str)]
     assert sorted(placed) == sorted(FIELDS) and len(placed) == len(set(placed))
+
+
+async def test_the_advanced_section_is_readable_while_it_mounts(isolated_dirs):
+    """ctrl+n then ctrl+g in one read of the terminal: the form is read in the frame where
+    the advanced rows exist but their fields are not mounted yet (it crashed: NoMatches)."""
+    from textual import events
+
+    app = DistillApp(fake_ready_core(), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        form.load(RECIPE)
+        form.open_advanced()
+        params, errors = form.to_request()  # fields not in the DOM yet
+        assert errors == [] and params == RECIPE
+        form.set_value("threads", "5")
+        await pilot.pause()
+        assert form.query_one("#threads", Input).value == "5"
+        form.advanced.collapsed = True
+        await pilot.pause()
+        form.query_one("#prompt").text = "x"
+        for key in ("ctrl+n", "ctrl+g"):
+            app.post_message(events.Key(key, None))
+        await pilot.pause()
+        await pilot.pause()
+        assert app._exception is None and app.is_running
+
+
+async def test_ctrl_n_twice_leaves_no_focus_in_the_closed_section(isolated_dirs):
+    """Open then close (one key at a time, and both in one read while the fields still
+    mount): no hidden advanced field keeps the focus (space would flip a knob unseen)."""
+    from textual import events
+
+    app = DistillApp(fake_ready_core(), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        for _ in range(2):
+            app.post_message(events.Key("ctrl+n", None))
+        for _ in range(5):
+            await pilot.pause()
+        assert form.advanced.collapsed
+        assert app.focused is None or app.focused.id not in ADVANCED, app.focused
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "flash-attn"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert form.advanced.collapsed
+        assert app.focused is None or app.focused.id not in ADVANCED, app.focused

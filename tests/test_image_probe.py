@@ -40,11 +40,11 @@ print("RESULT", json.dumps({"detected": image_probe.detected, "heavy": heavy,
 QUERIES = (b"\x1b[c", b"\x1b_G", b"\x1b[16t")  # Sixel (DA1), Kitty, cell size
 
 
-def run_probe(answers: dict[bytes, bytes]) -> dict:
+def run_probe(answers: dict[bytes, bytes], pixels: tuple[int, int] = (0, 0)) -> dict:
     """Run the probe on a pty whose 'terminal' answers the given queries; the RESULT line."""
     master, slave = pty.openpty()
-    # 120x40 cells, no pixel size (as most terminals report it): the size must be asked
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    # 120x40 cells, by default no pixel size (as many terminals report it): it must be asked
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, *pixels))
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD],
         stdin=slave,
@@ -113,3 +113,10 @@ def test_a_silent_terminal_is_asked_once():
     got = run_probe({})
     assert got["detected"] == "halfcell" and got["renderable"] == "halfcell"
     assert got["heavy"] == [] and got["asked"] == ["\x1b[c"]
+    assert got["cell"] == [10, 20]  # textual-image's default when nothing tells the size
+
+
+def test_a_silent_terminal_with_a_pixel_window_size_gets_the_real_cell_size():
+    """OpenSSH forwards the window size in pixels: the cell size comes from it, silently."""
+    got = run_probe({}, pixels=(960, 640))
+    assert got["asked"] == ["\x1b[c"] and got["cell"] == [8, 16]

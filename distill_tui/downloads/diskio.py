@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import errno
 import hashlib
-import mmap
 import os
 import threading
 from collections import deque
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from distill_tui.downloads.sidecar import RangeSet
 
 MiB = 1 << 20
-#: the most the hasher maps and hashes in one GIL-free ``update`` (see _hash_window)
+#: the most the hasher reads and hashes at once (see _hash_window); also its buffer
 HASH_WINDOW = 16 * MiB
 
 
@@ -38,6 +37,7 @@ class PrefixHasher:
         self.pos = 0
         self._target = 0
         self._h = hashlib.sha256()
+        self._buf: memoryview | None = None  # the read buffer, allocated on first use
         self._cond = threading.Condition()
         self._stop = False
         self._error: BaseException | None = None
@@ -76,20 +76,20 @@ class PrefixHasher:
             self._error = e
 
     def _hash_window(self, end: int) -> None:
-        """Hash [pos, end) through a read-only mapping of the page cache: one ``update`` call
-        per window, which releases the GIL for all of it. Reading it back in 4 MiB blocks
-        took the GIL twice per block, and beside the busy event loop each take waits out a
-        switch interval (5 ms): the hasher got a quarter of a core and fell hundreds of MiB
-        behind the download, all of it hashed after the last byte landed. The window bounds
-        what the mapping adds to the resident set."""
-        start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
-        with (
-            mmap.mmap(self.fd, end - start, offset=start, access=mmap.ACCESS_READ) as m,
-            memoryview(m) as view,
-            view[self.pos - start :] as part,
-        ):
-            self._h.update(part)
-        self.pos = end
+        """Hash [pos, end) read back from the page cache in blocks of up to ``HASH_WINDOW``:
+        one ``preadv`` and one ``update`` per block, each releasing the GIL for all of it
+        (4 MiB blocks took the GIL back twice as often beside the busy event loop). A read,
+        not a mapping: an I/O error is an ``OSError`` reported by :meth:`result`, where a
+        mapped page that cannot be read kills the process (SIGBUS)."""
+        if self._buf is None:
+            self._buf = memoryview(bytearray(min(HASH_WINDOW, max(1, self.size))))
+        while self.pos < end:
+            want = min(len(self._buf), end - self.pos)
+            got = os.preadv(self.fd, [self._buf[:want]], self.pos)
+            if got <= 0:
+                raise OSError(errno.EIO, "short read while hashing")
+            self._h.update(self._buf[:got])
+            self.pos += got
 
     async def result(self) -> str:
         self.advance(self.size)

@@ -216,6 +216,9 @@ class GenerateForm(VerticalScroll):
         #: the advanced section's values while its widgets are not mounted
         self._pending = {k: v for k, v in self._initial.items() if k in ADVANCED}
         self._advanced_mounted = False
+        #: every field's widget, from the moment it is built: an advanced field's widget holds
+        #: its value while it is still being mounted (its row mounts it a frame later)
+        self._fields: dict[str, Widget] = {}
         self.errors: list[str] = []
 
     # ---- layout ----------------------------------------------------------------------
@@ -249,7 +252,9 @@ class GenerateForm(VerticalScroll):
                             Label(text, classes="inline-label" if kind == "label" else kind)
                         )
                 else:
-                    children.append(_widget(item, FIELDS[item], values.get(item, "")))
+                    widget = _widget(item, FIELDS[item], values.get(item, ""))
+                    self._fields[item] = widget
+                    children.append(widget)
             yield Horizontal(*children, classes="row")
 
     def on_mount(self) -> None:
@@ -281,6 +286,17 @@ class GenerateForm(VerticalScroll):
             await mounting
         self.call_after_refresh(self._reload_loras)
 
+    @on(Collapsible.Collapsed, "#advanced")
+    def _advanced_closed(self) -> None:
+        """Closing the section (ctrl+n) with the focus in it: the focus goes to its title, not
+        to a hidden field that would take keys nobody sees."""
+        focused = self.screen.focused
+        section = self.advanced
+        if focused is not None and section in focused.ancestors:
+            title = section.query("CollapsibleTitle")
+            if title and focused is not title.first():
+                title.first().focus()
+
     def _reload_loras(self) -> None:
         """The LoRA picker lists the folder's files (read when the section opens)."""
         folder = self.core.settings.lora_dir
@@ -295,10 +311,11 @@ class GenerateForm(VerticalScroll):
 
     # ---- values ------------------------------------------------------------------------
     def value(self, field_id: str) -> str | bool:
-        """A field's value: its widget's, or the kept one of an unmounted advanced field."""
-        if field_id in ADVANCED and not self._advanced_mounted:
+        """A field's value: its widget's, or the kept one of an advanced field whose widgets
+        were not built yet."""
+        widget = self._fields.get(field_id)
+        if widget is None:
             return self._pending.get(field_id, "")
-        widget = self.query_one(f"#{field_id}")
         if isinstance(widget, Checkbox):
             return widget.value
         if isinstance(widget, Select):
@@ -307,11 +324,10 @@ class GenerateForm(VerticalScroll):
         return widget.value
 
     def set_value(self, field_id: str, value: str | bool) -> None:
-        if field_id in ADVANCED and not self._advanced_mounted:
+        widget = self._fields.get(field_id)
+        if widget is None:
             self._pending[field_id] = value
-            return
-        widget = self.query_one(f"#{field_id}")
-        if isinstance(widget, Checkbox):
+        elif isinstance(widget, Checkbox):
             widget.value = bool(value)
         elif isinstance(widget, Select | Input):
             widget.value = str(value)
@@ -424,7 +440,10 @@ class GenerateForm(VerticalScroll):
 
     def _focus_when_there(self, field_id: str, tries: int) -> None:
         """Focus a field once it is in the DOM: the advanced section's fields arrive a frame
-        after it is first opened (its rows mount their children)."""
+        after it is first opened (its rows mount their children). Not when the section was
+        closed again meanwhile: a hidden field with the focus takes keys nobody sees."""
+        if field_id in ADVANCED and self.advanced.collapsed:
+            return
         found = self.query(f"#{field_id}")
         if found:
             found.first().focus()
