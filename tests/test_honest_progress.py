@@ -404,3 +404,18 @@ async def test_long_download_rings_when_the_person_is_elsewhere(fake_hub):
         for _ in range(3):
             await pilot.pause()
         assert bells == [1, 1]
+
+
+def test_a_cancelled_row_offers_resume_only_when_a_partial_was_kept():
+    """Cancelled while still queued, nothing was kept: d downloads it, there is nothing to
+    resume (seen in the walkthrough: "cancelled · d resume" on a file never started)."""
+    from distill_tui.widgets.file_status import status_line
+
+    def row(done: int) -> str:
+        ev = DownloadEvent(
+            "k", M4, "diffusion", "Q4_K_S", DownloadState.CANCELLED, done, 1000, 0.0, None
+        )
+        return status_line("cancelled", ev, width=80).plain
+
+    assert row(0) == "cancelled · d download"
+    assert row(400) == "cancelled at 40%, partial kept · d resume"

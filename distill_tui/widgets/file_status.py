@@ -195,7 +195,9 @@ def status_line(
         word = "cancelled" if state == "cancelled" else "paused"
         done = event.bytes_done if event is not None else 0
         kept = f" at {pct.strip()}, partial kept" if done else ""
-        return Content.from_markup(f"[$text-warning]{word}{kept}[/] · {key.format('d')} resume")
+        # nothing kept (cancelled while queued): d starts it, it resumes nothing
+        again = "resume" if done else "download"
+        return Content.from_markup(f"[$text-warning]{word}{kept}[/] · {key.format('d')} {again}")
     if state == "failed":
         return Content.from_markup(f"[$text-error]✗ Failed[/] · {key.format('r')} retry")
     return Content(state)
