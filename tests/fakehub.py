@@ -131,8 +131,17 @@ class HubFile:
 class FakeHub:
     """Start with ``start()`` (or as a context manager); ``url`` is the Hub's base URL."""
 
-    def __init__(self, root: Path | None = None, *, rate: float | None = None, tls: bool = False):
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        rate: float | None = None,
+        tls: bool = False,
+        host: str = "127.0.0.1",
+    ):
         self._tmp = None
+        #: the loopback address both ports listen on (127.0.0.2...: another origin, e.g. a mirror)
+        self.host = host
         if root is None:
             self._tmp = tempfile.mkdtemp(prefix="fakehub-")
             root = Path(self._tmp)
@@ -211,11 +220,11 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.hub_port}"
+        return f"{self.scheme}://{self.host}:{self.hub_port}"
 
     @property
     def cdn_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.cdn_port}"
+        return f"{self.scheme}://{self.host}:{self.cdn_port}"
 
     def _make_tls(self) -> None:
         """A self-signed certificate for 127.0.0.1 (the openssl CLI), trusted via cert_file."""
@@ -245,7 +254,7 @@ class FakeHub:
             handler = type(
                 f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name}
             )
-            srv = _Server(("127.0.0.1", port), handler)
+            srv = _Server((self.host, port), handler)
             srv.ssl_ctx = self._ssl_ctx
             self._servers.append(srv)
             t = threading.Thread(

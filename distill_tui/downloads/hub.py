@@ -61,7 +61,7 @@ class HubMeta:
     size: int
     sha256: str | None
     revision: str | None
-    same_origin: bool  #: location is the Hub's exact origin (send Authorization there)
+    same_origin: bool  #: location is the Hub's exact origin (send Authorization there only)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -87,12 +87,38 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def may_send_token(endpoint_url: str, url: str) -> bool:
-    """The token goes only to the exact origin (scheme, host, port) of the URL it was meant
-    for, and never over plain http unless that origin is loopback http (tests, a local mirror)
-    or the user's own ``HF_ENDPOINT`` (an http LAN mirror is the user's explicit choice)."""
-    o = origin(endpoint_url)
-    if origin(url) != o:
+HUB_ORIGIN = ("https", "huggingface.co", 443)
+
+
+def hub_origins(hub_url: str | None = None) -> frozenset[tuple[str, str, int | None]]:
+    """The origins that are the Hub, the only ones the token may go to.
+
+    ``HF_ENDPOINT``'s origin when it is set, else https://huggingface.co. A catalog's mirrors,
+    however they are named, and the CDN a redirect points at are never the Hub. One exception
+    keeps a Hub that runs on this very machine usable: without ``HF_ENDPOINT``, the loopback
+    origin of the file's own catalog URL (``hub_url``: its ``downloadUrl``, never a mirror) is
+    the Hub too - the tests' fake Hub, a local Hub. A mirror on another loopback address or port
+    is still another origin."""
+    ep = endpoint_origin()
+    if ep is not None:
+        return frozenset({ep})
+    out = {HUB_ORIGIN}
+    if hub_url:
+        o = origin(hub_url)
+        if o[0] in ("http", "https") and is_loopback_host(o[1]):
+            out.add(o)
+    return frozenset(out)
+
+
+def may_send_token(hub_url: str | None, url: str) -> bool:
+    """The token goes only to the Hub's exact origin (scheme, host, port; :func:`hub_origins`)
+    and never over plain http unless that origin is loopback http (tests, a local Hub) or the
+    user's own ``HF_ENDPOINT`` (an http LAN mirror is the user's explicit choice).
+
+    ``hub_url`` is the file's own catalog URL (its ``downloadUrl``): it names the Hub only when
+    it is on this machine (see :func:`hub_origins`); a mirror's URL is never passed as it."""
+    o = origin(url)
+    if o not in hub_origins(hub_url):
         return False
     if o[0] == "https" or (o[0] == "http" and is_loopback_host(o[1])):
         return True
@@ -339,8 +365,12 @@ async def head(
     backoff: float = 1.0,
     on_wait: Callable[[float], None] | None = None,
     on_retry: Callable[[Retry], None] | None = None,
+    hub: str | None = None,
 ) -> HubMeta:
     """HEAD the resolve URL; follow same-origin redirects only; return the file's metadata.
+
+    ``hub``: the file's own catalog URL when ``url`` is one of its mirrors (the token goes to
+    the Hub's origin only, never to a mirror's: :func:`may_send_token`); None: ``url`` is it.
 
     ``on_retry(retry)`` is told of every answer (408/429/5xx) or connection failure that will
     be retried.
@@ -354,6 +384,7 @@ async def head(
     if token and token_problem(token):  # it could not even go into a header
         raise DownloadError("auth", f"the Hugging Face token {token_problem(token)}")
     home = origin(url)
+    hub_url = url if hub is None else hub
     attempt = 0
     current = url
     hops = 0
@@ -364,7 +395,7 @@ async def head(
     deadline = time.monotonic() + 2 * per_try
     while True:
         headers = {"Accept-Encoding": "identity"}
-        if token and may_send_token(url, current):
+        if token and may_send_token(hub_url, current):
             headers["Authorization"] = f"Bearer {token}"
         try:
             resp = await client.head(current, headers=headers, timeout=per_try)
@@ -418,9 +449,17 @@ async def head(
                     )
                 current = loc
                 continue
-            return _meta(resp, url, loc, same_origin=may_send_token(url, loc))
+            return _meta(resp, url, loc, same_origin=may_send_token(hub_url, loc))
         if status == 200:
-            return _meta(resp, url, current, same_origin=may_send_token(url, current))
+            return _meta(resp, url, current, same_origin=may_send_token(hub_url, current))
+        if token and "Authorization" not in headers and status in (401, 403):
+            # a mirror (or anything that is not the Hub) asks for credentials: it never gets the
+            # Hugging Face token, and the Hub's "set HF_TOKEN" advice would be wrong
+            raise DownloadError(
+                "auth",
+                f"{urlsplit(current).netloc} refused {path_in_repo(url)} ({status}: it wants a "
+                "login); the Hugging Face token is sent to the Hub only, never to a mirror",
+            )
         raise hub_error(resp, url, token)
 
 

@@ -749,6 +749,7 @@ class DownloadManager:
                     self._client,
                     sources[i],
                     self._hub_token(),  # type: ignore[arg-type]
+                    hub=sources[0],  # the token: the Hub's origin only, never a mirror's
                     retries=min(self.retries, 4),
                     backoff=self.backoff,
                     on_wait=functools.partial(self._waiting, job),

@@ -1,0 +1,141 @@
+"""Issue 19, secrets and hangs on the network side: the token stays at the Hub's origin (7), a token
+in HF_ENDPOINT or in the Hub's own error text is never printed (8), a trickling CDN ends as
+"stalled" (9), a stopped lock holder is reported and not waited for forever (10), a redirect to
+a non-http(s) scheme or to a private address is final (13).
+
+Every case runs against the real code through the surface a person meets (the CLI, in-process or
+as a child process) and the loopback fake Hub (tests/fakehub.py). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill_tui.cli import main
+from tests.fakehub import VALID_TOKEN, FakeHub
+from tests.hub_fixtures import HubCatalog
+
+M4 = "flux2-klein-4b"
+COMFY = "Comfy-Org/flux2-dev"
+COMFY_PATH = "split_files/vae/flux2-vae.safetensors"
+VAE_REL = "vae/flux2-vae.safetensors"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def rewrite(hc: HubCatalog) -> None:
+    hc.path.write_text(json.dumps(hc.raw, indent=2))
+
+
+def set_vae(hc: HubCatalog, **fields) -> None:
+    """Change the VAE entry of every model (they share one file: one source of truth)."""
+    for m in hc.raw["models"]:
+        m["vae"].update(fields)
+    rewrite(hc)
+
+
+def drop_on_hub(hub: FakeHub, repo: str, path: str) -> None:
+    """The file is gone from the repo (404 EntryNotFound); the repo itself still exists."""
+    del hub.files[(repo, path)]
+    hub.add_file(repo, "README.md", b"# readme\n")
+
+
+def cli(*argv: str, timeout: float = 60.0, env: dict | None = None):
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-m", "distill_tui", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else dict(os.environ),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
+
+
+@pytest.fixture
+def mirror():
+    """A second server on another loopback address: another origin (a mirror a catalog names)."""
+    hub = FakeHub(host="127.0.0.2").start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+# ---- 7. the token goes to the Hub's origin only ----------------------------------------------
+@pytest.mark.parametrize("endpoint", [False, True], ids=["no-endpoint", "hf-endpoint"])
+def test_token_never_reaches_a_mirror_on_another_origin(
+    hub_catalog, fake_hub, mirror, monkeypatch, capsys, endpoint
+):
+    if endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    payload = hub_catalog.payload(VAE_REL)
+    mirror.add_file(COMFY, COMFY_PATH, payload)
+    mirror_url = mirror.resolve_url(COMFY, COMFY_PATH)
+    set_vae(hub_catalog, mirrors=[mirror_url])
+    drop_on_hub(fake_hub, COMFY, COMFY_PATH)
+    fake_hub.set_gated(COMFY)  # the Hub needs the token: it must still get it
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    rc = main(["models", "download", M4, "--only", "vae", "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0, out
+    hub_reqs = [r for r in fake_hub.requests if r.server == "hub"]
+    assert hub_reqs and all(r.authorization == f"Bearer {VALID_TOKEN}" for r in hub_reqs)
+    assert mirror.requests, "the mirror served the file"
+    assert all(r.authorization is None for r in mirror.requests), [
+        (r.server, r.path) for r in mirror.requests if r.authorization
+    ]
+    from distill_tui.paths import AppPaths
+
+    assert (AppPaths.from_env().default_models_dir / VAE_REL).read_bytes() == payload
+
+
+def test_gated_download_from_the_hub_still_sends_the_token(
+    hub_catalog, fake_hub, mirror, monkeypatch, capsys
+):
+    """The Hub (the catalog's own URL) is gated: the token goes there and the download works; a
+    mirror listed after it is never asked, and the CDN never gets the token."""
+    mirror.add_file(COMFY, COMFY_PATH, hub_catalog.payload(VAE_REL))
+    set_vae(hub_catalog, mirrors=[mirror.resolve_url(COMFY, COMFY_PATH)])
+    fake_hub.set_gated(COMFY)
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    assert main(["models", "download", M4, "--only", "vae", "--quiet"]) == 0, capsys.readouterr()
+    heads = [r for r in fake_hub.requests if r.server == "hub"]
+    assert heads and all(r.authorization == f"Bearer {VALID_TOKEN}" for r in heads)
+    assert fake_hub.cdn_requests() and all(r.authorization is None for r in fake_hub.cdn_requests())
+    assert not mirror.requests
+
+
+def test_token_origin_rule_is_the_hubs_origin():
+    from distill_tui.downloads.hub import may_send_token
+
+    hf = "https://huggingface.co/a/b/resolve/main/f"
+    assert may_send_token(hf, hf)
+    # a mirror a catalog names, on any other origin: never (whatever the catalog calls "the Hub")
+    civitai = "https://civitai.com/api/download/models/1"
+    assert not may_send_token(civitai, civitai)
+    assert not may_send_token(hf, civitai)
+    assert not may_send_token("https://modelscope.cn/x", "https://modelscope.cn/x")
+    # a loopback mirror of a loopback Hub (another address): never
+    assert not may_send_token("http://127.0.0.1:9/x", "http://127.0.0.2:9/x")
+
+
+def test_token_goes_only_to_hf_endpoint_when_set(monkeypatch):
+    from distill_tui.downloads.hub import may_send_token
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.corp.example")
+    ep = "https://hub.corp.example/a/b/resolve/main/f"
+    assert may_send_token(ep, ep)
+    hf = "https://huggingface.co/a/b/resolve/main/f"
+    assert not may_send_token(hf, hf)  # not the Hub in force
+    loop = "http://127.0.0.1:9/a/b/resolve/main/f"
+    assert not may_send_token(loop, loop)
