@@ -195,7 +195,10 @@ def endpoint_problem(value: str) -> str | None:
     """Why ``HF_ENDPOINT`` cannot be used (None: fine). https, or plain http: a LAN mirror is
     the user's explicit choice (``hf`` accepts it too); the token then goes only to that exact
     origin (``downloads.hub.may_send_token``)."""
-    shown = value.encode("unicode_escape").decode()[:80]
+    from distill_tui.redact import redact
+
+    # never echoed with its credentials: userinfo, a query, a token inside it (issue 19.8)
+    shown = redact(value).encode("unicode_escape").decode()[:80]
     try:
         parts = urlsplit(value.strip())
         host = parts.hostname or ""
@@ -205,8 +208,17 @@ def endpoint_problem(value: str) -> str | None:
     if any(c.isspace() or ord(c) < 0x20 for c in value.strip()) or not host:
         return f"HF_ENDPOINT={shown!r} is not a URL (expected e.g. https://huggingface.co)"
     if parts.scheme in ("https", "http"):
-        if parts.query or parts.fragment or "@" in parts.netloc:
-            return f"HF_ENDPOINT={shown!r}: expected a base URL like https://host[:port][/path]"
+        if "@" in parts.netloc:
+            return (
+                f"HF_ENDPOINT={shown!r} carries credentials (user:...@, not shown): set the "
+                "token in HF_TOKEN (or `hf auth login`), HF_ENDPOINT is a base URL like "
+                "https://host[:port][/path]"
+            )
+        if parts.query or parts.fragment:
+            return (
+                f"HF_ENDPOINT={shown!r}: a query or fragment (not shown) is not allowed; "
+                "expected a base URL like https://host[:port][/path]"
+            )
         return None
     return (
         f"HF_ENDPOINT={shown!r} must be an https (or http) URL, not {parts.scheme or 'no scheme'!r}"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from distill_tui.cli import main
-from tests.fakehub import VALID_TOKEN, FakeHub
+from tests.fakehub import VALID_TOKEN, FakeHub, Fault
 from tests.hub_fixtures import HubCatalog
 
 M4 = "flux2-klein-4b"
@@ -139,3 +139,60 @@ def test_token_goes_only_to_hf_endpoint_when_set(monkeypatch):
     assert not may_send_token(hf, hf)  # not the Hub in force
     loop = "http://127.0.0.1:9/a/b/resolve/main/f"
     assert not may_send_token(loop, loop)
+
+
+# ---- 8. a token in HF_ENDPOINT or in the Hub's error text is never printed ---------------------
+SECRET = "hf_EndpointSecret0123456789abcd"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"http://user:{SECRET}@mirror.lan:8080",
+        f"https://{SECRET}@hub.corp.example",
+        f"https://hub.corp.example/?token={SECRET[3:]}",
+        f"ftp://user:{SECRET}@mirror.lan",
+        f"mirror.lan?token={SECRET}",
+    ],
+)
+def test_token_inside_hf_endpoint_is_never_echoed(value):
+    env = dict(os.environ, HF_ENDPOINT=value)
+    rc, out, err, _ = cli("models", "list", env=env, timeout=60)
+    assert rc == 2 and "HF_ENDPOINT" in err, (rc, out, err)
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
+    text = out + err
+    assert SECRET not in text and SECRET[3:] not in text and SECRET[3:15] not in text, text
+
+
+def test_hub_error_text_with_the_token_minus_its_prefix_is_redacted(
+    hub_catalog, fake_hub, monkeypatch, capsys
+):
+    """A 403 whose X-Error-Message quotes the token without ``hf_`` (as some proxies and the Hub
+    do): the error line keeps the words, never the token."""
+    bare = VALID_TOKEN[3:]
+    fake_hub.faults.append(
+        Fault(
+            "status",
+            server="hub",
+            status=403,
+            times=None,
+            headers={"X-Error-Message": f"token {bare} has no read access; token={bare}"},
+        )
+    )
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    rc = main(["models", "download", M4, "--only", "vae"])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 1 and "403" in text, text
+    assert bare not in text and VALID_TOKEN not in text, text
+    assert "no read access" in text  # the Hub's words stay
+
+
+def test_redact_strips_userinfo_query_and_every_form_of_a_secret():
+    from distill_tui.redact import redact, redact_url
+
+    assert redact_url(f"https://u:{SECRET}@h.example:8443/p?token=x#f") == (
+        "https://h.example:8443/p?<redacted>"
+    )
+    text = redact(f"ftp://u:{SECRET}@h/x and {SECRET[3:]} and access_token=abc123def", (SECRET,))
+    assert SECRET not in text and SECRET[3:] not in text and "abc123def" not in text, text
