@@ -6,7 +6,6 @@ No textual import here: the CLI and the engine child use this module too.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -19,6 +18,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill_tui.atomic import atomic_write_json, move_aside
+from distill_tui.jsonfile import JSONFileError
+from distill_tui.jsonfile import loads as load_json
+from distill_tui.safepaths import file_key, is_commit, rel_problem
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,27 @@ COMPONENT_LABELS: dict[str, str] = {
 
 class CatalogError(Exception):
     """The catalog file is unusable. The message names the file, the JSON path and the problem."""
+
+
+_REF = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
+
+
+def revision_problem(rev: object) -> str | None:
+    """None for a revision that can stand in ``resolve/<revision>/``: a 40-hex commit, or a
+    plain ref name (a branch or tag: letters, digits, ``._-``, starting with a letter or
+    digit, no ``..``, not ending in ``.`` or ``.lock``). Anything else (``..``, ``.``, a
+    path) would change which URL is asked: every download of the file would 404 or worse."""
+    if not isinstance(rev, str):
+        return "must be a text revision (a 40-hex commit or a branch/tag name)"
+    if is_commit(rev):
+        return None
+    if not _REF.match(rev) or ".." in rev or rev.endswith((".", ".lock")):
+        shown = rev[:60].encode("unicode_escape").decode()
+        return (
+            f"revision {shown!r} is not a 40-hex commit nor a plain branch/tag name "
+            "(letters, digits, '._-'; no '..')"
+        )
+    return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -77,6 +100,41 @@ def _check_url(v: str) -> str:
     raise ValueError(f"must be an https URL, got scheme {parts.scheme or 'none'!r}")
 
 
+def _ours_problem(v: str) -> str | None:
+    """A catalog file may not be (or look like) one of distill's own files in the models
+    dir: the inventory, a partial, a sidecar, a lock, an atomic-write temp file (``models
+    clean`` deletes those), nor hold control characters (NUL cuts a path short)."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in v):
+        return f"has control characters: {v.encode('unicode_escape').decode()!r}"
+    parts = PurePosixPath(v.replace("\\", "/")).parts
+    name = parts[-1].lower() if parts else ""
+    if len(parts) == 1 and (name.startswith(("installed.json", ".installed.json"))):
+        return f"{v!r} collides with distill's inventory (installed.json)"
+    for suffix in (".part", ".part.json", ".lock"):
+        if name.endswith(suffix):
+            return (
+                f"{v!r} ends with {suffix!r}, which distill uses for its own partial "
+                "downloads and locks"
+            )
+    if name.startswith(".") and name.endswith(".tmp"):
+        return f"{v!r} looks like one of distill's temporary files (.*.tmp)"
+    return None
+
+
+def model_file_problem(v: object) -> str | None:
+    """None when ``v`` may name a model file in the models dir (a catalog ``file``, an
+    ``installed.json`` key): a clean relative path (safepaths.rel_problem) that is not one of
+    distill's own files. The inventory uses it for the keys it reads back."""
+    if not isinstance(v, str):
+        return "is not text"
+    problem = rel_problem(v)
+    if problem:
+        return problem.replace("inside its folder", "inside the model directory")
+    if PureWindowsPath(v).is_absolute():
+        return f"must be a relative path, got absolute path {v!r}"
+    return _ours_problem(v)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -95,42 +153,39 @@ class CatalogFile(_Model):
     #: the Hub revision (commit) of downloadUrl this entry pins: downloads and `distill models
     #: check` ask ``resolve/<revision>/`` instead of the URL's own (``main``); written by
     #: ``distill catalog check --write``. A URL with ``resolve/<commit>`` is pinned by itself.
-    revision: str | None = Field(default=None, pattern=r"^[0-9A-Za-z._-]{1,100}$")
+    revision: str | None = None
 
     @field_validator("file")
     @classmethod
     def _relative_inside(cls, v: str) -> str:
+        """One canonical spelling (safepaths.rel_problem): ``diffusion//x.gguf``,
+        ``diffusion/./x.gguf`` or ``x.gguf.`` would name (on some filesystem) the file of
+        another entry while comparing unequal as strings: refused, with the clean spelling."""
         if not v or v.strip() != v:
             raise ValueError("must be a non-empty relative path without surrounding spaces")
         if v.startswith(("/", "\\")) or _DRIVE.match(v) or PureWindowsPath(v).is_absolute():
             raise ValueError(f"must be a relative path, got absolute path {v!r}")
-        parts = PurePosixPath(v.replace("\\", "/")).parts
-        if any(p == ".." for p in parts):
-            raise ValueError(f"must stay inside the model directory ('..' in {v!r})")
-        if any(p in ("", ".") for p in parts) or v.endswith("/"):
-            raise ValueError(f"is not a clean file path: {v!r}")
+        problem = rel_problem(v)
+        if problem:
+            raise ValueError(problem.replace("inside its folder", "inside the model directory"))
+        return v
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        problem = revision_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("file")
     @classmethod
     def _not_ours(cls, v: str) -> str:
-        """A catalog file may not be (or look like) one of distill's own files in the models
-        dir: the inventory, a partial, a sidecar, a lock, an atomic-write temp file (``models
-        clean`` deletes those), nor hold control characters (NUL cuts a path short)."""
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in v):
-            raise ValueError(f"has control characters: {v.encode('unicode_escape').decode()!r}")
-        parts = PurePosixPath(v.replace("\\", "/")).parts
-        name = parts[-1].lower() if parts else ""
-        if len(parts) == 1 and (name.startswith(("installed.json", ".installed.json"))):
-            raise ValueError(f"{v!r} collides with distill's inventory (installed.json)")
-        for suffix in (".part", ".part.json", ".lock"):
-            if name.endswith(suffix):
-                raise ValueError(
-                    f"{v!r} ends with {suffix!r}, which distill uses for its own partial "
-                    "downloads and locks"
-                )
-        if name.startswith(".") and name.endswith(".tmp"):
-            raise ValueError(f"{v!r} looks like one of distill's temporary files (.*.tmp)")
+        problem = _ours_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("download_url")
@@ -309,11 +364,12 @@ class Catalog(_Model):
         models = data.get("models") if isinstance(data, dict) else None
         if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
             return catalog
+        # keyed by safepaths.file_key: "X.gguf" and "x.gguf" are one file on macOS/Windows
         where: dict[str, tuple[str, CatalogFile]] = {}
         for m in catalog.models:
             for comp, qid, f in m.files():
                 label = f"{m.id} {comp}" + (f" {qid}" if qid else "")
-                prev = where.setdefault(f.file, (label, f))
+                prev = where.setdefault(file_key(f.file), (label, f))
                 if prev[1] is f:
                     continue
                 other_label, other = prev
@@ -321,18 +377,19 @@ class Catalog(_Model):
                     other.sha256 is None and other.download_url != f.download_url
                 ):
                     what = "sha256" if other.sha256 != f.sha256 else "URLs and no sha256"
+                    same = repr(f.file) if f.file == other.file else f"{f.file!r} / {other.file!r}"
                     raise ValueError(
-                        f"{label} and {other_label} name the same file {f.file!r} with "
+                        f"{label} and {other_label} name the same file {same} with "
                         f"different {what}: one would overwrite the other"
                     )
         for path, (label, _f) in where.items():
-            parts = PurePosixPath(path.replace("\\", "/")).parts
+            parts = PurePosixPath(path).parts
             for i in range(1, len(parts)):
                 parent = "/".join(parts[:i])
                 if parent in where:
                     raise ValueError(
-                        f"{label}: {path!r} needs {parent!r} to be a directory, but it is the "
-                        f"file of {where[parent][0]}"
+                        f"{label}: {_f.file!r} needs {where[parent][1].file!r} to be a "
+                        f"directory, but it is the file of {where[parent][0]}"
                     )
         return catalog
 
@@ -399,10 +456,9 @@ def format_validation_error(source: Path | str, err: ValidationError) -> str:
 def parse_catalog(text: str | bytes, source: Path | str) -> Catalog:
     """Parse and validate catalog JSON; raise :class:`CatalogError` with file, path, problem."""
     try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        where = f"line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise CatalogError(f"{source}: $: not valid JSON ({where or e}): {e}") from None
+        raw = load_json(text)  # deep nesting, 1e400, NaN: a JSONFileError like bad syntax
+    except JSONFileError as e:
+        raise CatalogError(f"{source}: $: {e}") from None
     if not isinstance(raw, dict):
         raise CatalogError(f"{source}: $: expected a JSON object, got {type(raw).__name__}")
     try:
@@ -463,7 +519,7 @@ def merge_catalogs(user: Catalog, bundled: Catalog, warnings: list[str] | None =
     owners: dict[str, CatalogFile] = {}
     for m in bundled.models:
         for _c, _q, f in m.files():
-            owners.setdefault(f.file, f)
+            owners.setdefault(file_key(f.file), f)
     models = list(bundled.models)
     for m in user.models:
         if m.id in bundled_ids:
@@ -472,10 +528,12 @@ def merge_catalogs(user: Catalog, bundled: Catalog, warnings: list[str] | None =
             (
                 f.file
                 for _c, _q, f in m.files()
-                if f.file in owners
+                if file_key(f.file) in owners
                 and (
-                    owners[f.file].sha256 != f.sha256
-                    or (f.sha256 is None and owners[f.file].download_url != f.download_url)
+                    owners[file_key(f.file)].sha256 != f.sha256
+                    or (
+                        f.sha256 is None and owners[file_key(f.file)].download_url != f.download_url
+                    )
                 )
             ),
             None,

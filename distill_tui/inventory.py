@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import shutil
 import threading
@@ -22,8 +21,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from distill_tui.atomic import atomic_write_json, move_aside
-from distill_tui.catalog import CatalogModel
+from distill_tui.catalog import CatalogModel, model_file_problem
 from distill_tui.formatting import human_size as human_size  # re-export: downloads/ uses it
+from distill_tui.jsonfile import JSONFileError
+from distill_tui.jsonfile import loads as load_json
 from distill_tui.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -84,24 +85,43 @@ class Inventory:
             self._mtime = None
             return InventoryData()
         except OSError as e:
-            self.warnings.append(f"cannot read {self.path}: {e.strerror or e}")
+            self._warn(f"cannot read {self.path}: {e.strerror or e}")
             return InventoryData()
         try:
-            data = InventoryData.model_validate(json.loads(raw))
-        except (ValueError, ValidationError) as e:
+            data = InventoryData.model_validate(load_json(raw))
+        except (JSONFileError, ValueError, ValidationError) as e:
+            why = str(e).splitlines()[0] if isinstance(e, JSONFileError) else "not an inventory"
             try:
                 moved = move_aside(self.path)
                 msg = (
-                    f"inventory {self.path} is unreadable and was moved aside to {moved.name}; "
-                    "downloaded files will be re-verified before they count"
+                    f"inventory {self.path} is unreadable ({why}) and was moved aside to "
+                    f"{moved.name}; downloaded files will be re-verified before they count"
                 )
             except OSError:
-                msg = f"inventory {self.path} is unreadable ({e})"
-            log.warning(msg)
-            self.warnings.append(msg)
+                msg = f"inventory {self.path} is unreadable ({why})"
+            self._warn(msg)
             return InventoryData()
         self._mtime = st.st_mtime_ns
-        return data
+        return self._sane(data)
+
+    def _sane(self, data: InventoryData) -> InventoryData:
+        """Only records whose key is a clean path inside the models dir: a crafted key
+        (``../../victim/thesis.txt``, ``/etc/passwd``, ``installed.json``) must never make
+        "Move them", verify or remove reach a file that is not a model file here. Such a
+        record is ignored (and said); the next write of the inventory drops it."""
+        bad = {k: model_file_problem(k) for k in data.files}
+        bad = {k: why for k, why in bad.items() if why}
+        if not bad:
+            return data
+        for key, why in bad.items():
+            self._warn(f"inventory {self.path}: record {key!r} ignored: the path {why}")
+        files = {k: v for k, v in data.files.items() if k not in bad}
+        return data.model_copy(update={"files": files})
+
+    def _warn(self, msg: str) -> None:
+        log.warning(msg)
+        if msg not in self.warnings:
+            self.warnings.append(msg)
 
     def load(self) -> Inventory:
         with self._lock:
@@ -159,13 +179,24 @@ class Inventory:
             self._write()
         return rec
 
-    def mark_verified(self, rel: str) -> None:
-        with self._lock, self._file_lock():
-            self._data = self._read()
-            rec = self._data.files.get(rel)
-            if rec is not None:
-                self._data.files[rel] = rec.model_copy(update={"verified_at": now_iso()})
-                self._write()
+    def mark_verified(self, rel: str) -> bool:
+        """Record when ``rel`` was last verified. Only a time stamp: a models dir this user
+        may not write (read-only, another owner) keeps the old one (False, said once in
+        ``warnings``) and verifying still works."""
+        try:
+            with self._lock, self._file_lock():
+                self._data = self._read()
+                rec = self._data.files.get(rel)
+                if rec is not None:
+                    self._data.files[rel] = rec.model_copy(update={"verified_at": now_iso()})
+                    self._write()
+        except OSError as e:
+            self._warn(
+                f"could not record the verification time in {self.path} "
+                f"({e.strerror or e}): the models dir is not writable by this user"
+            )
+            return False
+        return True
 
     def forget(self, rel: str) -> None:
         with self._lock, self._file_lock():

@@ -24,6 +24,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill_tui.atomic import atomic_write_json, move_aside
+from distill_tui.jsonfile import JSONFileError
+from distill_tui.jsonfile import loads as load_json
 from distill_tui.listeners import Listeners
 from distill_tui.paths import AppPaths
 
@@ -136,21 +138,29 @@ class SettingsStore:
         self._disk_sig: tuple[int, int, int] | None = None  #: (mtime_ns, size, inode) then
 
     # ---- resolved values -------------------------------------------------------------
+    def _dir(self, text: str) -> Path:
+        """A folder named in settings.json: ``~`` expanded; a relative path is relative to the
+        folder of settings.json itself (the config dir), never to whatever directory distill
+        happened to be started from (the Settings screen only stores absolute paths; a
+        hand-edited relative one must mean the same in every shell)."""
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self.path.parent / path
+
     @property
     def models_dir(self) -> Path:
         base = self.settings.model_base_path
-        return Path(base).expanduser() if base else self.paths.default_models_dir
+        return self._dir(base) if base else self.paths.default_models_dir
 
     @property
     def outputs_dir(self) -> Path:
         out = self.settings.output_dir
-        return Path(out).expanduser() if out else self.paths.default_outputs_dir
+        return self._dir(out) if out else self.paths.default_outputs_dir
 
     @property
     def lora_dir(self) -> Path:
         """Where LoRA files are listed from (``generation.lora_dir``, else <models>/loras)."""
         d = self.settings.generation.lora_dir
-        return Path(d).expanduser() if d else self.models_dir / "loras"
+        return self._dir(d) if d else self.models_dir / "loras"
 
     # ---- load ------------------------------------------------------------------------
     def load(self) -> Settings:
@@ -189,12 +199,12 @@ class SettingsStore:
     def _read_valid(self) -> Settings | None:
         """The settings on disk now, or None when the file is missing/unreadable/invalid."""
         try:
-            raw = json.loads(self.path.read_bytes())
+            raw = load_json(self.path.read_bytes())
             if not isinstance(raw, dict):
                 return None
             raw, _ = migrate(raw)
             return Settings.model_validate(raw)
-        except (OSError, ValueError, ValidationError):
+        except (OSError, ValueError, ValidationError):  # JSONFileError is a ValueError
             return None
 
     def _load(self) -> Settings:
@@ -211,13 +221,9 @@ class SettingsStore:
         problem: str | None = None
         raw: Any = None
         try:
-            raw = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            problem = "not valid JSON" + (
-                f" (line {e.lineno} column {e.colno})"
-                if isinstance(e, json.JSONDecodeError)
-                else ""
-            )
+            raw = load_json(data)  # deep nesting, 1e400, NaN: corrupt like bad syntax
+        except JSONFileError as e:
+            problem = str(e)
         if problem is None and not isinstance(raw, dict):
             problem = f"expected a JSON object, got {type(raw).__name__}"
         if problem is not None:
@@ -282,10 +288,14 @@ class SettingsStore:
         self.warnings.append(msg)
 
     # ---- save / change ---------------------------------------------------------------
-    def save(self, quiet: bool = False) -> bool:
+    def save(
+        self,
+        quiet: bool = False,
+        _edit: Callable[[Settings], dict[str, Any]] | None = None,
+    ) -> bool:
         """Write atomically, merged with what another process wrote meanwhile (only the values
         this one changed are written). On failure keep going in memory; return False and
-        remember why."""
+        remember why. ``_edit`` (see :meth:`edit`) runs on the merged value, under the lock."""
         with self._lock:
             try:
                 with self._file_lock():
@@ -297,6 +307,10 @@ class SettingsStore:
                         self.settings = merged
                     else:
                         changed_elsewhere = False
+                    if _edit is not None:
+                        data = self.settings.model_dump()
+                        data.update(_edit(self.settings))
+                        self.settings = Settings.model_validate(data)
                     atomic_write_json(self.path, self.settings.to_json())
                     self._base = self.settings.to_json()
                     self._disk_sig = self._signature()
@@ -322,6 +336,20 @@ class SettingsStore:
         data.update(changes)
         self.settings = Settings.model_validate(data)
         ok = self.save()
+        self._notify()
+        return ok
+
+    def edit(self, change: Callable[[Settings], dict[str, Any]]) -> bool:
+        """Read-modify-write under the settings lock: ``change`` gets the settings as they are
+        on disk now (merged with this process's own changes) and returns the fields to set.
+        For a value computed from the current one (a folder added to ``import_dirs``):
+        ``update`` with a list built from this process's stale copy would drop what another
+        process added meanwhile (six ``models import --remember`` at once kept two)."""
+        ok = self.save(_edit=change)
+        if not ok:  # not saved: keep the change in memory, as update() does
+            data = self.settings.model_dump()
+            data.update(change(self.settings))
+            self.settings = Settings.model_validate(data)
         self._notify()
         return ok
 

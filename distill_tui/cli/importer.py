@@ -84,9 +84,12 @@ def cmd_import(args: argparse.Namespace, ctx: CoreContext) -> int:
             if ctx.resolver.is_model_ready(m.id):
                 print(f"{m.id}: ready")
     if args.remember:
-        have = list(ctx.settings.settings.import_dirs)
-        add = [str(d) for d in given if str(d) not in have]
-        if add:
-            ctx.settings.update(import_dirs=have + add)
-            print(f"import_dirs: {', '.join(have + add)}")
+        add = [str(d) for d in given]
+
+        def remember(s):  # on the settings as they are on disk now, under the settings lock
+            return {"import_dirs": [*s.import_dirs, *(d for d in add if d not in s.import_dirs)]}
+
+        if any(d not in ctx.settings.settings.import_dirs for d in add):
+            ctx.settings.edit(remember)
+            print(f"import_dirs: {', '.join(ctx.settings.settings.import_dirs)}")
     return 1 if counts.get("error") else 0
