@@ -148,12 +148,13 @@ def _one(
     path: Path, size: int, same_size: list[Target], settings: SettingsStore, inventory: Inventory
 ) -> Found:
     if not same_size:
+        from distill_tui.engine.preflight import describe_model_file
+
+        valid, looks = describe_model_file(path)  # header counts bounded (issue 19.20)
+        if not valid:  # a crafted or damaged GGUF/safetensors header: one line, an error
+            return Found(path, size, "error", words=looks)
         return Found(
-            path,
-            size,
-            "unmatched",
-            words="no catalog file has this size",
-            looks_like=lr.describe(path),
+            path, size, "unmatched", words="no catalog file has this size", looks_like=looks
         )
     judged = [t for t in same_size if t.sha256]
     if not judged:

@@ -33,11 +33,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import logging
 import os
 import re
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,69 +401,11 @@ def how_words(how: str, cand: Candidate) -> str:
 # ---- what an unmatched file looks like -------------------------------------------------------
 def describe(path: Path) -> str:
     """A short description from the file's header: GGUF architecture and quant type, or a
-    safetensors tensor count and dtypes. Never raises."""
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(8)
-    except OSError as e:
-        return f"unreadable ({e.strerror or e})"
-    if magic[:4] == b"GGUF":
-        return _describe_gguf(path)
-    if len(magic) == 8:
-        n = struct.unpack("<Q", magic)[0]
-        if 2 <= n <= 100 << 20:
-            return _describe_safetensors(path, n)
-    return "not a GGUF or safetensors file"
+    safetensors tensor count and dtypes; for a crafted or damaged header "not a valid GGUF
+    file: <why>" (engine/preflight.py reads the headers, every count bounded). Never raises."""
+    from distill_tui.engine.preflight import describe_model_file
 
-
-def _describe_gguf(path: Path) -> str:
-    try:
-        import gguf
-
-        reader = gguf.GGUFReader(str(path))
-    except Exception as e:
-        return f"GGUF, header unreadable ({type(e).__name__})"
-
-    def field(name: str) -> object:
-        f = reader.fields.get(name)
-        if f is None or not f.data:
-            return None
-        part = f.parts[f.data[0]]
-        try:
-            if len(part) and part.dtype.kind == "u" and part.dtype.itemsize == 1:
-                return bytes(part).decode("utf-8", "replace")
-            return part.tolist()[0]
-        except Exception:
-            return None
-
-    arch = field("general.architecture") or "unknown architecture"
-    name = field("general.name")
-    quant = None
-    ftype = field("general.file_type")
-    if isinstance(ftype, int):
-        with contextlib.suppress(ValueError):
-            quant = gguf.LlamaFileType(ftype).name.removeprefix("MOSTLY_")
-    if quant is None:  # the most common tensor type by size
-        counts: dict[str, int] = {}
-        for t in reader.tensors:
-            counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_bytes)
-        quant = max(counts, key=counts.__getitem__) if counts else "?"
-    who = f" ({name})" if isinstance(name, str) and name else ""
-    return f"GGUF, architecture {arch}{who}, quant {quant}, {len(reader.tensors)} tensors"
-
-
-def _describe_safetensors(path: Path, n: int) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(8)
-            header = json.loads(fh.read(n))
-    except (OSError, ValueError):
-        return "not a GGUF or safetensors file"
-    if not isinstance(header, dict):
-        return "not a GGUF or safetensors file"
-    tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
-    dtypes = sorted({str(v.get("dtype")) for v in tensors.values()})
-    return f"safetensors, {len(tensors)} tensors ({', '.join(dtypes) or 'no dtype'})"
+    return describe_model_file(path)[1]
 
 
 __all__ = [

@@ -4,8 +4,10 @@ Why: the library aborts the whole process (``GGML_ASSERT`` -> SIGABRT) on the fi
 generation when the text encoder's output width differs from the DiT's ``context_in_dim``
 (a 9B DiT needs Qwen3-8B, the 4B DiT Qwen3-4B), and a truncated file or a file of the wrong
 kind only shows up as a NULL context. Reading the GGUF / safetensors headers answers all of
-that with a clear message first. No textual import; only ``gguf`` (memory-mapped, headers
-only) and the standard library.
+that with a clear message first. No textual import; the headers are read here with every
+count and length bounded by what the file still holds (``read_gguf_header``,
+``read_safetensors_header``: a crafted header is one :class:`HeaderError` line, never a
+spin or a traceback); ``gguf`` gives only the tensor type sizes.
 
 Shapes: GGUF reports ggml ``ne`` order ([in, out]); safetensors the PyTorch order
 ([out, in]). Tensor names are matched by suffix so prefixed files
@@ -87,18 +89,18 @@ def read_tensors(path: str | os.PathLike[str], role: str = "file") -> TensorTabl
 
 def _read_gguf(p: Path, size: int, what: str) -> TensorTable:
     try:
-        import gguf
-
-        reader = gguf.GGUFReader(str(p))
-    except Exception as e:  # noqa: BLE001 - any parse failure = unusable file
+        header = read_gguf_header(p)
+    except HeaderError as e:
         raise PreflightError(
-            "bad_file", f"{what} file is not a readable GGUF (truncated?): {p.name}: {e}"
+            "bad_file", f"{what} file is not a valid GGUF file (truncated?): {p.name}: {e}"
         ) from None
+    except OSError as e:
+        raise PreflightError("bad_file", f"{what} file cannot be read: {p.name}: {e}") from None
     shapes: dict[str, tuple[int, ...]] = {}
     end = 0
-    for t in reader.tensors:
-        shapes[t.name] = tuple(int(x) for x in reversed(list(t.shape)))
-        end = max(end, int(t.data_offset) + int(t.n_bytes))
+    for t in header.tensors:
+        shapes[t.name] = tuple(reversed(t.dims))
+        end = max(end, t.offset + t.n_bytes)
     if end > size:
         raise PreflightError(
             "bad_file",
@@ -109,32 +111,353 @@ def _read_gguf(p: Path, size: int, what: str) -> TensorTable:
 
 def _read_safetensors(p: Path, size: int, head: bytes, what: str) -> TensorTable:
     (hlen,) = struct.unpack("<Q", head)
-    if hlen <= 0 or 8 + hlen > size or hlen > 100_000_000:
+    if hlen <= 0 or 8 + hlen > size or hlen > MAX_SAFETENSORS_HEADER:
         raise PreflightError(
             "bad_file", f"{what} file is neither GGUF nor safetensors (or is truncated): {p.name}"
         )
     try:
-        with open(p, "rb") as f:
-            f.seek(8)
-            header: dict[str, Any] = json.loads(f.read(hlen))
-    except (ValueError, UnicodeDecodeError):
+        header = read_safetensors_header(p)
+    except HeaderError as e:
         raise PreflightError(
-            "bad_file", f"{what} file has an unreadable safetensors header: {p.name}"
+            "bad_file", f"{what} file is not a valid safetensors file: {p.name}: {e}"
         ) from None
-    shapes: dict[str, tuple[int, ...]] = {}
-    end = 0
-    for k, v in header.items():
-        if k == "__metadata__" or not isinstance(v, dict):
-            continue
-        shapes[k] = tuple(int(x) for x in v.get("shape", ()))
-        offs = v.get("data_offsets") or (0, 0)
-        end = max(end, int(offs[1]))
-    if 8 + hlen + end > size:
+    except OSError as e:
+        raise PreflightError("bad_file", f"{what} file cannot be read: {p.name}: {e}") from None
+    shapes = {k: t.shape for k, t in header.tensors.items()}
+    end = header.data_end
+    if end > size:
         raise PreflightError(
-            "bad_file",
-            f"{what} file is truncated: {p.name} has {size} bytes, needs {8 + hlen + end}",
+            "bad_file", f"{what} file is truncated: {p.name} has {size} bytes, needs {end}"
         )
     return TensorTable(p, shapes)
+
+
+# ---- bounded header readers (issue 19.20) ----------------------------------------------------
+# Every count and length read from a header is checked against the bytes the file still has
+# (and a documented cap) BEFORE anything is allocated or looped over: a 113-byte file that
+# claims an array of 2**60 strings is refused at once, never walked.
+
+#: a safetensors JSON header larger than this is refused (real ones: a few MB)
+MAX_SAFETENSORS_HEADER = 100_000_000
+#: caps for a GGUF header (real files: ~1,000 tensors, ~40 keys, a 152k-string tokenizer)
+MAX_GGUF_TENSORS = 1_000_000
+MAX_GGUF_KEYS = 1_000_000
+MAX_GGUF_STRING_ARRAY = 1 << 20
+MAX_GGUF_NAME = 65_535
+MAX_DIMS = 8
+#: a tensor of more elements than this is not a tensor (2**62)
+MAX_ELEMENTS = 1 << 62
+
+
+class HeaderError(ValueError):
+    """A model file whose header cannot be read; the message is the reason, for a person."""
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    name: str
+    dims: tuple[int, ...]  #: ggml ``ne`` order ([in, out])
+    ggml_type: int
+    offset: int  #: absolute, in the file
+    n_bytes: int
+
+
+@dataclass(frozen=True)
+class GgufArray:
+    """A metadata array, summarised (its elements are skipped, not kept)."""
+
+    item_type: int
+    count: int
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    version: int
+    fields: dict[str, Any]  #: scalars and strings; arrays as :class:`GgufArray`
+    tensors: list[GgufTensor]
+    data_start: int
+
+    def type_name(self, t: GgufTensor) -> str:
+        try:
+            from gguf import GGMLQuantizationType
+
+            return GGMLQuantizationType(t.ggml_type).name
+        except Exception:  # noqa: BLE001 - an unknown type is refused when read; be safe
+            return str(t.ggml_type)
+
+
+class _Cursor:
+    """Reads a file forward through a window of bytes; every read is checked against the
+    file's size first (so a count read from the file can never make it read or allocate more
+    than the file holds)."""
+
+    def __init__(self, fh: Any, size: int):
+        self.fh = fh
+        self.size = size
+        self.buf = b""
+        self.base = 0  # file offset of buf[0]
+        self.pos = 0
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    @property
+    def left(self) -> int:
+        return self.size - self.offset
+
+    def _need(self, n: int, what: str) -> None:
+        if n > self.left:
+            raise HeaderError(f"{what} runs past the end of the file ({self.size} bytes)")
+        if self.pos + n > len(self.buf):
+            keep = self.buf[self.pos :]
+            self.base += self.pos
+            self.pos = 0
+            self.fh.seek(self.base + len(keep))
+            self.buf = keep + self.fh.read(max(n - len(keep), 1 << 20))
+            if len(self.buf) < n:
+                raise HeaderError(f"{what}: the file ends early (did it change while read?)")
+
+    def unpack(self, st: struct.Struct, what: str) -> tuple[Any, ...]:
+        self._need(st.size, what)
+        v = st.unpack_from(self.buf, self.pos)
+        self.pos += st.size
+        return v
+
+    def take(self, n: int, what: str) -> bytes:
+        self._need(n, what)
+        b = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return b
+
+    def skip(self, n: int, what: str) -> None:
+        if n > self.left:
+            raise HeaderError(f"{what} runs past the end of the file ({self.size} bytes)")
+        if self.pos + n <= len(self.buf):
+            self.pos += n
+        else:
+            self.base, self.buf, self.pos = self.offset + n, b"", 0
+
+    def skip_strings(self, count: int, u64: struct.Struct, what: str) -> None:
+        """Skip ``count`` length-prefixed strings (a tokenizer's 150k: a tight loop over the
+        window, the checked path only where a string crosses its end)."""
+        unpack, i = u64.unpack_from, 0
+        while i < count:
+            buf, pos, end = self.buf, self.pos, len(self.buf) - 8
+            while i < count and pos <= end:
+                (n,) = unpack(buf, pos)
+                if pos + 8 + n > len(buf):
+                    break
+                pos += 8 + n
+                i += 1
+            self.pos = pos
+            if i < count:
+                (n,) = self.unpack(u64, what)
+                self.skip(n, what)
+                i += 1
+
+
+#: GGUF value types: struct format of the fixed-size ones; 8 = string, 9 = array
+_GGUF_FIXED = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
+_STRING, _ARRAY = 8, 9
+
+
+def read_gguf_header(path: str | os.PathLike[str]) -> GgufHeader:
+    """The GGUF header of ``path``: metadata (arrays summarised) and tensor infos, read with
+    every count bounded. Raises :class:`HeaderError` (never anything else for bad bytes;
+    OSError for an unreadable file)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        return _parse_gguf(_Cursor(fh, size))
+
+
+def _parse_gguf(c: _Cursor) -> GgufHeader:
+    if c.take(4, "the magic") != GGUF_MAGIC:
+        raise HeaderError("it does not start with GGUF")
+    (version,) = c.unpack(struct.Struct("<I"), "the version")
+    e = "<"
+    if version > 0xFFFF and (version >> 24) in (2, 3):  # a big-endian file
+        e, version = ">", version >> 24
+    if version not in (2, 3):
+        raise HeaderError(f"GGUF version {version} is not supported (2 or 3)")
+    u32, u64 = struct.Struct(e + "I"), struct.Struct(e + "Q")
+    n_tensors, n_kv = c.unpack(struct.Struct(e + "QQ"), "the counts")
+    # each key/value takes >= 13 bytes (length, type, a 1-byte value), each tensor info >= 24
+    if n_kv > MAX_GGUF_KEYS or n_kv * 13 > c.left:
+        raise HeaderError(f"it claims {n_kv} metadata keys, more than its {c.size} bytes hold")
+    if n_tensors > MAX_GGUF_TENSORS or n_tensors * 24 > c.left:
+        raise HeaderError(f"it claims {n_tensors} tensors, more than its {c.size} bytes hold")
+    fixed = {t: struct.Struct(e + f) for t, f in _GGUF_FIXED.items()}
+
+    def string(what: str, cap: int | None = None) -> bytes | None:
+        (n,) = c.unpack(u64, what)
+        if cap is not None and n > cap:
+            raise HeaderError(f"{what} is {n} bytes long (at most {cap})")
+        if n > c.left:
+            raise HeaderError(f"{what} is {n} bytes long, more than the file holds")
+        if n > 65_536:  # a long value (a chat template...): skipped, not kept
+            c.skip(n, what)
+            return None
+        return c.take(n, what)
+
+    def value(t: int, what: str, depth: int = 0) -> Any:
+        st = fixed.get(t)
+        if st is not None:
+            return c.unpack(st, what)[0]
+        if t == _STRING:
+            b = string(what)
+            return None if b is None else b.decode("utf-8", "replace")
+        if t != _ARRAY:
+            raise HeaderError(f"{what} has an unknown value type {t}")
+        if depth >= 2:
+            raise HeaderError(f"{what} nests arrays too deeply")
+        item, count = c.unpack(struct.Struct(e + "IQ"), what)
+        ist = fixed.get(item)
+        if ist is not None:
+            if count * ist.size > c.left:
+                raise HeaderError(
+                    f"{what} claims {count} elements, more than the file's {c.size} bytes hold"
+                )
+            c.skip(count * ist.size, what)
+        elif item in (_STRING, _ARRAY):
+            least = 8 if item == _STRING else 12
+            if count * least > c.left or count > MAX_GGUF_STRING_ARRAY:
+                raise HeaderError(
+                    f"{what} claims {count} elements, more than the file's {c.size} bytes hold"
+                )
+            if item == _STRING:
+                c.skip_strings(count, u64, what)
+            else:
+                for _ in range(count):
+                    value(_ARRAY, what, depth + 1)
+        else:
+            raise HeaderError(f"{what} has an unknown element type {item}")
+        return GgufArray(item, count)
+
+    fields: dict[str, Any] = {}
+    for i in range(n_kv):
+        raw = string(f"metadata key {i}", MAX_GGUF_NAME)
+        key = (raw or b"").decode("utf-8", "replace")
+        (t,) = c.unpack(u32, f"the type of {key!r}")
+        fields[key] = value(t, f"metadata {key!r}")
+
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    infos: list[tuple[str, tuple[int, ...], int, int]] = []
+    for i in range(n_tensors):
+        raw = string(f"tensor {i}'s name", MAX_GGUF_NAME)
+        name = (raw or b"").decode("utf-8", "replace")
+        (nd,) = c.unpack(u32, f"tensor {name!r}")
+        if nd > MAX_DIMS:
+            raise HeaderError(f"tensor {name!r} claims {nd} dimensions (at most {MAX_DIMS})")
+        dims = c.unpack(struct.Struct(e + "Q" * nd), f"tensor {name!r}") if nd else ()
+        t, off = c.unpack(struct.Struct(e + "IQ"), f"tensor {name!r}")
+        infos.append((name, tuple(dims), t, off))
+
+    align = fields.get("general.alignment", 32)
+    if not isinstance(align, int) or isinstance(align, bool) or align <= 0 or align & (align - 1):
+        raise HeaderError(f"general.alignment {align!r} is not a power of two")
+    data_start = -(-c.offset // align) * align
+    tensors = []
+    for name, dims, t, off in infos:
+        n = 1
+        for d in dims:
+            n *= d
+        if n > MAX_ELEMENTS:
+            raise HeaderError(f"tensor {name!r} claims {n} elements")
+        try:
+            bs, ts = GGML_QUANT_SIZES[GGMLQuantizationType(t)]
+        except (ValueError, KeyError):
+            raise HeaderError(f"tensor {name!r} has an unknown type {t}") from None
+        tensors.append(GgufTensor(name, dims, t, data_start + off, n // bs * ts))
+    return GgufHeader(version, fields, tensors, data_start)
+
+
+@dataclass(frozen=True)
+class SafeTensor:
+    dtype: str
+    shape: tuple[int, ...]  #: PyTorch order
+    offsets: tuple[int, int]  #: in the data section (after the header)
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    header_len: int
+    tensors: dict[str, SafeTensor]
+    metadata: dict[str, Any]
+
+    @property
+    def data_end(self) -> int:
+        """Where the last tensor's bytes end, from the start of the file."""
+        return 8 + self.header_len + max((t.offsets[1] for t in self.tensors.values()), default=0)
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
+    """The JSON header of a safetensors file, its size capped (100 MB) and its shape checked
+    (a dict of {dtype, shape, data_offsets}). Raises :class:`HeaderError`."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(8)
+        if len(head) < 8:
+            raise HeaderError(f"it is {size} bytes, too short for a header")
+        (hlen,) = struct.unpack("<Q", head)
+        if hlen < 2 or hlen > MAX_SAFETENSORS_HEADER:
+            raise HeaderError(
+                f"its header length {hlen} is not plausible (2 to {MAX_SAFETENSORS_HEADER})"
+            )
+        if 8 + hlen > size:
+            raise HeaderError(
+                f"its {hlen}-byte header runs past the end of the file ({size} bytes)"
+            )
+        raw = fh.read(hlen)
+    if raw.lstrip()[:1] != b"{":
+        raise HeaderError("its header is not a JSON object")
+    try:
+        header = json.loads(raw)
+    except RecursionError:
+        raise HeaderError("its header is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HeaderError(f"its header is not valid JSON ({str(e)[:80]})") from None
+    if not isinstance(header, dict):
+        raise HeaderError("its header is not a JSON object")
+    tensors: dict[str, SafeTensor] = {}
+    meta = header.get("__metadata__")
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        what = f"tensor {k[:80]!r}"
+        if not isinstance(v, dict):
+            raise HeaderError(f"{what} is not an object")
+        dtype, shape, offs = v.get("dtype"), v.get("shape"), v.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise HeaderError(f"{what} has no dtype")
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(map(_int, shape)):
+            raise HeaderError(f"{what} has no valid shape")
+        if (
+            not isinstance(offs, list)
+            or len(offs) != 2
+            or not all(map(_int, offs))
+            or offs[0] > offs[1]
+        ):
+            raise HeaderError(f"{what} has no valid data_offsets")
+        tensors[k] = SafeTensor(dtype, tuple(shape), (offs[0], offs[1]))
+    return SafetensorsHeader(hlen, tensors, meta if isinstance(meta, dict) else {})
 
 
 @dataclass(frozen=True)
@@ -248,3 +571,63 @@ def check_load(
             f"VAE {Path(vae).name} is decoder-only: reference-image edits need the full "
             "FLUX.2 VAE (with its encoder)",
         )
+
+
+# ---- what a file looks like (distill models import: an unmatched file) ------------------------
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+
+
+def describe_model_file(path: str | os.PathLike[str]) -> tuple[bool, str]:
+    """(valid, words): a short description from the file's header — GGUF architecture and
+    quant, or a safetensors tensor count and dtypes — or, for a file that says it is one of
+    them (magic, suffix) but whose header is not, False and "not a valid GGUF file: <why>".
+    Bounded (the readers above); never raises."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            magic = fh.read(8)
+    except OSError as e:
+        return True, f"unreadable ({e.strerror or e})"
+    try:
+        if magic[:4] == GGUF_MAGIC or p.suffix.lower() == ".gguf":
+            return True, _describe_gguf(read_gguf_header(p))
+        n = struct.unpack("<Q", magic)[0] if len(magic) == 8 else 0
+        if p.suffix.lower() in SAFETENSORS_SUFFIXES or 2 <= n <= MAX_SAFETENSORS_HEADER:
+            return True, _describe_safetensors(read_safetensors_header(p))
+    except HeaderError as e:
+        kind = "GGUF" if magic[:4] == GGUF_MAGIC or p.suffix.lower() == ".gguf" else "safetensors"
+        if kind == "safetensors" and p.suffix.lower() not in SAFETENSORS_SUFFIXES:
+            # a .bin/.pt whose first 8 bytes happen to read as a header length: not ours
+            return True, "not a GGUF or safetensors file"
+        return False, f"not a valid {kind} file: {e}"
+    except OSError as e:
+        return True, f"unreadable ({e.strerror or e})"
+    return True, "not a GGUF or safetensors file"
+
+
+def _describe_gguf(h: GgufHeader) -> str:
+    arch = h.fields.get("general.architecture")
+    arch = arch if isinstance(arch, str) and arch else "unknown architecture"
+    name = h.fields.get("general.name")
+    quant = None
+    ftype = h.fields.get("general.file_type")
+    if isinstance(ftype, int) and not isinstance(ftype, bool):
+        try:
+            from gguf import LlamaFileType
+
+            quant = LlamaFileType(ftype).name.removeprefix("MOSTLY_")
+        except Exception:  # noqa: BLE001 - an unknown file type: judged by the tensors
+            quant = None
+    if quant is None:  # the most common tensor type by size
+        counts: dict[str, int] = {}
+        for t in h.tensors:
+            tn = h.type_name(t)
+            counts[tn] = counts.get(tn, 0) + t.n_bytes
+        quant = max(counts, key=counts.__getitem__) if counts else "?"
+    who = f" ({name})" if isinstance(name, str) and name else ""
+    return f"GGUF, architecture {arch}{who}, quant {quant}, {len(h.tensors)} tensors"
+
+
+def _describe_safetensors(h: SafetensorsHeader) -> str:
+    dtypes = sorted({t.dtype for t in h.tensors.values()})
+    return f"safetensors, {len(h.tensors)} tensors ({', '.join(dtypes) or 'no dtype'})"

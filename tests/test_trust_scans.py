@@ -1,0 +1,206 @@
+"""Issue 19, items 16, 20 and 22: what distill reads from the disk is bounded.
+
+* 20 — crafted model files: a GGUF header whose counts claim more than the file holds, a
+  safetensors header nested thousands deep. `distill models import` reads their headers (to
+  say what an unmatched file looks like): one line, quickly, in bounded memory, no traceback.
+* 16 — folder trees 1,100 levels deep in ``import_dirs`` / ``lora_dir``: scans are iterative
+  and bounded; a download still works; the TUI's LoRA picker fills from a thread.
+* 22 — an HF cache repo with 10,000 snapshot folders: the Model Manager opens at once.
+
+Real processes (the CLI in a subprocess, its time and peak memory measured by wait4) and the
+real TUI under Pilot.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def run_bounded(args: list[str], timeout: float = 30.0, env: dict | None = None) -> dict:
+    """Run ``python -m distill_tui ARGS`` in a process; its rc, output, wall seconds and peak
+    RSS (MiB, from wait4: this child alone). Killed after ``timeout`` (rc None)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    with open(_tmpfile("out"), "w+b") as out_f, open(_tmpfile("err"), "w+b") as err_f:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distill_tui", *args], env=env, stdout=out_f, stderr=err_f
+        )
+        rc, rss = None, 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                rc, rss = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+                proc.returncode = rc
+                break
+            if time.monotonic() - t0 > timeout:
+                proc.kill()
+                _pid, _status, usage = os.wait4(proc.pid, 0)
+                proc.returncode, rss = -9, usage.ru_maxrss
+                break
+            time.sleep(0.05)
+        seconds = time.monotonic() - t0
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace")
+    return {"rc": rc, "out": out, "err": err, "seconds": seconds, "rss_mib": rss / 1024}
+
+
+_n = [0]
+
+
+def _tmpfile(kind: str) -> str:
+    _n[0] += 1
+    return os.path.join(os.environ["XDG_STATE_HOME"], f"run-{_n[0]}.{kind}")
+
+
+def crafted_gguf(path: Path) -> Path:
+    """113 bytes: GGUF v3, one metadata key, an array of 2**40 uint32 (a header that made the
+    gguf library's reader loop over empty slices and allocate until 3 GB)."""
+    key = b"tokenizer.ggml.token_type"
+    body = b"GGUF" + struct.pack("<IQQ", 3, 0, 1)
+    body += struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 4, 1 << 40)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body.ljust(113, b"\1"))
+    assert path.stat().st_size == 113
+    return path
+
+
+def nested_safetensors(path: Path, depth: int = 100_000) -> Path:
+    header = b'{"a":' * depth + b"1" + b"}" * depth
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    return path
+
+
+def assert_one_clear_line(res: dict, name: str, words: str) -> None:
+    said = res["out"] + res["err"]
+    assert "Traceback" not in said, said
+    lines = [ln for ln in said.splitlines() if name in ln]
+    assert len(lines) == 1, said
+    assert words in lines[0], said
+
+
+# ---- 20: crafted model files -----------------------------------------------------------------
+def test_import_of_a_crafted_gguf_is_one_line_fast_and_small(tmp_path):
+    """The 113-byte GGUF claiming 2**60 strings: refused from its header, not walked."""
+    folder = tmp_path / "crafted"
+    crafted_gguf(folder / "evil.gguf")
+    res = run_bounded(["models", "import", str(folder)], env={"HF_HUB_OFFLINE": "1"})
+    assert res["rc"] not in (0, None, -9), res
+    assert res["seconds"] < 20, res
+    assert res["rss_mib"] < 400, res
+    assert_one_clear_line(res, "evil.gguf", "not a valid GGUF file")
+    assert "claims" in res["out"]
+
+
+def test_import_of_a_deeply_nested_safetensors_is_one_line(tmp_path):
+    folder = tmp_path / "crafted"
+    nested_safetensors(folder / "deep.safetensors")
+    res = run_bounded(["models", "import", str(folder)], env={"HF_HUB_OFFLINE": "1"})
+    assert res["rc"] not in (0, None, -9), res
+    assert res["seconds"] < 20, res
+    assert_one_clear_line(res, "deep.safetensors", "not a valid safetensors file")
+    assert "nested too deeply" in res["out"]
+
+
+@pytest.mark.parametrize(
+    "label, data",
+    [
+        ("tensor count", b"GGUF" + struct.pack("<IQQ", 3, 1 << 50, 0)),
+        ("key count", b"GGUF" + struct.pack("<IQQ", 3, 0, 1 << 40)),
+        ("key length", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1 << 62)),
+        (
+            "dims",
+            b"GGUF"
+            + struct.pack("<IQQ", 3, 1, 0)
+            + struct.pack("<Q", 1)
+            + b"t"
+            + struct.pack("<I", 1 << 31),
+        ),
+        (
+            "u8 array",
+            b"GGUF"
+            + struct.pack("<IQQ", 3, 0, 1)
+            + struct.pack("<Q", 1)
+            + b"k"
+            + struct.pack("<IIQ", 9, 0, 1 << 62),
+        ),
+    ],
+)
+def test_every_gguf_count_is_bounded_by_the_file(tmp_path, label, data):
+    """Each count a GGUF header carries (tensors, keys, lengths, dimensions, array elements)
+    is checked against what the file holds before it is used: the header reader answers in
+    milliseconds with a reason, and the preflight (before the engine loads) says one line."""
+    from distill_tui.engine import preflight as pf
+
+    p = tmp_path / "x.gguf"
+    p.write_bytes(data.ljust(64, b"\0"))
+    t0 = time.monotonic()
+    with pytest.raises(pf.HeaderError):
+        pf.read_gguf_header(p)
+    with pytest.raises(pf.PreflightError) as ei:
+        pf.read_tensors(p, "diffusion")
+    assert time.monotonic() - t0 < 1.0, label
+    assert ei.value.kind == "bad_file" and "not a valid GGUF file" in ei.value.message
+    assert "\n" not in ei.value.message
+
+
+def test_the_bounded_reader_reads_what_the_gguf_library_writes(tmp_path):
+    """The reader agrees with gguf's own on a real file (metadata, a 150k-string tokenizer,
+    nested arrays, tensor offsets and sizes) and skips the tokenizer quickly."""
+    import gguf
+    import numpy as np
+
+    from distill_tui.engine import preflight as pf
+
+    p = tmp_path / "real.gguf"
+    w = gguf.GGUFWriter(str(p), "qwen3")
+    w.add_name("Real Model")
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    w.add_token_list([f"tok{i}" for i in range(150_000)])
+    w.add_array("x.nested", [[1, 2], [3, 4, 5]])
+    w.add_tensor("a.weight", np.zeros((4, 64), dtype=np.float16))
+    w.add_tensor("b.weight", np.zeros((2, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    t0 = time.monotonic()
+    h = pf.read_gguf_header(p)
+    assert time.monotonic() - t0 < 2.0
+    assert h.fields["general.name"] == "Real Model"
+    assert h.fields["tokenizer.ggml.tokens"] == pf.GgufArray(8, 150_000)
+    r = gguf.GGUFReader(str(p))
+    theirs = {
+        t.name: (tuple(int(x) for x in t.shape), int(t.data_offset), int(t.n_bytes))
+        for t in r.tensors
+    }
+    mine = {t.name: (t.dims, t.offset, t.n_bytes) for t in h.tensors}
+    assert mine == theirs
+
+
+# ---- shared for 16 ---------------------------------------------------------------------------
+def deep_tree(root: Path, depth: int = 1100) -> Path:
+    """``root/d/d/…/d`` ``depth`` levels deep (made level by level, relative to each parent,
+    so no path length limit bites); returns the deepest folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    return root.joinpath(*(["d"] * depth))
