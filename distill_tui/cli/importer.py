@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import builtins
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,77 @@ def _shown(path: Path, roots: list[Path]) -> str:
     return str(path)
 
 
+#: files from this size on show their hashing (a few seconds per GB): one line, then a bar on a
+#: terminal or a line every HASH_EVERY seconds in a log
+HASH_SHOWN_FROM = 256 << 20
+HASH_EVERY = 5.0
+
+
+class _Hashing:
+    """``import_paths``' ``on_hash``: the progress of hashing a large file (called from the
+    hashing thread)."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = roots
+        self.tty = sys.stderr.isatty()
+        self.lock = threading.Lock()
+        self.path: Path | None = None
+        self.last = 0.0
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, path: Path, done: int, total: int) -> None:
+        if total < HASH_SHOWN_FROM:
+            return
+        with self.lock:
+            now = time.monotonic()
+            if path != self.path:
+                self.path, self.last = path, now
+                self._start(path, total)
+            if self.bar is not None:
+                self.bar.update(self.task, completed=done)
+            elif now - self.last >= HASH_EVERY:
+                self.last = now
+                self._err(
+                    f"  hashing   {100 * done / total:5.1f}%  {human_size(done)} of "
+                    f"{human_size(total)}"
+                )
+            if done >= total:
+                self.stop()
+
+    def _start(self, path: Path, total: int) -> None:
+        name = visible(_shown(path, self.roots))
+        if not self.tty:
+            self._err(f"  hashing   {name} ({human_size(total)}) …")
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        self.bar = Progress(
+            TextColumn("  hashing {task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(binary_units=False),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = self.bar.add_task(name, total=total)
+        self.bar.start()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        self.bar = None
+        self.path = None
+
+    @staticmethod
+    def _err(text: str) -> None:
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def cmd_import(args: argparse.Namespace, ctx: CoreContext) -> int:
     from distill_tui.downloads.importer import hub_offline, import_paths
     from distill_tui.hftoken import get_token
@@ -47,9 +121,21 @@ def cmd_import(args: argparse.Namespace, ctx: CoreContext) -> int:
     offline = hub_offline()
     print("scanning " + ", ".join(str(d) for d in dirs) + (" (offline)" if offline else "") + " …")
     token = None if offline else get_token()
-    found, problems = asyncio.run(
-        import_paths(ctx.catalog, ctx.settings, ctx.inventory, dirs, token=token, offline=offline)
-    )
+    hashing = _Hashing(dirs)
+    try:
+        found, problems = asyncio.run(
+            import_paths(
+                ctx.catalog,
+                ctx.settings,
+                ctx.inventory,
+                dirs,
+                token=token,
+                offline=offline,
+                on_hash=hashing,
+            )
+        )
+    finally:
+        hashing.stop()
     for p in problems:
         print(f"  skipped   {p}")
     counts: dict[str, int] = {}

@@ -1,7 +1,9 @@
 """``distill models import PATH…``: files already on this machine, whatever they are called
 (a ComfyUI ``models/`` folder, an sd.cpp folder), matched against the catalog and linked into
 place (localreuse.py has the rules: size first, then sha256 against the catalog's or the
-Hub's; hard link, else symlink; never a copy).
+Hub's; hard link, else symlink; never a copy). The bytes hashed are the linked ones: a
+same-size file is linked under a temp name in the models dir, that inode is hashed, and only a
+match is moved into place (issue 19.3: a file swapped in after the hash is never published).
 
 An imported file is recorded in the inventory exactly as a download would be, under the
 file's download lock, and its quant becomes the selection of a component that has none.
@@ -11,7 +13,8 @@ No textual import.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,9 +119,12 @@ async def import_paths(
     *,
     token: str | None = None,
     offline: bool | None = None,
+    on_hash: Callable[[Path, int, int], None] | None = None,
 ) -> tuple[list[Found], list[str]]:
     """Scan ``paths`` (files or folders), link every file whose bytes are a catalog file's.
-    Returns what became of each scanned model file, and problems with the paths themselves."""
+    Returns what became of each scanned model file, and problems with the paths themselves.
+    ``on_hash(path, bytes hashed, size)`` is called (from a worker thread) while a file is
+    hashed."""
     index = await asyncio.to_thread(lr.FolderIndex, list(paths), skip=inventory.models_dir)
     tmap = targets(catalog)
     sizes = {s for _p, s, _r in index.files}
@@ -138,14 +144,28 @@ async def import_paths(
             by_size.setdefault(t.size, []).append(t)
     out: list[Found] = []
     for path, size, _root in index.files:
+        on_bytes = None
+        if on_hash is not None:
+            on_bytes = functools.partial(_tell, on_hash, path, size)
         out.append(
-            await asyncio.to_thread(_one, path, size, by_size.get(size, []), settings, inventory)
+            await asyncio.to_thread(
+                _one, path, size, by_size.get(size, []), settings, inventory, on_bytes
+            )
         )
     return out, list(index.problems)
 
 
+def _tell(on_hash: Callable[[Path, int, int], None], path: Path, size: int, done: int) -> None:
+    on_hash(path, done, size)
+
+
 def _one(
-    path: Path, size: int, same_size: list[Target], settings: SettingsStore, inventory: Inventory
+    path: Path,
+    size: int,
+    same_size: list[Target],
+    settings: SettingsStore,
+    inventory: Inventory,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Found:
     if not same_size:
         from distill_tui.engine.preflight import describe_model_file
@@ -164,27 +184,44 @@ def _one(
         return Found(
             path, size, "mismatch", words=f"same size, nothing to check it against ({why})"
         )
+    # linked under a temp name beside the first candidate's final name; THAT inode is hashed
+    first = inventory.abs_path(judged[0].key)
     try:
-        digest = lr.sha256_of(path)
+        staged = lr.stage(path, first.parent, first.name)
     except OSError as e:
-        return Found(path, size, "error", words=f"cannot read it ({e.strerror or e})")
-    t = next((t for t in judged if t.sha256 == digest), None)
-    if t is None:
-        keys = ", ".join(t.key for t in judged)
-        return Found(
-            path,
-            size,
-            "mismatch",
-            words=f"same size as {keys} but other bytes: sha256 mismatch ({digest[:12]}…, "
-            f"expected {judged[0].sha256[:12]}…)",  # type: ignore[index]
-            looks_like=lr.describe(path),
-        )
-    return _link(path, size, t, digest, settings, inventory)
+        return Found(path, size, "error", words=f"cannot link it: {e.strerror or e}")
+    try:
+        try:
+            digest = lr.hash_staged(staged, size, on_bytes)
+        except lr.NotUsable as e:
+            return Found(path, size, "error", words=str(e))
+        except OSError as e:
+            return Found(path, size, "error", words=f"cannot read it ({e.strerror or e})")
+        t = next((t for t in judged if t.sha256 == digest), None)
+        if t is None:
+            keys = ", ".join(t.key for t in judged)
+            return Found(
+                path,
+                size,
+                "mismatch",
+                words=f"same size as {keys} but other bytes: sha256 mismatch ({digest[:12]}…, "
+                f"expected {judged[0].sha256[:12]}…)",  # type: ignore[index]
+                looks_like=lr.describe(path),
+            )
+        return _link(path, size, t, staged, settings, inventory)
+    finally:
+        lr.discard(staged)  # (nothing left once published)
 
 
 def _link(
-    path: Path, size: int, t: Target, digest: str, settings: SettingsStore, inventory: Inventory
+    path: Path,
+    size: int,
+    t: Target,
+    staged: lr.Staged,
+    settings: SettingsStore,
+    inventory: Inventory,
 ) -> Found:
+    """Publish the staged, hashed link as ``t``'s file, under its download lock."""
     from distill_tui.downloads.lock import DestLock
     from distill_tui.downloads.sidecar import lock_path
 
@@ -202,10 +239,13 @@ def _link(
             words=f"being downloaded by another distill process (pid {lock.holder_pid() or '?'})",
         )
     try:
-        cand = lr.Candidate(path.resolve(), size, lr.FOLDER, str(path.parent), shown=path)
-        how = lr.link_into_place(cand.path, dest)
+        lr.publish(staged, dest)
         lr.clear_partial(dest)
-        inventory.record(t.key, size, digest, source_url=t.file.download_url, revision=t.revision)
+        inventory.record(
+            t.key, size, staged.sha256, source_url=t.file.download_url, revision=t.revision
+        )
+    except lr.NotUsable as e:
+        return Found(path, size, "error", t.key, words=str(e))
     except OSError as e:
         return Found(path, size, "error", t.key, words=f"cannot link it: {e.strerror or e}")
     finally:
@@ -215,8 +255,8 @@ def _link(
             settings.set_quant(model_id, comp, qid)
     words = (
         "hard link, no copy"
-        if how == lr.HARD
-        else (f"symlink to {cand.path}: another filesystem; removing the original breaks it")
+        if staged.how == lr.HARD
+        else (f"symlink to {staged.src}: another filesystem; removing the original breaks it")
     )
     return Found(path, size, "linked", t.key, words=words)
 

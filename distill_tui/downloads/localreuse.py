@@ -9,21 +9,30 @@ Two places are looked at before a byte moves:
 * the folders the user registers (setting ``import_dirs``, e.g. ComfyUI's ``models/``, or the
   paths given to ``distill models import``), by size, whatever the files are called.
 
-How a candidate is confirmed (a choice, documented in the README):
+How a candidate is confirmed (issue 19.3: a name is never trusted):
 
-* an HF cache blob is content-addressed: its name IS the sha256 the Hub announced when the hf
-  client stored it (and the client checked the size; Xet downloads are checked chunk by
-  chunk). When the name equals the reference sha256 (the catalog's, else the Hub's) and the
-  size matches, it is linked WITHOUT re-hashing: hashing costs ~0.7 s per GB on this kind of
-  box, seconds to tens of seconds for a quant, for no new information. ``distill models
-  verify`` re-hashes on demand. When there is no reference (no catalog sha256 and the Hub
-  cannot be asked) the blob is hashed and must match its own name.
-* a file in a registered folder has no such name: it is size-matched first, then hashed, and
-  its sha256 must equal the catalog's or the Hub's. Without a reference it is not used.
+* cheap refusals first, nothing read: another size; an HF cache blob whose name (the sha256
+  the hf client was told) is not the reference sha256 (the catalog's, else the Hub's); a
+  folder file when there is no reference at all (its size alone does not say what it is).
+* then the candidate is linked under a temp name in the models dir (beside the file's final
+  name) and THAT inode is hashed: the bytes that end up under the model's name are the bytes
+  that were hashed, whatever happens to the source path meanwhile (a file swapped in after
+  the hash and before the link cannot be published). The sha256 must equal the reference;
+  only then is the temp name moved into place (``os.replace``) and the file recorded as
+  verified. A mismatch is never published: the temp name is removed and the reason given.
+* an HF cache blob with no reference sha256 (the catalog has none, the Hub gave none or was
+  not asked) must still hash to its own name, and is recorded *unverified* exactly as a
+  download without a reference is (``inventory.FileRecord.unverified``).
+
+Hashing costs ~0.7 s per GB on this kind of box; the service reports it as the "verifying"
+step with a progress (``on_bytes``).
 
 A match is hard-linked into place (same filesystem: no copy, no extra space) or, when a hard
 link is impossible (another filesystem, a protected file of another user), symlinked: said in
-the result, since removing the original then breaks the model file. Never a silent copy.
+the result, since removing the original then breaks the model file. Never a silent copy. A
+symlink's target is hashed through the link and checked to be the same inode just before the
+link is published; that its bytes stay the same afterwards is up to the other filesystem
+(``distill models verify`` re-hashes).
 
 No textual import here; blocking work (hashing, walking folders) is for worker threads.
 """
@@ -33,12 +42,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -68,13 +80,6 @@ class Candidate:
     @property
     def label(self) -> str:
         return "the HF cache" if self.origin == HF_CACHE else str(self.where)
-
-
-@dataclass(frozen=True)
-class Check:
-    ok: bool
-    sha256: str | None = None  #: the confirmed sha256 (None when not ok)
-    why: str | None = None  #: why not (for a person)
 
 
 # ---- where -------------------------------------------------------------------------------
@@ -273,62 +278,190 @@ def hint(file: object, index: FolderIndex | None = None) -> str | None:
 
 # ---- confirm -----------------------------------------------------------------------------
 def sha256_of(
-    path: Path, on_bytes: Callable[[int], None] | None = None, block: int = 8 << 20
+    path: Path | BinaryIO,
+    on_bytes: Callable[[int], None] | None = None,
+    block: int = 8 << 20,
 ) -> str:
+    """The sha256 of a file, by path or of an open binary file (read from where it stands)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return _sha256_stream(path, on_bytes, block)
+    with open(path, "rb") as fh:
+        return _sha256_stream(fh, on_bytes, block)
+
+
+def _sha256_stream(fh: BinaryIO, on_bytes: Callable[[int], None] | None, block: int) -> str:
     h = hashlib.sha256()
     done = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-            done += len(chunk)
-            if on_bytes is not None:
-                on_bytes(done)
+    while chunk := fh.read(block):
+        h.update(chunk)
+        done += len(chunk)
+        if on_bytes is not None:
+            on_bytes(done)
     return h.hexdigest()
 
 
-def check(
-    cand: Candidate,
-    size: int | None,
-    expected: str | None,
-    on_bytes: Callable[[int], None] | None = None,
-) -> Check:
-    """Are ``cand``'s bytes the file's? (module docstring: when the bytes are read)."""
+def precheck(cand: Candidate, size: int | None, expected: str | None) -> str | None:
+    """Why ``cand`` cannot be the file without reading a byte of it; None when it may be."""
     try:
         actual_size = cand.path.stat().st_size
     except OSError as e:
-        return Check(False, why=f"cannot read it ({e.strerror or e})")
+        return f"cannot read it ({e.strerror or e})"
     if size is not None and actual_size != size:
-        return Check(False, why=f"{actual_size} bytes, expected {size}")
-    if cand.sha256 is not None:  # content-addressed: its name is its sha256
-        if expected is not None:
-            if cand.sha256 != expected:
-                return Check(
-                    False,
-                    why=f"other bytes (sha256 {cand.sha256[:12]}…, expected {expected[:12]}…)",
-                )
-            return Check(True, cand.sha256)
-        try:
-            got = sha256_of(cand.path, on_bytes)
-        except OSError as e:
-            return Check(False, why=f"cannot read it ({e.strerror or e})")
-        if got != cand.sha256:
-            return Check(
-                False, why=f"damaged: its sha256 {got[:12]}… is not its name {cand.sha256[:12]}…"
-            )
-        return Check(True, got)
-    if expected is None:
-        return Check(
-            False,
-            why="nothing to compare its sha256 with (the catalog has none and the Hub was not "
-            "asked)",
-        )
+        return f"{actual_size} bytes, expected {size}"
+    if cand.sha256 is not None and expected is not None and cand.sha256 != expected:
+        return f"other bytes (sha256 {cand.sha256[:12]}…, expected {expected[:12]}…)"
+    if cand.sha256 is None and expected is None:
+        return "nothing to compare its sha256 with (the catalog has none and the Hub was not asked)"
+    return None
+
+
+class NotUsable(Exception):
+    """The staged bytes cannot be the file (not a regular file, changed while read...)."""
+
+
+@dataclass
+class Staged:
+    """A candidate linked under a temp name in the models dir, before it is published."""
+
+    tmp: Path  #: the temp name (".<name>.<pid>.<n>.link.tmp": `distill models clean` removes it)
+    how: str  #: HARD | SYMLINK
+    src: Path  #: the source's real path
+    ident: tuple[int, int] | None = None  #: (st_dev, st_ino) of the bytes that were hashed
+    sha256: str | None = None  #: their sha256
+
+
+_seq = itertools.count()
+
+
+def _tmp_name(folder: Path, name: str) -> Path:
+    return folder / f".{name}.{os.getpid()}.{next(_seq)}.link.tmp"
+
+
+def stage(src: Path, folder: Path, name: str) -> Staged:
+    """Link ``src`` under a temp name in ``folder`` (a hard link, else a symlink to its real
+    path). Raises OSError when neither is possible."""
+    real = Path(src).resolve(strict=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(folder, name)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
     try:
-        digest = sha256_of(cand.path, on_bytes)
+        os.link(real, tmp, follow_symlinks=False)
+        return Staged(tmp, HARD, real)
     except OSError as e:
-        return Check(False, why=f"cannot read it ({e.strerror or e})")
-    if digest != expected:
-        return Check(False, why=f"other bytes (sha256 {digest[:12]}…, expected {expected[:12]}…)")
-    return Check(True, digest)
+        if e.errno not in _NO_HARDLINK:
+            raise
+        log.info("hard link %s -> %s impossible (%s); symlinking", real, tmp, e.strerror)
+    os.symlink(real, tmp)
+    return Staged(tmp, SYMLINK, real)
+
+
+def hash_staged(st: Staged, size: int | None, on_bytes: Callable[[int], None] | None = None) -> str:
+    """The sha256 of the bytes ``st.tmp`` holds (its own inode for a hard link; the inode the
+    symlink leads to when it is opened). Raises NotUsable or OSError."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if st.how == HARD:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(st.tmp, flags)
+    with os.fdopen(fd, "rb") as fh:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise NotUsable("not a regular file")
+        if size is not None and before.st_size != size:
+            raise NotUsable(f"{before.st_size} bytes, expected {size}")
+        digest = sha256_of(fh, on_bytes)
+        after = os.fstat(fd)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise NotUsable("it changed while it was read")
+    st.ident = (before.st_dev, before.st_ino)
+    st.sha256 = digest
+    return digest
+
+
+def publish(st: Staged, dest: Path) -> None:
+    """Move the staged (and hashed) link to ``dest`` (atomic ``os.replace``). From another
+    folder of the models dir: a hard link to the same inode (or the same symlink) beside
+    ``dest`` first. The caller holds ``dest``'s download lock."""
+    if st.ident is None:
+        raise NotUsable("not hashed")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = st.tmp
+    if st.tmp.parent != dest.parent:
+        src = _tmp_name(dest.parent, dest.name)
+        if st.how == HARD:
+            os.link(st.tmp, src, follow_symlinks=False)
+        else:
+            os.symlink(st.src, src)
+    try:
+        if st.how == SYMLINK:  # the inode it leads to now is the one hashed
+            now = os.stat(src)
+            if (now.st_dev, now.st_ino) != st.ident:
+                raise NotUsable("it was replaced while it was read")
+        os.replace(src, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            src.unlink()
+        raise
+    _fsync_dir(dest.parent)
+
+
+def discard(st: Staged) -> None:
+    """Remove the temp name (nothing when it was published)."""
+    with contextlib.suppress(FileNotFoundError):
+        st.tmp.unlink()
+
+
+@dataclass(frozen=True)
+class Linked:
+    """What ``link_checked`` did."""
+
+    ok: bool
+    how: str | None = None  #: HARD | SYMLINK when ok
+    sha256: str | None = None  #: the sha256 of the published bytes
+    unverified: bool = False  #: no reference sha256: recorded unverified, as a download is
+    why: str | None = None  #: why not (for a person)
+
+
+def link_checked(
+    cand: Candidate,
+    dest: Path,
+    size: int | None,
+    expected: str | None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Linked:
+    """Publish ``cand``'s bytes under ``dest`` if they are the file's (module docstring):
+    staged beside ``dest``, the staged inode hashed, then moved into place. A mismatch is
+    never published. Errors writing into the models dir raise OSError (as a download's do);
+    a candidate that cannot be read is a ``Linked(False)``. The caller holds the lock."""
+    why = precheck(cand, size, expected)
+    if why is not None:
+        return Linked(False, why=why)
+    st = stage(cand.path, dest.parent, dest.name)
+    try:
+        try:
+            digest = hash_staged(st, size, on_bytes)
+        except NotUsable as e:
+            return Linked(False, why=str(e))
+        except OSError as e:
+            return Linked(False, why=f"cannot read it ({e.strerror or e})")
+        if expected is not None and digest != expected:
+            named = " than its name says" if cand.sha256 == expected else ""
+            return Linked(
+                False,
+                why=f"other bytes{named} (sha256 {digest[:12]}…, expected {expected[:12]}…)",
+            )
+        if expected is None and digest != cand.sha256:
+            return Linked(
+                False,
+                why=f"damaged: its sha256 {digest[:12]}… is not its name {str(cand.sha256)[:12]}…",
+            )
+        try:
+            publish(st, dest)
+        except NotUsable as e:
+            return Linked(False, why=str(e))
+    finally:
+        discard(st)
+    return Linked(True, st.how, digest, unverified=expected is None)
 
 
 # ---- link --------------------------------------------------------------------------------
@@ -339,35 +472,6 @@ if hasattr(errno, "EOPNOTSUPP"):
 
 HARD = "hard link"
 SYMLINK = "symlink"
-
-
-def link_into_place(src: Path, dest: Path) -> str:
-    """Publish ``src``'s bytes under ``dest`` without copying them: a hard link, else a
-    symlink to ``src``'s real path. Atomic (a temp name beside ``dest``, then ``os.replace``;
-    the temp name is one ``distill models clean`` removes if this process dies in between).
-    Returns HARD or SYMLINK. The caller holds ``dest``'s download lock."""
-    src = Path(src).resolve(strict=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-        how = HARD
-    except OSError as e:
-        if e.errno not in _NO_HARDLINK:
-            raise
-        log.info("hard link %s -> %s impossible (%s); symlinking", src, dest, e.strerror)
-        os.symlink(src, tmp)
-        how = SYMLINK
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(dest.parent)
-    return how
 
 
 def _fsync_dir(d: Path) -> None:
@@ -414,17 +518,23 @@ __all__ = [
     "HF_CACHE",
     "SYMLINK",
     "Candidate",
-    "Check",
     "FolderIndex",
-    "check",
+    "Linked",
+    "NotUsable",
+    "Staged",
     "clear_partial",
     "describe",
+    "discard",
     "find",
+    "hash_staged",
     "hf_candidates",
     "hf_hub_cache",
     "hint",
     "how_words",
-    "link_into_place",
+    "link_checked",
+    "precheck",
+    "publish",
     "resolve_parts",
     "sha256_of",
+    "stage",
 ]

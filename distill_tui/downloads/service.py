@@ -648,8 +648,8 @@ class DownloadManager:
                 index=lr.FolderIndex(dirs, skip=skip) if dirs else None,
             )
         )  # fmt: skip
-        if not cands:
-            return False
+        if not cands and (size is not None or not dirs):
+            return False  # (an estimated size: a folder file is looked for by the Hub's size)
         expected, meta = f.sha256, None
         if expected is None or size is None:
             try:
@@ -671,21 +671,20 @@ class DownloadManager:
                 continue
             job.progress = Progress(cand.size)
             progress = job.progress
-            if expected is None or cand.sha256 is None:  # it will be read: say so
-                job.note = f"checking a copy in {cand.label}"
-                self._set_state(job, DownloadState.VERIFYING)
+            # the bytes are read (hashed where they are linked, issue 19.3): say so, with progress
+            job.note = f"checking a copy in {cand.label}"
+            self._set_state(job, DownloadState.VERIFYING)
 
             def on_bytes(n: int, progress: Progress = progress) -> None:
                 progress.done = n  # an int store: read by the ticker on the loop
 
-            res = await asyncio.to_thread(lr.check, cand, size, expected, on_bytes)
+            res = await asyncio.to_thread(lr.link_checked, cand, dest, size, expected, on_bytes)
             if not res.ok:
                 job.reuse = f"not reused: {cand.shown or cand.path} in {cand.label}: {res.why}"
                 log.warning("%s: %s", job.key, job.reuse)
                 job.note = None
                 self._emit(self._snapshot(job))
                 continue
-            how = await asyncio.to_thread(lr.link_into_place, cand.path, dest)
             lr.clear_partial(dest)
             progress.done = cand.size
             self.inventory.record(
@@ -694,9 +693,10 @@ class DownloadManager:
                 res.sha256,
                 source_url=meta.resolve_url if meta else f.download_url,
                 revision=cand.revision or (meta.revision if meta else None),
+                unverified=res.unverified,  # no reference sha256: as for a download
             )
-            job.reuse = lr.how_words(how, cand)
-            job.note = None
+            job.reuse = lr.how_words(res.how or lr.HARD, cand)
+            job.note = UNVERIFIED if res.unverified else None
             log.info("%s: %s", job.key, job.reuse)
             self._maybe_select(job)
             self._finish(job, DownloadState.DONE)
