@@ -458,12 +458,25 @@ EXIT_PIPE = 141
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A closed stdout (a pipe into ``head``) ends it quietly with 141."""
     try:
-        code = _main(argv)
+        try:
+            code = _main(argv)
+        finally:
+            _say_set_aside()
         sys.stdout.flush()  # what is still buffered must fail here, not at interpreter exit
         return code
     except BrokenPipeError:
         _drop_stdout()
         return EXIT_PIPE
+
+
+def _say_set_aside() -> None:
+    """Files of ours that a command found unusable and moved aside (a partial download's
+    progress file of the wrong shape): one warning line each, once."""
+    sidecar = sys.modules.get("distill_tui.downloads.sidecar")  # never imported just for this
+    if sidecar is None:
+        return
+    for note in sidecar.drain_notes():
+        print(f"warning: {visible(note)}", file=sys.stderr)
 
 
 def _drop_stdout() -> None:

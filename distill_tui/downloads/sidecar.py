@@ -8,16 +8,38 @@ It is written atomically, so a crash at any point leaves either the old or the n
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill_tui.atomic import atomic_write_json
+from distill_tui.atomic import atomic_write_json, move_aside
 from distill_tui.inventory import now_iso
+from distill_tui.jsonfile import loads as load_json
 from distill_tui.redact import redact_url
 
+log = logging.getLogger(__name__)
+
 SIDECAR_VERSION = 1
+#: no file is larger (sparse .part files are truncated to this size: ftruncate's off_t)
+MAX_SIZE = 2**63 - 1
+#: a sidecar lists one range per segment (merged): far fewer than this
+MAX_RANGES = 100_000
+
+_notes: list[str] = []
+_notes_lock = threading.Lock()
+
+
+def drain_notes() -> list[str]:
+    """Sidecars moved aside since the last call (one line each), for the CLI to say once."""
+    with _notes_lock:
+        out, _notes[:] = list(_notes), []
+    return out
+
+
+class SidecarShapeError(ValueError):
+    """A sidecar that distill did not write (wrong types, sizes out of range)."""
 
 
 class RangeSet:
@@ -119,27 +141,81 @@ class Sidecar:
 
     @classmethod
     def load(cls, path: Path) -> Sidecar | None:
-        """None when missing or unreadable (the partial is then started over)."""
+        """None when missing, unreadable or not a sidecar (the partial is then started
+        over). One of the wrong shape (``[1]``, a size of ``1e400``, ranges that are not
+        pairs of offsets inside the file) is moved aside (``.corrupt-<time>``) and said once
+        (:func:`drain_notes`, and the log): every reader — status, list, dry-run, the
+        download itself — then treats the partial as unknown instead of tracing back."""
         try:
-            raw = json.loads(path.read_bytes())
-            if raw.get("version") != SIDECAR_VERSION:
-                return None
-            size = int(raw["size"])
-            done = RangeSet()
-            for a, b in raw.get("done", []):
-                a, b = int(a), int(b)
-                if not (0 <= a <= b <= size):
-                    return None
-                done.add(a, b)
-            return cls(
-                url=str(raw["url"]),
-                revision=raw.get("revision"),
-                sha256=raw.get("sha256"),
-                size=size,
-                done=done,
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+            data = path.read_bytes()
+        except OSError:
             return None
+        try:
+            raw = load_json(data)
+            if isinstance(raw, dict) and raw.get("version") not in (None, SIDECAR_VERSION):
+                return None  # another (newer) distill's sidecar: not ours to judge
+            return cls._parse(raw)
+        except ValueError as e:  # JSONFileError and SidecarShapeError are ValueErrors
+            cls._set_aside(path, str(e).splitlines()[0] if str(e) else "not a sidecar")
+            return None
+
+    @classmethod
+    def _parse(cls, raw: object) -> Sidecar:
+        def bad(why: str) -> SidecarShapeError:
+            return SidecarShapeError(why)
+
+        if not isinstance(raw, dict):
+            raise bad(f"expected a JSON object, got {type(raw).__name__}")
+        if raw.get("version") != SIDECAR_VERSION:
+            raise bad("no version")
+        size = raw.get("size")
+        if type(size) is not int or not (0 < size <= MAX_SIZE):
+            raise bad("size is not a byte count")
+        url = raw.get("url")
+        if not isinstance(url, str) or not url:
+            raise bad("url is not text")
+        for key in ("revision", "sha256"):
+            if raw.get(key) is not None and not isinstance(raw.get(key), str):
+                raise bad(f"{key} is not text")
+        ranges = raw.get("done", [])
+        if not isinstance(ranges, list) or len(ranges) > MAX_RANGES:
+            raise bad("done is not a list of byte ranges")
+        done = RangeSet()
+        for r in ranges:
+            if (
+                not isinstance(r, list)
+                or len(r) != 2
+                or any(type(x) is not int for x in r)
+                or not (0 <= r[0] <= r[1] <= size)
+            ):
+                raise bad("done holds something that is not a byte range inside the file")
+            done.add(r[0], r[1])
+        return cls(
+            url=url,
+            revision=raw.get("revision"),
+            sha256=raw.get("sha256"),
+            size=size,
+            done=done,
+        )
+
+    @staticmethod
+    def _set_aside(path: Path, why: str) -> None:
+        try:
+            moved = move_aside(path)
+        except OSError as e:
+            note = (
+                f"partial download {path.name}: its progress file is not usable ({why}) and "
+                f"could not be moved aside ({e.strerror or e}); the download starts over"
+            )
+        else:
+            note = (
+                f"partial download {path}: its progress file is not usable ({why}); moved "
+                f"aside to {moved.name}, the download starts over"
+            )
+        log.warning(note)
+        with _notes_lock:
+            if note not in _notes:
+                _notes.append(note)
 
 
 def part_path(dest: Path) -> Path:
