@@ -360,6 +360,12 @@ def _add_generate_output(gen: _Parser) -> None:
     )
     out.add_argument("--out-dir", metavar="DIR", help="default: the outputs folder")
     gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let -o replace an existing regular file (without it an existing file is refused; "
+        "a device, FIFO or folder is never replaced)",
+    )
+    gen.add_argument(
         "--json",
         action="store_true",
         help="print paths, seed, timings, model and quants as JSON on stdout",
@@ -492,6 +498,11 @@ def _drop_stdout() -> None:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["__complete"]:  # the completion scripts' values (hidden, no parser)
+        from distill_tui.cli.complete_values import main as complete
+
+        return complete(words[1:])
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
     if command == "tui":
