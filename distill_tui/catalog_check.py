@@ -35,7 +35,9 @@ from distill_tui.catalog import (
     CatalogModel,
     parse_catalog,
 )
+from distill_tui.jsonfile import loads as load_json
 from distill_tui.redact import redact
+from distill_tui.safepaths import is_commit
 
 if TYPE_CHECKING:
     import httpx
@@ -45,7 +47,6 @@ CONCURRENCY = 8
 #: seconds one source may take, its retries included
 DEFAULT_TIMEOUT = 30.0
 
-_REVISION = re.compile(r"^[0-9A-Za-z._-]{1,100}$")
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 GATED_NO_TOKEN = "gated (needs a token + accepted license)"
@@ -162,7 +163,9 @@ async def ask(client: httpx.AsyncClient, url: str, token: str | None, timeout: f
         return Answer(url, status, msg, host=host)
     except Exception as e:  # an answer head() does not map (malformed headers...): one line
         return Answer(url, "error", redact(f"{type(e).__name__}: {e}", secrets), host=host)
-    revision = meta.revision if meta.revision and _REVISION.match(meta.revision) else None
+    # X-Repo-Commit is a commit id: anything else (``..``, a path) is not recorded, it would
+    # turn every later download of the file into another URL (a 404, or worse)
+    revision = meta.revision if is_commit(meta.revision) else None
     return Answer(url, "ok", None, meta.size, meta.sha256, revision, host=host)
 
 
@@ -430,11 +433,13 @@ def record_exact(user_path: Path, files: list[FileCheck]) -> WriteResult:
     endpoint = os.environ.get("HF_ENDPOINT")
     result = WriteResult(user_path)
     try:
-        raw = json.loads(user_path.read_bytes())
+        raw = load_json(user_path.read_bytes())
     except FileNotFoundError:
         raise CatalogError(f"{user_path}: no user catalog copy to write to") from None
     except (OSError, ValueError) as e:
         raise CatalogError(f"{user_path}: cannot read: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("models", []), list):
+        raise CatalogError(f"{user_path}: $: expected a catalog object")
     models = {m.get("id"): m for m in raw.get("models", []) if isinstance(m, dict)}
     for fc in files:
         change = fc.to_record
