@@ -9,6 +9,9 @@
   CLI's ``--force``; in the TUI, the confirmation that names the models it breaks).
 - Each file is removed under its download lock: a file another distill process is downloading
   is skipped and said so; its partial and sidecar go with it.
+- Space freed counts only bytes whose last link goes: a file hard-linked from the HF cache or
+  an imported folder (``distill models import``), or a symlink to one, frees nothing, and the
+  result says so.
 
 No textual import.
 """
@@ -16,6 +19,8 @@ No textual import.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +36,7 @@ class Target:
     component: str
     quant_id: str | None
     rel: str
-    size: int
+    size: int  #: the bytes removing it frees (0 for a file still linked from elsewhere)
 
 
 @dataclass
@@ -53,6 +58,25 @@ class RemovalResult:
     removed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  #: "<rel>: why"
     freed: int = 0
+    #: removed files whose bytes stay on disk (still linked from elsewhere), for a person
+    notes: list[str] = field(default_factory=list)
+
+
+def _freed_by(path: os.PathLike[str] | str) -> tuple[int, str | None]:
+    """(bytes removing ``path`` frees, why none when it frees nothing); (0, None) if absent."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0, None
+    if stat.S_ISLNK(st.st_mode):
+        return 0, "a symlink: the file it points to is left where it is"
+    if st.st_nlink > 1:
+        others = st.st_nlink - 1
+        return 0, (
+            f"still linked from elsewhere ({others} other hard link{'s' if others > 1 else ''}: "
+            "the HF cache or the folder it was imported from)"
+        )
+    return st.st_blocks * 512, None
 
 
 def vae_users(core: CoreContext, model: CatalogModel) -> list[CatalogModel]:
@@ -73,10 +97,12 @@ def _on_disk(core: CoreContext, rel: str) -> int | None:
 
     p = core.inventory.abs_path(rel)
     size, found = 0, core.inventory.get(rel) is not None
-    for x in (p, part_path(p)):
-        with contextlib.suppress(OSError):
-            size += x.stat().st_blocks * 512
-            found = True
+    if os.path.lexists(p):
+        size += _freed_by(p)[0]  # a hard link shared with the HF cache frees nothing
+        found = True
+    with contextlib.suppress(OSError):
+        size += part_path(p).stat().st_blocks * 512
+        found = True
     return size if found else None
 
 
@@ -141,24 +167,37 @@ def remove(core: CoreContext, plan: RemovalPlan) -> RemovalResult:
     for t in plan.targets:
         p = inv.abs_path(t.rel)
         lock = DestLock(lock_path(p))
-        if not lock.try_acquire():
+        try:
+            acquired = lock.try_acquire()
+        except OSError as e:  # a models dir this user may not write (read-only, another owner)
+            out.skipped.append(
+                f"{t.rel}: cannot remove it: {e.strerror or e} ({p.parent} is not writable "
+                "by this user)"
+            )
+            continue
+        if not acquired:
             out.skipped.append(
                 f"{t.rel}: being downloaded by another distill process "
                 f"(pid {lock.holder_pid() or '?'})"
             )
             continue
+        freed = 0
         try:
             inv.forget(t.rel)
             for x in (p, part_path(p), sidecar_path(p)):
+                size, shared = _freed_by(x)  # as it is now, under the lock
                 with contextlib.suppress(FileNotFoundError):
                     x.unlink()
+                    freed += size
+                    if shared:
+                        out.notes.append(f"{t.rel}: 0 B freed: {shared}")
         except OSError as e:
             out.skipped.append(f"{t.rel}: {e.strerror or e}")
             continue
         finally:
             lock.release(unlink=True)
         out.removed.append(t.rel)
-        out.freed += t.size
+        out.freed += freed
     gone = set(out.removed)
     for model_id, component in plan.clears:
         model = core.catalog.require(model_id)

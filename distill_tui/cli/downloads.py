@@ -653,6 +653,8 @@ def cmd_remove(args: argparse.Namespace, ctx: CoreContext) -> int:
         print(f"  removed {rel}")
     for why in result.skipped:
         print(f"  skipped {why}")
+    for note in result.notes:  # still linked from the HF cache / an imported folder
+        print(f"  {note}")
     print(f"freed {human_size(result.freed)}")
     return 1 if result.skipped else 0
 
