@@ -96,6 +96,8 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
     # a lock held before the first sidecar flush: running, nothing durable yet
     seen = {a.key for a in out}
     for lock in sorted(models_dir.rglob("*.lock")):
+        if lock.name == ".installed.json.lock" and lock.parent == models_dir:
+            continue  # the inventory's own lock, never a download
         dest = lock.with_name(lock.name[: -len(".lock")])
         key = dest.relative_to(models_dir).as_posix()
         if key in seen or dest.exists() or lock != lock_path(dest):

@@ -66,6 +66,11 @@ def is_stale(path: Path) -> bool:
     """True when nobody holds the lock file (it can be removed)."""
     try:
         fd = os.open(path, os.O_RDWR)
+    except PermissionError:  # a read-only lock file (chmod -R a-w): flock needs no write
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
     except OSError:
         return False
     try:
