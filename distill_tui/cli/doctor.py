@@ -12,6 +12,7 @@ from distill_tui.catalog import UnknownModelError
 from distill_tui.context import CoreContext
 from distill_tui.formatting import human_size
 from distill_tui.hftoken import token_source
+from distill_tui.redact import redact_url
 from distill_tui.textsafe import visible
 
 
@@ -43,6 +44,45 @@ def _token_row() -> str:
     return f"yes (from {src})"
 
 
+def _endpoint() -> str | None:
+    """HF_ENDPOINT as shown: never its userinfo or query (a token may sit there)."""
+    value = os.environ.get("HF_ENDPOINT")
+    return redact_url(value) if value else None
+
+
+def _typed_fields(ctx: CoreContext) -> dict:
+    """``doctor --json``'s ``fields``: each row's fact typed (bytes, booleans, seconds)."""
+    p = ctx.paths
+    src = token_source()
+    try:
+        ready: bool | None = ctx.resolver.is_model_ready()
+        missing = [] if ready else list(ctx.resolver.missing())
+    except UnknownModelError:
+        ready, missing = None, ["the active model is not in the catalog"]
+    return {
+        "distillVersion": __version__,
+        "pythonVersion": sys.version.split()[0],
+        "configDir": str(p.config_dir),
+        "dataDir": str(p.data_dir),
+        "modelsDir": str(ctx.inventory.models_dir),
+        "outputsDir": str(ctx.settings.outputs_dir),
+        "logFile": str(p.log_file),
+        "freeDiskBytes": ctx.inventory.free_bytes(),
+        "hfToken": {
+            "present": bool(src),
+            "source": src or None,
+            "sent": bool(src) and not hftoken.implicit_token_disabled(),
+        },
+        "hfEndpoint": _endpoint(),
+        "hfOffline": bool(hftoken.offline()),
+        "hfCache": str(hftoken.hub_cache_dir()),
+        "hfTimeouts": {"etag": hftoken.etag_timeout(), "download": hftoken.download_timeout()},
+        "activeModel": ctx.settings.settings.active_model_id,
+        "modelReady": ready,
+        "missing": missing,
+    }
+
+
 def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
     p = ctx.paths
     rows = [
@@ -55,7 +95,7 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         ("log file", str(p.log_file)),
         ("free disk (models)", human_size(ctx.inventory.free_bytes())),
         ("HF token", _token_row()),
-        ("HF_ENDPOINT", os.environ.get("HF_ENDPOINT") or "(default) https://huggingface.co"),
+        ("HF_ENDPOINT", _endpoint() or "(default) https://huggingface.co"),
         ("HF offline", "yes (HF_HUB_OFFLINE: downloads refused)" if hftoken.offline() else "no"),
         ("HF cache", str(hftoken.hub_cache_dir())),
         (
@@ -70,7 +110,13 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
 
     machine = detect_machine(probe=engine_info)
     if getattr(args, "json", False):
-        print(json.dumps({"rows": dict(rows), "machine": machine.to_json()}, indent=2))
+        doc = {
+            "version": 1,
+            "rows": dict(rows),  # the display text, as printed
+            "fields": _typed_fields(ctx),  # the same facts as numbers, booleans and paths
+            "machine": machine.to_json(),
+        }
+        print(json.dumps(doc, indent=2))
         return 0
     rows += machine_rows(machine)
     width = max(len(k) for k, _ in rows)

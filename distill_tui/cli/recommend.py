@@ -56,6 +56,7 @@ def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
         )
     if args.json:
         doc = {
+            "version": 1,
             "target": target,
             "margin": mm.MARGIN,
             "knobs": knobs.__dict__,
