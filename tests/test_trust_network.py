@@ -9,6 +9,7 @@ as a child process) and the loopback fake Hub (tests/fakehub.py). Every wait is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -196,3 +197,85 @@ def test_redact_strips_userinfo_query_and_every_form_of_a_secret():
     )
     text = redact(f"ftp://u:{SECRET}@h/x and {SECRET[3:]} and access_token=abc123def", (SECRET,))
     assert SECRET not in text and SECRET[3:] not in text and "abc123def" not in text, text
+
+
+# ---- 13. a redirect to another scheme or to a private address is final --------------------------
+def linked(hc: HubCatalog, location: str) -> dict[str, str]:
+    """A Hub answer that is right in every header but where it sends the bytes."""
+    data = hc.payload(VAE_REL)
+    return {
+        "Location": location,
+        "X-Linked-Size": str(len(data)),
+        "X-Linked-Etag": f'"{hashlib.sha256(data).hexdigest()}"',
+        "X-Repo-Commit": "0" * 40,
+    }
+
+
+def test_hub_redirect_to_a_file_url_is_final_and_said_once(hub_catalog, fake_hub, capsys):
+    set_vae(hub_catalog, mirrors=[])  # one source: one question, one answer
+    fake_hub.faults.append(
+        Fault(
+            "status",
+            server="hub",
+            status=302,
+            times=None,
+            headers=linked(hub_catalog, "file:///etc/passwd"),
+        )
+    )
+    t0 = time.monotonic()
+    rc = main(["models", "download", M4, "--only", "vae"])
+    took = time.monotonic() - t0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 1, text
+    assert took < 5, f"{took:.1f} s: retried"
+    assert len([r for r in fake_hub.requests if r.server == "hub"]) == 1  # asked once, no retry
+    assert "file:" in text and "not retried" in text, text
+    assert "network error" not in text and "rerun to resume" not in text, text
+    assert text.count("refused") == 1, text  # said once
+
+
+def test_redirect_from_a_public_origin_to_a_private_address_is_final(
+    hub_catalog, fake_hub, monkeypatch, capsys
+):
+    """The Hub at a public name (reached through an http proxy: the fake Hub itself) redirects
+    to the cloud metadata address: refused before any request goes there."""
+    set_vae(hub_catalog, mirrors=[])
+    public = "http://hub.example.com"
+    p = hub_catalog.path
+    p.write_text(p.read_text().replace(fake_hub.url, public))
+    monkeypatch.setenv("HF_ENDPOINT", public)  # plain http to a non-loopback host: the user's
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake_hub.url)
+    fake_hub.faults.append(
+        Fault(
+            "status",
+            server="hub",
+            status=302,
+            times=None,
+            headers=linked(hub_catalog, "http://169.254.169.254/latest/meta-data/"),
+        )
+    )
+    t0 = time.monotonic()
+    rc = main(["models", "download", M4, "--only", "vae"])
+    took = time.monotonic() - t0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 1, text
+    assert took < 5, f"{took:.1f} s: retried"
+    hub_reqs = [r for r in fake_hub.requests if r.server == "hub"]
+    assert len(hub_reqs) == 1 and "meta-data" not in hub_reqs[0].path, hub_reqs
+    assert "169.254.169.254" in text and "private" in text and "not retried" in text, text
+
+
+def test_redirect_rule():
+    from distill_tui.downloads.hub import redirect_problem
+
+    assert redirect_problem("https://huggingface.co/a", "https://cdn-lfs.hf.co/x") is None
+    assert redirect_problem("http://127.0.0.1:5/a", "http://127.0.0.1:6/x") is None  # tests
+    assert redirect_problem("http://mirror.lan/a", "http://192.168.1.5/x") is None  # a LAN
+    assert redirect_problem("https://huggingface.co/a", "file:///etc/passwd")
+    assert redirect_problem("http://127.0.0.1:5/a", "gopher://127.0.0.1/x")
+    for private in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "[::1]", "[fe80::1]", "localhost"):
+        assert redirect_problem("https://huggingface.co/a", f"http://{private}/x"), private

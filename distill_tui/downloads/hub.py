@@ -125,6 +125,63 @@ def may_send_token(hub_url: str | None, url: str) -> bool:
     return o[0] == "http" and endpoint_origin() == o
 
 
+#: host names that are this machine or a local network, never a public origin
+_LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".localdomain", ".home.arpa", ".localhost")
+
+
+def _private_ip(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )
+
+
+def _local_host(host: str) -> bool:
+    """This machine or a local network: a private/loopback/link-local IP literal, localhost, a
+    single-label name or a local suffix (mirror.lan). Names are not resolved."""
+    host = host.lower().rstrip(".")
+    if not host or host == "localhost" or _private_ip(host):
+        return True
+    return "." not in host or host.endswith(_LOCAL_SUFFIXES)
+
+
+def redirect_problem(src: str, dst: str) -> str | None:
+    """Why a redirect from ``src`` to ``dst`` must not be followed (None: it may). Final, never
+    retried: a scheme other than http(s) (``file:``, ``ftp:``...), or a jump from a public origin
+    to this machine or a private network (an IP literal that is private, loopback, link-local -
+    the cloud metadata address 169.254.169.254 - or ``localhost``). A Hub that is itself local
+    (the tests', a LAN mirror) may redirect within the local network."""
+    try:
+        parts = urlsplit(dst)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "to an invalid URL"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return (
+            f"to a {scheme}: URL (only http and https are downloaded)"
+            if scheme
+            else ("to a URL without a scheme")
+        )
+    dst_host = (parts.hostname or "").lower()
+    if not dst_host:
+        return "to a URL without a host"
+    src_host = (urlsplit(src).hostname or "").lower()
+    if _local_host(src_host):
+        return None
+    if dst_host == "localhost" or dst_host.endswith(".localhost") or _private_ip(dst_host):
+        return f"to the private address {dst_host} (this machine or a local network)"
+    return None
+
+
 def _downgrade(src: str, dst: str) -> bool:
     """https -> plain http (the signed URL, and maybe more, would travel in clear)."""
     return origin(src)[0] == "https" and origin(dst)[0] != "https"
@@ -430,6 +487,14 @@ async def head(
             continue
         if 300 <= status < 400 and "location" in resp.headers:
             loc = urljoin(current, resp.headers["location"])
+            bad = redirect_problem(current, loc)
+            if bad is not None:
+                raise DownloadError(
+                    "protocol",
+                    f"{urlsplit(current).netloc} redirected the download of {path_in_repo(url)} "
+                    f"{bad} - {redact_url(loc)}; refused, not retried. Is HF_ENDPOINT, a proxy "
+                    "or the catalog entry pointing somewhere else?",
+                )
             if _downgrade(current, loc):
                 raise DownloadError(
                     "protocol",
