@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from distill_tui.safepaths import is_clean_rel, is_commit, resolved_within
+
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -105,9 +107,10 @@ def _snapshots(repo_dir: Path, rev: str) -> list[Path]:
     first: str | None = None
     if _COMMIT.match(rev):
         first = rev
-    else:
+    elif is_clean_rel(rev):
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            first = (repo_dir / "refs" / rev).read_text().strip() or None
+            ref = (repo_dir / "refs" / rev).read_text().strip()
+            first = ref if is_commit(ref) else None  # "../.." would lead out of the cache
     try:
         others = sorted(
             (p for p in snaps.iterdir() if p.is_dir()),
@@ -138,12 +141,17 @@ def hf_candidates(file: object) -> list[Candidate]:
         repo_dir = cache / f"models--{owner}--{name}"
         if not repo_dir.is_dir():
             continue
+        if not is_clean_rel(rel):  # a path in the URL with "..": not a file of this repo
+            continue
         for snap in _snapshots(repo_dir, rev):
             p = snap / rel
             try:
                 real = p.resolve(strict=True)
                 st = real.stat()
             except (OSError, RuntimeError):
+                continue
+            if not resolved_within(real, repo_dir):  # a snapshot link leading out of the cache
+                log.info("HF cache: %s leads outside %s; not reused", p, repo_dir)
                 continue
             if real in seen or not real.is_file():
                 continue
