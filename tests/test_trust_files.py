@@ -302,6 +302,28 @@ def test_a_sidecar_of_the_wrong_shape_is_moved_aside_and_reported_once(sidecar, 
     assert not side.exists() and list(side.parent.glob(side.name + ".corrupt-*"))
 
 
+async def test_the_download_service_starts_over_after_a_bad_sidecar(hub_catalog, fake_hub):
+    """The service the Model Manager's ``d`` runs (it did nothing: the worker traced back on
+    the sidecar): the bad sidecar is moved aside and the file is downloaded and verified."""
+    from distill_tui.downloads import DownloadState
+
+    models = paths().default_models_dir
+    part = models / (VAE + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * 100)
+    side = models / (VAE + ".part.json")
+    side.write_text('{"version": 1, "url": "x", "size": 1e400, "done": [[0, 1]]}')
+    mgr = hub_catalog.manager()
+    try:
+        key = mgr.enqueue(M4, "vae", None)
+        ev = await mgr.wait(key)
+    finally:
+        await mgr.aclose()
+    assert ev.state == DownloadState.DONE, ev
+    assert (models / VAE).read_bytes() == hub_catalog.payload(VAE)
+    assert list(side.parent.glob(side.name + ".corrupt-*"))
+
+
 # ---- 17. a read-only models dir ------------------------------------------------------------
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
