@@ -80,7 +80,12 @@ def _knob_fields(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
         out.append(("Denoising strength", params.get("strength")))
     loras = params.get("loras") or []
     if loras:
-        text = " ".join(f"{lo.get('name')}:{float(lo.get('weight', 1.0)):g}" for lo in loras)
+        # "name (weight); other (1)": no ':' or ',' inside the value - A1111 readers split the
+        # line on ',' and each pair on ':' (sd-parsers drops a value holding another ':')
+        text = "; ".join(
+            f"{str(lo.get('name')).replace(':', ' ')} ({float(lo.get('weight', 1.0)):g})"
+            for lo in loras
+        )
         out.append(("LoRAs", text.replace(",", " ")))
     for key, label in (
         ("flash_attn", "Flash attention"),
@@ -161,6 +166,24 @@ def read_user_comment(raw: bytes) -> str:
     return body.decode("utf-8", errors="replace")
 
 
+def exif_user_comment(comment: bytes) -> bytes:
+    """An EXIF block (``Exif\\0\\0`` + little-endian TIFF) whose Exif IFD holds one
+    UserComment of type UNDEFINED, as the EXIF standard and A1111 (piexif) write it.
+
+    Pillow's ``Image.Exif`` stores a bytes value of a sub-IFD as type BYTE: piexif then reads a
+    tuple of ints and A1111's reader fails on ``.decode`` (sd-prompt-reader: FORMAT_ERROR)."""
+    import struct
+
+    ifd0 = 8  # IFD0: one entry (the Exif IFD pointer), then the next-IFD offset (0)
+    sub = ifd0 + 2 + 12 + 4  # the Exif IFD: one entry (UserComment), next-IFD 0
+    data = sub + 2 + 12 + 4  # UserComment's bytes (always more than 4: stored at an offset)
+    tiff = b"II*\0" + struct.pack("<I", ifd0)
+    tiff += struct.pack("<H", 1) + struct.pack("<HHII", EXIF_IFD, 4, 1, sub) + b"\0" * 4
+    tiff += struct.pack("<H", 1) + struct.pack("<HHII", USER_COMMENT, 7, len(comment), data)
+    tiff += b"\0" * 4 + comment
+    return b"Exif\0\0" + tiff
+
+
 def encode_image(image: Image.Image, fmt: str, params: Mapping[str, Any]) -> bytes:
     """``image`` in ``fmt`` (PNG, JPEG, WEBP) with the parameters where the format keeps them."""
     import io
@@ -173,8 +196,7 @@ def encode_image(image: Image.Image, fmt: str, params: Mapping[str, Any]) -> byt
         info.add_text("distill", json.dumps(dict(params), default=str, sort_keys=True))
         img.save(buf, format="PNG", pnginfo=info)
     else:
-        exif = Image.Exif()
-        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = user_comment(format_parameters(params))
+        exif = exif_user_comment(user_comment(format_parameters(params)))
         extra = {"quality": 95} if fmt == "JPEG" else {"quality": 95, "method": 4}
         img.save(buf, format=fmt, exif=exif, **extra)
     return buf.getvalue()

@@ -278,7 +278,7 @@ def test_cli_lora_from_the_folder(tiny_ready_model, tmp_path):
     log = (ctx.paths.log_dir / "engine.log").read_text("utf-8")
     assert "(4 / 4) LoRA tensors have been applied" in log
     params = parse_parameters(read_parameters(half) or "")
-    assert params["LoRAs"] == "tiny_style:0.5"
+    assert params["LoRAs"] == "tiny_style (0.5)"
     assert params["prompt"] == "a cat"  # the tag is the engine's business, not the prompt's
     rec = {r.images[0]: r for r in History(ctx.paths.history_file).records()}[str(half)]
     assert rec.params["loras"][0]["name"] == "tiny_style"
@@ -330,7 +330,7 @@ async def test_advanced_section_generates_and_gallery_reuse_restores(tiny_models
         assert rec.params["keep_vae_on_cpu"] is True and rec.params["n_threads"] == 1
         assert rec.params["loras"][0]["weight"] == 0.7
         params = parse_parameters(read_parameters(rec.images[0]) or "")
-        assert params["LoRAs"] == "tiny_style:0.7" and params["Flash attention"] == "off"
+        assert params["LoRAs"] == "tiny_style (0.7)" and params["Flash attention"] == "off"
         # generating made the knobs the defaults
         saved = core.settings.load().generation
         assert saved.flash_attention is False and saved.vae_tiling and saved.vae_on_cpu
