@@ -104,6 +104,13 @@ def download_timeout() -> float:
     return float(hf_constants().HF_HUB_DOWNLOAD_TIMEOUT)
 
 
+def stall_window() -> float:
+    """Seconds over which a download connection must deliver at least 1 KiB/s, else it is cut
+    and retried (a trickle never trips the read timeout): 3 x ``HF_HUB_DOWNLOAD_TIMEOUT``, 30 s
+    by default."""
+    return 3 * download_timeout()
+
+
 def hub_cache_dir() -> Path:
     """The Hugging Face cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
     ``~/.cache/huggingface/hub``): where ``hf download`` keeps blobs and snapshots."""

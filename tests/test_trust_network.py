@@ -9,6 +9,7 @@ as a child process) and the loopback fake Hub (tests/fakehub.py). Every wait is 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -279,3 +280,57 @@ def test_redirect_rule():
     assert redirect_problem("http://127.0.0.1:5/a", "gopher://127.0.0.1/x")
     for private in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "[::1]", "[fe80::1]", "localhost"):
         assert redirect_problem("https://huggingface.co/a", f"http://{private}/x"), private
+
+
+# ---- 9. a CDN that trickles ends as "stalled" and the next source is tried -----------------------
+def trickle(times: int | None = None, seconds: float = 120.0) -> Fault:
+    """A CDN answer that sends 500 bytes, then one byte every 0.5 s: never a read timeout."""
+    return Fault("trickle", after=500, interval=0.5, seconds=seconds, times=times, method="GET")
+
+
+def test_trickling_cdn_ends_as_stalled_on_the_cli(hub_catalog, fake_hub):
+    """HF_HUB_DOWNLOAD_TIMEOUT=1: the useful-rate window is 3 x 1 s. Every connection of the
+    only source trickles: after the retries, one line says stalled and how much came."""
+    set_vae(hub_catalog, mirrors=[])
+    fake_hub.faults.append(trickle())
+    env = dict(os.environ, HF_HUB_DOWNLOAD_TIMEOUT="1")
+    rc, out, err, took = cli(
+        "models", "download", M4, "--only", "vae", "--connections", "1", env=env, timeout=75
+    )
+    text = out + err
+    assert rc == 1, text
+    assert took < 60, took
+    assert "stalled: the server sent" in text and "in the last 3 s" in text, text
+    assert "Traceback" not in text
+    gets = [r for r in fake_hub.cdn_requests() if r.method == "GET"]
+    assert len(gets) == 7, len(gets)  # 1 try + 6 retries, each on a fresh connection
+
+
+async def test_trickling_source_is_left_for_the_mirror(hub_catalog, fake_hub, mirror):
+    mirror.add_file(COMFY, COMFY_PATH, hub_catalog.payload(VAE_REL))
+    set_vae(hub_catalog, mirrors=[mirror.resolve_url(COMFY, COMFY_PATH)])
+    fake_hub.faults.append(trickle())
+    mgr = hub_catalog.manager(stall_timeout=1.0, retries=1, connections=1)
+    try:
+        res = await asyncio.wait_for(mgr.download_plan([(M4, "vae", None)]), 30)
+    finally:
+        await asyncio.wait_for(mgr.aclose(), 15)
+    assert res[0].state.value == "done", res[0].error
+    assert mirror.cdn_requests(), "the mirror served the bytes"
+
+
+async def test_a_trickle_reads_stalled_while_it_lasts(hub_catalog, fake_hub):
+    """The row says stalled while bytes trickle (the idle time never reaches the threshold: a
+    byte every 0.5 s), then the download completes."""
+    set_vae(hub_catalog, mirrors=[])
+    fake_hub.faults.append(trickle(times=1, seconds=3.0))
+    mgr = hub_catalog.manager(stall_timeout=30.0, connections=1, stalled_after=1.5)
+    seen = []
+    mgr.subscribe(seen.append)
+    try:
+        res = await asyncio.wait_for(mgr.download_plan([(M4, "vae", None)]), 30)
+    finally:
+        await asyncio.wait_for(mgr.aclose(), 15)
+    assert res[0].state.value == "done", res[0].error
+    words = [e.activity for e in seen if e.stalled is not None]
+    assert words and all(w and w.startswith("stalled (under 1 KB/s for ") for w in words), words

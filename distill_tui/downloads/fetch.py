@@ -20,8 +20,13 @@ connections) and :mod:`.diskio` (the writer and hasher threads).
 - Every ``flush_interval`` seconds: fdatasync the .part, then atomically replace the sidecar
   with the ranges written before that sync. A crash can only lose the last interval.
 - A stall watchdog (the ticker) cuts a connection that delivered less than ``stall_rate``
-  bytes/s for ``stall_timeout`` seconds - nothing at all, or a trickle that never trips a read
-  timeout - and its piece continues on a fresh connection from the byte it reached.
+  bytes/s (1 KiB/s) over ``stall_timeout`` seconds (the service's window: 3 x
+  ``HF_HUB_DOWNLOAD_TIMEOUT``, 30 s by default) - nothing at all, or a trickle that never trips
+  a read timeout - and its piece continues on a fresh connection (with a fresh URL from the Hub)
+  from the byte it reached. A cut counts as a failed attempt unless that attempt delivered at
+  least a window's worth at the floor rate (a trickle never resets the count); after the
+  retries the file fails with "stalled: the server sent N bytes in the last W s", and the
+  service tries the next source.
 """
 
 from __future__ import annotations
@@ -259,6 +264,7 @@ class Fetcher:
             got = w.slot[1] - w.pos0
             if got < floor and w.slot[1] < w.slot[2]:
                 w.cut = True
+                w.got = got
                 self.stalls += 1
                 log.info(
                     "%s: connection at %d delivered %d bytes in %.0f s; cutting it",
@@ -472,23 +478,28 @@ class Fetcher:
                         finally:
                             del self._watch[pid]  # never rescheduled once its block is left
                 except TimeoutError:
-                    progressed = slot[1] > pos  # bytes arrived in this attempt
                     if watch is None or not watch.cut:
                         raise
-                    # cut by the stall watchdog: a fresh connection from where it got to
-                    failures = 0 if progressed else failures
+                    # cut by the stall watchdog. Only an attempt that delivered a useful amount
+                    # (a window's worth at the floor rate) before it slowed down resets the
+                    # count: a trickle of a byte every few seconds is a failure every time
+                    window = self.cfg.stall_timeout
+                    useful = slot[1] - pos >= self.cfg.stall_rate * window
+                    failures = 0 if useful else failures
                     failures += 1
                     if failures > self.cfg.retries:
                         raise DownloadError(
                             "network",
-                            f"{self.label}: the download server stopped sending data (no "
-                            f"progress for {self.cfg.stall_timeout:g} s, {failures - 1} "
-                            "retries); rerun to resume",
+                            f"{self.label}: stalled: the server sent {watch.got} bytes in the "
+                            f"last {window:g} s (under {human_size(self.cfg.stall_rate)}/s, "
+                            f"{failures} attempts on fresh connections); rerun to resume",
                             resumable=True,
                         ) from None
-                    pause = self._backoff(failures) if not progressed else 0
-                    self._retrying(f"no data for {self.cfg.stall_timeout:g} s", failures, pause)
-                    await asyncio.sleep(pause)
+                    # a fresh connection, to a fresh URL (maybe another CDN node), right away:
+                    # the window itself was the wait
+                    self._retrying(f"stalled: {watch.got} B in {window:g} s", failures, 0)
+                    if not self.meta.same_origin:
+                        await self._refresh_location(gen)
                     continue
                 except _SizeFault as e:
                     size_faults += 1
@@ -706,12 +717,13 @@ class Fetcher:
 class _Watch:
     """Stall watchdog state of one request: bytes of ``slot`` reached since ``t0``."""
 
-    __slots__ = ("slot", "timeout", "t0", "pos0", "cut")
+    __slots__ = ("slot", "timeout", "t0", "pos0", "cut", "got")
 
     def __init__(self, slot: list[int], timeout: asyncio.Timeout, now: float):
         self.slot = slot
         self.timeout = timeout
         self.cut = False
+        self.got = 0  #: bytes of the last window when it was cut
         self.mark(now)
 
     def mark(self, now: float) -> None:

@@ -27,8 +27,11 @@ from dataclasses import dataclass
 MAX_ETA = 99 * 3600.0
 #: the default averaging window (seconds) of the rate shown for a download
 WINDOW = 6.0
-#: no byte for this long while downloading: the row says "stalled"
+#: no byte, or under SLOW_RATE, for this long while downloading: the row says "stalled"
 STALLED_AFTER = 10.0
+#: bytes/s under which a download is not useful progress (a trickle of a byte every few
+#: seconds never leaves a row idle for STALLED_AFTER, but it is stalled all the same)
+SLOW_RATE = 1000.0
 
 
 class RateWindow:
@@ -53,6 +56,8 @@ class RateWindow:
         self.started = clock()
         #: when the counter last grew (the start, before the first byte)
         self.last_change = self.started
+        #: when the rate was last at least SLOW_RATE (the start, before it first was)
+        self.last_useful = self.started
         self._moved = False
 
     def add(self, count: int, now: float | None = None) -> None:
@@ -70,6 +75,9 @@ class RateWindow:
         # keep one sample at or before the window's start: the anchor of the span
         while len(s) >= 2 and s[1][0] <= now - self.window:
             s.popleft()
+        r = self.rate(now)
+        if r is not None and r >= SLOW_RATE:
+            self.last_useful = now
 
     def rate(self, now: float | None = None) -> float | None:
         """Bytes/s over the window, or None while less than ``min_span`` s were seen."""
@@ -89,6 +97,11 @@ class RateWindow:
         """Seconds since the counter last grew (since the start before the first byte)."""
         now = self.clock() if now is None else now
         return max(0.0, now - self.last_change)
+
+    def slow(self, now: float | None = None) -> float:
+        """Seconds since the rate was last at least SLOW_RATE (a trickle, or nothing at all)."""
+        now = self.clock() if now is None else now
+        return max(0.0, now - self.last_useful)
 
 
 def eta_for(remaining: float, rate: float | None) -> float | None:
@@ -162,5 +175,9 @@ def status_reason(status: int) -> str:
     return f"HTTP {status}"
 
 
-def stalled_text(seconds: float) -> str:
+def stalled_text(seconds: float, idle: float | None = None) -> str:
+    """``stalled (no data for 12 s)``; when bytes still trickle (``idle``, the seconds since the
+    last byte, is well under ``seconds``): ``stalled (under 1 KB/s for 12 s)``."""
+    if idle is not None and idle < seconds - 1.0:
+        return f"stalled (under {SLOW_RATE / 1000:g} KB/s for {int(seconds):d} s)"
     return f"stalled (no data for {int(seconds):d} s)"

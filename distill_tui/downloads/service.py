@@ -50,7 +50,7 @@ from distill_tui.downloads.sidecar import (
     partial_bytes,
     sidecar_path,
 )
-from distill_tui.hftoken import token_to_send
+from distill_tui.hftoken import stall_window, token_to_send
 from distill_tui.inventory import human_size
 from distill_tui.listeners import Listeners
 from distill_tui.redact import redact
@@ -191,7 +191,9 @@ class DownloadManager:
         s = settings.settings
         self.concurrency = max(1, concurrency or s.download_concurrency)
         self.connections = max(1, connections or s.connections_per_file)
-        self.stall_timeout = stall_timeout
+        #: a connection under 1 KiB/s over this window is cut (fetch.py): 3 x
+        #: HF_HUB_DOWNLOAD_TIMEOUT (30 s by default), the variable that bounds a silent server
+        self.stall_timeout = stall_timeout if stall_timeout is not None else stall_window()
         self.retries = retries
         self.backoff = backoff
         self.disk_margin = disk_margin
@@ -433,8 +435,10 @@ class DownloadManager:
         downloading = job.state == DownloadState.DOWNLOADING
         # one connection's retry while the others deliver is no news: shown once nothing moves
         job.retry = pr.retry if downloading and idle >= 0.5 else None
-        if downloading and job.retry is None and not job.note and idle >= self.stalled_after:
-            job.stalled = idle
+        # no byte, or a trickle under SLOW_RATE (issue 19.9: a byte every 2 s is stalled too)
+        still = max(idle, job.rate.slow(now))
+        if downloading and job.retry is None and not job.note and still >= self.stalled_after:
+            job.stalled = still
         else:
             job.stalled = None
 
@@ -992,7 +996,11 @@ class DownloadManager:
             retry=retry,
             stalled=stalled,
             activity=(
-                retry.text() if retry else stalled_text(stalled) if stalled is not None else None
+                retry.text()
+                if retry
+                else stalled_text(stalled, job.rate.idle() if job.rate else None)
+                if stalled is not None
+                else None
             ),
             source=job.source,
             reuse=job.reuse,
