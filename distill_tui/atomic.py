@@ -56,3 +56,12 @@ def move_aside(path: Path, tag: str = "corrupt") -> Path:
         n += 1
     os.replace(path, target)
     return target
+
+
+def private_opener(path: str, flags: int) -> int:
+    """``open(path, mode, opener=private_opener)``: the file is its owner's only (0600), also
+    one an older version created 0644 (history, logs: prompts and paths are private)."""
+    fd = os.open(path, flags, 0o600)
+    with contextlib.suppress(OSError):  # another owner's file: leave it as it is
+        os.fchmod(fd, 0o600)
+    return fd

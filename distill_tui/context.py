@@ -47,6 +47,21 @@ def follow_models_dir(settings: SettingsStore, inventory: Inventory) -> None:
         inventory.rebind(settings.models_dir)
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file (and each one a rollover starts) is its owner's only (0600)."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        from distill_tui.atomic import private_opener
+
+        return open(  # noqa: SIM115
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=private_opener,
+        )
+
+
 def setup_logging(paths: AppPaths, debug: bool = False) -> None:
     """A rotating log file in the log dir; ``--debug`` lowers the level to DEBUG."""
     root = logging.getLogger()
@@ -55,7 +70,7 @@ def setup_logging(paths: AppPaths, debug: bool = False) -> None:
     level = logging.DEBUG if debug else logging.INFO
     try:
         paths.log_dir.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = _PrivateRotatingFileHandler(
             paths.log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
     except OSError:

@@ -14,28 +14,42 @@ Decisions:
   ..., Scheduler: ...``. A second ``distill`` chunk holds the same parameters as JSON.
 * **History** is JSON lines at ``AppPaths.history_file`` (append under an ``flock`` on a
   sibling lock file plus a thread lock, one ``write`` of the whole line per record, fsync;
-  deletes rewrite the file atomically). A torn/invalid line (even one that is not UTF-8) is
-  skipped when reading and reported in ``History.warnings``, never fatal.
+  deletes rewrite the file atomically). A torn/invalid line (even one that is not UTF-8, or
+  whose parameters have the wrong types) is skipped when reading and reported in
+  ``History.warnings``, never fatal: every reader (Gallery, ``--reuse``) sees valid records
+  only. The history holds prompts: it is private (0600), as the settings are; images follow
+  the umask.
+* **Nothing of the user's is replaced or deleted.** ``-o FILE`` never replaces what is not a
+  regular file (a device, a FIFO, a folder: checked by the CLI before the engine loads and
+  again right before the rename), nor an existing file unless asked (``overwrite``; without
+  it the file is published with ``link``, which never replaces). Each record keeps the size
+  and sha256 of every image it wrote (``files``); a delete removes only an image that is
+  still ours: in the outputs folder, the recorded output folder (our own names) or the exact
+  ``-o`` path, and still holding the recorded bytes (:meth:`History.delete`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
+import re
+import stat
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image, PngImagePlugin
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from distill_tui.atomic import atomic_write_bytes
+from distill_tui.atomic import atomic_write_bytes, fsync_dir, private_opener
 
 try:  # POSIX only; Windows falls back to the thread lock
     import fcntl
@@ -129,7 +143,7 @@ def _open_exclusive(path: Path) -> tuple[Path, int]:
     for n in range(10_000):
         cand = path if n == 0 else path.with_name(f"{stem}-{n}{suffix}")
         try:
-            return cand, os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            return cand, os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask
         except FileExistsError:
             continue
     raise FileExistsError(f"no free file name near {path}")
@@ -202,6 +216,122 @@ def encode_image(image: Image.Image, fmt: str, params: Mapping[str, Any]) -> byt
     return buf.getvalue()
 
 
+class OutputRefused(OSError):
+    """The exact output path holds something we must not replace (one line for the person)."""
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def output_files(path: str | os.PathLike[str], batch: int = 1) -> list[Path]:
+    """The files ``-o path`` writes for a batch of ``batch`` (the engine child's names:
+    ``<stem>-<n><suffix>`` when more than one)."""
+    p = Path(path)
+    if batch <= 1:
+        return [p]
+    return [p.with_name(f"{p.stem}-{i + 1}{p.suffix or '.png'}") for i in range(batch)]
+
+
+def output_file_problem(path: str | os.PathLike[str], overwrite: bool) -> str | None:
+    """Why the exact output ``path`` must not be written (None: it may). Not a regular file
+    (device, FIFO, folder, a symlink to one): never. A regular file: only with
+    ``overwrite``. Its folder: the nearest existing one must be a writable folder."""
+    p = Path(path)
+    try:
+        st = os.stat(p)  # follows a symlink: a link to /dev/full is a character device
+    except (FileNotFoundError, NotADirectoryError):  # its folder is checked below
+        st = None
+        if os.path.islink(p):
+            return f"{p} is a symbolic link to nothing; not replaced"
+    except OSError as e:
+        return f"{p} cannot be checked: {e.strerror or e}"
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            return f"{p} is {file_kind(st.st_mode)}, not a regular file; nothing is written there"
+        if not overwrite:
+            return f"{p} already exists; add --overwrite to replace it"
+    folder = p.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder: {p} cannot be written"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable by this user: {p} cannot be written"
+    return None
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where Linux says it)."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as fh,
+    ):
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_output_file(target: Path, data: bytes, *, overwrite: bool) -> None:
+    """Publish ``data`` at the exact path ``target``: a temp file beside it (mode from the
+    umask, fsync), then ``link`` (never replaces anything) or, with ``overwrite``, ``rename``
+    over a regular file only (checked right before the rename). Raises :class:`OutputRefused`
+    when the path holds something that is not ours to replace."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # an image, not a secret
+            os.fsync(fh.fileno())
+        published = False
+        if not overwrite:
+            try:
+                os.link(tmp, target)  # fails on anything already there: never replaces
+                published = True
+            except FileExistsError:
+                raise OutputRefused(_exists_problem(target, overwrite)) from None
+            except OSError as e:  # a filesystem without hard links: check, then rename
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                    raise
+        if not published:
+            problem = _exists_problem(target, overwrite)
+            if problem:
+                raise OutputRefused(problem)
+            os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(target.parent)
+
+
+def _exists_problem(target: Path, overwrite: bool) -> str | None:
+    try:
+        st = os.lstat(target)  # the path itself: a symlink put there is not replaced either
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return f"{target} is {file_kind(st.st_mode)}, not a regular file; not replaced"
+    if not overwrite:
+        return f"{target} already exists; not replaced (--overwrite replaces it)"
+    return None
+
+
 def save_png(
     image: Image.Image,
     target: str | os.PathLike[str],
@@ -209,12 +339,14 @@ def save_png(
     *,
     index: int = 0,
     exact: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Save ``image`` with the ``parameters`` chunk; return the path written.
 
     ``target`` is a directory (a new time-sorted unique name is made inside it) unless
-    ``exact`` is True, in which case it is the file path (overwritten if it exists, written
-    through a temp file + ``os.replace``).
+    ``exact`` is True, in which case it is the file path, written by
+    :func:`write_output_file` (an existing regular file is replaced only with ``overwrite``;
+    anything else never).
     """
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", format_parameters(params))
@@ -222,9 +354,8 @@ def save_png(
     img = image.convert("RGB") if image.mode not in ("RGB", "L") else image
     target = Path(target)
     if exact:  # -o FILE: the format its extension names (.jpg/.webp: EXIF UserComment)
-        target.parent.mkdir(parents=True, exist_ok=True)
         fmt = OUTPUT_FORMATS.get(target.suffix.lower(), "PNG")
-        atomic_write_bytes(target, encode_image(img, fmt, params))
+        write_output_file(target, encode_image(img, fmt, params), overwrite=overwrite)
         return target
     target.mkdir(parents=True, exist_ok=True)
     name = f"{_stamp(time.time())}_{params.get('seed', 0)}_{index}.png"
@@ -253,6 +384,63 @@ def read_parameters(path: str | os.PathLike[str]) -> str | None:
 # ---- history --------------------------------------------------------------------------
 
 
+class _RecordLora(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    name: str
+    weight: float = 1.0
+
+
+#: a whole number a 64-bit field holds (a record's 5000-digit width is not a width)
+_Int = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+
+
+class RecordParams(BaseModel):
+    """The types of the ``params`` a record's readers use (the Gallery's ``r``, ``--reuse``,
+    the captions). Types only, no ranges: a value out of today's range is refused where a
+    request is built, as a typed one; a value of the wrong type makes the record invalid
+    here, once, for every reader. Keys it does not name are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    prompt: str = ""
+    negative_prompt: str | None = None
+    width: _Int | None = None
+    height: _Int | None = None
+    steps: _Int | None = None
+    cfg_scale: float | None = None
+    seed: _Int | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    batch_count: _Int | None = None
+    ref_images: list[str] | None = None
+    init_image: str | None = None
+    strength: float | None = None
+    loras: list[_RecordLora] | None = None
+    vae_tiling: bool | None = None
+    flash_attn: bool | None = None
+    offload_to_cpu: bool | None = None
+    keep_clip_on_cpu: bool | None = None
+    keep_vae_on_cpu: bool | None = None
+    n_threads: _Int | None = None
+    output_dir: str | None = None
+    output_file: str | None = None
+
+
+class ImageFile(BaseModel):
+    """What one image of a record held when it was written: a delete removes only that."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def _problem(e: ValidationError) -> str:
+    """The first problem of a validation error, in one short line (``params.width: ...``)."""
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(str(x) for x in err.get("loc", ()))
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return (f"{loc}: {msg}" if loc else msg)[:120]
+
+
 class HistoryRecord(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -264,6 +452,20 @@ class HistoryRecord(BaseModel):
     images: list[str]
     timings: dict[str, float] = Field(default_factory=dict)
     backend: str = ""
+    #: size + sha256 of each image when the record was written (older records: none)
+    files: list[ImageFile] = Field(default_factory=list)
+
+    @field_validator("params")
+    @classmethod
+    def _typed_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            typed = RecordParams.model_validate(value)
+        except ValidationError as e:
+            raise ValueError(_problem(e)) from None
+        return typed.model_dump(exclude_unset=True)
+
+    def file(self, path: str) -> ImageFile | None:
+        return next((f for f in self.files if f.path == path), None)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -278,11 +480,15 @@ class History:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.warnings: list[str] = []
+        self.kept: list[tuple[str, str]] = []  #: images the last delete kept: (path, why)
+        #: the newest line is a whole record of the wrong shape (``--reuse last`` says so)
+        self.newest_is_invalid = False
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tlock, open(self.path.with_name(self.path.name + ".lock"), "a+") as lf:
+        lock = self.path.with_name(self.path.name + ".lock")
+        with self._tlock, open(lock, "a+", opener=private_opener) as lf:
             if fcntl is not None:
                 fcntl.flock(lf.fileno(), fcntl.LOCK_EX)
             try:
@@ -296,10 +502,13 @@ class History:
 
         A crash cannot leave half a record that swallows the next one: a previous torn tail
         (no final newline) gets a newline first, and a short write (disk full) is cut back
-        to where the file ended."""
+        to where the file ended. The size and sha256 of each image are recorded first
+        (:attr:`HistoryRecord.files`)."""
+        _stamp_files(record)
         line = (record.model_dump_json() + "\n").encode("utf-8")
         with self._locked():
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            # prompts are private (0600), also a history an older version created 0644
+            fd = private_opener(str(self.path), os.O_RDWR | os.O_CREAT | os.O_APPEND)
             try:
                 end = os.fstat(fd).st_size
                 if end and os.pread(fd, 1, end - 1) != b"\n":
@@ -321,6 +530,7 @@ class History:
         """Every non-empty line with its record (None: not a valid record, e.g. torn by a
         crash or not UTF-8). Each bad line adds one entry to :attr:`warnings`."""
         self.warnings = []
+        self.newest_is_invalid = False
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -331,9 +541,17 @@ class History:
                 continue
             try:
                 out.append((raw, HistoryRecord.model_validate_json(raw.decode("utf-8"))))
-            except ValueError:  # UnicodeDecodeError and pydantic's ValidationError
+            except UnicodeDecodeError:
                 out.append((raw, None))
-                self.warnings.append(f"{self.path.name}: line {n} is not a valid record; skipped")
+                self.warnings.append(f"{self.path.name}: line {n} is not UTF-8; skipped")
+            except ValidationError as e:  # torn JSON, or a field of the wrong type
+                out.append((raw, None))
+                self.warnings.append(
+                    f"{self.path.name}: line {n} is not a valid record ({_problem(e)}); skipped"
+                )
+        last = out[-1][0] if out else b""
+        if out and out[-1][1] is None and last.rstrip().endswith(b"}"):  # not a torn tail
+            self.newest_is_invalid = True
         return out
 
     def _read(self) -> list[HistoryRecord]:
@@ -346,9 +564,19 @@ class History:
     def get(self, record_id: str) -> HistoryRecord | None:
         return next((r for r in self._read() if r.id == record_id), None)
 
-    def delete(self, record_id: str, delete_files: bool = True) -> bool:
+    def delete(
+        self,
+        record_id: str,
+        delete_files: bool = True,
+        *,
+        outputs_dir: str | os.PathLike[str] | None = None,
+    ) -> bool:
         """Remove a record (and its image files). False if there was no such record.
-        Lines that are not valid records are kept as they are (nothing is lost by a delete)."""
+        Lines that are not valid records are kept as they are (nothing is lost by a delete).
+
+        Only an image that is still ours is deleted (:func:`deletable`); each one kept is
+        listed in :attr:`kept` as ``(path, why)`` for the person to see."""
+        self.kept = []
         with self._locked():
             lines = self._lines()
             recs = [rec for _raw, rec in lines if rec is not None]
@@ -360,6 +588,116 @@ class History:
             for r in recs:
                 if r.id == record_id:
                     for p in r.images:
+                        why = deletable(r, p, outputs_dir)
+                        if why is not None:
+                            if why:  # "": already gone, nothing to say
+                                self.kept.append((p, why))
+                            continue
                         with contextlib.suppress(FileNotFoundError):
                             Path(p).unlink()
         return True
+
+
+def _hash_file(path: str) -> ImageFile | None:
+    """Size and sha256 of the regular file ``path`` (not following a symlink); None when it
+    is not one or cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h, size = hashlib.sha256(), 0
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+        return ImageFile(path=path, size=size, sha256=h.hexdigest())
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stamp_files(record: HistoryRecord) -> None:
+    """Record the size + sha256 of each image the record names and does not stamp yet."""
+    for p in record.images:
+        if record.file(p) is None:
+            stamp = _hash_file(p)
+            if stamp is not None:
+                record.files.append(stamp)
+
+
+#: the names :func:`save_png` gives in a folder (``<stamp>_<seed>_<index>[-n].png``)
+_OUR_NAME = re.compile(r"\d{8}-\d{6}-\d{3}_-?\d+_\d+(-\d+)?\.png")
+
+
+def _inside(path: Path, folder: str | os.PathLike[str] | None) -> bool:
+    """``path`` is directly or deeper inside ``folder`` (real paths: a symlinked folder that
+    leads elsewhere is not inside)."""
+    if not folder:
+        return False
+    try:
+        return path.parent.resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _is_output_file(p: Path, out_file: Path, batch: int | None) -> bool:
+    """``p`` is the ``-o`` file or one of its batch's names (:func:`output_files`)."""
+    if p == out_file:
+        return True
+    suffix = re.escape(out_file.suffix or ".png")
+    m = re.fullmatch(re.escape(out_file.stem) + r"-(\d{1,4})" + suffix, p.name)
+    return p.parent == out_file.parent and m is not None and 1 <= int(m[1]) <= (batch or 1)
+
+
+def deletable(
+    record: HistoryRecord, path: str, outputs_dir: str | os.PathLike[str] | None
+) -> str | None:
+    """None when the image ``path`` of ``record`` may be deleted; otherwise why it is kept
+    ("" when there is nothing there). Ours means: a regular file (not a symlink), where
+    distill wrote it — inside the outputs folder, or (a record that kept the image's bytes)
+    the record's output folder under one of our own names, or its exact ``-o`` path — and,
+    when the record kept them, still holding the same size and sha256."""
+    p = Path(path)
+    name = p.name
+    if not p.is_absolute():
+        return f"{name}: not an absolute path in the record; kept"
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        return f"{name}: cannot be checked ({e.strerror or e}); kept"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{name}: {file_kind(st.st_mode)}, not an image distill wrote; kept"
+    stamp = record.file(path)
+    params = record.params
+    if stamp is None:  # an older record: only what is in the outputs folder
+        if _inside(p, outputs_dir):
+            return None
+        return f"{name}: outside the outputs folder and no record of its bytes; kept"
+    out_dir, out_file = params.get("output_dir"), params.get("output_file")
+    inside = _inside(p, outputs_dir)
+    where = (
+        inside
+        or (bool(out_dir) and p.parent == Path(str(out_dir)) and bool(_OUR_NAME.fullmatch(name)))
+        or (bool(out_file) and _is_output_file(p, Path(str(out_file)), params.get("batch_count")))
+    )
+    if not where:
+        return f"{name}: outside the outputs folder and not the recorded -o file; kept"
+    now = _hash_file(path) if st.st_size == stamp.size else None
+    if now is None or now.sha256 != stamp.sha256:
+        return f"{name}: changed since it was generated (not distill's image any more); kept"
+    if not inside and not _has_parameters(p):  # a record naming (and hashing) any file
+        return f"{name}: not an image with distill's parameters; kept"
+    return None
+
+
+def _has_parameters(path: Path) -> bool:
+    """The file is an image carrying the parameters distill writes into every image."""
+    try:
+        return read_parameters(path) is not None
+    except Exception:  # noqa: BLE001 - not an image PIL reads: not ours
+        return False

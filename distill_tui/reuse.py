@@ -100,14 +100,25 @@ def find_record(core: CoreContext, ref: str) -> HistoryRecord:
     """A history record by id (a unique prefix is enough) or ``last``; KeyError says why."""
     from distill_tui.outputs import History
 
-    records = History(core.paths.history_file).records()
+    history = History(core.paths.history_file)
+    records = history.records()  # valid records only: a record of the wrong shape is skipped
+    # why a record is not there, when one was skipped (e.g. "line 3 ... (params.width: ...)")
+    skipped = f" ({'; '.join(history.warnings[:2])})" if history.warnings else ""
+    if ref in ("last", "latest") and history.newest_is_invalid:  # never quietly an older one
+        raise KeyError(f"the last generation cannot be reused{skipped}")
     if not records:
-        raise KeyError("the history is empty: nothing to reuse")
+        raise KeyError(
+            f"no valid record in the history{skipped}"
+            if skipped
+            else "the history is empty: nothing to reuse"
+        )
     if ref in ("last", "latest"):
         return records[0]
     found = [r for r in records if r.id.startswith(ref)]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise KeyError(f"no generation {ref!r} in the history (ids: distill generate --help)")
+        raise KeyError(
+            f"no generation {ref!r} in the history (ids: distill generate --help){skipped}"
+        )
     raise KeyError(f"{ref!r} matches {len(found)} generations; give more of the id")

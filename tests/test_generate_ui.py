@@ -7,6 +7,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, TextArea
 
 from distill_tui.app import DistillApp
@@ -312,3 +313,35 @@ async def test_notification_when_terminal_lost_focus(isolated_dirs):
         await wait_for(pilot, lambda: app.generation.job and not app.generation.running, 5)
         await pilot.pause()
         assert bells == [1]
+
+
+@pytest.mark.parametrize("web", [True, False])
+async def test_auto_renderer_under_the_web_driver_is_colour_halfcells(
+    isolated_dirs, monkeypatch, web
+):
+    """textual-serve (issue 23.8): no terminal was probed, so textual-image's automatic choice
+    is its monochrome unicode shades; in a browser the picture is drawn in colour half-cells.
+    (The web driver is what `App.is_web` reports; a real browser is not started here.)"""
+    from textual.app import App
+    from textual_image.widget import HalfcellImage, UnicodeImage
+
+    monkeypatch.setattr(App, "is_web", property(lambda self: web))
+    core = fake_ready_core()
+    files = batch_files(core, 1)
+    app = DistillApp(
+        core,
+        image_renderer="auto",
+        display_settings=STILL,
+        engine_factory=lambda a: FakeEngine(a, files),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.query_one("#prompt", TextArea).text = "x"
+        await pilot.press("ctrl+g")
+        view = app.screen.query_one("#image-view", ImageView)
+        await wait_for(
+            pilot, lambda: view.shown is not None and view.shown_frame is view.current, 5
+        )
+        widget = view.query_one("#image-widget")
+        # off the web, auto stays textual-image's own choice (under pytest, no tty: unicode)
+        assert isinstance(widget, HalfcellImage) is web, type(widget)
+        assert not isinstance(widget, UnicodeImage)

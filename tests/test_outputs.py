@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from distill_tui.outputs import (
     History,
     HistoryRecord,
+    OutputRefused,
     format_parameters,
     parse_parameters,
     read_parameters,
@@ -85,9 +89,28 @@ def test_save_png_concurrent_writers_get_distinct_files(tmp_path):
 def test_save_png_exact_path_overwrites_atomically(tmp_path):
     target = tmp_path / "sub" / "out.png"
     assert save_png(img(), target, PARAMS, exact=True) == target
-    assert save_png(img(), target, {**PARAMS, "seed": 5}, exact=True) == target
+    # an existing file is replaced only when asked (-o ... --overwrite)
+    with pytest.raises(OutputRefused, match="already exists"):
+        save_png(img(), target, {**PARAMS, "seed": 4}, exact=True)
+    assert "Seed: 123" in (read_parameters(target) or "")
+    assert save_png(img(), target, {**PARAMS, "seed": 5}, exact=True, overwrite=True) == target
     assert "Seed: 5" in (read_parameters(target) or "")
     assert [p.name for p in target.parent.iterdir()] == ["out.png"]
+
+
+def test_save_png_exact_path_never_replaces_a_fifo_or_a_symlink(tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.png"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        for overwrite in (False, True):
+            with pytest.raises(OutputRefused):
+                save_png(img(), target, PARAMS, exact=True, overwrite=overwrite)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "pipe.png"]
 
 
 def _rec(i: int, files: list[str]) -> HistoryRecord:
@@ -117,7 +140,7 @@ def test_history_newest_first_delete_with_files_and_torn_lines(tmp_path):
     with open(h.path, "a") as fh:
         fh.write('{"id": "x", "model_')
     assert [r.seed for r in History(h.path).records()] == [2, 1, 0]
-    assert h.delete(recs[1].id) is True
+    assert h.delete(recs[1].id, outputs_dir=tmp_path / "out") is True
     assert not files[1].exists() and files[0].exists()
     assert [r.seed for r in h.records()] == [2, 0]
     assert h.delete("nope") is False

@@ -127,6 +127,7 @@ def build_requests(
             vae_tiling=_knob(args, "vae_tiling", gd.vae_tiling),
             output_dir=out_dir,
             output_file=out_file,
+            output_overwrite=bool(getattr(args, "overwrite", False)),
             model_id=paths.model_id,
             diffusion_quant=paths.diffusion_quant,
             text_encoder_quant=paths.text_encoder_quant,
@@ -167,12 +168,21 @@ def _output_target(args: argparse.Namespace, ctx: CoreContext) -> tuple[str | No
     """(file, folder): ``-o FILE`` (its format checked now, before the engine starts) or a
     folder (``--out-dir``, else the outputs folder)."""
     if args.output:
-        from distill_tui.outputs import output_format_problem
+        from distill_tui.outputs import output_file_problem, output_files, output_format_problem
 
         problem = output_format_problem(args.output)
         if problem:  # before the engine starts
             raise CliError(f"-o {args.output}: {problem}")
-        return str(Path(args.output).expanduser().resolve()), None
+        try:  # a symlink is followed: a link to /dev/full is checked as /dev/full
+            out = Path(args.output).expanduser().resolve()
+        except (OSError, RuntimeError) as e:  # a symlink loop
+            raise CliError(f"-o {args.output}: cannot be resolved ({e})") from None
+        overwrite = bool(getattr(args, "overwrite", False))
+        for target in output_files(out, min(max(1, args.batch), 1000)):  # each of a batch
+            problem = output_file_problem(target, overwrite)
+            if problem:  # a device, FIFO or folder never; a file only with --overwrite
+                raise CliError(f"-o {args.output}: {problem}")
+        return str(out), None
     return None, str(
         Path(args.out_dir).expanduser().resolve() if args.out_dir else ctx.settings.outputs_dir
     )
@@ -183,6 +193,8 @@ def _init_image(args: argparse.Namespace) -> tuple[str | None, float | None]:
     init = getattr(args, "init_image", None)
     init_image = str(Path(init).expanduser().resolve()) if init else None
     if init_image and not Path(init_image).is_file():
+        if Path(init_image).exists():  # /dev/zero, a FIFO, a folder: there, but no image
+            raise CliError(f"init image {init_image}: not a regular file")
         raise CliError(f"init image not found: {init_image}")
     strength = getattr(args, "strength", None)
     if strength is not None and not init_image:

@@ -43,7 +43,9 @@ def spawn_detached(argv: list[str], log_dir: Path, name: str) -> tuple[int, Path
     to a log file; return (pid, log path). It resumes any partials (same locks, same sidecars)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"download-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    with open(log, "ab") as fh:
+    from distill_tui.atomic import private_opener
+
+    with open(log, "ab", opener=private_opener) as fh:  # private, as the settings are
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -583,7 +583,9 @@ class EngineChild:
                     **knob_params(req),
                 }
                 target, exact = _output_target(req, i)
-                saved = self._save_png(img, target, params, index=i, exact=exact)
+                saved = self._save_png(
+                    img, target, params, index=i, exact=exact, overwrite=req.output_overwrite
+                )
                 ev = ImageEvent(
                     id=req.id, path=str(saved), seed=seed + i, width=w, height=h, index=i
                 )

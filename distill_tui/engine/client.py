@@ -279,7 +279,9 @@ class EngineClient:
         fh = None
         if self._log_file:
             with contextlib.suppress(OSError):
-                fh = open(self._log_file, "a", encoding="utf-8")  # noqa: SIM115
+                from distill_tui.atomic import private_opener
+
+                fh = open(self._log_file, "a", encoding="utf-8", opener=private_opener)  # noqa: SIM115
         try:
             while True:
                 line = await proc.stderr.readline()

@@ -142,6 +142,7 @@ class GenerateRequest(_Msg):
     loras: list[LoraSpec] = Field(default_factory=list)
     output_dir: str | None = None  # where PNGs go (time-sorted unique names)
     output_file: str | None = None  # exact path (batch: <stem>-<n><suffix>); wins over dir
+    output_overwrite: bool = False  # output_file may replace a regular file (never anything else)
     # Recorded in the PNG `parameters` chunk and in history; not used by the library.
     model_id: str = ""
     diffusion_quant: str = ""

@@ -1,7 +1,8 @@
 """Gallery (F4): past generations newest first (the history records), the selected image
 inline; ``enter`` views it large, ``r`` reuses its parameters in the Generate form,
-``delete`` removes image and record after a confirmation. Files deleted outside the app are
-listed as missing (a red ✗ in the list, "missing" in the pane), never as errors."""
+``delete`` removes the record and its images after a confirmation — only images that are still
+the generated ones (``outputs.deletable``); any other is kept and named. Files deleted outside
+the app are listed as missing (a red ✗ in the list, "missing" in the pane), never as errors."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ class GalleryScreen(DistillScreen):
         super().__init__()
         self.records: list[HistoryRecord] = []
         self._narrow: bool | None = None  # the column set the table has now
+        self._note = ""  # what the last delete kept (shown in the status line)
 
     @property
     def history(self) -> History:
@@ -143,6 +145,8 @@ class GalleryScreen(DistillScreen):
         status = f"{count} generation{'s' if count != 1 else ''}"
         if history.warnings:
             status += " · " + "; ".join(history.warnings[:2])
+        if self._note:  # what the last delete kept
+            status += " · " + self._note
         self.query_one("#gallery-status", Static).update(Content(visible(status)))
         if keep:
             for i, rec in enumerate(self.records):
@@ -286,13 +290,30 @@ class GalleryScreen(DistillScreen):
         self.app.push_screen(ConfirmModal("Delete this generation?", body, yes="Delete"), done)
 
     def _delete(self, rec: HistoryRecord) -> None:
+        """Delete the record and the images that are still ours (the history's rule: in the
+        outputs folder or the exact ``-o`` path, holding the bytes recorded); each image
+        kept is named in the status line and a notification."""
+        history = self.history
         try:
-            ok = self.history.delete(rec.id)
+            ok = history.delete(rec.id, outputs_dir=self.core.settings.outputs_dir)
         except OSError as e:
             self.distill.report_failure("Delete failed", str(e))
             return
         if not ok:
             self.notify("That record was already gone", severity="warning")
+        self._note = ""
+        if history.kept:
+            n = len(history.kept)
+            self._note = f"kept {n} file{'s' if n != 1 else ''}: " + "; ".join(
+                why for _path, why in history.kept[:3]
+            )
+            self.notify(
+                "The record is deleted; "
+                + self._note
+                + " (a file that is not the generated image any more is never deleted)",
+                title="Gallery",
+                severity="warning",
+            )
         self.reload()
 
     def action_previous_image(self) -> None:

@@ -132,7 +132,12 @@ class ImageView(Vertical, can_focus=True):
         image_probe.widget_module()
 
     def _wanted_renderer(self) -> str:
-        return getattr(self.app, "image_renderer", None) or "auto"
+        wanted = getattr(self.app, "image_renderer", None) or "auto"
+        if wanted == "auto" and self.app.is_web:
+            # textual-serve: no terminal was probed (textual-image's automatic choice is the
+            # monochrome "unicode" shades); the browser draws every cell colour
+            return "halfcell"
+        return wanted
 
     # ---- public API ------------------------------------------------------------------
     def set_frames(self, frames: list[Frame], index: int = 0) -> None:
