@@ -27,14 +27,30 @@ class LoraError(ValueError):
     """A LoRA choice that cannot be used; the message is for the person."""
 
 
+#: a LoRA folder walk stops after this many entries or seconds (a lora_dir set to /usr)
+LORA_SCAN_ENTRIES = 20_000
+LORA_SCAN_SECONDS = 3.0
+
+
+def scan_loras(folder: Path) -> tuple[list[str], list[str]]:
+    """(names, skipped): the LoRA names in ``folder`` and its subfolders, sorted ([] when it
+    does not exist), and what the bounded walk left out (scan.py: a tree nested deeper than
+    its limit, a huge folder). Blocking: the TUI calls it from a thread."""
+    from distill_tui.scan import walk_files
+
+    base = Path(folder)
+    if not base.is_dir():
+        return [], []
+    walk = walk_files(
+        base, LORA_EXTENSIONS, max_entries=LORA_SCAN_ENTRIES, max_seconds=LORA_SCAN_SECONDS
+    )
+    names = {p.relative_to(base).with_suffix("").as_posix() for p, _size in walk.files}
+    return sorted(names, key=str.lower), walk.skipped()
+
+
 def list_loras(folder: Path) -> list[str]:
     """The LoRA names in ``folder`` (and its subfolders), sorted; [] when it does not exist."""
-    try:
-        files = [p for p in Path(folder).rglob("*") if p.suffix.lower() in LORA_EXTENSIONS]
-    except OSError:
-        return []
-    names = {p.relative_to(folder).with_suffix("").as_posix() for p in files if p.is_file()}
-    return sorted(names, key=str.lower)
+    return scan_loras(folder)[0]
 
 
 def parse_lora(text: str) -> tuple[str, float]:

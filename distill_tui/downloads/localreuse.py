@@ -181,32 +181,36 @@ class FolderIndex:
         self.by_size: dict[int, list[tuple[Path, Path]]] = {}  #: size -> [(file, its folder)]
         self.files: list[tuple[Path, int, Path]] = []
         self.problems: list[str] = []
-        skip_real = _real(skip) if skip is not None else None
+        skip_id: tuple[int, int] | None = None
+        if skip is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(skip)
+                skip_id = (st.st_dev, st.st_ino)
         for d in self.dirs:
-            self._walk(d, skip_real)
+            self._walk(d, skip_id)
 
-    def _walk(self, root: Path, skip: Path | None) -> None:
+    def _walk(self, root: Path, skip: tuple[int, int] | None) -> None:
+        """One folder, iteratively and bounded (scan.py: depth, entries, time; issue 19.16);
+        what was skipped becomes one line of ``problems``."""
+        from distill_tui.scan import walk_files
+
         if root.is_file():
             self._add(root, root.parent)
             return
         if not root.is_dir():
             self.problems.append(f"{root}: not found")
             return
-        n = 0
-        for base, dirs, names in os.walk(root, onerror=None):
-            base_p = Path(base)
-            if skip is not None and _real(base_p) == skip:
-                dirs[:] = []
-                continue
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for nm in sorted(names):
-                n += 1
-                if n > MAX_WALK_ENTRIES:
-                    self.problems.append(f"{root}: more than {MAX_WALK_ENTRIES} entries, stopped")
-                    return
-                if nm.startswith(".") or not nm.lower().endswith(MODEL_SUFFIXES):
-                    continue
-                self._add(base_p / nm, root)
+        walk = walk_files(
+            root,
+            MODEL_SUFFIXES,
+            max_entries=MAX_WALK_ENTRIES,
+            skip=None if skip is None else (lambda st: (st.st_dev, st.st_ino) == skip),
+        )
+        for p, size in walk.files:
+            self.files.append((p, size, root))
+            self.by_size.setdefault(size, []).append((p, root))
+        if walk.skipped():
+            self.problems.append(f"{root}: " + "; ".join(walk.skipped()))
 
     def _add(self, p: Path, root: Path) -> None:
         try:
@@ -226,13 +230,6 @@ class FolderIndex:
             with contextlib.suppress(OSError):
                 out.append(Candidate(p.resolve(), size, FOLDER, str(root), shown=p))
         return out
-
-
-def _real(p: Path) -> Path | None:
-    try:
-        return p.resolve()
-    except (OSError, RuntimeError):
-        return None
 
 
 def find(

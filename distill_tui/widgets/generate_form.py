@@ -41,7 +41,7 @@ from distill_tui.generation import (
     check_size,
     check_threads,
 )
-from distill_tui.loras import LoraError, format_lora_list, list_loras, parse_lora_list, split_paths
+from distill_tui.loras import LoraError, format_lora_list, parse_lora_list, scan_loras, split_paths
 from distill_tui.textsafe import visible
 from distill_tui.widgets.gen_progress import GenProgress
 from distill_tui.widgets.model_select import ModelSelect
@@ -298,16 +298,31 @@ class GenerateForm(VerticalScroll):
                 title.first().focus()
 
     def _reload_loras(self) -> None:
-        """The LoRA picker lists the folder's files (read when the section opens)."""
-        folder = self.core.settings.lora_dir
-        names = list_loras(folder)
+        """The LoRA picker lists the folder's files (read when the section opens), walked on a
+        thread (loras.scan_loras is bounded: a /usr or a tree 1,100 deep never stalls the UI)."""
+        self.run_worker(
+            self._scan_loras(self.core.settings.lora_dir),
+            group="loras",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _scan_loras(self, folder: Path) -> None:
+        import asyncio
+
+        names, skipped = await asyncio.to_thread(scan_loras, folder)
+        self._fill_loras(folder, names, skipped)
+
+    def _fill_loras(self, folder: Path, names: list[str], skipped: list[str]) -> None:
         pick = self.query_one("#lora-pick", Select)
         if not (pick.is_mounted and pick.query("SelectOverlay")):
             # mounted with the section just now: setting its options needs it composed
-            self.call_after_refresh(self._reload_loras)
+            self.call_after_refresh(self._fill_loras, folder, names, skipped)
             return
         pick.set_options([(visible(n), n) for n in names])
-        pick.prompt = "add from the LoRA folder" if names else f"(no LoRA files in {folder.name}/)"
+        prompt = "add from the LoRA folder" if names else f"(no LoRA files in {folder.name}/)"
+        pick.prompt = prompt + (" (partial list)" if skipped else "")
+        pick.tooltip = visible(f"{folder}: " + "; ".join(skipped)) if skipped else None
 
     # ---- values ------------------------------------------------------------------------
     def value(self, field_id: str) -> str | bool:
