@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from distill_tui.bounds import text_problem
 from distill_tui.formatting import recipe_label
 from distill_tui.listeners import Listeners
 
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SIZE_STEP = 16
-MIN_SIZE = 64
-MAX_SIZE = 4096
 SIZE_PRESETS: tuple[tuple[int, int], ...] = (
     (1024, 1024),
     (768, 768),
@@ -106,19 +104,8 @@ ChangeKind = Literal["job", "progress", "preview", "image", "finished", "engine"
 
 
 def check_size(text: str) -> str | None:
-    """The reason ``text`` is not a valid width/height, or None."""
-    t = text.strip()
-    if not t:
-        return "required"
-    if not t.isdigit():
-        return "a whole number of pixels"
-    n = int(t)
-    if n < MIN_SIZE or n > MAX_SIZE:
-        return f"between {MIN_SIZE} and {MAX_SIZE}"
-    if n % SIZE_STEP:
-        lo = n - n % SIZE_STEP
-        return f"a multiple of {SIZE_STEP} (try {max(lo, MIN_SIZE)} or {lo + SIZE_STEP})"
-    return None
+    """The reason ``text`` is not a valid width/height, or None (distill_tui.bounds)."""
+    return text_problem("width", text)
 
 
 def check_int(text: str, lo: int, hi: int) -> str | None:
@@ -142,11 +129,11 @@ def check_float(text: str, lo: float, hi: float) -> str | None:
 
 
 def check_threads(text: str) -> str | None:
-    """Engine threads: empty / ``auto`` / -1 = auto, else 1..1024."""
+    """Engine threads: empty / ``auto`` = -1 = auto, else distill_tui.bounds' range."""
     t = text.strip()
-    if t in ("", "auto", "-1"):
+    if t in ("", "auto"):
         return None
-    return check_int(t, 1, 1024)
+    return text_problem("n_threads", t)
 
 
 def check_seed(text: str) -> str | None:

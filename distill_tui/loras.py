@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill_tui.bounds import problem
+
 if TYPE_CHECKING:
     from distill_tui.engine.protocol import LoraSpec
 
@@ -63,8 +65,9 @@ def parse_lora(text: str) -> tuple[str, float]:
     if ":" in name or ">" in name:
         raise LoraError(f"{t!r}: a LoRA is NAME or NAME:WEIGHT (weight a number)")
     w = float(weight) if weight is not None else 1.0
-    if not -10 <= w <= 10:
-        raise LoraError(f"{t!r}: the weight must be between -10 and 10")
+    why = problem("lora_weight", w)  # the one table's bound
+    if why is not None:
+        raise LoraError(f"{t!r}: weight {w:g}: {why}")
     return name, w
 
 
@@ -92,13 +95,49 @@ def resolve_lora(folder: Path, name: str) -> Path:
     raise LoraError(f"LoRA {name!r} not found in {base}{where}{hint}")
 
 
+#: tensor names of the kinds stable-diffusion.cpp applies (lora.hpp, name_conversion.cpp):
+#: LoRA up/down/mid in kohya, diffusers and PEFT spellings, LoHa, LoKr and full diffs
+LORA_TENSOR = re.compile(
+    r"lora[._](?:up|down|mid|A|B)\b|lora_linear|hada_w[12]|lokr_w[12]|\.diff(?:_b)?$"
+)
+
+
+def lora_file_problem(path: Path, name: str = "") -> str | None:
+    """Why the file at ``path`` is no LoRA the engine can apply, from its header alone (read
+    with every count bounded), or None. The engine would take such a file silently and apply
+    nothing: random bytes, a truncated file, a model's own weights. ``.pt``/``.ckpt`` files
+    (pickles) are not read here; the engine's count of applied tensors judges them (child)."""
+    p = Path(path)
+    label = f"LoRA {name!r}" if name else f"LoRA {p.name!r}"
+    if p.suffix.lower() not in (".safetensors", ".gguf"):
+        return None
+    from distill_tui.engine.preflight import PreflightError, read_tensors
+
+    try:
+        table = read_tensors(p, role="LoRA")
+    except PreflightError as e:
+        return f"{label} cannot be used: {e.message}"
+    names = list(table.shapes)
+    if not any(LORA_TENSOR.search(n) for n in names):
+        example = f" (e.g. {names[0]!r}: a model's file?)" if names else ""
+        return (
+            f"{label} is not a LoRA: none of its {len(names)} tensors is a LoRA tensor "
+            f"(lora_up/lora_down, lora_A/lora_B, LoHa or LoKr){example}"
+        )
+    return None
+
+
 def lora_specs(folder: Path, loras: list[tuple[str, float]] | tuple) -> list[LoraSpec]:
-    """Protocol specs (absolute paths) for the chosen names. Raises :class:`LoraError`."""
+    """Protocol specs (absolute paths) for the chosen names, each file checked to be a LoRA
+    (:func:`lora_file_problem`). Raises :class:`LoraError`."""
     from distill_tui.engine.protocol import LoraSpec
 
     specs = []
     for name, weight in loras:
         path = resolve_lora(folder, name)
+        why = lora_file_problem(path, name)
+        if why is not None:
+            raise LoraError(why)
         try:
             specs.append(LoraSpec(name=name, path=str(path), weight=weight))
         except ValueError as e:  # pydantic: a path the prompt tag cannot carry

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from distill_tui.atomic import atomic_write_json, move_aside
+from distill_tui.bounds import problem
 from distill_tui.jsonfile import JSONFileError
 from distill_tui.jsonfile import loads as load_json
 from distill_tui.listeners import Listeners
@@ -54,14 +55,15 @@ class GenerationDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    width: int | None = Field(default=None, ge=16, le=4096)
-    height: int | None = Field(default=None, ge=16, le=4096)
-    steps: int | None = Field(default=None, ge=1, le=200)
-    cfg_scale: float | None = Field(default=None, ge=0, le=50)
+    # width .. threads: the one bound of each (distill_tui.bounds), in its words
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
     sampler: str | None = None
     scheduler: str | None = None
     negative_prompt: str = ""
-    batch_count: int = Field(default=1, ge=1, le=16)
+    batch_count: int = 1
     threads: int = Field(default=-1, description="CPU threads for the engine; -1 = auto")
     flash_attention: bool = True
     offload_to_cpu: bool = False
@@ -73,6 +75,21 @@ class GenerationDefaults(BaseModel):
     lora_dir: str | None = Field(
         default=None, description="Folder of LoRA files; None = <models dir>/loras"
     )
+
+    @field_validator(
+        "width", "height", "steps", "cfg_scale", "negative_prompt", "batch_count", "threads"
+    )
+    @classmethod
+    def _in_bounds(cls, value: Any, info: ValidationInfo) -> Any:
+        name = _BOUND_OF.get(info.field_name or "", info.field_name or "")
+        reason = None if value is None else problem(name, value)
+        if reason is not None:
+            raise ValueError(reason)
+        return value
+
+
+#: the settings key -> the bound's (protocol) name, where they differ
+_BOUND_OF = {"threads": "n_threads"}
 
 
 class Settings(BaseModel):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill_tui.cli import CliError
+from distill_tui.cli.generate import pick_bounded
 from distill_tui.compare import (
     Cell,
     CompareError,
@@ -50,36 +51,24 @@ def build_params(args: argparse.Namespace, ctx: CoreContext) -> GenParams:
         raise CliError(visible(str(e))) from None
     rec = model.recommended
     gd = ctx.settings.settings.generation
-
-    def pick(flag, setting, recommended):
-        if flag is not None:
-            return flag
-        return setting if setting is not None else recommended
-
-    width = pick(args.width, gd.width, rec.width)
-    height = pick(args.height, gd.height, rec.height)
-    for name, value in (("width", width), ("height", height)):
-        if value < 16 or value > 4096:
-            raise CliError(f"invalid {name}: {value} (between 16 and 4096)")
-    steps = pick(args.steps, gd.steps, rec.steps)
-    if steps < 1 or steps > 1000:
-        raise CliError(f"invalid steps: {steps} (between 1 and 1000)")
-    cfg = pick(args.cfg, gd.cfg_scale, rec.cfg_scale)
-    if not cfg >= 0:
-        raise CliError(f"invalid cfg: {cfg}")
-    if args.seed < -1:
-        raise CliError(f"--seed {args.seed}: a whole number ≥ 0, or -1 for random")
+    picked = pick_bounded(args, gd, rec)  # the one table's bounds, as distill generate's
     return GenParams(
         prompt=args.prompt,
-        negative_prompt=args.negative if args.negative is not None else gd.negative_prompt,
-        width=width,
-        height=height,
-        steps=steps,
-        cfg_scale=cfg,
+        negative_prompt=picked["negative_prompt"],
+        width=picked["width"],
+        height=picked["height"],
+        steps=picked["steps"],
+        cfg_scale=picked["cfg_scale"],
         seed=args.seed,
-        sampler=pick(args.sampler, gd.sampler, rec.sampler),
-        scheduler=pick(args.scheduler, gd.scheduler, rec.scheduler),
+        sampler=_pick(args.sampler, gd.sampler, rec.sampler),
+        scheduler=_pick(args.scheduler, gd.scheduler, rec.scheduler),
     )
+
+
+def _pick(flag: Any, setting: Any, recommended: Any) -> Any:
+    if flag is not None:
+        return flag
+    return setting if setting is not None else recommended
 
 
 class _Reporter:

@@ -32,7 +32,6 @@ from distill_tui.engine.protocol import (
     LoraSpec,
     PhaseEvent,
     ProgressEvent,
-    seed_problem,
 )
 from distill_tui.outputs import History
 from distill_tui.resolver import ActivePaths, ModelNotReadyError
@@ -106,16 +105,16 @@ def build_requests(
     lora_dir, loras = _loras(args, ctx)
     rec = model.recommended
     gd = ctx.settings.settings.generation
+    picked = pick_bounded(args, gd, rec)
     load = _load_request(args, gd, paths, lora_dir, decode_only=not (refs or init_image))
-    _check_batch_and_seed(args)
     try:
         gen = GenerateRequest(
             prompt=args.prompt,
-            negative_prompt=args.negative if args.negative is not None else gd.negative_prompt,
-            width=_pick(args.width, gd.width, rec.width),
-            height=_pick(args.height, gd.height, rec.height),
-            steps=_pick(args.steps, gd.steps, rec.steps),
-            cfg_scale=_pick(args.cfg, gd.cfg_scale, rec.cfg_scale),
+            negative_prompt=picked["negative_prompt"],
+            width=picked["width"],
+            height=picked["height"],
+            steps=picked["steps"],
+            cfg_scale=picked["cfg_scale"],
             sampler=_pick(args.sampler, gd.sampler, rec.sampler),
             scheduler=_pick(args.scheduler, gd.scheduler, rec.scheduler),
             seed=args.seed,
@@ -199,8 +198,12 @@ def _init_image(args: argparse.Namespace) -> tuple[str | None, float | None]:
     strength = getattr(args, "strength", None)
     if strength is not None and not init_image:
         raise CliError("--strength needs --init-image (img2img)")
-    if strength is not None and not 0.0 <= strength <= 1.0:
-        raise CliError(f"--strength {strength:g}: between 0 and 1")
+    if strength is not None:
+        from distill_tui.bounds import problem, refusal
+
+        reason = problem("strength", strength)
+        if reason is not None:
+            raise CliError(refusal("strength", strength, reason))
     return init_image, strength
 
 
@@ -255,13 +258,35 @@ def _load_request(
     )
 
 
-def _check_batch_and_seed(args: argparse.Namespace) -> None:
-    """The form's rules for ``--batch`` and ``--seed``; before anything starts."""
-    if args.batch < 1:
-        raise CliError("--batch must be at least 1")
-    problem = seed_problem(args.seed, args.batch)
-    if problem:
-        raise CliError(f"--seed {args.seed}: {problem}")
+def pick_bounded(args: argparse.Namespace, gd: GenerationDefaults, rec: Any) -> dict[str, Any]:
+    """The bounded values (flag > setting > the model's recommended one) of ``distill
+    generate`` and ``distill compare``, each checked against the one table,
+    ``distill_tui.bounds``, before anything starts: a refusal names the flag (or where the
+    value came from) and gives the table's words."""
+    from distill_tui.bounds import BOUNDS, check_all, refusal
+
+    given: dict[str, tuple[Any, str | None]] = {"prompt": (args.prompt, "the prompt")}
+    for name, flag, setting, recommended in (
+        ("negative_prompt", args.negative, gd.negative_prompt, None),
+        ("width", args.width, gd.width, rec.width),
+        ("height", args.height, gd.height, rec.height),
+        ("steps", args.steps, gd.steps, rec.steps),
+        ("cfg_scale", args.cfg, gd.cfg_scale, rec.cfg_scale),
+        ("batch_count", getattr(args, "batch", 1), None, None),
+        ("seed", args.seed, None, None),
+        ("n_threads", args.threads, gd.threads, None),
+    ):
+        if flag is not None:
+            given[name] = (flag, None)
+        elif setting is not None:
+            given[name] = (setting, f"{BOUNDS[name].flag[2:]} (the generation setting)")
+        else:
+            given[name] = (recommended, f"{BOUNDS[name].flag[2:]} (the model's recommended)")
+    refused = check_all({k: v for k, (v, _what) in given.items()})
+    if refused is not None:
+        name, value, reason = refused
+        raise CliError(refusal(name, value, reason, given[name][1]))
+    return {k: v for k, (v, _what) in given.items()}
 
 
 class _Reporter:

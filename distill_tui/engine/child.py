@@ -44,6 +44,7 @@ import gc
 import io
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -76,6 +77,7 @@ from distill_tui.engine.protocol import (
     dumps,
     parse_request,
 )
+from distill_tui.loras import lora_file_problem
 
 #: The ctypes callback objects, referenced for the life of the process: the C side keeps only
 #: their raw pointers, and a callback object that is collected leaves them dangling.
@@ -83,6 +85,12 @@ _CALLBACKS: tuple = ()
 
 _LEVELS = {0: "DEBUG", 1: "INFO", 2: "WARN", 3: "ERROR"}
 _TAIL_IN_ERRORS = 20  # log lines attached to an error event
+#: the library's count of one LoRA's tensors it applied (once per model part, per generation)
+_LORA_APPLIED = re.compile(
+    r"\((\d+) / (\d+)\) LoRA tensors have been applied, lora_file_path = (.+)$"
+)
+#: a LoRA file the library could not read (it then generates without it, silently)
+_LORA_UNREADABLE = re.compile(r"init lora model loader from file failed: '(.+)'$")
 
 
 def _setup_fds() -> IO[str]:
@@ -93,6 +101,27 @@ def _setup_fds() -> IO[str]:
     sys.stdout = sys.stderr
     os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     return os.fdopen(proto_fd, "w", buffering=1, encoding="utf-8")
+
+
+#: the main thread's stack the child asks for: stable-diffusion.cpp parses a prompt with a
+#: recursive std::regex, ~320 bytes of stack per byte of prompt (an 8 MB stack died at ~26 KB);
+#: with 64 MB the longest prompt distill accepts (bounds.MAX_PROMPT_BYTES) has a wide margin
+#: even when the shell's ``ulimit -s`` is small (2 MB died at 8 KB)
+STACK_BYTES = 64 << 20
+
+
+def _raise_stack_limit() -> None:
+    """Let the main thread's stack grow to :data:`STACK_BYTES` (Linux grows it on demand up
+    to the soft limit read at fault time; the hard limit is never exceeded)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+        want = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: keep the limit
+        pass
 
 
 def _errlog(msg: str) -> None:
@@ -183,6 +212,9 @@ class EngineChild:
         self.model_version = ""
         self.tail: collections.deque[str] = collections.deque(maxlen=60)
         self.errors: list[str] = []  # ERROR lines since the last load/generate began
+        #: per LoRA file of the running generation: [tensors applied, tensors in the file]
+        self.lora_counts: dict[str, list[int]] = {}
+        self.lora_unreadable: set[str] = set()
         # the loaded context
         self._sd: Any = None
         self._loaded_key: tuple | None = None
@@ -209,7 +241,10 @@ class EngineChild:
                 sys.stderr.write(f"{lvl} {msg}\n")
             if level >= 3:
                 self.errors.append(msg.split(" - ", 1)[-1].strip())
-            self._phase_from_log(msg.split(" - ", 1)[-1])
+            body = msg.split(" - ", 1)[-1]
+            self._phase_from_log(body)
+            if "LoRA" in body or "lora" in body:
+                self._lora_from_log(body.strip())
         except Exception:  # noqa: BLE001 - never raise into native code
             pass
 
@@ -233,6 +268,18 @@ class EngineChild:
             self.emit(PhaseEvent(id=self.req_id, phase="decoding", image_index=self.image_index))
         elif body.startswith("Version: "):
             self.model_version = body[len("Version: ") :].strip()
+
+    def _lora_from_log(self, body: str) -> None:
+        """The library's own report of what each LoRA did (its ``lora_stat``)."""
+        m = _LORA_APPLIED.search(body)
+        if m:
+            count = self.lora_counts.setdefault(os.path.normpath(m.group(3)), [0, 0])
+            count[0] += int(m.group(1))
+            count[1] += int(m.group(2))
+            return
+        m = _LORA_UNREADABLE.search(body)
+        if m:
+            self.lora_unreadable.add(os.path.normpath(m.group(1)))
 
     def on_progress(self, step: int, steps: int, seconds: float, _data: Any) -> None:
         try:
@@ -476,6 +523,8 @@ class EngineChild:
         self.phase = "encoding"
         self.emit(PhaseEvent(id=req.id, phase="encoding"))
         self.errors.clear()
+        self.lora_counts.clear()
+        self.lora_unreadable.clear()
         t0 = time.monotonic()
         try:
             images = self._call_library(req, prompt, seed)
@@ -501,6 +550,12 @@ class EngineChild:
                 ErrorEvent(id=req.id, kind="generate", message=msg, log_tail=self._log_tail())
             )
             return
+        unapplied = self._unapplied_lora(req)
+        if unapplied:  # the image is the one without it: not saved, never recorded as applied
+            self.emit(
+                ErrorEvent(id=req.id, kind="bad_file", message=unapplied, log_tail=self._log_tail())
+            )
+            return
         self.phase = "saving"
         self.emit(PhaseEvent(id=req.id, phase="saving"))
         out = self._save(req, images, seed)
@@ -509,6 +564,23 @@ class EngineChild:
         timings = self._timings(t0, t_gen, time.monotonic())
         self.phase = "encoding"
         self.emit(DoneEvent(id=req.id, seed=seed, timings=timings, images=out))
+
+    def _unapplied_lora(self, req: GenerateRequest) -> str | None:
+        """Why a LoRA of ``req`` did nothing, by the library's count of the tensors it applied
+        (it generates without a LoRA it cannot use and says so only in its log), or None."""
+        for lo in req.loras:
+            key = os.path.normpath(lo.path)
+            applied, total = self.lora_counts.get(key, [0, 0])
+            if applied > 0:
+                continue
+            if key in self.lora_unreadable:
+                return f"LoRA {lo.name!r}: the engine could not read {lo.path}; nothing was saved"
+            of = f"0 of {total} LoRA tensors applied" if total else "none of its tensors applied"
+            return (
+                f"LoRA {lo.name!r} matched no tensor of this model ({of}: made for another "
+                "model?); nothing was saved"
+            )
+        return None
 
     def _call_library(self, req: GenerateRequest, prompt: str, seed: int) -> list:
         """The wrapper's ``generate_image`` for ``req`` (it raises ValueError for a parameter
@@ -552,6 +624,11 @@ class EngineChild:
             if path and not os.path.isfile(path):
                 msg = f"{what} not found: {path}"
                 self.emit(ErrorEvent(id=req.id, kind="missing_file", message=msg))
+                return True
+        for lo in req.loras:  # the last guard: a file that is no LoRA never reaches the library
+            why = lora_file_problem(Path(lo.path), lo.name)
+            if why is not None:
+                self.emit(ErrorEvent(id=req.id, kind="bad_file", message=why))
                 return True
         if (req.ref_images or req.init_image) and self._vae_decode_only:
             msg = "reference and init images need the model loaded with vae_decode_only=False"
@@ -615,6 +692,7 @@ def main() -> int:
     :func:`_setup_fds` has moved fd 1; an import that fails is an error event the client
     reports, not a traceback."""
     proto = _setup_fds()
+    _raise_stack_limit()
     try:
         import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
         from stable_diffusion_cpp import StableDiffusion

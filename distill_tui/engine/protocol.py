@@ -38,6 +38,10 @@ from pydantic import (
     model_validator,
 )
 
+from distill_tui.bounds import MAX_SEED, check_all, problem, refusal, seed_problem
+
+__all__ = ["MAX_SEED", "seed_problem"]  # their home is distill_tui.bounds
+
 PROTOCOL_VERSION = 1
 
 Phase = Literal["loading", "encoding", "sampling", "decoding", "saving"]
@@ -72,7 +76,7 @@ class LoadRequest(_Msg):
     diffusion_model_path: str
     llm_path: str
     vae_path: str
-    n_threads: int = -1  # <= 0: the physical cores, capped by the CPU affinity (child.py)
+    n_threads: int = -1  # -1: the physical cores, capped by the CPU affinity (child.py)
     flash_attn: bool = True
     offload_to_cpu: bool = False
     vae_decode_only: bool = True  # False is required for reference images (edits)
@@ -86,24 +90,24 @@ class LoadRequest(_Msg):
     # f16 weights and removing it does not restore them bit for bit)
     lora_apply_mode: str = "at_runtime"
 
+    @model_validator(mode="after")
+    def _in_bounds(self) -> LoadRequest:
+        _bounded(self, ("n_threads",))
+        return self
+
     def key(self) -> tuple:
         """What identifies a loaded context: every field but the envelope."""
         return tuple(sorted(self.model_dump(exclude={"v", "type"}).items()))
 
 
-#: stable-diffusion.cpp takes an int64 seed; image i of a batch uses seed + i
-MAX_SEED = 2**63 - 1
-
-
-def seed_problem(seed: int, batch_count: int = 1) -> str | None:
-    """Why ``seed`` cannot be sent to the engine, or None (-1 = random). The one rule for the
-    Generate form and ``distill generate --seed`` (a seed beyond int64 ran as 0 but was
-    recorded as asked)."""
-    if seed < -1:
-        return "a whole number ≥ 0, or -1 for random"
-    if seed + max(batch_count, 1) - 1 > MAX_SEED:
-        return f"too large (the engine takes seeds up to 2^63-1 = {MAX_SEED}, batch included)"
-    return None
+def _bounded(msg: BaseModel, names: tuple[str, ...]) -> None:
+    """The last guard before the engine: every bounded field against the one table
+    (``distill_tui.bounds``), refused in the words every surface uses."""
+    values = {n: getattr(msg, n) for n in names if getattr(msg, n) is not None}
+    refused = check_all(values)
+    if refused is not None:
+        name, value, reason = refused
+        raise ValueError(refusal(name, value, reason, what=name))
 
 
 class LoraSpec(BaseModel):
@@ -111,10 +115,15 @@ class LoraSpec(BaseModel):
 
     name: str  # as listed in the LoRA folder (the file name without its extension)
     path: str  # absolute path of the file
-    weight: float = Field(default=1.0, ge=-10, le=10)
+    weight: float = 1.0
 
     @model_validator(mode="after")
     def _taggable(self) -> LoraSpec:
+        reason = problem("lora_weight", self.weight)
+        if reason is not None:
+            raise ValueError(
+                refusal("lora_weight", self.weight, reason, f"LoRA {self.name} weight")
+            )
         if ":" in self.path or ">" in self.path:  # the prompt tag could not carry it
             raise ValueError(f"a LoRA path cannot contain ':' or '>': {self.path}")
         return self
@@ -125,20 +134,21 @@ class GenerateRequest(_Msg):
     id: str = Field(default="", description="echoed in every event of this request")
     prompt: str
     negative_prompt: str = ""
-    width: int = Field(default=1024, ge=16, le=8192)
-    height: int = Field(default=1024, ge=16, le=8192)
-    steps: int = Field(default=4, ge=1, le=1000)
-    cfg_scale: float = Field(default=1.0, ge=0)
+    # prompt, sizes, steps, cfg, seed, batch, strength, threads: bounded by distill_tui.bounds
+    width: int = 1024
+    height: int = 1024
+    steps: int = 4
+    cfg_scale: float = 1.0
     sampler: str = "euler"  # a stable_diffusion_cpp SAMPLE_METHOD_MAP name or "default"
     scheduler: str = "default"
     seed: int = -1  # < 0: random; the seed used is reported
-    batch_count: int = Field(default=1, ge=1, le=64)
+    batch_count: int = 1
     ref_images: list[str] = Field(default_factory=list, description="paths (Klein edit)")
     preview: bool = False  # per-step `proj` previews (W/8 x H/8)
     preview_interval: int = Field(default=1, ge=1)
     vae_tiling: bool = False
     init_image: str | None = None  # img2img: the image to start from (needs the VAE encoder)
-    strength: float = Field(default=0.75, ge=0, le=1)  # img2img: 0 keeps it, 1 replaces it
+    strength: float = 0.75  # img2img: 0 keeps it, 1 replaces it
     loras: list[LoraSpec] = Field(default_factory=list)
     output_dir: str | None = None  # where PNGs go (time-sorted unique names)
     output_file: str | None = None  # exact path (batch: <stem>-<n><suffix>); wins over dir
@@ -156,11 +166,23 @@ class GenerateRequest(_Msg):
     n_threads: int | None = None
 
     @model_validator(mode="after")
-    def _seed_in_range(self) -> GenerateRequest:
-        problem = seed_problem(self.seed, self.batch_count)
-        if problem:
-            raise ValueError(f"seed {self.seed}: {problem}")
+    def _in_bounds(self) -> GenerateRequest:
+        _bounded(self, _GENERATE_BOUNDED)
         return self
+
+
+_GENERATE_BOUNDED = (
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "batch_count",
+    "seed",  # after batch_count: image i uses seed + i
+    "strength",
+    "n_threads",
+)
 
 
 class UnloadRequest(_Msg):

@@ -23,6 +23,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import Input, Label, Select, Static
 
+from distill_tui.bounds import text_problem
 from distill_tui.dirs import (
     DirCheck,
     check_dir,
@@ -414,7 +415,7 @@ class SettingsScreen(DistillScreen):
         ]
         text = event.value.strip()
         if text:
-            check = check_int(text, 1, 200) if field == "steps" else check_size(text)
+            check = text_problem("steps", text) if field == "steps" else check_size(text)
             if check:
                 self._set_status("#gen-status", error_line(f"{field.capitalize()}: {check}"))
                 return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +30,13 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
 
+from distill_tui.bounds import text_problem
 from distill_tui.generation import (
     SAMPLERS,
     SCHEDULERS,
     SIZE_PRESETS,
     EngineKnobs,
     GenParams,
-    check_float,
-    check_int,
     check_seed,
     check_size,
     check_threads,
@@ -106,13 +106,20 @@ def _pick(value: str, allowed: tuple[str, ...]) -> str:
 
 
 FIELDS: dict[str, Field] = {
-    "negative-prompt": Text("Negative", lambda p, k: p.negative_prompt, placeholder="(optional)"),
+    "negative-prompt": Text(
+        "Negative",
+        lambda p, k: p.negative_prompt,
+        partial(text_problem, "negative_prompt"),
+        placeholder="(optional)",
+    ),
     "width": Text("Width", lambda p, k: str(p.width), check_size, "num"),
     "height": Text("Height", lambda p, k: str(p.height), check_size, "num"),
     "size-preset": Choice("Size", tuple(f"{w}x{h}" for w, h in SIZE_PRESETS), prompt="preset"),
-    "steps": Text("Steps", lambda p, k: str(p.steps), lambda v: check_int(v, 1, 200), "num"),
-    "cfg": Text("CFG", lambda p, k: f"{p.cfg_scale:g}", lambda v: check_float(v, 0, 50), "num"),
-    "batch": Text("Batch", lambda p, k: str(p.batch_count), lambda v: check_int(v, 1, 16), "num"),
+    "steps": Text("Steps", lambda p, k: str(p.steps), partial(text_problem, "steps"), "num"),
+    "cfg": Text("CFG", lambda p, k: f"{p.cfg_scale:g}", partial(text_problem, "cfg_scale"), "num"),
+    "batch": Text(
+        "Batch", lambda p, k: str(p.batch_count), partial(text_problem, "batch_count"), "num"
+    ),
     "seed": Text(
         "Seed",
         lambda p, k: "" if p.seed < 0 else str(p.seed),
@@ -142,7 +149,7 @@ FIELDS: dict[str, Field] = {
     ),
     "init-image": Text("Img2img", lambda p, k: p.init_image, placeholder="(optional) init image"),
     "strength": Text(
-        "Strength", lambda p, k: f"{p.strength:g}", lambda v: check_float(v, 0, 1), "num"
+        "Strength", lambda p, k: f"{p.strength:g}", partial(text_problem, "strength"), "num"
     ),
     "lora-pick": Choice("LoRA", None, prompt="add from the LoRA folder"),
     "loras": Text("LoRAs", lambda p, k: format_lora_list(p.loras), placeholder="name:0.8; other"),
@@ -385,8 +392,9 @@ class GenerateForm(VerticalScroll):
         field gets the focus (the advanced section opens if it is there)."""
         errors, first_bad = self._field_errors()
         prompt = self.prompt.strip()
-        if not prompt:
-            errors.insert(0, "Prompt: required")
+        too_long = text_problem("prompt", prompt)
+        if not prompt or too_long:
+            errors.insert(0, f"Prompt: {too_long or 'required'}")
         refs = split_paths(self.text("ref-image"))
         for ref in refs:
             if not Path(ref).expanduser().is_file():

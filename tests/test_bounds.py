@@ -1,0 +1,241 @@
+"""One bound per generation input (issue 19.12 and its NITs; issue 20 section 3): the same
+out-of-range value gets the same decision and the same words from ``distill generate``,
+``distill compare``, the Generate form and the settings, and never reaches the engine (the
+protocol refuses it too, in the same words, as the last guard)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from textual.widgets import Input, Static, TextArea
+
+from distill_tui import bounds
+from distill_tui.app import DistillApp
+from distill_tui.cli import main
+from distill_tui.display import STILL
+from distill_tui.engine import client as engine_client
+from distill_tui.engine.protocol import GenerateRequest, LoadRequest, dumps
+from distill_tui.settings import SettingsStore
+from tests.conftest import ROOT
+from tests.gen_helpers import ready_core
+
+BIG_PROMPT = "a cat " * 6999 + "a cat!"  # 42,000 bytes: the engine died of SIGSEGV at ~26,000
+TOO_MANY_THREADS = 100_000  # SIGSEGV in the engine
+
+#: (bound name, CLI flag, CLI text, the value, the form field) - each value out of range
+CASES = [
+    ("width", "--width", "8000", 8000, "width"),
+    ("height", "--height", "72", 72, "height"),
+    ("steps", "--steps", "500", 500, "steps"),
+    ("cfg_scale", "--cfg", "inf", float("inf"), "cfg"),
+    ("cfg_scale", "--cfg", "nan", float("nan"), "cfg"),
+    ("n_threads", "--threads", str(TOO_MANY_THREADS), TOO_MANY_THREADS, "threads"),
+    ("batch_count", "--batch", "17", 17, "batch"),
+    ("negative_prompt", "--negative", BIG_PROMPT, BIG_PROMPT, "negative-prompt"),
+]
+IDS = [f"{c[0]}={c[2][:8]}" for c in CASES]
+
+
+def reason(name: str, value) -> str:
+    why = bounds.problem(name, value)
+    assert why, (name, value)
+    return why
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Any engine start fails the test: a refused value never reaches it."""
+    started: list[str] = []
+
+    async def start(self):
+        started.append("start")
+        raise AssertionError("the engine must not be started")
+
+    monkeypatch.setattr(engine_client.EngineClient, "start", start)
+    return started
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    return rc, capsys.readouterr().err
+
+
+def test_the_table_words():
+    """The words every surface shows (README "Bounds")."""
+    assert bounds.problem("width", 8000) == "between 64 and 4096"
+    assert bounds.problem("height", 72) == "a multiple of 16 (try 64 or 80)"
+    assert bounds.problem("steps", 500) == "between 1 and 200"
+    assert bounds.problem("cfg_scale", float("inf")) == "between 0 and 50"
+    assert bounds.problem("n_threads", TOO_MANY_THREADS).startswith("-1 (auto) or between 1 and")
+    assert bounds.problem("n_threads", -1) is None
+    assert bounds.problem("n_threads", bounds.max_threads()) is None
+    assert "too long: 42,000 bytes" in bounds.problem("prompt", BIG_PROMPT)
+    assert bounds.problem("prompt", "é" * 4000) is None  # 8,000 bytes: the limit
+    assert bounds.problem("prompt", "é" * 4001) is not None
+
+
+@pytest.mark.parametrize(("name", "flag", "text", "value", "field"), CASES, ids=IDS)
+def test_generate_and_compare_refuse_with_the_same_words(
+    tiny_ready_model, no_engine, capsys, name, flag, text, value, field
+):
+    why = reason(name, value)
+    rc, err = run_cli(capsys, "generate", "a cat", flag, text)
+    assert rc == 1, err
+    assert f"{flag} " in err and why in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    if name != "batch_count":  # compare makes one image per cell
+        rc, err = run_cli(capsys, "compare", "a cat", "--seed", "1", flag, text)
+        assert rc == 1, err
+        assert f"{flag} " in err and why in err, err
+    assert no_engine == []
+
+
+def test_prompt_too_long_is_refused_by_generate_and_compare(tiny_ready_model, no_engine, capsys):
+    why = reason("prompt", BIG_PROMPT)
+    for cmd in ("generate", "compare"):
+        rc, err = run_cli(capsys, cmd, BIG_PROMPT)
+        assert rc == 1 and why in err, err
+        assert BIG_PROMPT[:200] not in err  # the prompt is named by its size, not echoed
+    assert no_engine == []
+
+
+#: valid values of the form's fields (each case then spoils one)
+GOOD = {"width": "64", "height": "64", "steps": "2", "cfg": "1", "threads": "", "batch": "1"}
+GOOD["negative-prompt"] = ""
+
+
+class NoEngine:
+    calls = 0
+
+    def __call__(self, app):
+        NoEngine.calls += 1
+        raise AssertionError("the engine must not be used")
+
+
+async def test_the_form_refuses_with_the_same_words(tiny_models):
+    core = ready_core(tiny_models)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=NoEngine()
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.form
+        app.screen.query_one("#prompt", TextArea).text = "a fox"
+        for name, _flag, text, value, field in CASES:
+            for good_field, good in GOOD.items():
+                form.set_value(good_field, good)
+            form.set_value(field, text)
+            await pilot.press("ctrl+g")
+            await pilot.pause()
+            errors = str(app.screen.query_one("#form-errors", Static).render())
+            label = bounds.BOUNDS[name].label
+            assert f"{label}: {reason(name, value)}" in errors, (field, errors)
+            assert app.generation.job is None
+        # the prompt itself
+        for good_field, good in GOOD.items():
+            form.set_value(good_field, good)
+        app.screen.query_one("#prompt", TextArea).text = BIG_PROMPT
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        errors = str(app.screen.query_one("#form-errors", Static).render())
+        assert f"Prompt: {reason('prompt', BIG_PROMPT)}" in errors
+        assert app.generation.job is None and NoEngine.calls == 0
+
+
+async def test_the_forms_inline_check_says_the_same(tiny_models):
+    """A field turns invalid as it is typed, with the same line."""
+    core = ready_core(tiny_models)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=NoEngine()
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        cfg = app.screen.query_one("#cfg", Input)
+        cfg.value = "inf"
+        await pilot.pause()
+        result = cfg.validate(cfg.value)
+        assert result is not None and not result.is_valid
+        assert result.failure_descriptions == [f"CFG: {reason('cfg_scale', float('inf'))}"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "name"),
+    [
+        ("width", 8000, "width"),
+        ("height", 72, "height"),
+        ("steps", 500, "steps"),
+        ("threads", TOO_MANY_THREADS, "n_threads"),
+        ("batch_count", 17, "batch_count"),
+        ("negative_prompt", BIG_PROMPT, "negative_prompt"),
+    ],
+    ids=["width", "height", "steps", "threads", "batch", "negative"],
+)
+def test_settings_refuse_with_the_same_words(app_paths, key, value, name):
+    """A generation default out of range in settings.json is refused (the file set aside,
+    as for any invalid value) with the table's words; it never becomes a request."""
+    app_paths.settings_file.parent.mkdir(parents=True, exist_ok=True)
+    app_paths.settings_file.write_text(json.dumps({"generation": {key: value}}), "utf-8")
+    store = SettingsStore(app_paths)
+    settings = store.load()
+    assert getattr(settings.generation, key) != value
+    assert len(store.warnings) == 1 and reason(name, value) in store.warnings[0]
+
+
+def test_settings_refuse_cfg_inf(app_paths):
+    """JSON has no inf: a value the settings are given in code (the Settings screen)."""
+    from pydantic import ValidationError
+
+    from distill_tui.settings import GenerationDefaults
+
+    with pytest.raises(ValidationError) as e:
+        GenerationDefaults(cfg_scale=float("inf"))
+    assert reason("cfg_scale", float("inf")) in str(e.value)
+
+
+@pytest.mark.parametrize(("name", "flag", "text", "value", "field"), CASES, ids=IDS)
+def test_the_protocol_refuses_in_the_same_words(name, flag, text, value, field):
+    """The last guard: a request that reaches the protocol with the value is invalid."""
+    from pydantic import ValidationError
+
+    kwargs = {"batch_count": 1, "prompt": "a cat", name: value}
+    with pytest.raises(ValidationError) as e:
+        if name == "n_threads":
+            LoadRequest(diffusion_model_path="d", llm_path="l", vae_path="v", n_threads=value)
+        else:
+            GenerateRequest(**kwargs)
+    assert reason(name, value) in str(e.value)
+
+
+def test_the_real_child_refuses_an_out_of_range_request():
+    """A client that skips every check still cannot make the engine run it: the child's
+    parse refuses the line with the table's words (the library never sees it)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distill_tui.engine.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert json.loads(proc.stdout.readline())["type"] == "ready"
+        for field, value in (("width", 8000), ("prompt", "x" * 1_000_000)):
+            line = json.loads(dumps(GenerateRequest(prompt="a cat")))
+            line[field] = value
+            proc.stdin.write(json.dumps(line) + "\n")
+            proc.stdin.flush()
+            ev = json.loads(proc.stdout.readline())
+            assert ev["type"] == "error" and ev["kind"] == "bad_request", ev
+            assert reason(field, value) in ev["message"], ev
+        proc.stdin.write(json.dumps({"v": 1, "type": "shutdown"}) + "\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
