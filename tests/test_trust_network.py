@@ -334,3 +334,69 @@ async def test_a_trickle_reads_stalled_while_it_lasts(hub_catalog, fake_hub):
     assert res[0].state.value == "done", res[0].error
     words = [e.activity for e in seen if e.stalled is not None]
     assert words and all(w and w.startswith("stalled (under 1 KB/s for ") for w in words), words
+
+
+# ---- 10. a stopped lock holder: reported stalled, not waited for forever -------------------------
+def test_stopped_lock_holder_is_stalled_and_the_waiter_gives_up(hub_catalog, fake_hub):
+    """A real `distill models download` holds the file's lock and is stopped (SIGSTOP) mid-way:
+    `models status` says stalled with its pid (not "downloading 26%"), and a second download of
+    the same file stops waiting after a bound with a line naming the pid and what to do."""
+    import signal
+
+    from distill_tui.downloads.activity import scan
+    from distill_tui.paths import AppPaths
+
+    set_vae(hub_catalog, mirrors=[])
+    # 20 kB at once, then a byte every 0.5 s: the holder is mid-way when it is stopped
+    fake_hub.faults.append(Fault("trickle", after=20_000, interval=0.5, seconds=120, method="GET"))
+    models = AppPaths.from_env().default_models_dir
+    argv = [sys.executable, "-m", "distill_tui", "models", "download", M4, "--only", "vae"]
+    holder = subprocess.Popen(
+        [*argv, "--connections", "1", "--quiet"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    waiter = None
+    try:
+        deadline = time.monotonic() + 30
+        while not any(a.running and a.done > 0 for a in scan(models)):
+            assert time.monotonic() < deadline, "the holder never made progress"
+            assert holder.poll() is None, "the holder ended early"
+            time.sleep(0.2)
+        holder.send_signal(signal.SIGSTOP)
+        waiter = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        # models status: "stalled - not progressing for N s (pid P)" within a bound
+        deadline = time.monotonic() + 40
+        while True:
+            rc, out, err, _ = cli("models", "status", timeout=30)
+            assert rc == 0, out + err
+            if "stalled" in out:
+                break
+            assert "downloading" in out, out
+            assert time.monotonic() < deadline, out
+            time.sleep(1.0)
+        assert f"pid {holder.pid}" in out and "not progressing for" in out, out
+        assert "downloading" not in out, out
+        rc, out, err, _ = cli("models", "status", "--json", timeout=30)
+        [d] = json.loads(out)["downloads"]
+        assert d["state"] == "stalled" and d["pid"] == holder.pid, d
+        # the second download: a clear line, within a bound, never a hang
+        text, _ = waiter.communicate(timeout=60)
+        assert waiter.returncode == 1, text
+        assert f"pid {holder.pid}" in text and f"kill -CONT {holder.pid}" in text, text
+        assert "Traceback" not in text
+    finally:
+        for p in (waiter, holder):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait(timeout=10)

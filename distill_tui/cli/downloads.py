@@ -93,6 +93,8 @@ def status_json(ctx: CoreContext, acts=None) -> dict:
                 "fraction": round(a.fraction, 4),
                 "pid": a.pid if a.pid and a.pid > 0 else None,
                 "speed": a.speed,
+                # the holder stopped beating (SIGSTOP, ctrl+z, hung): seconds it has been quiet
+                "stalledFor": round(a.holder.quiet_for, 1) if a.stalled and a.holder else None,
             }
             for a in acts
         ],
@@ -106,7 +108,10 @@ def _status_lines(ctx: CoreContext, acts) -> list[str]:
     for a in acts:
         pct = f"{a.fraction * 100:5.1f}%"
         size = f"{human_size(a.done)} of {human_size(a.size)}" if a.size else human_size(a.done)
-        if a.running:
+        if a.stalled and a.holder is not None:  # held, but its holder is not running
+            lines.append(f"  stalled      {a.key}  {pct}  {size}  {a.holder.quiet_text()}")
+            lines.append(f"               {a.holder.advice()[0].upper()}{a.holder.advice()[1:]}")
+        elif a.running:
             who = f"pid {a.pid}" if a.pid and a.pid > 0 else "another process"
             rate = ""
             if a.speed is not None:
@@ -144,7 +149,8 @@ def cmd_status(args: argparse.Namespace, ctx: CoreContext) -> int:
                 text = "\n".join(_status_lines(ctx, acts))
                 sys.stdout.write(("\x1b[H\x1b[J" if tty else "") + text + "\n")
             sys.stdout.flush()
-            if not any(a.running for a in acts) and not args.json and not sys.stdout.isatty():
+            moving = any(a.running and not a.stalled for a in acts)  # a stalled one never ends
+            if not moving and not args.json and not sys.stdout.isatty():
                 return 0
             time.sleep(1.0)
     except KeyboardInterrupt:

@@ -5,8 +5,10 @@ A download in progress leaves three things beside its destination: ``<file>.part
 process works on it, ``<file>.lock`` (an flock held by that process, its pid inside). From
 them any ``distill`` — the CLI's ``models status``, ``models list``, the Model Manager of another
 TUI — can tell a *running* download (lock held: by which pid, how far) from a *partial* one
-(nobody holds it: ``d`` / ``distill models download`` resumes it). Speed comes from two looks
-at the sidecar, averaged over several seconds (:class:`ActivityWatch`).
+(nobody holds it: ``d`` / ``distill models download`` resumes it) and from a *stalled* one (the
+lock is held but its holder stopped beating: stopped with SIGSTOP / ctrl+z, or hung; see
+lock.py). Speed comes from two looks at the sidecar, averaged over several seconds
+(:class:`ActivityWatch`).
 
 No textual, no httpx: the CLI and the TUI share it.
 """
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill_tui.downloads.lock import DestLock, is_stale
+from distill_tui.downloads.lock import Holder, holder
 from distill_tui.downloads.rate import RateWindow
 from distill_tui.downloads.sidecar import Sidecar, lock_path, part_path, sidecar_path
 
@@ -37,10 +39,17 @@ class Activity:
     component: str | None = None
     quant_id: str | None = None
     speed: float | None = None  #: bytes/s between two looks (ActivityWatch), else None
+    #: the holder (running only): its pid, how long it has been quiet, stopped or not
+    holder: Holder | None = None
 
     @property
     def running(self) -> bool:
         return self.pid is not None
+
+    @property
+    def stalled(self) -> bool:
+        """Held by a process that stopped beating (SIGSTOP, ctrl+z, hung): not progressing."""
+        return self.holder is not None and self.holder.stalled
 
     @property
     def fraction(self) -> float:
@@ -48,6 +57,8 @@ class Activity:
 
     @property
     def state(self) -> str:
+        if self.stalled:
+            return "stalled"
         return "downloading" if self.running else "partial"
 
 
@@ -61,11 +72,12 @@ def _owner(catalog: Catalog | None, key: str) -> tuple[str | None, str | None, s
     return None, None, None
 
 
-def _lock_holder(dest: Path) -> int | None:
-    lock = lock_path(dest)
-    if not lock.exists() or is_stale(lock):
-        return None
-    return DestLock(lock).holder_pid() or -1  # held, pid unreadable: still "running"
+def _lock_holder(dest: Path) -> Holder | None:
+    return holder(lock_path(dest))
+
+
+def _pid(h: Holder | None) -> int | None:
+    return None if h is None else (h.pid or -1)  # held, pid unreadable: still "running"
 
 
 def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
@@ -82,15 +94,17 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
             continue
         key = dest.relative_to(models_dir).as_posix()
         model_id, component, quant_id = _owner(catalog, key)
+        h = _lock_holder(dest)
         out.append(
             Activity(
                 key=key,
                 size=sc.size,
                 done=sc.done.covered(),
-                pid=_lock_holder(dest),
+                pid=_pid(h),
                 model_id=model_id,
                 component=component,
                 quant_id=quant_id,
+                holder=h,
             )
         )
     # a lock held before the first sidecar flush: running, nothing durable yet
@@ -102,8 +116,8 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
         key = dest.relative_to(models_dir).as_posix()
         if key in seen or dest.exists() or lock != lock_path(dest):
             continue
-        pid = _lock_holder(dest)
-        if pid is None:
+        h = _lock_holder(dest)
+        if h is None:
             continue
         model_id, component, qid = _owner(catalog, key)
         size = 0
@@ -112,7 +126,7 @@ def scan(models_dir: Path, catalog: Catalog | None = None) -> list[Activity]:
                 size = next(
                     f.size for _c, _q, f in catalog.require(model_id).files() if f.file == key
                 )
-        out.append(Activity(key, size, 0, pid, model_id, component, qid))
+        out.append(Activity(key, size, 0, _pid(h), model_id, component, qid, holder=h))
     return out
 
 

@@ -112,6 +112,9 @@ class Elsewhere:
     note: str | None = None
     source: str | None = None
     finished: bool = False
+    #: "stalled — not progressing for 17 s (pid 4242, stopped)": its holder stopped beating
+    activity: str | None = None
+    retry: None = None  #: (another process's retries are its own)
 
     @property
     def fraction(self) -> float:
@@ -134,6 +137,7 @@ class Elsewhere:
             eta=eta,
             pid=a.pid if a.running else None,
             partial_only=not a.running,
+            activity=a.holder.stalled_text() if a.stalled and a.holder else None,
         )
 
 

@@ -102,7 +102,7 @@ def hub_origins(hub_url: str | None = None) -> frozenset[tuple[str, str, int | N
     ep = endpoint_origin()
     if ep is not None:
         return frozenset({ep})
-    out = {HUB_ORIGIN}
+    out: set[tuple[str, str, int | None]] = {HUB_ORIGIN}
     if hub_url:
         o = origin(hub_url)
         if o[0] in ("http", "https") and is_loopback_host(o[1]):

@@ -35,6 +35,7 @@ from distill_tui.downloads.fetch import ChecksumMismatch, FetchConfig, Fetcher, 
 from distill_tui.downloads.hub import HubMeta, head, new_client, repo_of, wait_note
 from distill_tui.downloads.iothread import IOThread
 from distill_tui.downloads.lock import DestLock
+from distill_tui.downloads.lock import holder as lock_holder
 from distill_tui.downloads.rate import (
     STALLED_AFTER,
     WINDOW,
@@ -170,7 +171,7 @@ class DownloadManager:
         token: str | None | object = _UNSET,
         concurrency: int | None = None,
         connections: int | None = None,
-        stall_timeout: float = 30.0,
+        stall_timeout: float | None = None,
         retries: int = 6,
         backoff: float = 1.0,
         disk_margin: int | None = None,
@@ -508,6 +509,16 @@ class DownloadManager:
                     "locked",
                     f"{job.key} is being downloaded by another distill process (pid "
                     f"{lock.holder_pid() or '?'}); wait for it to finish or stop it",
+                )
+            other = lock_holder(lock.path)
+            if other is not None and other.stalled:  # stopped or hung: never waited for forever
+                raise DownloadError(
+                    "locked",
+                    f"{job.key} is held by another distill process ({other.who()}) that has not "
+                    f"progressed for {int(other.quiet_for)} s"
+                    + (" (it is stopped)" if other.stopped else "")
+                    + f"; stopped waiting for it. {other.advice()[0].upper()}"
+                    + f"{other.advice()[1:]}, then rerun",
                 )
             if not waited:
                 waited = True

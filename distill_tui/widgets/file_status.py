@@ -159,8 +159,8 @@ def status_line(
     if state == "verifying":
         return Content.from_markup("[$text-muted]verifying sha256…[/]")
     if state == "downloading":
-        if isinstance(event, DownloadEvent) and event.activity:
-            return _activity_line(frac, pct, event, width)  # retrying, stalled: words, no speed
+        if event is not None and event.activity:  # retrying, stalled: words, no speed
+            return _activity_line(frac, pct, event, width)  # (another process's too)
         extra = ""
         if live_times and event is not None:  # speed and ETA (display settings)
             speed = event.speed
@@ -203,7 +203,7 @@ def status_line(
     return Content(state)
 
 
-def _activity_line(frac: float, pct: str, event: DownloadEvent, width: int) -> Content:
+def _activity_line(frac: float, pct: str, event: ShownDownload, width: int) -> Content:
     """``━━━━━━  0% retrying (HTTP 503, attempt 3 of 7, next in 4 s) · x cancel``: the bar goes
     first when the words need the room, then the long words give way to the short ones."""
     cancel = Content.from_markup(" · [b $accent]x[/] cancel")
