@@ -56,8 +56,8 @@ def test_explicit_quants_and_gated_vae(hub_catalog, fake_hub, capsys, monkeypatc
     argv = ["models", "download", M4, "--diffusion", "Q4_K_S", "--text-encoder", "Q3_K_M"]
     assert main(argv) == 1
     cap = capsys.readouterr()
-    assert f"https://huggingface.co/{hub_catalog.vae_repo}" in cap.out and "HF_TOKEN" in cap.out
-    assert "nothing was downloaded" in cap.out
+    assert f"https://huggingface.co/{hub_catalog.vae_repo}" in cap.err and "HF_TOKEN" in cap.err
+    assert "nothing was downloaded" in cap.err
     assert [f for f in files_on_disk() if f.endswith((".gguf", ".safetensors"))] == []
     assert fake_hub.cdn_requests() == []
     monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)

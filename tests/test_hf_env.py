@@ -121,7 +121,7 @@ def test_disable_implicit_token_sends_none(hub_catalog, fake_hub, monkeypatch, c
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
     assert hftoken.get_token() == VALID_TOKEN and hftoken.token_to_send() is None
     assert main(["models", "download", M4, "--only", "vae"]) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # failure reasons: stderr (issue 23.5)
     assert "HF_HUB_DISABLE_IMPLICIT_TOKEN" in out, out
     assert fake_hub.requests and all(r.authorization is None for r in fake_hub.requests)
     assert main(["doctor"]) == 0
@@ -194,7 +194,7 @@ def test_tls_failure_is_not_retried_and_names_the_ca_variables(tls_hub, capsys, 
     t0 = time.monotonic()
     assert main(["models", "download", M4, "--only", "vae"]) == 1
     took = time.monotonic() - t0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # failure reasons: stderr (issue 23.5)
     assert "SSL_CERT_FILE" in out and "REQUESTS_CA_BUNDLE" in out and "not retried" in out, out
     assert took < 2.0, took  # a retry would back off 1 s, then 2 s...
     assert tls_hub.requests == []  # no HTTP request got through the handshake

@@ -320,7 +320,7 @@ async def _download(
                     f"  ok      {_label(ev):<22} {human_size(ev.total):>9}  {where}  ({ev.key})"
                 )
         elif ev.state == DownloadState.FAILED:
-            out.line(f"  FAILED  {_label(ev):<22} {ev.error}")
+            out.failure(f"  FAILED  {_label(ev):<22} {ev.error}")
         else:
             part = (
                 f"{human_size(ev.bytes_done)} of {human_size(ev.total)} kept"
@@ -334,7 +334,7 @@ async def _download(
         code = SIGNAL_EXIT[signal.Signals(got_signal[0])]
     elif failed:
         if nothing_done:
-            out.line("nothing was downloaded; fix the problem above and rerun")
+            out.failure("nothing was downloaded; fix the problem above and rerun")
         code = 1
     else:
         out.line(
@@ -494,6 +494,13 @@ class _Output:
 
     def line(self, text: str) -> None:
         self._print(text, err=self.json_out)
+
+    def failure(self, text: str) -> None:
+        """A reason something failed: stderr, always (with --quiet and --json too)."""
+        if self.progress is not None:
+            with contextlib.suppress(Exception):
+                self.progress.stop()  # a bar must not be drawn over the line
+        self._print(text, err=True)
 
     def result(self, ev, ctx: CoreContext, *, fetched: bool) -> None:
         """The final result of one file, for ``--json``."""
