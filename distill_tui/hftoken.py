@@ -47,6 +47,7 @@ _CONSTANT_VARS = (
     "HF_HUB_ETAG_TIMEOUT",
     "HF_HUB_DOWNLOAD_TIMEOUT",
     "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
     "HUGGINGFACE_CO_STAGING",
 )
 _LOCK = threading.Lock()
@@ -83,6 +84,12 @@ def endpoint() -> str:
 def offline() -> bool:
     """``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE``): nothing may ask the Hub."""
     return bool(hf_constants().HF_HUB_OFFLINE)
+
+
+def progress_bars_disabled() -> bool:
+    """``HF_HUB_DISABLE_PROGRESS_BARS=1``: no progress bars or progress lines (the results and
+    the errors are still printed), as huggingface_hub's own downloads do."""
+    return bool(hf_constants().HF_HUB_DISABLE_PROGRESS_BARS)
 
 
 def offline_message(what: str) -> str:

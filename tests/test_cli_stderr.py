@@ -40,3 +40,20 @@ def test_failure_reason_on_stderr_with_json(hub_catalog, fake_hub):
     doc = json.loads(out)  # stdout is the one JSON document
     assert doc["version"] == 1 and doc["files"][0]["state"] == "failed"
     assert "0 bytes" in doc["files"][0]["error"] and "0 bytes" in err
+
+
+def test_hf_hub_disable_progress_bars_drops_progress_not_results(
+    hub_catalog, fake_hub, capsys, monkeypatch
+):
+    """HF_HUB_DISABLE_PROGRESS_BARS=1 (issue 23.9), as huggingface_hub honours it: no progress
+    lines, while the state changes and the result lines stay."""
+    import distill_tui.cli.downloads as dl
+    from distill_tui.cli import main
+
+    monkeypatch.setattr(dl, "PROGRESS_EVERY", 0.3)
+    fake_hub.rate = 40_000  # a few seconds: several progress lines without the variable
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    assert main(["models", "download", M4, "--only", "diffusion", "--connections", "1"]) == 0
+    cap = capsys.readouterr()
+    assert not [x for x in cap.err.splitlines() if "%" in x], cap.err
+    assert "downloaded and verified" in cap.out

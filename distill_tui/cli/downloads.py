@@ -356,7 +356,11 @@ class _Output:
         self.json_out = json_out  # stdout is the JSON document; the human lines go to stderr
         self.results: list[dict] = []
         self.last_line: dict[str, float] = {}  # key -> monotonic time of its last progress line
-        self.tty = sys.stderr.isatty() and not quiet
+        from distill_tui.hftoken import progress_bars_disabled
+
+        #: no bars and no periodic progress lines (--quiet, HF_HUB_DISABLE_PROGRESS_BARS)
+        self.no_progress = quiet or progress_bars_disabled()
+        self.tty = sys.stderr.isatty() and not self.no_progress
         self.progress = None
         self.tasks: dict[str, Any] = {}  # rich TaskIDs
         self.last_state: dict[str, str] = {}
@@ -469,7 +473,7 @@ class _Output:
             src = f" from {ev.source}" if getattr(ev, "source", None) else ""
             self._print(f"  {state:<11} {ev.key}{size}{src}{note}", err=True)
             self.last_line[ev.key] = time.monotonic()
-        elif state == "downloading" and ev.total:
+        elif state == "downloading" and ev.total and not self.no_progress:
             # not a terminal (a log, a pipe, CI): a progress line every PROGRESS_EVERY seconds
             now = time.monotonic()
             if now - self.last_line.get(ev.key, now) >= PROGRESS_EVERY:
