@@ -13,8 +13,10 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -400,3 +402,82 @@ def test_stopped_lock_holder_is_stalled_and_the_waiter_gives_up(hub_catalog, fak
                 p.send_signal(signal.SIGCONT)
                 p.kill()
                 p.wait(timeout=10)
+
+
+# ---- NIT: a disk-full partial is kept, and the last line says so --------------------------------
+def test_disk_full_says_the_partial_is_kept_with_its_size(
+    fake_hub, isolated_dirs, monkeypatch, capsys
+):
+    """FAULT HOOK (no tmpfs needed): pwrite raises ENOSPC after 1 MiB of a 3 MiB file."""
+    import errno
+    import re
+
+    from distill_tui.paths import AppPaths
+    from tests.hub_fixtures import build_hub_catalog
+
+    build_hub_catalog(fake_hub, AppPaths.from_env().user_catalog_file, sizes={VAE_REL: 3 << 20})
+    real, written = os.pwrite, [0]
+
+    def pwrite(fd, data, off):
+        if written[0] + len(data) > (1 << 20):
+            raise OSError(errno.ENOSPC, "No space left on device (fault hook)")
+        written[0] += len(data)
+        return real(fd, data, off)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    rc = main(["models", "download", M4, "--only", "vae", "--connections", "1"])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 1, text
+    assert "disk full" in text, text
+    assert "nothing was downloaded" not in text, text
+    assert re.search(r"partial download is kept \([\d.]+ [KM]B of [\d.]+ MB\)", text), text
+    assert re.search(r"kept: [\d.]+ [KM]B of [\d.]+ MB", text.splitlines()[-1] if text else ""), (
+        text
+    )
+
+
+# ---- NIT: a symlink instead of a hard link says the real reason -----------------------------------
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root + setpriv")
+def test_import_of_another_users_file_says_another_owner_not_another_filesystem(fake_hub):
+    """Same filesystem, the file belongs to root, the CLI runs as nobody: the kernel refuses the
+    hard link (fs.protected_hardlinks), so the file is symlinked - because of its owner."""
+    if Path("/proc/sys/fs/protected_hardlinks").read_text().strip() != "1":
+        pytest.skip("fs.protected_hardlinks is off: the hard link would succeed")
+    from tests.hub_fixtures import build_hub_catalog
+
+    base = Path(tempfile.mkdtemp(prefix="distill-owner-"))
+    try:
+        base.chmod(0o755)
+        env = dict(os.environ)
+        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+            d = base / var.lower()
+            d.mkdir()
+            d.chmod(0o777)
+            env[var] = str(d)
+        env["HOME"] = str(base / "xdg_data_home")
+        catalog = base / "xdg_config_home" / "distill" / "model-catalog.json"
+        hc = build_hub_catalog(fake_hub, catalog)
+        for p in (catalog.parent, catalog):
+            p.chmod(0o777 if p.is_dir() else 0o666)
+        theirs = base / "theirs"
+        theirs.mkdir()
+        (theirs / "ae.safetensors").write_bytes(hc.payload(VAE_REL))  # root's, 0644
+        (theirs / "ae.safetensors").chmod(0o644)
+        p = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+            + [sys.executable, "-m", "distill_tui", "models", "import", str(theirs)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )
+        text = p.stdout + p.stderr
+        assert p.returncode == 0, text
+        assert "linked" in text and "symlink" in text, text
+        assert "another filesystem" not in text, text
+        assert "another user" in text, text
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -333,7 +333,16 @@ async def _download(
     if got_signal:
         code = SIGNAL_EXIT[signal.Signals(got_signal[0])]
     elif failed:
-        if nothing_done:
+        kept = [e for e in failed if e.resumable and e.bytes_done > 0]
+        if kept:  # a partial is on disk (a full disk...): never "nothing was downloaded"
+            have = sum(e.bytes_done for e in kept)
+            of = sum(e.total for e in kept)
+            out.failure(
+                f"nothing was published; kept: {human_size(have)} of {human_size(of)} as "
+                f"partial download{'s' if len(kept) > 1 else ''}: fix the problem above and "
+                "rerun to resume"
+            )
+        elif nothing_done:
             out.failure("nothing was downloaded; fix the problem above and rerun")
         code = 1
     else:

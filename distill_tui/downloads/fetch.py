@@ -309,6 +309,8 @@ class Fetcher:
             if not ok:
                 self.writer.close()  # what was received is written (unless writing failed)
                 self._flush_sync()
+                if self.sidecar is not None:  # what is kept: the durable bytes of the partial
+                    self.progress.done = self.sidecar.done.covered()
                 if self.hasher is not None:
                     self.hasher.stop()
                 os.close(self.fd)
@@ -590,10 +592,12 @@ class Fetcher:
     def _disk_error(self, e: OSError) -> DownloadError:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             free = _free(self.dest.parent)
+            kept = self.written().covered()
             return DownloadError(
                 "disk",
                 f"disk full while writing {self.dest.name} ({human_size(free)} free); the "
-                "partial download is kept: free some space and rerun to resume",
+                f"partial download is kept ({human_size(kept)} of {human_size(self.size)}): "
+                "free some space and rerun to resume",
                 resumable=True,
             )
         return DownloadError("disk", f"cannot write {self.part}: {e.strerror or e}", resumable=True)

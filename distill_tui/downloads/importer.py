@@ -256,7 +256,7 @@ def _link(
     words = (
         "hard link, no copy"
         if staged.how == lr.HARD
-        else (f"symlink to {staged.src}: another filesystem; removing the original breaks it")
+        else lr.symlink_words(staged.src, staged.why)  # the real reason (owner, filesystem)
     )
     return Found(path, size, "linked", t.key, words=words)
 

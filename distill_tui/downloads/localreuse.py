@@ -333,6 +333,7 @@ class Staged:
     src: Path  #: the source's real path
     ident: tuple[int, int] | None = None  #: (st_dev, st_ino) of the bytes that were hashed
     sha256: str | None = None  #: their sha256
+    why: str = ""  #: SYMLINK: why no hard link (another filesystem, another owner...)
 
 
 _seq = itertools.count()
@@ -357,8 +358,30 @@ def stage(src: Path, folder: Path, name: str) -> Staged:
         if e.errno not in _NO_HARDLINK:
             raise
         log.info("hard link %s -> %s impossible (%s); symlinking", real, tmp, e.strerror)
+        why = no_hardlink_reason(e, real)
     os.symlink(real, tmp)
-    return Staged(tmp, SYMLINK, real)
+    return Staged(tmp, SYMLINK, real, why=why)
+
+
+def no_hardlink_reason(e: OSError, src: Path) -> str:
+    """Why ``os.link`` refused, in a person's words: the real reason, not always "another
+    filesystem" (EPERM is the kernel's fs.protected_hardlinks for a file of another user)."""
+    if e.errno == errno.EXDEV:
+        return "another filesystem"
+    if e.errno in (errno.EPERM, errno.EACCES):
+        try:
+            owner = os.stat(src).st_uid
+        except OSError:
+            owner = os.geteuid()
+        if owner != os.geteuid():
+            return (
+                f"it belongs to another user (uid {owner}), which this user may not hard-link "
+                "(fs.protected_hardlinks)"
+            )
+        return "hard links are not allowed there"
+    if e.errno == errno.EMLINK:
+        return "it has too many hard links already"
+    return "the filesystem has no hard links"
 
 
 def hash_staged(st: Staged, size: int | None, on_bytes: Callable[[int], None] | None = None) -> str:
@@ -425,6 +448,7 @@ class Linked:
     sha256: str | None = None  #: the sha256 of the published bytes
     unverified: bool = False  #: no reference sha256: recorded unverified, as a download is
     why: str | None = None  #: why not (for a person)
+    link_why: str = ""  #: SYMLINK: why no hard link (Staged.why)
 
 
 def link_checked(
@@ -466,7 +490,7 @@ def link_checked(
             return Linked(False, why=str(e))
     finally:
         discard(st)
-    return Linked(True, st.how, digest, unverified=expected is None)
+    return Linked(True, st.how, digest, unverified=expected is None, link_why=st.why)
 
 
 # ---- link --------------------------------------------------------------------------------
@@ -497,14 +521,18 @@ def clear_partial(dest: Path) -> None:
             p.unlink()
 
 
-def how_words(how: str, cand: Candidate) -> str:
-    """'linked from the HF cache (hard link)' / '... (symlink to …: removing that breaks it)'"""
+def how_words(how: str, cand: Candidate, why: str = "") -> str:
+    """'linked from the HF cache (hard link)' / '... (symlink to …: <why>; removing that breaks
+    it)', ``why`` being the real reason there is no hard link (:func:`no_hardlink_reason`)."""
     if how == HARD:
         return f"linked from {cand.label} (hard link, no copy)"
-    return (
-        f"linked from {cand.label} (symlink to {cand.path}: another filesystem; removing the "
-        "original breaks it)"
-    )
+    return f"linked from {cand.label} ({symlink_words(cand.path, why)})"
+
+
+def symlink_words(target: Path, why: str = "") -> str:
+    """'symlink to …: <why no hard link>; removing the original breaks it'"""
+    why = why or "no hard link possible"
+    return f"symlink to {target}: {why}; removing the original breaks it"
 
 
 # ---- what an unmatched file looks like -------------------------------------------------------
@@ -537,9 +565,11 @@ __all__ = [
     "hint",
     "how_words",
     "link_checked",
+    "no_hardlink_reason",
     "precheck",
     "publish",
     "resolve_parts",
     "sha256_of",
     "stage",
+    "symlink_words",
 ]

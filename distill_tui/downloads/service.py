@@ -588,7 +588,9 @@ class DownloadManager:
                     meta = await self._meta(job, fresh=True)
                     expected = job.file.sha256 or meta.sha256
                 except DownloadError as e:
-                    if e.kind in ("disk", "checksum") or not self._has_next_source(job):
+                    if e.kind == "disk":  # this machine's disk, not a source's fault: as it is
+                        raise
+                    if e.kind == "checksum" or not self._has_next_source(job):
                         raise self._all_sources_failed(job, e) from None
                     meta = await self._next_source(job, e)
                     expected = job.file.sha256 or meta.sha256
@@ -710,7 +712,7 @@ class DownloadManager:
                 revision=cand.revision or (meta.revision if meta else None),
                 unverified=res.unverified,  # no reference sha256: as for a download
             )
-            job.reuse = lr.how_words(res.how or lr.HARD, cand)
+            job.reuse = lr.how_words(res.how or lr.HARD, cand, res.link_why)
             job.note = UNVERIFIED if res.unverified else None
             log.info("%s: %s", job.key, job.reuse)
             self._maybe_select(job)
