@@ -78,14 +78,16 @@ def test_defaults_from_catalog_and_settings_batch_out_dir(tiny_ready_model, tmp_
         assert params["Steps"] == "1"  # from settings.generation
     seeds = [int(parse_parameters(read_parameters(x) or "")["Seed"]) for x in paths]
     assert seeds[1] == seeds[0] + 1
-    # default output dir = settings outputs dir; sizes are rounded up to multiples of 16
+    # default output dir = settings outputs dir; a size that is no multiple of 16 is refused
+    # with the form's words (issue 19.12: it used to be rounded up silently by the engine)
     p = distill("generate", "a lovely cat", "--width", "72", "--height", "64")
+    assert p.returncode == 1 and "--width 72: a multiple of 16 (try 64 or 80)" in p.stderr
+    p = distill("generate", "a lovely cat", "--width", "80", "--height", "64")
     assert p.returncode == 0, p.stderr
     [one] = p.stdout.strip().splitlines()
     assert Path(one).parent == ctx.settings.outputs_dir
     with Image.open(one) as im:
         assert im.size == (80, 64)
-    assert "72x64 was rounded up to 80x64" in p.stderr
 
 
 def test_not_ready_names_what_is_missing(app_paths):
