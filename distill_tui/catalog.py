@@ -35,6 +35,13 @@ COMPONENT_LABELS: dict[str, str] = {
 }
 
 
+#: the most models a catalog may hold (README, "Where files live"): every screen and command stays
+#: responsive up to it (bench/model_manager_scale.py); a larger file is refused, not read slowly
+MAX_MODELS = 1000
+#: a catalog file larger than this is refused before it is read (1,000 models are ~4 MB)
+MAX_CATALOG_BYTES = 32_000_000
+
+
 class CatalogError(Exception):
     """The catalog file is unusable. The message names the file, the JSON path and the problem."""
 
@@ -461,6 +468,12 @@ def parse_catalog(text: str | bytes, source: Path | str) -> Catalog:
         raise CatalogError(f"{source}: $: {e}") from None
     if not isinstance(raw, dict):
         raise CatalogError(f"{source}: $: expected a JSON object, got {type(raw).__name__}")
+    models = raw.get("models")
+    if isinstance(models, list) and len(models) > MAX_MODELS:  # before validating each one
+        raise CatalogError(
+            f"{source}: $.models: catalog has {len(models)} models; distill accepts at most "
+            f"{MAX_MODELS}"
+        )
     try:
         return Catalog.model_validate(raw)
     except ValidationError as e:
@@ -469,6 +482,12 @@ def parse_catalog(text: str | bytes, source: Path | str) -> Catalog:
 
 def load_catalog_file(path: Path) -> Catalog:
     try:
+        size = path.stat().st_size
+        if size > MAX_CATALOG_BYTES:
+            raise CatalogError(
+                f"{path}: $: the file is {size / 1e6:,.0f} MB; distill reads catalogs of at most "
+                f"{MAX_CATALOG_BYTES / 1e6:,.0f} MB ({MAX_MODELS} models)"
+            )
         data = path.read_bytes()
     except OSError as e:
         raise CatalogError(f"{path}: cannot read: {e.strerror or e}") from None

@@ -119,11 +119,25 @@ def _status_lines(ctx: CoreContext, acts) -> list[str]:
                 rate = f"  {human_size(a.speed)}/s  ETA {eta_text(eta)}"
             lines.append(f"  downloading  {a.key}  {pct}  {size}{rate}  ({who})")
         else:
-            how = (
-                f"distill models download {a.model_id}" if a.model_id else "distill models download"
-            )
-            lines.append(f"  partial      {a.key}  {pct}  {size}  (resume: {how})")
+            lines.append(f"  partial      {a.key}  {pct}  {size}  (resume: {resume_hint(a)})")
     return lines
+
+
+def resume_hint(a) -> str:
+    """The command that resumes exactly this partial: its model, its quant and only its part
+    (a bare ``models download MODEL`` fetches the selected set, maybe other quants)."""
+    import shlex
+
+    if not a.model_id:
+        return "distill models download"
+    words = ["distill", "models", "download", a.model_id]
+    flag = {"diffusion": "--diffusion", "textEncoder": "--text-encoder"}.get(a.component or "")
+    if flag and a.quant_id:
+        words += [flag, a.quant_id]
+    part = {"diffusion": "diffusion", "textEncoder": "text-encoder", "vae": "vae"}
+    if a.component in part:
+        words += ["--only", part[a.component]]
+    return shlex.join(words)
 
 
 def cmd_status(args: argparse.Namespace, ctx: CoreContext) -> int:

@@ -292,7 +292,7 @@ class SettingsScreen(DistillScreen):
         if path == old:
             self._sync_dirs()
             return
-        if self._downloads_running(wid):
+        if self._downloads_running(wid) or await self._downloads_elsewhere(wid, old):
             return
         check = await asyncio.to_thread(check_dir, text)
         if not check.ok or check.path is None:
@@ -312,7 +312,8 @@ class SettingsScreen(DistillScreen):
                 self._show_value("#models-dir", home_path(old))
                 self._set_status(wid, muted("not changed: the Model Directory stays where it was"))
                 return
-            if self._downloads_running(wid):  # one may have started meanwhile
+            # one may have started meanwhile, here or in another process
+            if self._downloads_running(wid) or await self._downloads_elsewhere(wid, old):
                 return
         moved = ""
         if choice == "move":
@@ -365,6 +366,36 @@ class SettingsScreen(DistillScreen):
                 ),
             )
         return bool(running)
+
+    async def _downloads_elsewhere(self, wid: str, models_dir: Path) -> bool:
+        """Another distill process (a detached download, a handed-off one, the CLI in another
+        window) holds a download lock in ``models_dir``: moving or leaving the directory would
+        strand its file there, so the change waits for it, naming it."""
+        import os
+
+        from distill_tui.downloads.activity import scan
+
+        try:
+            acts = await asyncio.to_thread(scan, models_dir)
+        except OSError as e:  # cannot look: say so rather than move blindly
+            self._set_status(wid, error_line(f"cannot check {home_path(models_dir)}: {e}"))
+            return True
+        others = [a for a in acts if a.running and a.pid != os.getpid()]
+        if not others:
+            return False
+        first = others[0]
+        who = f"pid {first.pid}" if first.pid and first.pid > 0 else "another process"
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        self._set_status(
+            wid,
+            error_line(
+                f"another distill process ({who}) is downloading {first.key}{more} into the "
+                "Model Directory: it can change once that download has finished or is stopped "
+                f"(distill models status; kill {first.pid if first.pid and first.pid > 0 else 'it'}"
+                " keeps the partial)"
+            ),
+        )
+        return True
 
     def _not_saved(self) -> str:
         reason = self.core.settings.read_only_reason or "settings.json not written"
