@@ -177,6 +177,12 @@ class ModelManagerScreen(DistillScreen):
         self._dir_line: Content | None = None
         #: the import_dirs folders' model files by size (built on a thread; localreuse.py)
         self._folder_index: Any = None
+        #: catalog file -> where a same-size local copy is ("the HF cache", a folder); looked
+        #: up on a thread (_scan_import_dirs), never on the event loop (issue 19.22)
+        self._found: dict[str, str] = {}
+        #: every card, in catalog order (composed once; a query walks the whole DOM)
+        self._cards: list[ModelCard] = []
+        self._synced_on_compose = False
 
     # ---- layout ----------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -188,18 +194,27 @@ class ModelManagerScreen(DistillScreen):
         expanded = (
             active if any(m.id == active for m in models) else models[0].id if models else None
         )
+        self.core.inventory.refresh()  # another process (the CLI) may have changed it
+        self._read_events()
+        events = self._merged_events()
         with ModelList(id="model-list"):
             for model in models:
-                yield ModelCard(model, collapsed=model.id != expanded)
+                card = ModelCard(model, collapsed=model.id != expanded)
+                card.on_body_built = self._body_built
+                # each header is drawn from the facts before it mounts: hundreds of cards are
+                # styled and laid out once, not once as composed and again on the first sync
+                self._sync_card(card, events, active)
+                self._cards.append(card)
+                yield card
             yield Static("No models in this category yet.", id="models-empty")
         yield Static("", id="models-dir-line")
 
     @property
     def cards(self) -> list[ModelCard]:
-        return list(self.query(ModelCard))
+        return list(self._cards)
 
     def rows_for(self, key: str) -> list[Row]:
-        return [row for card in self.cards for row in card.rows if row.key == key]
+        return [row for card in self._cards for row in card.rows if row.key == key]
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -209,24 +224,38 @@ class ModelManagerScreen(DistillScreen):
                 tabs.disable(tab_id)
         self.query_one("#models-empty").display = False
         app = self.distill
-        try:
-            for event in app.downloads.events():
-                self._events[event.key] = event
-        except Exception:  # an empty registry is fine; never fail to draw the screen
-            log.exception("cannot read download events")
         app.download_signal.subscribe(self, self._on_download_event, immediate=True)
         self._scan_import_dirs()
         self.set_interval(1.0, self._poll_elsewhere)
         self.call_after_refresh(self._poll_elsewhere)
         app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         app.machine_changed.subscribe(self, lambda _m: self.sync_all())  # fit marks: the GPU
-        self.sync_all()
+        # The cards were drawn from the facts as they were composed (compose_body); a
+        # download event published before the subscription above is read here.
+        seen = dict(self._events)
+        self._read_events()
+        self._synced_on_compose = True
+        if any(seen.get(k) is not e for k, e in self._events.items()):
+            self.sync_all()
+        else:
+            self._sync_dir_line()
+            self.refresh_bindings()
+
+    def _read_events(self) -> None:
+        try:
+            for event in self.distill.downloads.events():
+                self._events[event.key] = event
+        except Exception:  # an empty registry is fine; never fail to draw the screen
+            log.exception("cannot read download events")
 
     def on_screen_resume(self) -> None:
-        # Another process (the CLI) may have changed the inventory meanwhile.
-        self.core.inventory.refresh()
-        self.sync_all()
-        self._scan_import_dirs()
+        # Another process (the CLI) may have changed the inventory meanwhile. (The first
+        # resume follows the mount: the cards were just drawn from the facts.)
+        first, self._synced_on_compose = self._synced_on_compose, False
+        if not first:
+            self.core.inventory.refresh()
+            self.sync_all()
+            self._scan_import_dirs()
         target = self.distill.take_models_target()
         if target:  # after the screen's auto focus (the first card header)
             self.call_after_refresh(self.show_model, target)
@@ -253,27 +282,38 @@ class ModelManagerScreen(DistillScreen):
 
     # ---- state -> widgets ------------------------------------------------------------
     def sync_all(self) -> None:
-        core = self.core
-        active = core.settings.settings.active_model_id
-        for card in self.cards:
-            mid = card.model.id
-            ready = core.resolver.is_model_ready(mid)
-            became_ready = ready and self._ready.get(mid) is False
-            self._ready[mid] = ready
-            self._apply_fit(card)
-            card.sync(
-                inventory=core.inventory,
-                selection=core.settings.selection(mid),
-                events=self._merged_events(),
-                ready=ready,
-                active=mid == active,
-            )
-            self._apply_found(card)
-            if became_ready:
-                tail = " · F2 to generate" if mid == active else ""
-                self.app.notify(f"{card.model.name} is ready{tail}.", title="Ready")
+        active = self.core.settings.settings.active_model_id
+        events = self._merged_events()
+        for card in self._cards:
+            self._sync_card(card, events, active)
         self._sync_dir_line()
         self.refresh_bindings()
+
+    def _sync_card(self, card: ModelCard, events: dict[str, ShownDownload], active: str) -> None:
+        """One card from the facts: its header always, its rows once it has a body."""
+        core = self.core
+        mid = card.model.id
+        ready = core.resolver.is_model_ready(mid)
+        became_ready = ready and self._ready.get(mid) is False
+        self._ready[mid] = ready
+        self._apply_fit(card)
+        card.sync(
+            inventory=core.inventory,
+            selection=core.settings.selection(mid),
+            events=events,
+            ready=ready,
+            active=mid == active,
+        )
+        if card.built:
+            self._apply_found(card)
+        if became_ready:
+            tail = " · F2 to generate" if mid == active else ""
+            self.app.notify(f"{card.model.name} is ready{tail}.", title="Ready")
+
+    def _body_built(self, card: ModelCard) -> None:
+        """A card expanded for the first time: its new rows take the facts before they are
+        first drawn."""
+        self._sync_card(card, self._merged_events(), self.core.settings.settings.active_model_id)
 
     def _apply_fit(self, card: ModelCard) -> None:
         """Fit marks on the card's quant rows and header, and its best set, for the GPU the
@@ -302,36 +342,45 @@ class ModelManagerScreen(DistillScreen):
 
     def _apply_found(self, card: ModelCard) -> None:
         """The "found in the HF cache — enter to link" hint on a not-downloaded row whose file has a
-        same-size copy on this machine (a few stats per row, once per sync; nothing hashed)."""
-        from distill_tui.downloads import localreuse as lr
-
+        same-size copy on this machine: read from what the last look found (no disk here)."""
         for row in card.rows:
-            where = None
-            if row.state == "missing":
-                try:
-                    where = lr.hint(row.file, self._folder_index)
-                except Exception:  # a look at the disk never takes the screen down
-                    log.exception("cannot look for a local copy of %s", row.key)
-            row.set_found(where)
+            row.set_found(self._found.get(row.key) if row.state == "missing" else None)
 
     def _scan_import_dirs(self) -> None:
+        """Look for local copies of the catalog's files (the HF cache, the import_dirs folders)
+        on a thread, bounded (localreuse: a few stats per file, a bounded folder walk); the
+        rows' hints follow when it is done."""
         dirs = tuple(self.core.settings.settings.import_dirs)
-        if not dirs:
-            if self._folder_index is not None:
-                self._folder_index = None
-                self.sync_all()
-            return
         self.run_worker(
-            self._build_folder_index(dirs), group="import-dirs", exclusive=True, exit_on_error=False
+            self._look_for_local_copies(dirs),
+            group="import-dirs",
+            exclusive=True,
+            exit_on_error=False,
         )
 
-    async def _build_folder_index(self, dirs: tuple[str, ...]) -> None:
+    async def _look_for_local_copies(self, dirs: tuple[str, ...]) -> None:
         from distill_tui.downloads import localreuse as lr
 
         skip = self.core.inventory.models_dir
-        self._folder_index = await asyncio.to_thread(lr.FolderIndex, dirs, skip=skip)
+        files = {f.file: f for m in self.core.catalog.models for _c, _q, f in m.files()}
+
+        def look() -> tuple[Any, dict[str, str]]:
+            index = lr.FolderIndex(dirs, skip=skip) if dirs else None
+            found: dict[str, str] = {}
+            for key, f in files.items():
+                try:
+                    where = lr.hint(f, index)
+                except Exception:  # a look at the disk never takes the screen down
+                    log.exception("cannot look for a local copy of %s", key)
+                    continue
+                if where is not None:
+                    found[key] = where
+            return index, found
+
+        self._folder_index, self._found = await asyncio.to_thread(look)
         if self.is_attached:
-            self.sync_all()
+            for card in self.cards:
+                self._apply_found(card)
 
     def _sync_dir_line(self) -> None:
         inv = self.core.inventory
@@ -452,7 +501,7 @@ class ModelManagerScreen(DistillScreen):
             card = self.focused_card()
             if card is None:
                 return False
-            states = {r.state for r in card.rows}
+            states = {state for _c, _q, _f, state in card.file_states()}
             if action == "download":
                 return True
             if action == "cancel_download":
@@ -612,8 +661,12 @@ class ModelManagerScreen(DistillScreen):
 
     def action_cancel_download(self) -> None:
         row = self.focused_row()
-        rows = [row] if row is not None else (c.rows if (c := self.focused_card()) else [])
-        keys = {r.key for r in rows if r.state in ACTIVE_STATES}
+        if row is not None:
+            keys = {row.key} if row.state in ACTIVE_STATES else set()
+        else:  # a card header: every file of the model, its body built or not
+            card = self.focused_card()
+            states = card.file_states() if card is not None else []
+            keys = {f.file for _c, _q, f, state in states if state in ACTIVE_STATES}
         if not keys:
             self.notify("No download to cancel here.", title="Cancel")
             return
@@ -643,11 +696,13 @@ class ModelManagerScreen(DistillScreen):
                 self.notify("Only a failed or cancelled download can be retried.", title="Retry")
             return
         card = self.focused_card()
-        failed = [r for r in card.rows if r.state == "failed"] if card else []
-        if not failed:
+        states = card.file_states() if card is not None else []
+        failed = [(c, q) for c, q, _f, state in states if state == "failed"]
+        if not failed or card is None:
             self.notify("No failed download in this card.", title="Retry")
-        for r in failed:
-            self._enqueue(r.model_id, r.component, r.quant_id)
+            return
+        for component, quant_id in failed:
+            self._enqueue(card.model.id, component, quant_id)
 
     # ---- removal ---------------------------------------------------------------------
     def action_remove_file(self) -> None:

@@ -4,11 +4,18 @@ Header: name, readiness badge (Ready / Setup Required), size of the selected set
 Body: a storage line, the Diffusion Model and Text Encoder sections (one QuantRadioSet each)
 and the VAE row. The card only draws state; the screen feeds it facts (inventory, settings,
 download events) and handles the keys, so collapsing a card never touches a download.
+
+The body is built when the card first expands, not before: a collapsed card is its header
+alone (two widgets). A catalog of hundreds of models then mounts hundreds of headers, not
+thousands of rows (bench/model_manager_scale.py: 300 models). What the header and the
+screen's header keys need (each file's state) comes from the facts, not from rows.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from textual.app import ComposeResult
@@ -22,7 +29,7 @@ from distill_tui.settings import QuantSelection
 from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.card_title import CardTitle
 from distill_tui.widgets.file_row import FileRow
-from distill_tui.widgets.file_status import ACTIVE_STATES
+from distill_tui.widgets.file_status import ACTIVE_STATES, row_state
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
 
@@ -32,6 +39,14 @@ def same_content(a: Content | None, b: Content | None) -> bool:
     if a is None or b is None:
         return a is b
     return a.plain == b.plain and list(a.spans) == list(b.spans)
+
+
+@lru_cache(maxsize=4096)
+def _markup(text: str) -> Content:
+    """``Content.from_markup`` of our own markup (no variables), parsed once per text: a sync
+    redraws hundreds of card headers from a handful of different strings. (Content is
+    immutable: sharing one is safe.)"""
+    return Content.from_markup(text)
 
 
 def css_id(text: str) -> str:
@@ -57,7 +72,29 @@ class ModelCard(Collapsible):
         self.ready = False
         labels = [q.label for sec in (model.diffusion, model.text_encoder) for q in sec.quants]
         self._label_width = max(len(x) for x in labels)
+        #: the body's widgets, built on the first expansion (:meth:`_build_body`)
         self.sets: dict[str, QuantRadioSet] = {}
+        self.vae_row: FileRow | None = None
+        self.storage: Static | None = None
+        #: called (by the card) once a body was built after mount, so the screen feeds the new
+        #: rows their facts (fit marks, local copies) before they are first drawn
+        self.on_body_built: Callable[[ModelCard], None] | None = None
+        #: set by the screen when a GPU is known: the best set that fits ({component: quant
+        #: id}, used where nothing is selected) and the fit of the set the header shows
+        self.best_set: dict[str, str] | None = None
+        self.fit_header: Any = None
+        self._shown_title: Content | None = None
+        self._shown_storage: Content | None = None
+        #: the facts of the last :meth:`sync` (the file states of a card without a body)
+        self._facts: tuple[Inventory, dict[str, Any]] | None = None
+
+    @property
+    def built(self) -> bool:
+        # (read by Collapsible's collapsed watcher while __init__ runs: not set yet)
+        return getattr(self, "vae_row", None) is not None
+
+    def _build_body(self) -> Collapsible.Contents:
+        model = self.model
         for component in ("diffusion", "textEncoder"):
             section = model.section(component)
             rows = [
@@ -75,39 +112,40 @@ class ModelCard(Collapsible):
             label_width=self._label_width + 2,
         )
         self.storage = Static("", classes="card-storage")
-        #: set by the screen when a GPU is known: the best set that fits ({component: quant
-        #: id}, used where nothing is selected) and the fit of the set the header shows
-        self.best_set: dict[str, str] | None = None
-        self.fit_header: Any = None
-        self._shown_title: Content | None = None
-        self._shown_storage: Content | None = None
+        te = model.text_encoder.name
+        te_title = COMPONENT_LABELS["textEncoder"] + (f" ({visible(te)})" if te else "")
+        return self.Contents(
+            self.storage,
+            Static(
+                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["diffusion"]),
+                classes="section-title",
+            ),
+            self.sets["diffusion"],
+            Static(Content.from_markup("[b]$name[/b]", name=te_title), classes="section-title"),
+            self.sets["textEncoder"],
+            Static(
+                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["vae"]),
+                classes="section-title",
+            ),
+            self.vae_row,
+        )
 
     def compose(self) -> ComposeResult:
         yield self._title
-        with self.Contents():
-            yield self.storage
-            yield Static(
-                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["diffusion"]),
-                classes="section-title",
-            )
-            yield self.sets["diffusion"]
-            te = self.model.text_encoder.name
-            te_title = COMPONENT_LABELS["textEncoder"] + (f" ({visible(te)})" if te else "")
-            yield Static(
-                Content.from_markup("[b]$name[/b]", name=te_title), classes="section-title"
-            )
-            yield self.sets["textEncoder"]
-            yield Static(
-                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["vae"]),
-                classes="section-title",
-            )
-            yield self.vae_row
+        if not self.collapsed:
+            yield self._build_body()
 
     def _update_collapsed(self, collapsed: bool) -> None:
         """Show/hide the body by its display style instead of a ``-collapsed`` class on the
         card: a class change restyles every widget of the card (tens of ms for ~20 rows),
-        a display change only relayouts."""
+        a display change only relayouts. The first expansion after mount builds the body."""
         self._title.collapsed = collapsed
+        if not collapsed and not self.built and self.is_mounted:
+            body = self._build_body()
+            if self.on_body_built is not None:
+                self.on_body_built(self)  # the rows take their facts before their first frame
+            self.mount(body)
+            return
         for contents in self.query_children(Collapsible.Contents):
             contents.display = not collapsed
 
@@ -117,8 +155,20 @@ class ModelCard(Collapsible):
         out: list[QuantRow | FileRow] = []
         for s in self.sets.values():
             out.extend(s.rows)
-        out.append(self.vae_row)
+        if self.vae_row is not None:
+            out.append(self.vae_row)
         return out
+
+    def file_states(self) -> list[tuple[str, str | None, Any, str]]:
+        """(component, quant id, file, row state) of every file of the model, from the facts
+        of the last sync: the same states the rows show, whether or not the body is built."""
+        if self._facts is None:
+            return []
+        inventory, events = self._facts
+        return [
+            (component, qid, f, row_state(inventory.is_present(f.file), events.get(f.file)))
+            for component, qid, f in self.model.files()
+        ]
 
     @property
     def title_widget(self) -> CardTitle:
@@ -161,7 +211,9 @@ class ModelCard(Collapsible):
         ready: bool,
         active: bool,
     ) -> None:
-        """Redraw header, storage line and rows from the facts."""
+        """Redraw header, storage line and rows from the facts (the header alone while the
+        body is not built)."""
+        self._facts = (inventory, events)
         for row in self.rows:
             row.set_status(
                 inventory.is_present(row.key),
@@ -171,8 +223,9 @@ class ModelCard(Collapsible):
         for component, qset in self.sets.items():
             qset.show_pressed(selection.get(component))
         self.ready = ready
-        self.set_class(ready, "-ready")
-        self.set_class(not ready, "-setup-required")
+        # before mount (the screen syncs each header as it composes it): styled when mounted
+        self.set_class(ready, "-ready", update=self.is_mounted)
+        self.set_class(not ready, "-setup-required", update=self.is_mounted)
         files, recommended = self.selected_set(selection)
         set_size = sum(f.size for _c, _q, f in files)
         to_get = sum(f.size for _c, _q, f in files if not inventory.is_present(f.file))
@@ -192,16 +245,17 @@ class ModelCard(Collapsible):
         active_mark = " [$text-accent]· active[/]" if active else ""
         # Downloads in flight stay visible on a collapsed card. A count, not a percentage:
         # it changes with states only, so progress ticks never relabel (relayout) the card.
-        states = [row.state for row in self.rows]
+        states = [state for _c, _q, _f, state in self.file_states()]
         queued = states.count("queued")
         moving = sum(1 for st in states if st in ACTIVE_STATES) - queued
         parts = [f"{moving} downloading"] if moving else []
         parts += [f"{queued} queued"] if queued else []
         busy_mark = f" [b $text-accent]· ⇣ {', '.join(parts)}[/]" if parts else ""
         title = Content.assemble(
-            Content.from_markup("[b]$name[/b] ", name=visible(self.model.name)),
-            Content.from_markup(badge),
-            Content.from_markup(
+            Content.styled(visible(self.model.name), "bold"),
+            " ",
+            _markup(badge),
+            _markup(
                 f"{active_mark}{busy_mark} [$text-muted]· {which} {human_size(set_size)}[/]"
                 f"{fit_text}"
             ),
@@ -214,12 +268,14 @@ class ModelCard(Collapsible):
         if not same_content(title, self._shown_title):
             self._shown_title = title
             self._title.label = title
+        if self.storage is None:
+            return
         on_disk = inventory.model_usage(self.model)
         if to_get:
             need = f"[$text-warning]{human_size(to_get)} to download[/] ({which}: d on the header)"
         else:
             need = f"[$text-success]{which} on disk[/]"
-        storage = Content.from_markup(f"On disk {human_size(on_disk)} · {need}")
+        storage = _markup(f"On disk {human_size(on_disk)} · {need}")
         if not same_content(storage, self._shown_storage):
             self._shown_storage = storage
             self.storage.update(storage)

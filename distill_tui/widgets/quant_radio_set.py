@@ -56,11 +56,13 @@ class QuantRadioSet(RadioSet):
         super().__init__(*rows, id=id, compact=True)
         self.model_id = model_id
         self.component = component
+        #: the rows, also before they are mounted (a card's body takes its facts first)
+        self._rows = list(rows)
 
     # ---- the highlighted row ---------------------------------------------------------
     @property
     def rows(self) -> list[QuantRow]:
-        return [c for c in self.children if isinstance(c, QuantRow)]
+        return list(self._rows)
 
     @property
     def highlighted(self) -> QuantRow | None:

@@ -63,8 +63,10 @@ class StatusRow:
         self.event = event
         self.unverified = unverified
         state = self.state
+        # a row not yet mounted (a card's body being built) is styled once, when it mounts
+        mounted = self.is_mounted  # type: ignore[attr-defined]
         for s in ROW_STATES:
-            self.set_class(s == state, f"-{s}")  # type: ignore[attr-defined]
+            self.set_class(s == state, f"-{s}", update=mounted)  # type: ignore[attr-defined]
         self._status_changed(present)
         # Progress within one state keeps the row's height: repaint it, no relayout.
         self.refresh(layout=state != before)  # type: ignore[attr-defined]

@@ -1,0 +1,198 @@
+"""The Model Manager (F3) with a large user catalog: first paint and key -> repaint.
+
+    .venv/bin/python -m bench.model_manager_scale [--models 300] [--size 120x40] [--presses 40]
+    PYTHONPATH=/path/to/other/checkout .venv/bin/python -m bench.model_manager_scale  # before
+
+A temporary XDG tree holds a user catalog of ``--models`` models (the bundled two plus copies
+of FLUX.2 Klein 4B under their own ids and file names; catalogVersion equal to the bundled one,
+so the user copy is used as it is). ``distill`` runs on a pty of our own (bench/tui_latency.py's
+PtyTerm: keys written as bytes, output read with timestamps), and the bench measures:
+
+1. F3 -> first paint of the Model Manager: from writing F3's bytes until the output holds the
+   screen's tab bar and the expanded card's "Diffusion Model" section (``--f3-runs`` times, a
+   fresh process each time);
+2. key -> repaint: ``down`` / ``up`` walking the rows and ``space`` collapsing/expanding a card
+   header, from writing the key until the terminal receives the changed frame (the focused row
+   or the card's ▶/▼ marker); p50 / p95 / max.
+3. ``distill models list`` wall time with the same catalog (``--list-models`` models, default
+   1000: the largest catalog distill accepts).
+
+Nothing of the user's is read or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.tui_latency import PtyTerm, stats  # noqa: E402
+
+
+def big_catalog(n: int) -> dict:
+    """The bundled catalog plus copies of its first model up to ``n`` models in all."""
+    bundled = json.loads((ROOT / "catalog" / "model-catalog.json").read_text())
+    models = list(bundled["models"])
+    template = models[0]
+    i = 0
+    while len(models) < n:
+        i += 1
+        m = copy.deepcopy(template)
+        m["id"] = f"scale-{i:05d}"
+        m["name"] = f"Scale test model {i:05d}"
+        m["description"] = f"Copy {i} of {template['name']} (bench/model_manager_scale.py)."
+        for sec in ("diffusion", "textEncoder"):
+            for q in m[sec]["quants"]:
+                q["file"] = f"scale/{i:05d}/{q['file']}"
+                q.pop("sha256", None)
+                q["downloadUrl"] = q["downloadUrl"].replace(".gguf", f"-{i}.gguf")
+        m["vae"]["file"] = f"scale/{i:05d}/{m['vae']['file']}"
+        m["vae"].pop("sha256", None)
+        m["vae"].pop("mirrors", None)
+        m["vae"]["downloadUrl"] += f"?copy={i}"
+        models.append(m)
+    return {"catalogVersion": bundled["catalogVersion"], "models": models[:n]}
+
+
+def make_env(tmp: Path, n: int) -> dict[str, str]:
+    cfg = tmp / "config" / "distill"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "model-catalog.json").write_text(json.dumps(big_catalog(n)))
+    (cfg / "settings.json").write_text(json.dumps({"schema_version": 1}))
+    return {
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+        "XDG_DATA_HOME": str(tmp / "data"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+        "HOME": str(tmp / "home"),
+        "HF_TOKEN_PATH": str(tmp / "no-token"),
+        "HF_HUB_CACHE": str(tmp / "cache" / "hf"),
+        "TERM": "xterm-256color",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DISTILL_FAKE_DEVICES": os.environ.get("DISTILL_FAKE_DEVICES", "[]"),
+        "DISTILL_FAKE_BUILD": os.environ.get("DISTILL_FAKE_BUILD", "cpu"),
+        # PYTHONPATH=<another checkout> measures that tree's distill_tui (before/after)
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used: on a busy box the wall time of a paint
+    also counts the time other processes had the CPU; this does not."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def f3_paint(env: dict[str, str], w: int, h: int, timeout: float) -> tuple[float, float, PtyTerm]:
+    """(wall seconds, CPU seconds of distill) from F3 until the Model Manager is painted."""
+    term = PtyTerm(env, w, h, PtyTerm.XTERM_ANSWERS)
+    term.wait_marker(term.t_spawn, b"Gallery", timeout=60)
+    time.sleep(1.0)  # the Generate screen settles (textual-image loads on a thread)
+    cpu0 = cpu_seconds(term.pid)
+    t0 = term.press("F3")
+    term.wait_marker(t0, b"All Models", timeout=timeout)
+    wall = term.wait_marker(t0, b"Diffusion Model", timeout=timeout)
+    return wall, cpu_seconds(term.pid) - cpu0, term
+
+
+def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]:
+    """down/up on the rows (the highlighted row's ``>`` moves: any output after the key is the
+    repaint, so the time to the first output byte is measured) and space on a card header."""
+    out: dict[str, list[float]] = {"down_up": [], "space": [], "down_up_cpu": []}
+    for i in range(presses):
+        key = "Down" if i % 2 == 0 else "Up"
+        cpu0 = cpu_seconds(term.pid)
+        t0 = term.press(key)
+        out["down_up"].append(term.wait_marker(t0, b"\x1b[", timeout=10))
+        time.sleep(interval)  # (the CPU of the whole interval: the key's work and any timer)
+        out["down_up_cpu"].append(cpu_seconds(term.pid) - cpu0)
+    # back on the first card's header (AUTO_FOCUS): space collapses / expands it
+    expanded = True
+    for _ in range(presses // 2):
+        marker = "▶ ".encode() if expanded else "▼ ".encode()
+        out["space"].append(term.wait_marker(term.press("Space"), marker, timeout=10))
+        expanded = not expanded
+        time.sleep(interval)
+    return out
+
+
+def models_list_time(env: dict[str, str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(ROOT / ".venv/bin/distill"), "models", "list"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=120,
+        )
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.model_manager_scale")
+    ap.add_argument("--models", type=int, default=300)
+    ap.add_argument("--list-models", type=int, default=1000)
+    ap.add_argument("--size", default="120x40")
+    ap.add_argument("--presses", type=int, default=40)
+    ap.add_argument("--interval", type=float, default=0.15)
+    ap.add_argument("--f3-runs", type=int, default=3)
+    ap.add_argument("--list-runs", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for F3's paint")
+    args = ap.parse_args(argv)
+    w, h = (int(x) for x in args.size.split("x"))
+    results: dict[str, object] = {
+        "models": args.models,
+        "size": args.size,
+        "load_average_1min": os.getloadavg()[0],
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="distill-scale-"))
+    try:
+        env = make_env(tmp, args.models)
+        paints, cpus = [], []
+        term = None
+        for run in range(args.f3_runs):
+            paint, cpu, term = f3_paint(env, w, h, args.timeout)
+            paints.append(paint)
+            cpus.append(cpu)
+            if run < args.f3_runs - 1:
+                term.close()
+        results["f3_first_paint"] = stats(
+            f"F3 -> Model Manager painted ({args.models} models), wall", paints
+        )
+        results["f3_first_paint_cpu"] = stats("F3 -> Model Manager painted, distill's CPU", cpus)
+        assert term is not None
+        time.sleep(0.5)
+        lat = keys(term, args.presses, args.interval)
+        term.close()
+        results["down_up"] = stats("down/up (row cursor)", lat["down_up"])
+        results["down_up_cpu"] = stats("down/up, distill's CPU per key", lat["down_up_cpu"])
+        results["space"] = stats("space (card collapse/expand)", lat["space"])
+        results["all_keys"] = stats("all keys", lat["down_up"] + lat["space"])
+        if args.list_models:
+            lenv = make_env(tmp / "list", args.list_models)
+            results["models_list"] = stats(
+                f"distill models list ({args.list_models} models)",
+                models_list_time(lenv, args.list_runs),
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
