@@ -44,10 +44,11 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Required
 
 from PIL import Image, PngImagePlugin
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
 
 from distill_tui.atomic import atomic_write_bytes, fsync_dir, private_opener
 
@@ -59,7 +60,16 @@ except ImportError:  # pragma: no cover
 
 def format_parameters(params: Mapping[str, Any]) -> str:
     """The A1111 ``parameters`` text for ``params`` (a generation request's fields)."""
-    lines = [str(params.get("prompt", ""))]
+    prompt = str(params.get("prompt", ""))
+    # A1111 keeps a LoRA in the prompt as <lora:name:weight>, where its readers look for it;
+    # distill applies LoRAs beside the prompt (the record keeps the prompt as typed), so the
+    # tags are added here unless the prompt already holds one for that LoRA
+    tags = [
+        f"<lora:{lo.get('name')}:{float(lo.get('weight', 1.0)):g}>"
+        for lo in params.get("loras") or []
+        if isinstance(lo, Mapping) and f"<lora:{lo.get('name')}:" not in prompt
+    ]
+    lines = [" ".join([prompt, *tags]) if tags else prompt]
     neg = params.get("negative_prompt") or ""
     if neg:
         lines.append(f"Negative prompt: {neg}")
@@ -384,45 +394,52 @@ def read_parameters(path: str | os.PathLike[str]) -> str | None:
 # ---- history --------------------------------------------------------------------------
 
 
-class _RecordLora(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    name: str
-    weight: float = 1.0
+class _RecordLora(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow", allow_inf_nan=False)  # type: ignore[misc]
+    name: Required[str]
+    weight: float
 
 
 #: a whole number a 64-bit field holds (a record's 5000-digit width is not a width)
 _Int = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 
 
-class RecordParams(BaseModel):
+class RecordParams(TypedDict, total=False):
     """The types of the ``params`` a record's readers use (the Gallery's ``r``, ``--reuse``,
     the captions). Types only, no ranges: a value out of today's range is refused where a
     request is built, as a typed one; a value of the wrong type makes the record invalid
-    here, once, for every reader. Keys it does not name are kept as they are."""
+    where it is read, once, for every reader. Keys it does not name are kept as they are.
+    (A TypedDict: pydantic checks it while parsing the line, and it stays a plain dict.)"""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    prompt: str = ""
-    negative_prompt: str | None = None
-    width: _Int | None = None
-    height: _Int | None = None
-    steps: _Int | None = None
-    cfg_scale: float | None = None
-    seed: _Int | None = None
-    sampler: str | None = None
-    scheduler: str | None = None
-    batch_count: _Int | None = None
-    ref_images: list[str] | None = None
-    init_image: str | None = None
-    strength: float | None = None
-    loras: list[_RecordLora] | None = None
-    vae_tiling: bool | None = None
-    flash_attn: bool | None = None
-    offload_to_cpu: bool | None = None
-    keep_clip_on_cpu: bool | None = None
-    keep_vae_on_cpu: bool | None = None
-    n_threads: _Int | None = None
-    output_dir: str | None = None
-    output_file: str | None = None
+    __pydantic_config__ = ConfigDict(extra="allow", allow_inf_nan=False)  # type: ignore[misc]
+    prompt: str
+    negative_prompt: str | None
+    width: _Int | None
+    height: _Int | None
+    steps: _Int | None
+    cfg_scale: float | None
+    seed: _Int | None
+    sampler: str | None
+    scheduler: str | None
+    batch_count: _Int | None
+    ref_images: list[str] | None
+    init_image: str | None
+    strength: float | None
+    loras: list[_RecordLora] | None
+    vae_tiling: bool | None
+    flash_attn: bool | None
+    offload_to_cpu: bool | None
+    keep_clip_on_cpu: bool | None
+    keep_vae_on_cpu: bool | None
+    n_threads: _Int | None
+    output_dir: str | None
+    output_file: str | None
+
+
+if TYPE_CHECKING:  # readers see a plain dict; pydantic checks the TypedDict's types
+    _Params = dict[str, Any]
+else:
+    _Params = RecordParams
 
 
 class ImageFile(BaseModel):
@@ -447,22 +464,13 @@ class HistoryRecord(BaseModel):
     model_id: str
     diffusion_quant: str
     text_encoder_quant: str
-    params: dict[str, Any]  # every generation parameter as requested (seed -1 kept here)
+    params: _Params  # every generation parameter as requested (seed -1 kept here)
     seed: int  # seed used for image 0 (image i used seed + i)
     images: list[str]
     timings: dict[str, float] = Field(default_factory=dict)
     backend: str = ""
     #: size + sha256 of each image when the record was written (older records: none)
     files: list[ImageFile] = Field(default_factory=list)
-
-    @field_validator("params")
-    @classmethod
-    def _typed_params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            typed = RecordParams.model_validate(value)
-        except ValidationError as e:
-            raise ValueError(_problem(e)) from None
-        return typed.model_dump(exclude_unset=True)
 
     def file(self, path: str) -> ImageFile | None:
         return next((f for f in self.files if f.path == path), None)
