@@ -303,6 +303,11 @@ async def test_model_manager_shows_the_hf_cache_and_enter_links(hub_catalog, fak
         scr = screen(app)
         await focus_row(pilot, diff.label)  # type: ignore[attr-defined]
         row = scr.focused_row()
+        # the HF cache is looked at on a thread (issue 19.22): the hint follows shortly
+        for _ in range(200):
+            if row is None or row.found is not None:
+                break
+            await pilot.pause(0.02)
         assert row is not None and row.state == "missing" and row.found == "the HF cache"
         text = row.render().plain
         assert "found in the HF cache" in text

@@ -190,7 +190,7 @@ def test_the_bounded_reader_reads_what_the_gguf_library_writes(tmp_path):
 
 
 # ---- shared for 16 ---------------------------------------------------------------------------
-def deep_tree(root: Path, depth: int = 1100) -> Path:
+def _make_deep_tree(root: Path, depth: int = 1100) -> Path:
     """``root/d/d/…/d`` ``depth`` levels deep (made level by level, relative to each parent,
     so no path length limit bites); returns the deepest folder."""
     root.mkdir(parents=True, exist_ok=True)
@@ -206,11 +206,53 @@ def deep_tree(root: Path, depth: int = 1100) -> Path:
     return root.joinpath(*(["d"] * depth))
 
 
+def _remove_tree(top: Path) -> None:
+    """Remove a tree iteratively through folder fds (pytest's own rmtree recurses and would
+    fail on it with RecursionError when it cleans old temp dirs, in every later session)."""
+    try:
+        stack = [(os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW), "")]
+    except FileNotFoundError:
+        return
+    while stack:
+        fd, _name = stack[-1]
+        sub = None
+        for e in list(os.scandir(fd)):
+            if e.is_dir(follow_symlinks=False):
+                sub = e.name
+                break
+            os.unlink(e.name, dir_fd=fd)
+        if sub is not None:
+            stack.append((os.open(sub, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), sub))
+            continue
+        os.close(fd)
+        stack.pop()
+        if stack:
+            os.rmdir(_name, dir_fd=stack[-1][0])
+    top.rmdir()
+
+
+@pytest.fixture
+def deep_tree():
+    """Makes trees 1,100 levels deep (``deep_tree(root)``) and removes them afterwards."""
+    made: list[Path] = []
+
+    def make(root: Path, depth: int = 1100) -> Path:
+        bottom = _make_deep_tree(root, depth)
+        made.append(root / "d")
+        return bottom
+
+    yield make
+    for top in made:
+        _remove_tree(top)
+
+
 # ---- 16: deep and huge folders ---------------------------------------------------------------
 M4 = "flux2-klein-4b"
 
 
-def test_download_with_a_deep_import_dir_still_works(hub_catalog, fake_hub, tmp_path, capsys):
+def test_download_with_a_deep_import_dir_still_works(
+    hub_catalog, fake_hub, tmp_path, capsys, deep_tree
+):
     """import_dirs holds a tree 1,100 levels deep: the download still runs (the folder walk
     is iterative and stops at its depth limit), the model is ready."""
     from distill_tui.cli import main
@@ -224,7 +266,7 @@ def test_download_with_a_deep_import_dir_still_works(hub_catalog, fake_hub, tmp_
 
 
 def test_import_of_a_deep_tree_links_what_is_shallow_and_says_what_it_skipped(
-    hub_catalog, fake_hub, tmp_path, capsys
+    hub_catalog, fake_hub, tmp_path, capsys, deep_tree
 ):
     """`distill models import` of a tree 1,100 levels deep: the VAE at the top is linked, one
     line says what was skipped (folders nested too deep), no traceback."""
@@ -244,7 +286,7 @@ def test_import_of_a_deep_tree_links_what_is_shallow_and_says_what_it_skipped(
     assert len(skipped) == 1 and f"deeper than {MAX_DEPTH} levels" in skipped[0], cap.out
 
 
-async def test_tui_lora_picker_with_a_deep_lora_dir_stays_up(tmp_path):
+async def test_tui_lora_picker_with_a_deep_lora_dir_stays_up(deep_tree):
     """The LoRA folder is a tree 1,100 levels deep with a LoRA at the top: ctrl+n opens the
     advanced section, the picker fills (from a thread) with the LoRA, the app keeps running and
     answers keys."""
@@ -327,3 +369,63 @@ async def test_tui_stays_responsive_while_a_huge_lora_dir_is_scanned():
         assert section.collapsed and app.is_running
     print(f"lora_dir=/usr: filled in {took:.2f} s, longest event-loop stall {max(gaps):.3f} s")
     assert max(gaps) < 0.5, f"the event loop stalled {max(gaps):.2f} s"
+
+
+# ---- 22: an HF cache repo with 10,000 snapshot folders --------------------------------------
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch) -> Path:
+    """The HF cache of this test (HF_HUB_CACHE for children; huggingface_hub's constant here)."""
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def many_snapshots(hub_catalog, cache: Path, n: int = 10_000):
+    """The diffusion quant cached as the hf client lays it out (refs/main -> a snapshot -> a
+    blob), in a repo that also holds ``n`` other snapshot folders. Returns the catalog file."""
+    from tests.test_local_reuse import default_set, hf_cache_put, repo_and_path
+
+    f = default_set(hub_catalog)[0]
+    repo, path = repo_and_path(f.download_url)
+    hf_cache_put(cache, repo, path, hub_catalog.payload(f.file))
+    snaps = cache / f"models--{repo.replace('/', '--')}" / "snapshots"
+    fd = os.open(snaps, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(n):
+            os.mkdir(f"{i:040x}", dir_fd=fd)
+    finally:
+        os.close(fd)
+    return f
+
+
+async def test_model_manager_opens_at_once_with_10000_snapshots(hub_catalog, fake_hub, hf_cache):
+    """F3 with a cached repo of 10,000 snapshot folders: the screen is up within 3 s (it took
+    ~120 s: every row listed and stat'ed every snapshot, on the event loop), the HF-cache hint
+    of the cached quant still comes (from a thread), nothing else is marked."""
+    from tests.test_models_screen import make_app, screen
+
+    f = many_snapshots(hub_catalog, hf_cache)
+    app = make_app(hub_catalog.context())
+    async with app.run_test(size=(100, 30)) as pilot:
+        t0 = time.monotonic()
+        await pilot.press("f3")
+        await pilot.pause()
+        scr = screen(app)
+        opened = time.monotonic() - t0
+        loop_t0 = time.monotonic()
+        await pilot.pause()
+        assert time.monotonic() - loop_t0 < 1.0  # the loop answers right after
+        rows = scr.rows_for(f.file)
+        assert rows, "the active model's card shows the diffusion quant"
+        deadline = time.monotonic() + 30
+        while rows[0].found != "the HF cache":
+            assert time.monotonic() < deadline, "the HF-cache hint never came"
+            await pilot.pause(0.05)
+        found = time.monotonic() - t0
+        others = [r for c in scr.cards for r in c.rows if r.key != f.file]
+        assert all(r.found is None for r in others)
+    print(f"F3 with 10,000 snapshots: screen up in {opened:.2f} s, HF-cache hint in {found:.2f} s")
+    assert opened < 3.0, f"F3 took {opened:.1f} s to open"

@@ -5,7 +5,9 @@ Two places are looked at before a byte moves:
 * the Hugging Face cache (``huggingface_hub.constants.HF_HUB_CACHE``: ``HF_HUB_CACHE``, else
   ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``), by repository and file name:
   ``models--<owner>--<name>/snapshots/<commit>/<path>`` -> ``../../blobs/<sha256>`` for LFS
-  files (the snapshot of ``refs/<rev>`` first, then every other snapshot);
+  files (the snapshot of ``refs/<rev>`` first, then those of the other refs and a bounded
+  few other snapshots, then ``blobs/<the catalog's sha256>`` itself: never a listing of every
+  snapshot, issue 19.22);
 * the folders the user registers (setting ``import_dirs``, e.g. ComfyUI's ``models/``, or the
   paths given to ``distill models import``), by size, whatever the files are called.
 
@@ -100,28 +102,63 @@ def resolve_parts(url: str) -> tuple[str, str, str] | None:
     return m.group(1), unquote(m.group(2)), unquote(m.group(3))
 
 
+#: a cached repo's snapshot folders looked at beyond the ones refs name (a repo with 10,000
+#: snapshot folders made every look take seconds: issue 19.22); refs read at most
+MAX_OTHER_SNAPSHOTS = 32
+MAX_REFS = 16
+
+
 def _snapshots(repo_dir: Path, rev: str) -> list[Path]:
-    """Snapshot folders of a cached repo: ``refs/<rev>``'s commit first, then the others
-    (newest first)."""
+    """Snapshot folders of a cached repo, bounded: ``refs/<rev>``'s commit (or ``rev`` itself
+    when it is a commit) first, then the commits of the other refs (``refs/*``, at most
+    MAX_REFS), then at most MAX_OTHER_SNAPSHOTS of the other folders of ``snapshots/`` (the
+    first listed, newest first; never a walk of all of them). A blob the catalog names by its
+    sha256 is found without any snapshot (``hf_candidates``)."""
     snaps = repo_dir / "snapshots"
-    first: str | None = None
+    refs = repo_dir / "refs"
+    commits: list[str] = []
     if _COMMIT.match(rev):
-        first = rev
+        commits.append(rev)
     elif is_clean_rel(rev):
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            ref = (repo_dir / "refs" / rev).read_text().strip()
-            first = ref if is_commit(ref) else None  # "../.." would lead out of the cache
+        commits += _ref_commit(refs / rev)
     try:
-        others = sorted(
-            (p for p in snaps.iterdir() if p.is_dir()),
-            key=lambda p: p.stat().st_mtime,
-            reverse=True,
-        )
+        with os.scandir(refs) as it:
+            for n, e in enumerate(it):
+                if n >= MAX_REFS:
+                    break
+                if e.is_file(follow_symlinks=False):
+                    commits += _ref_commit(Path(e.path))
     except OSError:
-        others = []
-    out = [snaps / first] if first else []
-    out += [p for p in others if p.name != first]
-    return out
+        pass
+    others: list[os.DirEntry[str]] = []
+    try:
+        with os.scandir(snaps) as it:
+            for e in it:
+                if len(others) >= MAX_OTHER_SNAPSHOTS:
+                    break
+                if e.name not in commits and e.is_dir(follow_symlinks=False):
+                    others.append(e)
+    except OSError:
+        pass
+
+    def mtime(e: os.DirEntry[str]) -> float:
+        try:
+            return e.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            return 0.0
+
+    others.sort(key=mtime, reverse=True)
+    return [snaps / c for c in dict.fromkeys(commits)] + [Path(e.path) for e in others]
+
+
+def _ref_commit(ref: Path) -> list[str]:
+    """[the commit a ref file names], or [] (unreadable, or not a commit: "../.." would lead
+    out of the cache)."""
+    try:
+        text = ref.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [text] if is_commit(text) else []
 
 
 def hf_candidates(file: object) -> list[Candidate]:
@@ -170,6 +207,23 @@ def hf_candidates(file: object) -> list[Candidate]:
                     shown=p,
                 )
             )
+        # the blob the catalog names, whichever snapshot (if any still) leads to it: one stat
+        sha = getattr(file, "sha256", None)
+        if isinstance(sha, str) and _SHA256.match(sha):
+            blob = repo_dir / "blobs" / sha
+            try:
+                real = blob.resolve(strict=True)
+                st = real.stat()
+            except (OSError, RuntimeError):
+                continue
+            if real not in seen and resolved_within(real, repo_dir) and real.is_file():
+                seen.add(real)
+                out.append(
+                    Candidate(
+                        real, st.st_size, HF_CACHE, f"the HF cache ({repo})", sha256=sha,
+                        shown=blob,
+                    )
+                )  # fmt: skip
     return out
 
 
