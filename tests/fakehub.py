@@ -11,6 +11,8 @@ CDN:  GET/HEAD /cdn/<sha256>?Expires&Signature -> 200 / 206 + Content-Range, 416
 
 Faults are injected per request (``hub.faults.append(Fault(...))``); every request is
 recorded (``hub.requests``) with its headers (Authorization included) and the body bytes sent.
+``FakeHub(prefix="/artifactory/api/hf")`` serves the Hub under a path, as path mirrors do
+(``hub.url`` then ends in the prefix; a request outside it is 404 RepoNotFound).
 Run standalone for manual tests: ``python -m tests.fakehub --help``.
 
 ``FakeHub(tls=True)`` serves https AND plain http on the same ports (the first byte of each
@@ -138,8 +140,12 @@ class FakeHub:
         rate: float | None = None,
         tls: bool = False,
         host: str = "127.0.0.1",
+        prefix: str = "",
     ):
         self._tmp = None
+        #: a path the Hub is served under (an Artifactory-style mirror: "/artifactory/api/hf");
+        #: part of ``url``, so ``resolve_url`` and HF_ENDPOINT=hub.url carry it. "" = the root
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         #: the loopback address both ports listen on (127.0.0.2...: another origin, e.g. a mirror)
         self.host = host
         if root is None:
@@ -220,7 +226,7 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.hub_port}"
+        return f"{self.scheme}://{self.host}:{self.hub_port}{self.prefix}"
 
     @property
     def cdn_url(self) -> str:
@@ -439,7 +445,10 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- hub -------------------------------------------------------------------------
     def _hub(self, rec: Request, fault: Fault | None) -> None:
         hub = self.hub
-        m = re.match(r"^/(.+?/.+?)/resolve/([^/]+)/(.+)$", rec.path)
+        path = rec.path
+        if hub.prefix:  # served under a path: anything outside it is not the Hub
+            path = path[len(hub.prefix) :] if path.startswith(hub.prefix + "/") else ""
+        m = re.match(r"^/(.+?/.+?)/resolve/([^/]+)/(.+)$", path)
         if not m:
             self._simple(rec, 404, {"X-Error-Code": "RepoNotFound"}, b"not found\n")
             return

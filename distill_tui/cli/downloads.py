@@ -238,20 +238,29 @@ def cmd_download(args: argparse.Namespace, ctx: CoreContext) -> int:
 
 
 def _refuse_offline(ctx: CoreContext, model: CatalogModel, items: list[tuple]) -> None:
-    """``HF_HUB_OFFLINE``: one line at once when anything would need the Hub (files already
-    installed need nothing: that run goes through)."""
+    """``HF_HUB_OFFLINE``: one line at once when anything would need the Hub. Files already
+    installed need nothing, and a copy on this machine (the HF cache, an import folder: the
+    cheap size/name check of the Model Manager) is linked by the run and hashed there, as
+    ``hf download`` returns the cached file offline (issue 23.3)."""
+    from distill_tui.downloads import localreuse as lr
     from distill_tui.hftoken import offline, offline_message
 
     if not offline():
         return
-    missing = [
-        f.file
-        for f in (ctx.resolver.file_for(m, c, q) if c != "vae" else model.vae for m, c, q in items)
-        if not ctx.inventory.is_present(f.file)
-    ]
+    files = [ctx.resolver.file_for(m, c, q) if c != "vae" else model.vae for m, c, q in items]
+    todo = [f for f in files if not ctx.inventory.is_present(f.file)]
+    dirs = tuple(ctx.settings.settings.import_dirs)
+    index = lr.FolderIndex(dirs, skip=ctx.inventory.models_dir) if dirs and todo else None
+    missing = [f.file for f in todo if lr.hint(f, index) is None]
     if missing:
         raise CliError(
-            offline_message(f"cannot download {len(missing)} file(s) of {model.id}"), code=1
+            offline_message(
+                f"cannot download {len(missing)} file(s) of {model.id} "
+                f"({', '.join(visible(m) for m in missing)} not on this machine)"
+            )
+            + ", or bring them with `distill models import PATH` (files or a folder holding "
+            "them, e.g. a ComfyUI models folder)",
+            code=1,
         )
 
 

@@ -94,9 +94,30 @@ def hf_hub_cache() -> Path:
     return Path(constants.HF_HUB_CACHE).expanduser()
 
 
+_RESOLVE = re.compile(r"^/(?:models/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+#: any path prefix (a path mirror not named by HF_ENDPOINT): the first "/<a>/<b>/resolve/<rev>/"
+_RESOLVE_ANYWHERE = re.compile(r"^(?:/[^/]+)*?/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+
+
 def resolve_parts(url: str) -> tuple[str, str, str] | None:
-    """``<endpoint>/<owner>/<name>/resolve/<rev>/<path>`` -> (owner/name, rev, path)."""
-    m = re.match(r"^/(?:models/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", urlsplit(url).path)
+    """``<endpoint>/<owner>/<name>/resolve/<rev>/<path>`` -> (owner/name, rev, path).
+
+    The endpoint may have a path (Artifactory and other path mirrors:
+    ``HF_ENDPOINT=https://host/artifactory/api/hf``, issue 23.2): under ``HF_ENDPOINT`` its path
+    is taken off exactly; any other URL (a catalog mirror under a path) is read at its first
+    ``/<owner>/<name>/resolve/<rev>/``. The HF cache names a repo by its id alone, whatever
+    endpoint filled it."""
+    path = urlsplit(url).path
+    try:
+        from distill_tui.hftoken import endpoint
+
+        ep = endpoint()
+    except Exception:  # huggingface_hub missing or broken: the URL's own path
+        ep = ""
+    ep_path = urlsplit(ep).path.rstrip("/")
+    if ep_path and url.startswith(ep.rstrip("/") + "/"):
+        path = path[len(ep_path) :] if path.startswith(ep_path + "/") else path
+    m = _RESOLVE.match(path) or _RESOLVE_ANYWHERE.match(path)
     if not m:
         return None
     return m.group(1), unquote(m.group(2)), unquote(m.group(3))

@@ -51,7 +51,7 @@ from distill_tui.downloads.sidecar import (
     partial_bytes,
     sidecar_path,
 )
-from distill_tui.hftoken import stall_window, token_to_send
+from distill_tui.hftoken import offline, offline_message, stall_window, token_to_send
 from distill_tui.inventory import human_size
 from distill_tui.listeners import Listeners
 from distill_tui.redact import redact
@@ -149,6 +149,16 @@ def sha256_file(path: Path, block: int = 4 << 20) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+def offline_error(key: str) -> DownloadError:
+    """``HF_HUB_OFFLINE`` and ``key`` is nowhere on this machine (not in the HF cache, not in
+    an import folder): one line that says how to bring it (issue 23.3)."""
+    return DownloadError(
+        "offline",
+        offline_message(f"{key} is not on this machine")
+        + ", or bring the file with `distill models import PATH` (a file or folder holding it)",
+    )
 
 
 class DownloadManager:
@@ -277,6 +287,8 @@ class DownloadManager:
 
         async def one(p: _Job) -> DownloadEvent | None:
             try:
+                if offline():  # nothing to ask, and no sure copy here (issue 23.3)
+                    raise offline_error(p.key)
                 self._check_size(p, await self._meta(p, fresh=True))
             except DownloadError as e:
                 p.state = DownloadState.FAILED
@@ -537,6 +549,8 @@ class DownloadManager:
                 return
             if await self._reuse(job, dest):  # the same bytes already on this machine
                 return
+            if offline():  # HF_HUB_OFFLINE and no copy on this machine: one line, no request
+                raise offline_error(job.key)
             self._set_state(job, DownloadState.PREFLIGHT)
             meta = self._check_size(job, await self._meta(job))
             expected = job.file.sha256 or meta.sha256
@@ -642,11 +656,16 @@ class DownloadManager:
         """The HF cache holds this exact file: a blob named by the catalog's sha256, of the
         catalog's exact size (a few stats). The preflight does not ask the Hub about it."""
         f = job.file
-        if f.sha256 is None or f.size_estimated:
+        if f.sha256 is None:
             return False
         from distill_tui.downloads import localreuse as lr
 
-        return any(c.sha256 == f.sha256 and c.size == f.size for c in lr.hf_candidates(f))
+        # a blob named by the catalog's sha256 is that file whatever the catalog's size
+        # estimate says (linking hashes it): the Hub is not asked (issue 23.6)
+        return any(
+            c.sha256 == f.sha256 and (f.size_estimated or c.size == f.size)
+            for c in lr.hf_candidates(f)
+        )
 
     async def _reuse(self, job: _Job, dest: Path) -> bool:
         """Before any byte moves: the same bytes in the HF cache or a folder of
@@ -668,7 +687,10 @@ class DownloadManager:
         if not cands and (size is not None or not dirs):
             return False  # (an estimated size: a folder file is looked for by the Hub's size)
         expected, meta = f.sha256, None
-        if expected is None or size is None:
+        # an HF cache blob named by the catalog's sha256 needs no size from the Hub: hashing it
+        # where it is linked decides (issue 23.6: zero Hub requests, as offline)
+        named = expected is not None and any(c.sha256 == expected for c in cands)
+        if (expected is None or size is None) and not named:
             try:
                 meta = self._check_size(job, await self._meta(job))
             except DownloadError as e:  # offline, gated...: judged on what the disk says
