@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -160,6 +161,14 @@ class DistillApp(App[int]):
         self.previous_mode: str | None = None
         #: a model whose card the Model Manager shows next (``show_models(model_id)``)
         self._models_target: str | None = None
+        #: the line the one hand-off gave (a second hang-up, a lost terminal after it, or
+        #: "keep downloading" twice never start a second detached downloader)
+        self._handoff_message: str | None = None
+        self._handed_off = False
+        self._exit_started = False  #: a signal or the terminal's loss is ending the App
+        self._watchdog_armed = False
+        self._handoff_lock = threading.Lock()
+        self._app_loop: asyncio.AbstractEventLoop | None = None  #: for the driver's threads
         theme = self.core.settings.settings.theme
         if theme and theme in self.available_themes:
             self.theme = theme
@@ -263,6 +272,7 @@ class DistillApp(App[int]):
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
+        self._app_loop = asyncio.get_running_loop()
         self._install_signal_handlers()
         self._bridge_settings(self.core.settings)
         # settings.json is shared with the CLI (`distill models use` in another window): a
@@ -334,7 +344,9 @@ class DistillApp(App[int]):
         from distill_tui.screens.quit import QuitModal
 
         running = self.running_downloads()
-        if not running:
+        # a generation cannot be handed off: quitting stops it, so ask as for downloads
+        generating = self._generation is not None and self._generation.running
+        if not running and not generating:
             self.exit()
             return
         if isinstance(self.screen, QuitModal):
@@ -346,18 +358,32 @@ class DistillApp(App[int]):
             elif answer == "stop":
                 self.exit()
 
-        self.push_screen(QuitModal(running), answered)
+        self.push_screen(QuitModal(running, generating), answered)
 
-    def hand_off_downloads(self) -> str | None:
+    def hand_off_downloads(self, wait: float = -1) -> str | None:
         """Start a detached ``distill models download`` per model for what is still running
         here; this process then pauses its own (on unmount) and the new one resumes from the
-        partials. Returns a line for the terminal after exit."""
+        partials. Returns a line for the terminal after exit. Once per process: a second call
+        (two hang-ups, a hang-up after "keep downloading") returns the first one's line."""
+        # the App's loop, or the exit watchdog's thread when the loop never got to it
+        if not self._handoff_lock.acquire(timeout=wait):
+            return None
+        try:
+            if not self._handed_off:
+                self._handed_off = True
+                self._handoff_message = self._hand_off()
+            return self._handoff_message
+        finally:
+            self._handoff_lock.release()
+
+    def _hand_off(self) -> str | None:
         if self._downloads is None:
             return None
         items = self._downloads.unfinished()
         if not items:
             return None
         from distill_tui.downloads.handoff import hand_off
+        from distill_tui.selfcmd import distill_command
 
         try:
             started = hand_off(items, self.core.paths.log_dir, self._downloads.connections)
@@ -369,7 +395,7 @@ class DistillApp(App[int]):
         pids = ", ".join(str(pid) for _m, pid, _l in started)
         return (
             f"distill: {len(items)} download(s) continue in the background (pid {pids}); "
-            f"`distill models status` shows them. Log: {started[0][2]}"
+            f"`{distill_command()} models status` shows them. Log: {started[0][2]}"
         )
 
     def _install_signal_handlers(self) -> None:
@@ -387,9 +413,62 @@ class DistillApp(App[int]):
                 pass
 
     def _on_exit_signal(self, sig: int) -> None:
+        if self._exit_started:  # a second hang-up (the shell passes its own on): one exit
+            log.info("%s again: already quitting", signal.Signals(sig).name)
+            return
         log.info("%s: quitting", signal.Signals(sig).name)
-        message = self.hand_off_downloads() if sig == signal.SIGHUP else None
-        self.exit(return_code=128 + sig, message=message)
+        self._end_without_terminal(128 + sig, hand_off=sig == signal.SIGHUP)
+
+    def terminal_gone(self, error: OSError) -> None:
+        """The terminal is gone (EIO/EPIPE writing or reading it; distill_tui/driver.py): as a
+        hang-up, whether or not SIGHUP comes. Called on the driver's threads: the exit deadline
+        starts now (the App's loop may be busy building a screen), the rest runs on the loop."""
+        self._arm_exit_watchdog(128 + signal.SIGHUP, hand_off=True)
+        loop = self._app_loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing already
+                loop.call_soon_threadsafe(self._on_terminal_gone, error)
+
+    def _on_terminal_gone(self, error: OSError) -> None:
+        if self._exit_started:
+            return
+        log.info("the terminal is gone (%s): quitting", error)
+        self._end_without_terminal(128 + signal.SIGHUP, hand_off=True)
+
+    def _end_without_terminal(self, code: int, *, hand_off: bool) -> None:
+        """Quit with nobody to ask: hand the downloads off (on a hang-up), then exit; a watchdog
+        makes sure the process ends within :data:`EXIT_DEADLINE` seconds whatever blocks."""
+        self._exit_started = True
+        self._arm_exit_watchdog(code, hand_off=hand_off)
+        message = self.hand_off_downloads() if hand_off else None
+        self.exit(return_code=code, message=message)
+
+    def _arm_exit_watchdog(self, code: int, *, hand_off: bool) -> None:
+        with self._handoff_lock:
+            if self._watchdog_armed:
+                return
+            self._watchdog_armed = True
+        _start_exit_watchdog(self, code, hand_off=hand_off)
+
+    def engine_pid(self) -> int | None:
+        """The engine child's pid while it runs."""
+        proc = getattr(self._engine, "_proc", None)
+        if proc is None or getattr(proc, "returncode", 0) is not None:
+            return None
+        return getattr(proc, "pid", None)
+
+    def get_driver_class(self) -> type[Any]:
+        """Textual's Linux driver with an output path that never blocks the App and notices a
+        terminal that is gone (distill_tui/driver.py); TEXTUAL_DRIVER and Windows as Textual."""
+        import sys
+
+        from textual import constants
+
+        if constants.DRIVER is not None or sys.platform == "win32":
+            return super().get_driver_class()
+        from distill_tui.driver import DistillDriver
+
+        return DistillDriver
 
     # ---- notifications -----------------------------------------------------------------
     def notify(
@@ -494,6 +573,37 @@ class DistillApp(App[int]):
         return system_commands(self, screen, super().get_system_commands(screen))
 
 
+#: seconds from a hang-up (or the terminal's loss, or SIGTERM) to the end of the process
+EXIT_DEADLINE = 4.0
+
+
+def _start_exit_watchdog(
+    app: DistillApp, code: int, *, hand_off: bool, deadline: float = EXIT_DEADLINE
+) -> None:
+    """A daemon thread that ends the process ``deadline`` seconds from now if the clean exit
+    has not: the downloads are handed off if the App could not do it yet (``hand_off``), the
+    engine child is killed, then ``os._exit``. Partials stay resumable (the kernel releases the
+    download locks). Nothing on the way out may keep an orphan alive."""
+    import os
+    import time
+
+    def watch() -> None:
+        time.sleep(deadline)
+        log.error("still running %.0f s after the exit began: ending the process", deadline)
+        if hand_off:
+            with contextlib.suppress(Exception):
+                app.hand_off_downloads(wait=1.0)
+        pid = app.engine_pid()
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            logging.shutdown()
+        os._exit(code)
+
+    threading.Thread(target=watch, name="distill-exit-watchdog", daemon=True).start()
+
+
 def prepare_image_support(renderer: str | None) -> None:
     """textual-image's terminal probe must be done before the app takes the terminal over
     (see image_probe: ``distill`` starts it on a thread beside its own imports)."""
@@ -511,7 +621,16 @@ def run_app(debug: bool = False, image_renderer: str | None = None) -> int:
     setup_logging(core.paths, debug)
     prepare_image_support(image_renderer)
     app = DistillApp(core, image_renderer=image_renderer)
-    app.run()
+    try:
+        app.run()
+    except OSError as e:  # the terminal went away: Textual's last words (an error) cannot be shown
+        said = "".join(
+            seg.text
+            for r in getattr(app, "_exit_renderables", ())
+            for seg in getattr(r, "segments", ())
+        )
+        log.info("the terminal is gone (%s); not shown: %s", e, said or "nothing")
+        return app.return_code or 128 + signal.SIGHUP
     if app.return_code:
         with contextlib.suppress(OSError):  # after a hang-up there is no terminal to tell
             print(f"distill exited with code {app.return_code}", file=sys.stderr)
