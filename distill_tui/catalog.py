@@ -95,6 +95,11 @@ def _under_user_endpoint(url: str) -> bool:
 def _check_url(v: str) -> str:
     parts = urlsplit(v)
     host = parts.hostname or ""
+    if "@" in parts.netloc:  # credentials would be sent as Basic auth and printed by listings
+        raise ValueError(
+            "carries credentials (user:...@, not shown): a catalog URL names no login; the "
+            "Hugging Face token goes in HF_TOKEN (or `hf auth login`)"
+        )
     if parts.scheme == "https" and host:
         return v
     if parts.scheme == "http" and host and (_is_loopback(host) or _under_user_endpoint(v)):

@@ -481,3 +481,16 @@ def test_import_of_another_users_file_says_another_owner_not_another_filesystem(
         assert "another user" in text, text
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_catalog_url_with_credentials_is_refused_without_echoing_them(hub_catalog):
+    """A catalog URL ``http://user:hf_…@host/…`` was listed verbatim by `models list --json` and
+    sent as Basic auth: the catalog refuses it, and the line never shows the secret."""
+    for m in hub_catalog.raw["models"]:
+        m["vae"]["downloadUrl"] = m["vae"]["downloadUrl"].replace("://", f"://user:{SECRET}@")
+    rewrite(hub_catalog)
+    rc, out, err, _ = cli("models", "list", "--json", timeout=60)
+    text = out + err
+    assert "credentials" in text, text
+    assert SECRET not in text and SECRET[3:] not in text, text
+    assert "Traceback" not in text, text
