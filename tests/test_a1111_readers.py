@@ -75,7 +75,7 @@ def test_a1111_readers_read_our_outputs(tiny_ready_model, tmp_path, ext):
     info = sd_parsers.ParserManager().parse(str(path))
     assert info is not None, f"sd-parsers found nothing in {ext}"
     assert info.generator.name == "AUTOMATIC1111"
-    assert info.full_prompt == "a red fox in snow"
+    assert info.full_prompt == "a red fox in snow <lora:ink-style:0.7>"  # as A1111 writes it
     assert info.full_negative_prompt == "blurry, lowres"
     (sampler,) = info.samplers
     assert sampler.name == "euler"
@@ -87,7 +87,8 @@ def test_a1111_readers_read_our_outputs(tiny_ready_model, tmp_path, ext):
     # sd-prompt-reader: what its CLI prints (-r: raw) and its parsed fields
     r = image_data_reader.ImageDataReader(str(path))
     assert r.tool == "A1111 webUI", (ext, r.tool)
-    assert r.positive == "a red fox in snow" and r.negative == "blurry, lowres"
+    assert r.positive == "a red fox in snow <lora:ink-style:0.7>"
+    assert r.negative == "blurry, lowres"
     assert r.parameter["seed"] == "1234" and r.parameter["steps"] == "2"
     assert r.parameter["sampler"] == "euler" and r.parameter["size"] == "64x64"
     assert r.parameter["model"]
@@ -99,4 +100,4 @@ def test_a1111_readers_read_our_outputs(tiny_ready_model, tmp_path, ext):
         raw = exif["Exif"][piexif.ExifIFD.UserComment]
         assert isinstance(raw, bytes), type(raw)
         text = piexif_helper.UserComment.load(raw)
-        assert text.startswith("a red fox in snow\nNegative prompt: blurry, lowres\n")
+        assert text.startswith("a red fox in snow <lora:ink-style:0.7>\nNegative prompt: blurry")

@@ -279,8 +279,10 @@ def test_cli_lora_from_the_folder(tiny_ready_model, tmp_path):
     assert "(4 / 4) LoRA tensors have been applied" in log
     params = parse_parameters(read_parameters(half) or "")
     assert params["LoRAs"] == "tiny_style (0.5)"
-    assert params["prompt"] == "a cat"  # the tag is the engine's business, not the prompt's
+    # A1111's readers find the LoRA as a tag in the text's prompt line (issue 23.9) ...
+    assert params["prompt"] == "a cat <lora:tiny_style:0.5>"
     rec = {r.images[0]: r for r in History(ctx.paths.history_file).records()}[str(half)]
+    assert rec.params["prompt"] == "a cat"  # ... the record keeps the prompt as typed
     assert rec.params["loras"][0]["name"] == "tiny_style"
     assert rec.params["loras"][0]["weight"] == 0.5
     # --lora-dir and an unknown name: one line naming the folder and what is there
