@@ -1,0 +1,201 @@
+"""The HF cache in every shape (issue 23): a cache filled by huggingface_hub ITSELF from a Hub
+served under a path (Artifactory-style ``HF_ENDPOINT=http://host/artifactory/api/hf``) is reused
+by ``distill models download`` with zero Hub requests, online and with ``HF_HUB_OFFLINE=1``
+(23.2, 23.3); ``--dry-run`` says what the real run will link and counts 0 bytes for it (23.6).
+Real processes, a real loopback Hub (tests/fakehub.py with ``prefix=``), real links."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakehub import FakeHub
+from tests.hub_fixtures import HubCatalog, build_hub_catalog
+
+M4 = "flux2-klein-4b"
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "/artifactory/api/hf"
+
+
+@pytest.fixture
+def path_hub(isolated_dirs: Path) -> Iterator[FakeHub]:
+    hub = FakeHub(prefix=PREFIX).start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def path_catalog(path_hub: FakeHub, tmp_path: Path, monkeypatch) -> HubCatalog:
+    """The 2-model catalog on a Hub under PREFIX, HF_ENDPOINT pointing there, HF_HOME in tmp."""
+    from distill_tui.paths import AppPaths
+
+    cat = build_hub_catalog(path_hub, AppPaths.from_env().user_catalog_file)
+    monkeypatch.setenv("HF_ENDPOINT", path_hub.url)
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    return cat
+
+
+def default_set(cat: HubCatalog) -> list:
+    model = cat.context().catalog.require(M4)
+    return [
+        model.diffusion.get(model.default_quant("diffusion")),
+        model.text_encoder.get(model.default_quant("textEncoder")),
+        model.vae,
+    ]
+
+
+def repo_path(hub: FakeHub, url: str) -> tuple[str, str]:
+    assert url.startswith(hub.url + "/"), url
+    repo_part, rest = url[len(hub.url) + 1 :].split("/resolve/", 1)
+    return repo_part, rest.split("/", 1)[1]
+
+
+def hf_download_all(cat: HubCatalog, hub: FakeHub) -> dict[str, Path]:
+    """`hf download` of the set: huggingface_hub's own hf_hub_download against the path Hub
+    (in a child, with HF_ENDPOINT / HF_HOME from the environment as `hf` reads them)."""
+    wanted = {f.file: repo_path(hub, f.download_url) for f in default_set(cat)}
+    code = (
+        "import json, sys\n"
+        "from huggingface_hub import hf_hub_download\n"
+        "out = {k: hf_hub_download(r, p) for k, (r, p) in json.loads(sys.argv[1]).items()}\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(wanted)],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = {k: Path(v) for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    for k, p in got.items():  # huggingface_hub's layout: a snapshot link to a blob
+        assert p.is_symlink() and p.resolve().parent.name == "blobs", (k, p)
+        assert str(p).startswith(os.environ["HF_HOME"])
+    # it really went through the prefix
+    assert hub.requests and all(
+        r.path.startswith(PREFIX + "/") for r in hub.requests if r.server == "hub"
+    )
+    return got
+
+
+def distill(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distill_tui", *args],
+        env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def models_dir() -> Path:
+    from distill_tui.paths import AppPaths
+
+    return AppPaths.from_env().default_models_dir
+
+
+def assert_linked_verified(cat: HubCatalog, cached: dict[str, Path]) -> None:
+    inv = cat.context().inventory
+    for rel, snap in cached.items():
+        dest = models_dir() / rel
+        assert os.stat(dest).st_ino == os.stat(snap.resolve()).st_ino, rel  # the blob itself
+        rec = inv.get(rel)
+        assert rec is not None and not rec.unverified and rec.sha256, rel
+
+
+# ---- 23.2: HF_ENDPOINT with a path ----------------------------------------------------------
+def test_path_endpoint_cache_filled_by_hf_is_reused_with_zero_requests(path_catalog, path_hub):
+    cached = hf_download_all(path_catalog, path_hub)
+    path_hub.requests.clear()
+    proc = distill("models", "download", M4)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("linked from the HF cache") == 3, proc.stdout
+    assert path_hub.requests == []  # not even a HEAD
+    assert_linked_verified(path_catalog, cached)
+
+
+def test_resolve_parts_with_a_path_endpoint(monkeypatch):
+    from distill_tui.downloads.localreuse import resolve_parts
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example/artifactory/api/hf")
+    url = "https://mirror.example/artifactory/api/hf/o/n/resolve/main/sub/f.gguf"
+    assert resolve_parts(url) == ("o/n", "main", "sub/f.gguf")
+    # a catalog mirror under another path prefix than HF_ENDPOINT's
+    assert resolve_parts("https://m2.example/hf/api/o/n/resolve/v1/f.gguf") == ("o/n", "v1", "f.gguf")
+    # the plain Hub, and a file whose own path contains /resolve/
+    assert resolve_parts("https://huggingface.co/o/n/resolve/main/a/resolve/b") == (
+        "o/n", "main", "a/resolve/b",
+    )  # fmt: skip
+    assert resolve_parts("https://huggingface.co/o/n/blob/main/f") is None
+
+
+# ---- 23.3: offline ------------------------------------------------------------------------------
+def test_offline_reuses_the_hf_cache_hashed(path_catalog, path_hub):
+    cached = hf_download_all(path_catalog, path_hub)
+    path_hub.requests.clear()
+    proc = distill("models", "download", M4, HF_HUB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("linked from the HF cache") == 3, proc.stdout
+    assert "(ready)" in proc.stdout
+    assert path_hub.requests == []
+    assert_linked_verified(path_catalog, cached)
+
+
+def test_offline_file_not_on_the_machine_is_one_line_naming_models_import(path_catalog, path_hub):
+    proc = distill("models", "download", M4, HF_HUB_OFFLINE="1")
+    assert proc.returncode == 1
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1, proc.stderr
+    assert "HF_HUB_OFFLINE" in err[0] and "distill models import" in err[0]
+    assert "Traceback" not in proc.stderr
+    assert path_hub.requests == []
+
+
+# ---- 23.6: --dry-run shows reuse ------------------------------------------------------------------
+def test_dry_run_shows_links_from_the_hf_cache_and_needs_nothing(path_catalog, path_hub):
+    hf_download_all(path_catalog, path_hub)
+    path_hub.requests.clear()
+    proc = distill("models", "download", M4, "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [f["reuse"] for f in doc["files"]] == ["hf-cache"] * 3
+    assert doc["needBytes"] == 0
+    assert path_hub.requests == []  # as the real run: the catalog's sha256 names the blob
+    text = distill("models", "download", M4, "--dry-run")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.count("link from HF cache") == 3, text.stdout
+    assert "(checked when linked)" in text.stdout and "need 0 B" in text.stdout
+    assert "fetch " not in text.stdout
+    # and the real run does what the dry run said
+    real = distill("models", "download", M4)
+    assert real.returncode == 0 and real.stdout.count("linked from the HF cache") == 3
+    assert path_hub.requests == []
+
+
+def test_dry_run_shows_links_from_an_import_dir(path_catalog, path_hub, tmp_path):
+    comfy = tmp_path / "comfy"
+    comfy.mkdir()
+    files = default_set(path_catalog)
+    vae = files[2]
+    (comfy / "flux2-vae.sft").write_bytes(path_catalog.payload(vae.file))
+    ctx = path_catalog.context()
+    ctx.settings.update(import_dirs=[str(comfy)])
+    proc = distill("models", "download", M4, "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    by = {f["file"]: f for f in doc["files"]}
+    assert by[vae.file]["reuse"] == "import-dir"
+    assert by[files[0].file]["reuse"] is None
+    assert doc["needBytes"] == files[0].size + files[1].size
+    text = distill("models", "download", M4, "--dry-run")
+    assert "link from import dir" in text.stdout and str(comfy) in text.stdout
