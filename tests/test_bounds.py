@@ -239,3 +239,24 @@ def test_the_real_child_refuses_an_out_of_range_request():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_the_longest_prompt_runs_even_with_a_small_stack(tiny_ready_model, tmp_path):
+    """The limit has its margin: the longest prompt accepted, as one run of the characters
+    sd.cpp's recursive regex eats one by one (the worst case), generates for real even when
+    the shell's soft stack limit is 2 MB (the child raises its own; it died at 8 KB before)."""
+    prompt = "x" * bounds.MAX_PROMPT_BYTES
+    out = tmp_path / "long.png"
+    argv = [sys.executable, "-m", "distill_tui", "generate", prompt, "--steps", "1", "-o", str(out)]
+    argv += ["--width", "64", "--height", "64"]
+    p = subprocess.run(
+        ["bash", "-c", 'ulimit -S -s 2048 && exec "$@"', "bash", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert out.is_file()
