@@ -131,7 +131,11 @@ def test_resolve_parts_with_a_path_endpoint(monkeypatch):
     url = "https://mirror.example/artifactory/api/hf/o/n/resolve/main/sub/f.gguf"
     assert resolve_parts(url) == ("o/n", "main", "sub/f.gguf")
     # a catalog mirror under another path prefix than HF_ENDPOINT's
-    assert resolve_parts("https://m2.example/hf/api/o/n/resolve/v1/f.gguf") == ("o/n", "v1", "f.gguf")
+    assert resolve_parts("https://m2.example/hf/api/o/n/resolve/v1/f.gguf") == (
+        "o/n",
+        "v1",
+        "f.gguf",
+    )
     # the plain Hub, and a file whose own path contains /resolve/
     assert resolve_parts("https://huggingface.co/o/n/resolve/main/a/resolve/b") == (
         "o/n", "main", "a/resolve/b",
@@ -199,3 +203,17 @@ def test_dry_run_shows_links_from_an_import_dir(path_catalog, path_hub, tmp_path
     assert doc["needBytes"] == files[0].size + files[1].size
     text = distill("models", "download", M4, "--dry-run")
     assert "link from import dir" in text.stdout and str(comfy) in text.stdout
+
+
+# ---- 23.9: the final line (also the hand-off log's) never reads "None" ------------------------
+def test_download_final_line_without_a_selection_says_so(hub_catalog, fake_hub, capsys):
+    """`models download M --only vae` (the detached hand-off runs the same command, its log
+    the same lines): no quant is selected yet, and the line says that instead of 'None'."""
+    from distill_tui.cli import main
+
+    assert main(["models", "download", M4, "--only", "vae"]) == 0
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    assert "None" not in out, out
+    assert "no diffusion quant selected yet" in last and "no text encoder quant" in last
+    assert f"distill models use {M4}" in last

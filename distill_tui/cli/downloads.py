@@ -369,14 +369,30 @@ async def _download(
             out.failure("nothing was downloaded; fix the problem above and rerun")
         code = 1
     else:
-        out.line(
-            f"{model.id}: selected diffusion {sel.diffusion_quant}, text encoder "
-            f"{sel.text_encoder_quant}" + ("  (ready)" if ready else "")
-        )
+        out.line(_selection_line(model.id, sel.diffusion_quant, sel.text_encoder_quant, ready))
         code = 0
     if json_out:
         out.dump_json(model.id, sel, ready, code)
     return code
+
+
+def _selection_line(
+    model_id: str, diffusion: str | None, text_encoder: str | None, ready: bool
+) -> str:
+    """The last line of a download (and of a detached hand-off's log): the quants in use, or
+    that none is selected yet and how to choose (never "None", issue 23.9)."""
+    if diffusion and text_encoder:
+        return f"{model_id}: selected diffusion {diffusion}, text encoder {text_encoder}" + (
+            "  (ready)" if ready else ""
+        )
+    parts = [
+        f"diffusion {diffusion}" if diffusion else "no diffusion quant selected yet",
+        f"text encoder {text_encoder}" if text_encoder else "no text encoder quant selected yet",
+    ]
+    return (
+        f"{model_id}: {', '.join(parts)} (download one, or `distill models use {model_id} "
+        "--diffusion Q --text-encoder Q`)"
+    )
 
 
 class _Output:

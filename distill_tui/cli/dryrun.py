@@ -118,10 +118,9 @@ def _find_reuse(ctx: CoreContext, rows: list[dict], index: object | None) -> Non
 def cmd_dry_run(
     args: argparse.Namespace, ctx: CoreContext, model: CatalogModel, items: list[tuple]
 ) -> int:
+    from distill_tui.downloads import localreuse as lr
     from distill_tui.downloads.sidecar import partial_allocated, partial_bytes
     from distill_tui.hftoken import offline
-
-    from distill_tui.downloads import localreuse as lr
 
     rows = _files(ctx, model, items)
     off = offline()
@@ -150,9 +149,7 @@ def cmd_dry_run(
         free = 0
     fits = need + margin <= free
     unavailable = [
-        r
-        for r in rows
-        if r["problem"] and not r["installed"] and not r["reuse"] and r["estimate"]
+        r for r in rows if r["problem"] and not r["installed"] and not r["reuse"] and r["estimate"]
     ]
     code = 0 if fits and not unavailable else 1
     if getattr(args, "json", False):
@@ -180,7 +177,11 @@ def cmd_dry_run(
         if r["reuse"]:
             where = "HF cache" if r["reuse"] == "hf-cache" else "import dir"
             size = ("~" if r["estimate"] else "") + human_size(r["size"])
-            w(visible(f"  link from {where:<10} {label:<22} {size:>10} (0 B to fetch)  {r['file']}"))
+            w(
+                visible(
+                    f"  link from {where:<10} {label:<22} {size:>10} (0 B to fetch)  {r['file']}"
+                )
+            )
             w("\n")
             w(visible(f"             {r['reuseFrom']} (checked when linked)") + "\n")
             continue
