@@ -16,6 +16,15 @@ paint for the GIL. So the thread asks with textual-image's own terminal helper (
 is drawn) with the questions suppressed, and sets the renderer the answers chose - the one
 textual-image would have chosen: Sixel first, then Kitty, then half cells on a terminal,
 Unicode without one.
+
+Colours: ssh does not pass ``COLORTERM``, so over ssh Rich and Textual fell back to 256
+colours (a half-cell picture of 96 colours where the terminal shows 1756). When
+``COLORTERM`` is unset, the first question also asks XTGETTCAP for ``RGB`` and ``Tc`` (the
+terminfo capabilities of a direct-colour terminal): a terminal that answers gets
+``COLORTERM=truecolor`` before the app starts. Both questions go out in one write; the
+answer to the first one (Primary Device Attributes, answered by every terminal) comes after,
+so a terminal that does not know XTGETTCAP costs no wait. :func:`colour_depth` says what was
+chosen and why (``distill doctor``, Settings).
 """
 
 from __future__ import annotations
@@ -35,6 +44,66 @@ _lock = threading.Lock()
 #: or "unicode" (no terminal); None until the probe ran (or when it failed)
 detected: str | None = None
 _widgets: ModuleType | None = None
+#: why COLORTERM is what it is ("terminal answered XTGETTCAP RGB/Tc", ...), for doctor/Settings
+colour_reason: str | None = None
+#: XTGETTCAP (DCS + q) for "RGB" and "Tc", hex-encoded names
+TRUECOLOR_QUERY = "\x1bP+q524742;5463\x1b\\"
+
+
+def _ask_da1(with_truecolor: bool) -> tuple[str | None, bool]:
+    """Primary Device Attributes (the list after ``ESC [ ?``), preceded by the XTGETTCAP
+    truecolor question when ``with_truecolor``: (the DA1 list or None, the terminal said it
+    has RGB/Tc). Terminals answer in order, so DA1's answer ends the wait."""
+    import re
+
+    from textual_image._terminal import capture_mode, read
+
+    out, stdin = sys.__stdout__, sys.__stdin__
+    if out is None or stdin is None:
+        return None, False
+    got = ""
+    da1 = re.compile(r"\x1b\[\?([0-9;]*)c")
+    try:
+        with capture_mode():
+            out.write((TRUECOLOR_QUERY if with_truecolor else "") + "\x1b[c")
+            out.flush()
+            while (m := da1.search(got)) is None and len(got) < 4096:
+                got += read(stdin.buffer.fileno(), 1, 0.1)
+    except Exception:  # no answer within 0.1 s, or no terminal to read
+        return None, "\x1bP1+r" in got
+    return m.group(1), "\x1bP1+r" in got[: m.start()]
+
+
+def _note_colours(answered: bool) -> None:
+    """Set COLORTERM=truecolor for Rich/Textual when the terminal said it has direct colour."""
+    global colour_reason
+    import os
+
+    if answered and not os.environ.get("COLORTERM"):
+        os.environ["COLORTERM"] = "truecolor"
+        colour_reason = "terminal answered XTGETTCAP RGB/Tc"
+
+
+def colour_depth(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(depth, why): the colours Rich/Textual use here, and what decided it."""
+    import os
+
+    env = os.environ if environ is None else environ
+    colorterm = env.get("COLORTERM", "")
+    term = env.get("TERM", "")
+    if env.get("NO_COLOR"):
+        return "none", "NO_COLOR is set"
+    forced = env.get("TEXTUAL_COLOR_SYSTEM", "")
+    if forced and forced != "auto":
+        return forced, f"TEXTUAL_COLOR_SYSTEM={forced}"
+    if colorterm in ("truecolor", "24bit"):
+        return "truecolor", colour_reason or f"COLORTERM={colorterm}"
+    if "256color" in term:
+        return "256 colours", (
+            f"TERM={term}, COLORTERM unset (ssh does not pass it; the terminal did not answer "
+            "the truecolor query; export COLORTERM=truecolor if it has 24-bit colour)"
+        )
+    return "standard (16)", f"TERM={term or 'unset'}"
 
 
 def _ask(start: str, end: str, query: str) -> str | None:
@@ -75,7 +144,10 @@ def _probe() -> None:
         if not (out and out.isatty()):
             detected = "unicode"
             return
-        da1 = _ask("\x1b[?", "c", "\x1b[c")
+        import os
+
+        da1, truecolor = _ask_da1(not os.environ.get("COLORTERM"))
+        _note_colours(truecolor)
         if da1 is None:
             # Every terminal that draws images answers this first question; one that stays
             # silent answers nothing else either: no more 0.1 s waits for the Kitty query and
@@ -171,3 +243,44 @@ def _import_widgets() -> ModuleType:
     import textual_image.widget as widgets
 
     return widgets
+
+
+_WHY = {
+    "sixel": "the terminal lists Sixel in its device attributes",
+    "kitty": "the terminal answered the Kitty graphics query",
+    "halfcell": "the terminal draws neither Sixel nor Kitty graphics",
+    "unicode": "not a terminal",
+}
+
+
+def renderer_choice(setting: str = "auto") -> tuple[str, str]:
+    """(renderer, why): what draws images for the ``image_renderer`` setting (``auto``:
+    what the terminal answered). A forced Sixel/Kitty inside tmux gets a warning: tmux
+    without passthrough shows a blank area."""
+    import os
+
+    if setting and setting != "auto":
+        why = "set in Settings / --image-renderer"
+        if setting in ("sixel", "kitty") and os.environ.get("TMUX"):
+            why += (
+                "; warning: inside tmux the picture stays blank unless tmux passes it "
+                "through (choose auto or halfcell)"
+            )
+        return setting, why
+    if detected is None:  # not asked (yet): what the image pane will do without answers
+        out = sys.__stdout__
+        tty = bool(out and out.isatty())
+        return (
+            ("halfcell", "auto: the terminal was not asked")
+            if tty
+            else ("unicode", "auto: " + _WHY["unicode"])
+        )
+    return detected, "auto: " + _WHY.get(detected, "no answer")
+
+
+def display_rows(setting: str = "auto") -> list[tuple[str, str]]:
+    """The rows ``distill doctor`` and Settings show: colour depth and the image renderer,
+    each with why."""
+    depth, why = colour_depth()
+    renderer, rwhy = renderer_choice(setting)
+    return [("colours", f"{depth} ({why})"), ("image renderer", f"{renderer} ({rwhy})")]

@@ -27,6 +27,11 @@ FREE = 512_000_000_000
 def fixed_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("distill_tui.dirs._free", lambda path: FREE)
     monkeypatch.setenv("HF_TOKEN_PATH", str(Path.home() / ".cache" / "huggingface" / "token"))
+    # the Display rows say the colour depth and renderer, each with why: the same everywhere
+    monkeypatch.setenv("COLORTERM", "truecolor")
+    monkeypatch.setattr("distill_tui.image_probe.detected", "halfcell")
+    # and name `distill` as a shell with it on PATH would (not this checkout's absolute path)
+    monkeypatch.setattr("distill_tui.selfcmd.command_for", lambda name, fallback: name)
 
 
 def build_app(**settings: Any) -> DistillApp:

@@ -106,6 +106,7 @@ def run_doctor(args: argparse.Namespace, ctx: CoreContext) -> int:
         ("active model", ctx.settings.settings.active_model_id),
         ("model ready", _model_ready(ctx)),
     ]
+    rows += _display_rows(ctx)
     from distill_tui.devices import detect_machine
 
     machine = detect_machine(probe=engine_info)
@@ -137,6 +138,22 @@ def _mem(total: int | None, free: int | None) -> str:
     if not total:
         return "memory unknown"
     return f"{human_size(total)} total" + (f", {human_size(free)} free" if free else "")
+
+
+def _display_rows(ctx: CoreContext) -> list[tuple[str, str]]:
+    """Colour depth and image renderer, each with why (issue 22.8). On a terminal it is asked
+    as the TUI asks it (<= 0.3 s); piped, the renderer is left to the TUI's start."""
+    from distill_tui import image_probe
+
+    setting = ctx.settings.settings.image_renderer
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        image_probe.start()
+        image_probe.finish(2.0)
+        return image_probe.display_rows(setting)
+    rows = image_probe.display_rows(setting)
+    if setting == "auto":
+        rows[-1] = ("image renderer", "auto: asked of the terminal when distill starts in one")
+    return rows
 
 
 def machine_rows(machine) -> list[tuple[str, str]]:

@@ -68,9 +68,18 @@ def _detach(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel, ite
     argv = detach_command(model.id, items, args.connections)
     pid, log = spawn_detached(argv, ctx.paths.log_dir, model.id)
     print(f"downloading {model.id} in the background (pid {pid}); you can close this terminal")
-    print(f"  progress: distill models status --watch    log: {log}")
-    print("  stop it:  kill " + str(pid) + "   (partials are kept; rerun to resume)")
+    print(detached_message(pid, log))
     return 0
+
+
+def detached_message(pid: int, log: object) -> str:
+    """How to follow and stop a detached download, naming the distill a new shell runs."""
+    from distill_tui.selfcmd import distill_command
+
+    return (
+        f"  progress: {distill_command()} models status --watch    log: {log}\n"
+        f"  stop it:  kill {pid}   (partials are kept; rerun to resume)"
+    )
 
 
 # ---- status --------------------------------------------------------------------------------

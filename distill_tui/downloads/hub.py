@@ -357,6 +357,15 @@ def network_error(url: str, exc: BaseException, token: str | None = None) -> Dow
     )
 
 
+def _or_login() -> str:
+    """The "or log in with hf" aside, naming the hf a new shell runs (the venv's by absolute
+    path when it is not on PATH); nothing when this installation has no hf."""
+    from distill_tui.selfcmd import command_for
+
+    hf = command_for("hf", "")
+    return f" (or `{hf} auth login`)" if hf else ""
+
+
 def hub_error(resp: httpx.Response, url: str, token: str | None) -> DownloadError:
     """Map a Hub error answer to an actionable message (never includes the token)."""
     code = resp.headers.get("x-error-code", "")
@@ -380,18 +389,18 @@ def hub_error(resp: httpx.Response, url: str, token: str | None) -> DownloadErro
             )
         return DownloadError(
             "gated",
-            f"{repo} is gated: accept the license at {page} and set HF_TOKEN "
-            "(or `hf auth login`), then rerun",
+            f"{repo} is gated: accept the license at {page} and set HF_TOKEN"
+            f"{_or_login()}, then rerun",
         )
     if status == 401 and "invalid credentials" in msg.lower():
         return DownloadError(
             "auth",
             f"the Hugging Face token was refused (401 from {urlsplit(url).netloc}): it is invalid "
             "or expired; create a new one at https://huggingface.co/settings/tokens and set "
-            "HF_TOKEN (or `hf auth login`)",
+            f"HF_TOKEN{_or_login()}",
         )
     if code == "RepoNotFound" or (status == 401 and not code):
-        extra = "" if token else "; if it is private or gated, set HF_TOKEN (or `hf auth login`)"
+        extra = "" if token else f"; if it is private or gated, set HF_TOKEN{_or_login()}"
         return DownloadError("not_found", f"repository {repo} not found ({status}){extra}")
     if code == "RevisionNotFound":
         return DownloadError("not_found", f"revision not found in {repo} for {path} (404)")

@@ -1,7 +1,10 @@
-"""Quitting with downloads running: keep them going in the background, stop them, or stay.
+"""Quitting with downloads or a generation running: keep the downloads going in the
+background, stop them, or stay.
 
-``QuitModal(files) -> "keep" | "stop" | None``. "keep" hands the downloads to a detached
-``distill models download`` (see downloads/handoff.py) that resumes them from their partials.
+``QuitModal(files, generating=False) -> "keep" | "stop" | None``. "keep" hands the downloads
+to a detached ``distill models download`` (see downloads/handoff.py) that resumes them from
+their partials. A generation cannot be handed off: quitting stops it (the engine process
+ends), so ctrl+q asks first as it does for downloads.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from distill_tui.resources import style_path
+from distill_tui.selfcmd import distill_command
 from distill_tui.textsafe import visible
 
 
@@ -29,31 +33,47 @@ class QuitModal(ModalScreen[str | None]):
         Binding("left,right", "app.focus_next", "Switch", show=False, id="quit.switch"),
     ]
 
-    def __init__(self, files: list[str]) -> None:
+    def __init__(self, files: list[str], generating: bool = False) -> None:
         super().__init__(id="quit-modal")
         self._files = files
+        self._generating = generating
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "answer" and parameters == ("keep",):
+            return bool(self._files)  # nothing to keep going without downloads
+        return True
 
     def compose(self) -> ComposeResult:
         n = len(self._files)
         shown = ", ".join(visible(f.rsplit("/", 1)[-1]) for f in self._files[:3])
         more = f" and {n - 3} more" if n > 3 else ""
-        body = (
-            f"{n} download{'s' if n != 1 else ''} running: {shown}{more}.\n\n"
-            "Keep downloading: a background distill process finishes them (it survives the "
-            "end of this SSH session; `distill models status` shows it, `distill` shows it "
-            "again next time).\n"
-            "Stop: the partial downloads are kept; d in the Model Manager resumes them."
-        )
+        cmd = distill_command()  # the name a new shell finds, else the absolute path
+        lines = []
+        if self._generating:
+            lines.append(
+                "A generation is running: quitting stops it (the engine process ends; "
+                "images already written are kept)."
+            )
+        if n:
+            lines.append(
+                f"{n} download{'s' if n != 1 else ''} running: {shown}{more}.\n\n"
+                "Keep downloading: a background distill process finishes them (it survives the "
+                f"end of this SSH session; `{cmd} models status` shows it, `{cmd}` shows it "
+                "again next time).\n"
+                "Stop: the partial downloads are kept; d in the Model Manager resumes them."
+            )
+        stop = "Stop downloads (s)" if n else "Stop and quit (s)"
         with Vertical(id="quit-dialog"):
             yield Static(Content.from_markup("[b]Quit distill?[/b]"), id="quit-title")
-            yield Static(Content(body), id="quit-body")
+            yield Static(Content("\n\n".join(lines)), id="quit-body")
             with Horizontal(id="quit-buttons"):
                 yield Button("Stay (esc)", id="quit-stay", variant="default")
-                yield Button("Stop downloads (s)", id="quit-stop", variant="error")
-                yield Button("Keep downloading (k)", id="quit-keep", variant="primary")
+                yield Button(stop, id="quit-stop", variant="error")
+                if n:
+                    yield Button("Keep downloading (k)", id="quit-keep", variant="primary")
 
     def on_mount(self) -> None:
-        self.query_one("#quit-keep", Button).focus()
+        self.query_one("#quit-keep" if self._files else "#quit-stay", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -37,6 +37,7 @@ from distill_tui.generation import SAMPLERS, check_int, check_size
 from distill_tui.guide import token_status
 from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
+from distill_tui.selfcmd import distill_command
 from distill_tui.settings import IMAGE_RENDERERS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.empty_state import busy_keys
@@ -134,6 +135,7 @@ class SettingsScreen(DistillScreen):
                     id="renderer",
                     compact=True,
                 )
+            yield Static(self._display_facts(), id="display-facts", classes="status")
             with Horizontal(classes="row"):
                 yield Label("Theme", classes="field-label")
                 themes = sorted(self.app.available_themes)
@@ -169,8 +171,8 @@ class SettingsScreen(DistillScreen):
                 )
             yield Static(
                 muted(
-                    "Used by new Generate forms (next start) and `distill generate`; the open "
-                    "Generate form keeps what it shows."
+                    "Used by new Generate forms (next start) and "
+                    f"`{distill_command()} generate`; the open Generate form keeps what it shows."
                 ),
                 id="gen-status",
                 classes="status",
@@ -391,7 +393,7 @@ class SettingsScreen(DistillScreen):
             error_line(
                 f"another distill process ({who}) is downloading {first.key}{more} into the "
                 "Model Directory: it can change once that download has finished or is stopped "
-                f"(distill models status; kill {first.pid if first.pid and first.pid > 0 else 'it'}"
+                f"({distill_command()} models status; kill {first.pid if first.pid and first.pid > 0 else 'it'}"
                 " keeps the partial)"
             ),
         )
@@ -408,8 +410,17 @@ class SettingsScreen(DistillScreen):
         if event.value is Select.NULL or name == self.distill.image_renderer:
             return
         self.distill.image_renderer = name
+        self.query_one("#display-facts", Static).update(self._display_facts())
         if not self.core.settings.update(image_renderer=name):
             self.notify(self._not_saved(), severity="warning")
+
+    def _display_facts(self) -> Content:
+        """Colour depth and what draws images, each with why (as ``distill doctor``)."""
+        from distill_tui.image_probe import display_rows
+
+        rows = display_rows(self.distill.image_renderer)
+        text = "\n".join(f"{k}: {v}" for k, v in rows)
+        return Content.styled(visible(text, multiline=True), "$text-muted")
 
     @on(Select.Changed, "#theme")
     def _theme_chosen(self, event: Select.Changed) -> None:
