@@ -49,6 +49,7 @@ class FileDrift:
     hub_size: int | None = None
     hub_revision: str | None = None
     reason: str | None = None
+    hub: str | None = None  #: the file's own catalog URL: the token goes to the Hub only
 
     @property
     def words(self) -> str:
@@ -133,7 +134,14 @@ def installed_files(
             if rec is None or f.file in out or not inventory.is_present(f.file):
                 continue
             out[f.file] = FileDrift(
-                f.file, m.id, comp, qid, _url_for(f, rec), rec, pinned=f.pinned_revision
+                f.file,
+                m.id,
+                comp,
+                qid,
+                _url_for(f, rec),
+                rec,
+                pinned=f.pinned_revision,
+                hub=f.sources[0],
             )
     return list(out.values())
 
@@ -176,7 +184,7 @@ async def check_files(
         async with sem:
             try:
                 meta = await asyncio.wait_for(
-                    head(client, fd.url, token, retries=2, backoff=0.5), bound
+                    head(client, fd.url, token, retries=2, backoff=0.5, hub=fd.hub), bound
                 )
             except DownloadError as e:
                 if e.kind == "not_found":

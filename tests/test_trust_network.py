@@ -103,6 +103,29 @@ def test_token_never_reaches_a_mirror_on_another_origin(
     assert (AppPaths.from_env().default_models_dir / VAE_REL).read_bytes() == payload
 
 
+def test_dry_run_and_models_check_never_send_the_token_to_a_mirror(
+    hub_catalog, fake_hub, mirror, monkeypatch, capsys
+):
+    """`models download --dry-run` and `models check` ask a file's sources too (the mirror, after
+    the Hub's 404): the token stays at the Hub there as well."""
+    mirror.add_file(COMFY, COMFY_PATH, hub_catalog.payload(VAE_REL))
+    set_vae(hub_catalog, mirrors=[mirror.resolve_url(COMFY, COMFY_PATH)])
+    drop_on_hub(fake_hub, COMFY, COMFY_PATH)
+    fake_hub.set_gated(COMFY)
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    assert main(["models", "download", M4, "--only", "vae", "--dry-run"]) == 0
+    assert mirror.requests, "the dry run asked the mirror after the Hub's 404"
+    assert all(r.authorization is None for r in mirror.requests)
+    assert main(["models", "download", M4, "--only", "vae", "--quiet"]) == 0
+    mirror.requests.clear()
+    main(["models", "check", M4])
+    assert mirror.requests, "models check asked the mirror the file came from"
+    capsys.readouterr()
+    assert all(r.authorization is None for r in mirror.requests)
+    hub_reqs = [r for r in fake_hub.requests if r.server == "hub"]
+    assert hub_reqs and all(r.authorization == f"Bearer {VALID_TOKEN}" for r in hub_reqs)
+
+
 def test_gated_download_from_the_hub_still_sends_the_token(
     hub_catalog, fake_hub, mirror, monkeypatch, capsys
 ):

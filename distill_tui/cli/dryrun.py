@@ -73,7 +73,9 @@ async def _ask_hub(rows: list[dict]) -> None:
     async def one(row: dict) -> None:
         for url in row["_entry"].sources:  # the first source that answers, as a download
             try:
-                meta = await head(client, url, token, retries=2, backoff=0.5)
+                # the token goes to the Hub's origin only, never a mirror's (issue 19.7)
+                hub = row["_entry"].sources[0]
+                meta = await head(client, url, token, retries=2, backoff=0.5, hub=hub)
             except DownloadError as e:
                 row["problem"] = e.message
                 continue
