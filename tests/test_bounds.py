@@ -260,3 +260,24 @@ def test_the_longest_prompt_runs_even_with_a_small_stack(tiny_ready_model, tmp_p
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert out.is_file()
+
+
+async def test_the_settings_screen_says_the_same():
+    """The Settings screen's generation defaults: typed out of range, the same words, and
+    nothing saved."""
+    from tests.test_settings_screen import make_app, open_settings, status
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_settings(pilot)
+        store = app.screen.core.settings
+        for wid, text, name, value in (
+            ("#gen-width", "8000", "width", 8000),
+            ("#gen-height", "72", "height", 72),
+            ("#gen-steps", "500", "steps", 500),
+        ):
+            app.screen.query_one(wid, Input).value = text
+            await pilot.pause()
+            assert reason(name, value) in status(app, "#gen-status"), wid
+        assert store.settings.generation.width is None
+        assert store.settings.generation.steps is None
