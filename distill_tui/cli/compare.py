@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill_tui.cli import CliError
-from distill_tui.cli.generate import pick_bounded
+from distill_tui.cli.generate import phase_task, pick_bounded, step_column
 from distill_tui.compare import (
     Cell,
     CompareError,
@@ -81,12 +81,12 @@ class _Reporter:
         self.task: Any = None  # a rich TaskID once the progress bar exists
         if sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
             self.progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                step_column(),
                 console=Console(stderr=True, highlight=False),
                 transient=True,
             )
@@ -108,7 +108,7 @@ class _Reporter:
             return
         if isinstance(ev, PhaseEvent):
             desc = f"{self._prefix()} · {PHASE_TEXT.get(ev.phase, ev.phase)}"
-            self.progress.update(self.task, description=desc, total=None, completed=0)
+            self.task = phase_task(self.progress, self.task, desc)
         elif isinstance(ev, ProgressEvent) and ev.phase == "sampling" and ev.steps > 0:
             desc = f"{self._prefix()} · sampling"
             self.progress.update(self.task, description=desc, total=ev.steps, completed=ev.step)
@@ -121,9 +121,7 @@ class _Reporter:
         if cell.state == "running":
             self.cell = cell
             if self.progress is not None:
-                self.progress.update(
-                    self.task, description=f"{self._prefix()} · loading", total=None, completed=0
-                )
+                self.task = phase_task(self.progress, self.task, f"{self._prefix()} · loading")
             else:
                 self._say(f"{n}: {label}")
         elif cell.state == "done":

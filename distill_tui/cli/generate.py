@@ -289,6 +289,26 @@ def pick_bounded(args: argparse.Namespace, gd: GenerationDefaults, rec: Any) -> 
     return {k: v for k, (v, _what) in given.items()}
 
 
+def step_column() -> Any:
+    """Rich's "3/4" column, blank while the task has no total (a phase without steps)."""
+    from rich.progress import MofNCompleteColumn
+    from rich.text import Text
+
+    class StepColumn(MofNCompleteColumn):
+        def render(self, task: Any) -> Text:
+            return Text("") if task.total is None else super().render(task)
+
+    return StepColumn()
+
+
+def phase_task(progress: Any, task: Any, description: str, **fields: Any) -> Any:
+    """A fresh indeterminate task for a new phase (returns its id). Rich's ``update`` treats
+    ``total=None`` as "unchanged", so decoding showed "0/4" after sampling 3/4 (issue 22.13)."""
+    if task is not None:
+        progress.remove_task(task)
+    return progress.add_task(description, total=None, **fields)
+
+
 class _Reporter:
     """Phase + step progress on stderr."""
 
@@ -301,12 +321,12 @@ class _Reporter:
         self.phase = ""
         if self.tty:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
             self.progress = Progress(
                 TextColumn("{task.description:<22}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                step_column(),
                 TextColumn("{task.fields[speed]}"),
                 console=Console(stderr=True),
                 transient=True,
@@ -327,7 +347,7 @@ class _Reporter:
             self.phase = ev.phase
             desc = self._desc(ev.phase, ev.image_index)
             if self.progress is not None:
-                self.progress.update(self.task, description=desc, total=None, completed=0, speed="")
+                self.task = phase_task(self.progress, self.task, desc, speed="")
             else:
                 print(f"distill: {desc}", file=sys.stderr, flush=True)
         elif isinstance(ev, ProgressEvent) and ev.phase == "sampling" and ev.steps > 0:
