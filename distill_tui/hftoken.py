@@ -129,6 +129,37 @@ def implicit_token_disabled() -> bool:
     return bool(hf_constants().HF_HUB_DISABLE_IMPLICIT_TOKEN)
 
 
+# ---- TLS: which CAs are trusted -------------------------------------------------------------
+#: the CA variables, first set wins (issue 23.9). huggingface_hub >= 1.0 talks through httpx,
+#: which reads SSL_CERT_FILE, then SSL_CERT_DIR; huggingface_hub < 1.0 talked through requests,
+#: which reads REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE (what hf users have set for years). A
+#: bundle FILE named explicitly comes before a DIRECTORY: SSL_CERT_DIR is often a system-wide
+#: default (/etc/ssl/certs) and must not silently override the REQUESTS_CA_BUNDLE a person set
+#: for their proxy's CA.
+CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR")
+
+
+def ca_source() -> tuple[str, str] | None:
+    """(variable, value) the trusted CAs come from, or None: certifi's bundle (httpx's default,
+    as huggingface_hub's)."""
+    for var in CA_VARS:
+        value = os.environ.get(var, "").strip()
+        if value:
+            return var, value
+    return None
+
+
+def ca_words() -> str:
+    """For a TLS error: which CAs were trusted, and the CA variables set but not used."""
+    src = ca_source()
+    if src is None:
+        return "the CAs trusted are certifi's (none of " + ", ".join(CA_VARS) + " is set)"
+    unused = [v for v in CA_VARS if v != src[0] and os.environ.get(v, "").strip()]
+    return f"the CAs trusted are those of {src[0]}={src[1]}" + (
+        f" ({', '.join(unused)} also set, not used: {src[0]} comes first)" if unused else ""
+    )
+
+
 # ---- token ---------------------------------------------------------------------------------
 def token_path() -> Path:
     """The token file ``hf auth login`` writes (``HF_TOKEN_PATH`` with ``~``/``$VAR``
@@ -269,6 +300,12 @@ def check_env(token: bool = True) -> None:
         why = endpoint_problem(ep)
         if why:
             raise HFEnvError(why)
+    src = ca_source()
+    if src is not None and not os.path.exists(src[1]):  # a bundle that is not there: one line
+        raise HFEnvError(
+            f"{src[0]}={src[1]}: no such file or folder (the CAs trusted for https come from "
+            f"it: first of {', '.join(CA_VARS)}); point it at a CA bundle (PEM) or unset it"
+        )
     if not token:
         return
     value = get_token()

@@ -217,3 +217,53 @@ def test_download_final_line_without_a_selection_says_so(hub_catalog, fake_hub, 
     assert "None" not in out, out
     assert "no diffusion quant selected yet" in last and "no text encoder quant" in last
     assert f"distill models use {M4}" in last
+
+
+# ---- 23.9: which CA variable is used, and saying so -------------------------------------------
+@pytest.fixture
+def tls_hub(isolated_dirs: Path) -> Iterator[FakeHub]:
+    from distill_tui.paths import AppPaths
+
+    hub = FakeHub(tls=True).start()
+    try:
+        build_hub_catalog(hub, AppPaths.from_env().user_catalog_file)
+        yield hub
+    finally:
+        hub.stop()
+
+
+def test_requests_ca_bundle_is_not_overridden_by_a_system_ssl_cert_dir(tls_hub, tmp_path):
+    """A system-wide SSL_CERT_DIR (a folder that does not hold the mirror's CA) and the user's
+    REQUESTS_CA_BUNDLE naming it: the bundle file is used (the download works)."""
+    system = tmp_path / "etc-ssl-certs"
+    system.mkdir()
+    proc = distill(
+        "models", "download", M4, "--only", "vae",
+        SSL_CERT_DIR=str(system), REQUESTS_CA_BUNDLE=str(tls_hub.cert_file),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_tls_error_says_which_ca_variable_was_used(tls_hub, tmp_path):
+    system = tmp_path / "etc-ssl-certs"
+    system.mkdir()
+    proc = distill("models", "download", M4, "--only", "vae", SSL_CERT_DIR=str(system))
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert f"SSL_CERT_DIR={system}" in err and "not trusted" in err, err
+    assert "Traceback" not in err
+    # the file variable comes first and the message says the other one is not used
+    proc = distill(
+        "models", "download", M4, "--only", "vae",
+        SSL_CERT_FILE=str(tls_hub.cert_file), REQUESTS_CA_BUNDLE=str(tmp_path / "nope.pem"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_ca_variable_naming_nothing_is_one_line(isolated_dirs, tmp_path):
+    proc = distill(
+        "models", "download", M4, "--dry-run", REQUESTS_CA_BUNDLE=str(tmp_path / "no.pem")
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and f"REQUESTS_CA_BUNDLE={tmp_path / 'no.pem'}" in err[0], proc.stderr

@@ -26,7 +26,10 @@ import httpx
 from distill_tui import __version__
 from distill_tui.downloads.errors import DownloadError
 from distill_tui.downloads.rate import Retry, exc_reason, status_reason
+from distill_tui.hftoken import CA_VARS as _CA_VARS
 from distill_tui.hftoken import (
+    ca_source,
+    ca_words,
     download_timeout,
     endpoint_origin,
     etag_timeout,
@@ -212,31 +215,31 @@ def _bigger_reads() -> None:
         AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
-_SSL: dict[tuple[str, ...], ssl.SSLContext] = {}
+_SSL: dict[tuple[str, str] | None, ssl.SSLContext] = {}
 _SSL_LOCK = threading.Lock()
-#: CA bundle variables: httpx's own (SSL_CERT_FILE, SSL_CERT_DIR), then those of requests and
-#: curl, which huggingface_hub users set (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)
-CA_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+#: CA bundle variables, first set wins (hftoken.CA_VARS: SSL_CERT_FILE, REQUESTS_CA_BUNDLE,
+#: CURL_CA_BUNDLE, SSL_CERT_DIR; issue 23.9)
+CA_VARS = _CA_VARS
 
 
 def ssl_context() -> ssl.SSLContext:
-    """One TLS context per process and CA setting, as httpx would build it (certifi, or
-    SSL_CERT_FILE / SSL_CERT_DIR from the environment; else REQUESTS_CA_BUNDLE or
-    CURL_CA_BUNDLE). Loading the CA bundle costs ~20 ms, and the Hub client and the I/O
+    """One TLS context per process and CA setting: the CAs of the first CA variable set
+    (``hftoken.ca_source``: a file, or a folder of hashed certificates), else certifi's bundle
+    as httpx builds it. Loading the CA bundle costs ~20 ms, and the Hub client and the I/O
     thread's client both need it before the first byte."""
-    key = tuple(os.environ.get(v, "") for v in CA_VARS)
+    src = ca_source()
     with _SSL_LOCK:
-        ctx = _SSL.get(key)
+        ctx = _SSL.get(src)
         if ctx is None:
-            bundle = key[2] or key[3]
-            if not (key[0] or key[1]) and bundle:
-                ctx = ssl.create_default_context(
-                    cafile=bundle if not os.path.isdir(bundle) else None,
-                    capath=bundle if os.path.isdir(bundle) else None,
-                )
+            if src is None:
+                ctx = httpx.create_ssl_context(trust_env=False)  # certifi
             else:
-                ctx = httpx.create_ssl_context(trust_env=True)
-            _SSL[key] = ctx
+                where = src[1]
+                is_dir = src[0] == "SSL_CERT_DIR" or os.path.isdir(where)
+                ctx = ssl.create_default_context(
+                    cafile=None if is_dir else where, capath=where if is_dir else None
+                )
+            _SSL[src] = ctx
         return ctx
 
 
@@ -326,14 +329,15 @@ def tls_error(url: str, exc: BaseException) -> DownloadError:
     if verify:
         return DownloadError(
             "tls",
-            f"TLS certificate of {host} not trusted ({detail}){proxy_hint()}; not retried. A "
-            "proxy or mirror with its own CA: point SSL_CERT_FILE (or REQUESTS_CA_BUNDLE) at "
-            "that CA bundle (PEM), then rerun",
+            f"TLS certificate of {host} not trusted ({detail}){proxy_hint()}; not retried; "
+            f"{ca_words()}. A proxy or mirror with its own CA: point SSL_CERT_FILE (or "
+            "REQUESTS_CA_BUNDLE) at that CA bundle (PEM), then rerun",
         )
     return DownloadError(
         "tls",
         f"TLS connection to {host} failed ({detail}){proxy_hint()}; not retried. Check the URL "
-        "(https to a plain-http server?), or SSL_CERT_FILE / REQUESTS_CA_BUNDLE for a private CA",
+        "(https to a plain-http server?), or SSL_CERT_FILE / REQUESTS_CA_BUNDLE for a private CA "
+        f"({ca_words()})",
     )
 
 
