@@ -91,6 +91,8 @@ _LORA_APPLIED = re.compile(
 )
 #: a LoRA file the library could not read (it then generates without it, silently)
 _LORA_UNREADABLE = re.compile(r"init lora model loader from file failed: '(.+)'$")
+#: the library opened a LoRA file (its count follows, unless no tensor was for this model)
+_LORA_LOADING = re.compile(r"loading LoRA from '(.+)'$")
 
 
 def _setup_fds() -> IO[str]:
@@ -215,6 +217,7 @@ class EngineChild:
         #: per LoRA file of the running generation: [tensors applied, tensors in the file]
         self.lora_counts: dict[str, list[int]] = {}
         self.lora_unreadable: set[str] = set()
+        self.lora_loading: set[str] = set()
         # the loaded context
         self._sd: Any = None
         self._loaded_key: tuple | None = None
@@ -280,6 +283,10 @@ class EngineChild:
         m = _LORA_UNREADABLE.search(body)
         if m:
             self.lora_unreadable.add(os.path.normpath(m.group(1)))
+            return
+        m = _LORA_LOADING.search(body)
+        if m:
+            self.lora_loading.add(os.path.normpath(m.group(1)))
 
     def on_progress(self, step: int, steps: int, seconds: float, _data: Any) -> None:
         try:
@@ -525,6 +532,7 @@ class EngineChild:
         self.errors.clear()
         self.lora_counts.clear()
         self.lora_unreadable.clear()
+        self.lora_loading.clear()
         t0 = time.monotonic()
         try:
             images = self._call_library(req, prompt, seed)
@@ -571,8 +579,8 @@ class EngineChild:
         for lo in req.loras:
             key = os.path.normpath(lo.path)
             applied, total = self.lora_counts.get(key, [0, 0])
-            if applied > 0:
-                continue
+            if applied > 0 or key not in self.lora_loading | self.lora_counts.keys():
+                continue  # applied, or a library that does not report LoRAs: no judgement
             if key in self.lora_unreadable:
                 return f"LoRA {lo.name!r}: the engine could not read {lo.path}; nothing was saved"
             of = f"0 of {total} LoRA tensors applied" if total else "none of its tensors applied"
