@@ -29,12 +29,12 @@ prompt, negative prompt   at most 8,000 bytes of UTF-8 text
 
 Why the prompt limit: stable-diffusion.cpp parses the prompt's attention syntax with a
 recursive ``std::regex``; a run of ~26,000 bytes without ``( ) [ ] : \\ B`` overflows an 8 MB
-stack and the engine dies of SIGSEGV (measured with the tiny model: ASCII 25,625 ok / 26,250
-crash; 3-byte characters 8,000 ok / 9,000 crash, i.e. the same ~26 KB; with a 2 MB stack
-8,000 bytes already crash - the engine child raises its stack limit). Encoding is also
-quadratic there: 8,000 bytes take ~17 s of CPU before sampling starts, 20,000 ~116 s.
-Why threads: ``--threads 100000`` crashes the engine (SIGSEGV at thread creation); more threads
-than CPUs only slow it down.
+stack and the engine dies of SIGSEGV (measured with the tiny model: ASCII 25,625 bytes ok /
+26,250 crash; 3-byte characters 8,000 (24,000 bytes) ok / 9,000 (27,000 bytes) crash; with a
+2 MB stack 8,000 bytes already crashed - the engine child now raises its soft stack limit).
+Long prompts are slow too: 8,000 bytes of words took ~17 s of CPU to encode on the tiny model
+before the first step, 20,000 ~116 s. Why threads: ``--threads 100000`` killed the engine
+(SIGSEGV; 4,096 ran); more threads than CPUs only slow it down.
 
 No textual or pydantic import (the form imports this at start-up).
 """
