@@ -55,3 +55,25 @@ def hf_login_command() -> str:
     """What to type to log in to the Hub with this installation's huggingface_hub."""
     hf = command_for("hf", "")
     return f"{hf} auth login" if hf else "export HF_TOKEN=hf_..."
+
+
+def fetch_line(path: str, environ: dict[str, str] | None = None) -> tuple[str, bool]:
+    """(text, over_ssh): over SSH an ``scp`` line that fetches ``path`` from this box when
+    pasted in a terminal on the laptop (the address and port the SSH client connected to,
+    from ``SSH_CONNECTION``); locally the path itself."""
+    import getpass
+
+    env = os.environ if environ is None else environ
+    conn = (env.get("SSH_CONNECTION") or "").split()
+    if len(conn) != 4:
+        return path, False
+    host, port = conn[2], conn[3]
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name known: scp's default (the laptop's)
+        user = ""
+    where = f"{user}@{host}" if user else host
+    flag = f"-P {port} " if port != "22" else ""
+    return f"scp {flag}{shlex.quote(f'{where}:{path}')} .", True

@@ -73,6 +73,15 @@ class GalleryScreen(DistillScreen):
             show=False,
             tooltip="Read the history file again",
         ),
+        Binding(
+            "c",
+            "copy_image_path",
+            "Copy path",
+            id="gallery.copy_path",
+            show=False,
+            tooltip="Copy the image's path to the clipboard (over SSH: an scp line that fetches "
+            "it, to paste on your laptop)",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -321,6 +330,15 @@ class GalleryScreen(DistillScreen):
 
     def action_next_image(self) -> None:
         self.query_one(ImageView).action_next_image()
+
+    def action_copy_image_path(self) -> None:
+        from distill_tui.screens.generate import copy_image_path
+
+        frame = self.query_one("#gallery-image", ImageView).current
+        if frame is None or not frame.path:
+            self.notify("No image selected", title="Copy path", severity="warning")
+            return
+        copy_image_path(self.app, frame.path)
 
     def action_reload(self) -> None:
         self.reload()

@@ -8,8 +8,10 @@ draws what the service reports, so switching to F3 and back never interrupts it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -20,6 +22,8 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Select, Static, TextArea
 
+from distill_tui import jsonfile
+from distill_tui.atomic import atomic_write_json
 from distill_tui.formatting import image_caption, notification_sequence, quant_pair
 from distill_tui.generation import (
     ChangeKind,
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
     from distill_tui.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: the form as last generated with, under the state dir (restored on the next start)
+LAST_FORM = "last-form.json"
 
 
 class GenerateScreen(DistillScreen):
@@ -102,21 +109,35 @@ class GenerateScreen(DistillScreen):
             priority=True,
             tooltip="Clear the seed field: a random seed each run",
         ),
+        # alt+arrows, not [ and ]: a text field (prompt, seed, batch) types those, and the
+        # focus is in one nearly always. [ and ] still work with the image pane focused.
         Binding(
-            "[",
+            "alt+left",
             "previous_image",
-            "Prev",
+            "Prev image",
             id="generate.previous_image",
             show=False,
+            priority=True,
             tooltip="Previous image of the batch",
         ),
         Binding(
-            "]",
+            "alt+right",
             "next_image",
-            "Next",
+            "Next image",
             id="generate.next_image",
             show=False,
+            priority=True,
             tooltip="Next image of the batch",
+        ),
+        Binding(
+            "ctrl+f",
+            "copy_image_path",
+            "Copy path",
+            id="generate.copy_path",
+            show=False,
+            priority=True,
+            tooltip="Copy the image's path to the clipboard (over SSH: an scp line that fetches "
+            "it, to paste on your laptop)",
         ),
         Binding(
             "ctrl+n",
@@ -191,8 +212,67 @@ class GenerateScreen(DistillScreen):
         app.download_signal.subscribe(self, self._on_download, immediate=True)
         app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         self.set_interval(0.5, self._tick)
+        if self.service.job is None:  # a new start: what you left (the form, the last image)
+            self._restore_form()
+            self._restore_last_image()
         self._refresh_all()
         self.query_one("#prompt", TextArea).focus()
+
+    # ---- what you come back to -------------------------------------------------------
+    @property
+    def _form_file(self) -> Path:
+        return self.distill.core.paths.state_dir / LAST_FORM
+
+    def _save_form(self, params: GenParams) -> None:
+        """The form as it was generated with, for the next start (the engine knobs are saved
+        in settings.generation already)."""
+        doc = dataclasses.asdict(params)
+        doc.pop("knobs", None)
+        doc["loras"] = [{"name": n, "weight": w} for n, w in params.loras]
+        try:
+            atomic_write_json(self._form_file, {"version": 1, "params": doc})
+        except OSError as e:  # a read-only state dir still generates
+            log.warning("could not save the form: %s", e)
+
+    def _restore_form(self) -> None:
+        try:
+            raw = self._form_file.read_bytes()
+        except OSError:
+            return  # never generated here yet
+        try:
+            doc = jsonfile.loads(raw)
+            params = GenParams.from_record_params(doc["params"])
+        except Exception as e:  # a broken file: an empty form, and one line in the log
+            log.warning("ignoring %s: %s", self._form_file, e)
+            return
+        self.form.load(params)
+
+    def _restore_last_image(self) -> None:
+        """The newest image of the history on the image pane (read off the loop)."""
+        self.run_worker(self._newest_image, thread=True, group="last-image", exit_on_error=False)
+
+    def _newest_image(self) -> None:
+        from distill_tui.outputs import History
+
+        for rec in History(self.distill.core.paths.history_file).records()[:20]:
+            for path in reversed(rec.images):
+                if Path(path).is_file():
+                    index = rec.images.index(path)
+                    try:
+                        size = int(rec.params.get("width")), int(rec.params.get("height"))
+                    except (TypeError, ValueError):
+                        size = (0, 0)
+                    caption = image_caption(
+                        self.shown_path(path), rec.seed + index, *size, rec.timings
+                    )
+                    frame = Frame(path=path, caption=caption)
+                    self.app.call_from_thread(self._show_restored, frame)
+                    return
+
+    def _show_restored(self, frame: Frame) -> None:
+        view = self.query_one(ImageView)
+        if self.service.job is None and not view.frames:  # a new image wins
+            view.set_frames([frame])
 
     def on_screen_resume(self) -> None:
         # F3 (or the CLI in another process) may have made a model ready meanwhile
@@ -454,6 +534,7 @@ class GenerateScreen(DistillScreen):
         if self._warn_fit(params):
             return
         self._save_knobs(params.knobs)
+        self._save_form(params)
         reuse = getattr(self, "_reuse", None)
         if reuse is not None:
             model_id, selection = reuse
@@ -521,6 +602,13 @@ class GenerateScreen(DistillScreen):
     def action_next_image(self) -> None:
         self.query_one(ImageView).action_next_image()
 
+    def action_copy_image_path(self) -> None:
+        frame = self.query_one(ImageView).current
+        if frame is None:
+            self.notify("No image to copy yet", title="Copy path", severity="warning")
+            return
+        copy_image_path(self.app, frame.path)
+
     def action_compare_quants(self) -> None:
         if self.service.running:
             self.notify("A generation is running (ctrl+x stops it)", severity="warning")
@@ -531,6 +619,22 @@ class GenerateScreen(DistillScreen):
             from distill_tui.screens.compare import CompareModal
 
             self.app.push_screen(CompareModal(params))
+
+
+def copy_image_path(app: Any, path: str) -> None:
+    """The image's path to the clipboard (OSC 52, through ssh and tmux with set-clipboard);
+    over SSH an ``scp`` line that fetches it instead. A toast says what was copied."""
+    from distill_tui.selfcmd import fetch_line
+
+    text, over_ssh = fetch_line(path)
+    app.copy_to_clipboard(text)
+    tail = " (paste it in a terminal on your laptop)" if over_ssh else ""
+    app.notify(
+        f"Copied: {visible(text)}{tail}. A terminal without OSC 52 leaves the clipboard as it "
+        "was; the path is on the caption.",
+        title="Copied to the clipboard",
+        timeout=8,
+    )
 
 
 def run_generation(

@@ -44,7 +44,18 @@ class HelpRow(NamedTuple):
 
 
 def _key_label(key: str) -> str:
-    return key.replace("ctrl+", "^").replace("escape", "esc").replace("delete", "del")
+    """The key as the user types it: ``^g``, ``esc``, ``[`` (Textual names it
+    ``left_square_bracket``), ``alt+←``."""
+    from textual.keys import format_key, key_to_character
+
+    *mods, name = key.split("+") if key != "+" else ["+"]
+    char = key_to_character(name) if len(name) > 1 else None
+    if char is not None and char.isprintable() and not char.isspace():
+        name = char
+    elif mods and name in ("left", "right", "up", "down"):  # alt+←; plain arrows stay words
+        name = format_key(name)
+    name = {"escape": "esc", "delete": "del"}.get(name, name)
+    return ("^" if "ctrl" in mods else "") + "".join(f"{m}+" for m in mods if m != "ctrl") + name
 
 
 class HelpModal(ModalScreen[None]):
