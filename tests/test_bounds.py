@@ -281,3 +281,27 @@ async def test_the_settings_screen_says_the_same():
             assert reason(name, value) in status(app, "#gen-status"), wid
         assert store.settings.generation.width is None
         assert store.settings.generation.steps is None
+
+
+def test_reuse_of_a_record_out_of_range_names_the_record(tiny_ready_model, no_engine, capsys):
+    """``--reuse`` of a record whose width is out of range (a copied or crafted history):
+    the same words, naming the record rather than a flag nobody typed."""
+    from distill_tui.outputs import History, HistoryRecord
+    from tests.engine_fixtures import TINY_MODEL_ID, TINY_QUANT
+
+    rec = HistoryRecord(
+        model_id=TINY_MODEL_ID,
+        diffusion_quant=TINY_QUANT,
+        text_encoder_quant=TINY_QUANT,
+        params={"prompt": "a cat", "width": 8000, "height": 64, "steps": 2, "cfg_scale": 1.0},
+        seed=3,
+        images=[],
+    )
+    History(tiny_ready_model.paths.history_file).add(rec)
+    rc, err = run_cli(capsys, "generate", "--reuse", "last")
+    assert rc == 1, err
+    assert f"record {rec.id[:12]}'s width 8000: {reason('width', 8000)}" in err, err
+    # a flag typed over it is named as the flag
+    rc, err = run_cli(capsys, "generate", "--reuse", "last", "--width", "4097")
+    assert rc == 1 and "--width 4097: between 64 and 4096" in err, err
+    assert no_engine == []

@@ -72,6 +72,7 @@ def _apply_reuse(args: argparse.Namespace, ctx: CoreContext):  # type: ignore[no
     if args.model and args.model != plan.model_id:
         raise CliError(f"--model {args.model}: {rec.id[:12]} was made with {plan.model_id}")
     args.model = plan.model_id
+    typed = {d for d in _RECIPE_DESTS.values() if getattr(args, d) not in (None, -1)}
     args.prompt = args.prompt or p.get("prompt")
     if args.negative is None:
         args.negative = p.get("negative_prompt")
@@ -85,6 +86,8 @@ def _apply_reuse(args: argparse.Namespace, ctx: CoreContext):  # type: ignore[no
             setattr(args, flag, p[flag])
     if args.seed == -1:
         args.seed = rec.seed  # the same picture, not just the same recipe
+    # a bound refusal names the record, not a flag nobody typed
+    args.from_record = (rec.id[:12], {d for d in _RECIPE_DESTS.values() if d not in typed})
     args.reused_selection = plan.selection
     return plan.selection
 
@@ -258,6 +261,18 @@ def _load_request(
     )
 
 
+#: the bounded inputs ``--reuse`` may fill in: bound name -> argparse dest
+_RECIPE_DESTS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative",
+    "width": "width",
+    "height": "height",
+    "steps": "steps",
+    "cfg_scale": "cfg",
+    "seed": "seed",
+}
+
+
 def pick_bounded(args: argparse.Namespace, gd: GenerationDefaults, rec: Any) -> dict[str, Any]:
     """The bounded values (flag > setting > the model's recommended one) of ``distill
     generate`` and ``distill compare``, each checked against the one table,
@@ -279,9 +294,13 @@ def pick_bounded(args: argparse.Namespace, gd: GenerationDefaults, rec: Any) -> 
         if flag is not None:
             given[name] = (flag, None)
         elif setting is not None:
-            given[name] = (setting, f"{BOUNDS[name].flag[2:]} (the generation setting)")
+            given[name] = (setting, f"the {BOUNDS[name].flag[2:]} setting")
         else:
-            given[name] = (recommended, f"{BOUNDS[name].flag[2:]} (the model's recommended)")
+            given[name] = (recommended, f"the model's recommended {BOUNDS[name].flag[2:]}")
+    record, filled = getattr(args, "from_record", ("", set()))
+    for name, dest in _RECIPE_DESTS.items():
+        if dest in filled:
+            given[name] = (given[name][0], f"record {record}'s {BOUNDS[name].label.lower()}")
     refused = check_all({k: v for k, (v, _what) in given.items()})
     if refused is not None:
         name, value, reason = refused
