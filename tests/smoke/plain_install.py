@@ -195,6 +195,20 @@ class Smoke:
         if found:
             raise StepFailed(f"the fresh venv has test-only packages: {found}")
 
+    def login_shell(self) -> None:
+        """The README's PATH line (for the venv way) in ~/.profile: a new login shell finds
+        `distill` (issue 22.6: without it, "command not found")."""
+        home = self.work / "login-home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / ".profile").write_text(f'export PATH="{self.venv / "bin"}:$PATH"\n')
+        env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "TERM": "dumb"}
+        p = self.run(["bash", "-lc", "command -v distill"], 30, env=env, cwd=home)
+        found = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+        if Path(found) != self.venv / "bin" / "distill":
+            raise StepFailed(
+                f"a new login shell finds {found or 'no distill'}", p.stdout + p.stderr
+            )
+
     # ---- hub -----------------------------------------------------------------------
     def spawn_hub(self, home: Path, *flags: str) -> tuple[dict, dict[str, str]]:
         """Start ``tests.tiny_hub`` for ``home``; return its description and distill's env."""
@@ -406,6 +420,7 @@ class Smoke:
             wheel = self.step("wheel", self.build_wheel)
             self.log(f"  {wheel.name}")
             self.step("install wheel", self.install, wheel)
+            self.step("new login shell finds distill (README's PATH line)", self.login_shell)
             self.step("tiny Hub", self.start_hub)
             self.step("distill --version", self.version)
             self.step("distill models list --json", self.models_list, False)
