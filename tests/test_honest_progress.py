@@ -328,7 +328,7 @@ def test_cli_final_error_keeps_rerun_and_names_the_status(hub_catalog, fake_hub,
 
     fake_hub.faults.append(Fault("status", server="hub", status=503, times=None))
     rc = main(["models", "download", M4, "--connections", "1"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # failure reasons: stderr (issue 23.5)
     assert rc == 1
     assert "HTTP 503" in out and "rerun" in out and "press r" not in out
 
