@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -167,12 +168,20 @@ def test_status_hint_resumes_exactly_the_partial(hc, fake_hub):
     st = distill("models", "status")
     assert st.returncode == 0, st.stderr
     line = next(x for x in st.stdout.splitlines() if TE_Q3 in x)
-    m = re.search(r"\(resume: (distill models download [^)]*)\)", line)
+    m = re.search(r"\(resume: (\S*distill) (models download [^)]*)\)", line)
     assert m, line
-    hint = m.group(1)
-    assert hint == f"distill models download {M4} --text-encoder Q3_K_M --only text-encoder"
-    # following the hint resumes that partial, and downloads nothing else
-    out = distill(*hint.split()[1:])
+    command, hint = m.group(1), m.group(2)
+    assert hint == f"models download {M4} --text-encoder Q3_K_M --only text-encoder"
+    # following the hint, as typed (the distill a new shell runs), resumes that partial and
+    # downloads nothing else
+    out = subprocess.run(
+        [*shlex.split(command), *shlex.split(hint)],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert gguf_files() == [TE_Q3]
     assert (models_dir() / TE_Q3).read_bytes() == hc.payload(TE_Q3)
@@ -336,3 +345,56 @@ async def test_move_them_refused_when_another_process_takes_a_lock_meanwhile(hc,
             assert holder.stdin is not None
             holder.stdin.close()
             holder.wait(timeout=10)
+
+
+# ---- 21.4: the Model Manager with a large catalog -----------------------------------------
+async def test_a_large_catalog_mounts_cards_in_order_and_builds_rows_on_demand(isolated_dirs):
+    """More models than a screen shows: the first paint mounts a screenful of headers, the
+    rest follow in catalog order; only an opened card has rows, and they show the facts from
+    their first frame (a downloaded VAE reads done). Opening a card not mounted yet works."""
+    from distill_tui.app import DistillApp
+    from distill_tui.context import CoreContext
+    from distill_tui.display import STILL
+    from distill_tui.screens.models import ModelManagerScreen
+    from distill_tui.widgets.model_card import ModelCard
+
+    n = 40
+    path = user_catalog()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(many_models(n)))
+    core = CoreContext.build()
+    last = core.catalog.models[-1]
+    vae = core.inventory.abs_path(last.vae.file)
+    vae.parent.mkdir(parents=True, exist_ok=True)
+    with open(vae, "wb") as fh:
+        fh.truncate(last.vae.size)
+    core.inventory.record(last.vae.file, last.vae.size, None)
+    app = DistillApp(core, display_settings=STILL)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        scr = app.screen
+        assert isinstance(scr, ModelManagerScreen)
+        assert n > scr.FIRST_CARDS
+        scr.show_model(last.id)  # the last card, maybe not mounted yet
+        for _ in range(100):
+            shown = scr.focused_card()
+            if shown is not None and shown.model.id == last.id:
+                break
+            await pilot.pause(0.05)
+        card = scr.focused_card()
+        assert card is not None and card.model.id == last.id and not card.collapsed
+        assert card.built and card.vae_row is not None and card.vae_row.state == "done"
+        for _ in range(200):
+            if all(c.is_mounted for c in scr.cards):
+                break
+            await pilot.pause(0.05)
+        assert [c.model.id for c in scr.query(ModelCard)] == [m.id for m in core.catalog.models]
+        assert sum(c.built for c in scr.cards) == 2  # the first (expanded) card and the last
+        # space on a collapsed header builds that card's rows
+        await pilot.press("up")
+        other = scr.focused_card()
+        assert other is not None and other.collapsed and not other.built
+        await pilot.press("space")
+        await pilot.pause()
+        assert other.built and not other.collapsed
+        assert len(other.rows) == 11 and all(r.state == "missing" for r in other.rows)

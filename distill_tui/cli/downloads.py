@@ -134,19 +134,22 @@ def _status_lines(ctx: CoreContext, acts) -> list[str]:
 
 def resume_hint(a) -> str:
     """The command that resumes exactly this partial: its model, its quant and only its part
-    (a bare ``models download MODEL`` fetches the selected set, maybe other quants)."""
+    (a bare ``models download MODEL`` fetches the selected set, maybe other quants), run by the
+    distill a new shell finds (selfcmd)."""
     import shlex
 
+    from distill_tui.selfcmd import distill_command
+
     if not a.model_id:
-        return "distill models download"
-    words = ["distill", "models", "download", a.model_id]
+        return f"{distill_command()} models download"
+    words = ["models", "download", a.model_id]
     flag = {"diffusion": "--diffusion", "textEncoder": "--text-encoder"}.get(a.component or "")
     if flag and a.quant_id:
         words += [flag, a.quant_id]
     part = {"diffusion": "diffusion", "textEncoder": "text-encoder", "vae": "vae"}
     if a.component in part:
         words += ["--only", part[a.component]]
-    return shlex.join(words)
+    return f"{distill_command()} {shlex.join(words)}"
 
 
 def cmd_status(args: argparse.Namespace, ctx: CoreContext) -> int:

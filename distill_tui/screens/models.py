@@ -81,6 +81,10 @@ class ModelManagerScreen(DistillScreen):
     """Cards per model; rows per file; keys d / x / r / del act on the focused row."""
 
     COMPACT_FOOTER = True
+    #: cards mounted before the first paint (more than a tall terminal shows); the rest are
+    #: mounted after it, CARD_CHUNK at a time, keys answered between chunks
+    FIRST_CARDS = 12
+    CARD_CHUNK = 12
 
     HELP_TITLE = "Model Manager"
     SUB_TITLE = "Models"
@@ -182,6 +186,8 @@ class ModelManagerScreen(DistillScreen):
         self._found: dict[str, str] = {}
         #: every card, in catalog order (composed once; a query walks the whole DOM)
         self._cards: list[ModelCard] = []
+        #: cards not mounted yet (a large catalog: mounted after the first paint)
+        self._unmounted: list[ModelCard] = []
         self._synced_on_compose = False
 
     # ---- layout ----------------------------------------------------------------------
@@ -197,21 +203,56 @@ class ModelManagerScreen(DistillScreen):
         self.core.inventory.refresh()  # another process (the CLI) may have changed it
         self._read_events()
         events = self._merged_events()
+        for i, model in enumerate(models):
+            card = ModelCard(model, collapsed=model.id != expanded)
+            card.on_body_built = self._body_built
+            self._cards.append(card)
+            if i >= self.FIRST_CARDS and model.id != expanded:
+                self._unmounted.append(card)
         with ModelList(id="model-list"):
-            for model in models:
-                card = ModelCard(model, collapsed=model.id != expanded)
-                card.on_body_built = self._body_built
+            for card in self._cards:
+                if card in self._unmounted:
+                    continue
                 # each header is drawn from the facts before it mounts: hundreds of cards are
                 # styled and laid out once, not once as composed and again on the first sync
                 self._sync_card(card, events, active)
-                self._cards.append(card)
                 yield card
             yield Static("No models in this category yet.", id="models-empty")
         yield Static("", id="models-dir-line")
 
     @property
     def cards(self) -> list[ModelCard]:
+        """Every card, in catalog order (mounted or still waiting to be)."""
         return list(self._cards)
+
+    # ---- a large catalog: the cards after the first screenful mount after the first paint --
+    def _mount_more(self, through: ModelCard | None = None) -> None:
+        """Mount the next CARD_CHUNK waiting cards (or every one up to ``through``), each at
+        its place in catalog order, drawn from the facts first; then schedule the next chunk,
+        so keys are answered between chunks."""
+        if not self._unmounted or not self.is_attached:
+            return
+        if through is not None and through in self._unmounted:
+            n = self._unmounted.index(through) + 1
+        else:
+            n = self.CARD_CHUNK
+        chunk, self._unmounted = self._unmounted[:n], self._unmounted[n:]
+        waiting = set(map(id, self._unmounted)) | set(map(id, chunk))
+        events = self._merged_events()
+        active = self.core.settings.settings.active_model_id
+        model_list = self.query_one("#model-list", ModelList)
+        run: list[ModelCard] = []
+        for card in self._cards:  # consecutive chunk cards go in before the next mounted one
+            if card in chunk:
+                self._sync_card(card, events, active)
+                run.append(card)
+            elif run and id(card) not in waiting:
+                model_list.mount(*run, before=card)
+                run = []
+        if run:
+            model_list.mount(*run, before=self.query_one("#models-empty"))
+        if self._unmounted:
+            self.set_timer(0.02, self._mount_more)
 
     def rows_for(self, key: str) -> list[Row]:
         return [row for card in self._cards for row in card.rows if row.key == key]
@@ -230,6 +271,8 @@ class ModelManagerScreen(DistillScreen):
         self.call_after_refresh(self._poll_elsewhere)
         app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         app.machine_changed.subscribe(self, lambda _m: self.sync_all())  # fit marks: the GPU
+        if self._unmounted:
+            self.call_after_refresh(self._mount_more)
         # The cards were drawn from the facts as they were composed (compose_body); a
         # download event published before the subscription above is read here.
         seen = dict(self._events)
@@ -266,6 +309,10 @@ class ModelManagerScreen(DistillScreen):
         card = next((c for c in self.cards if c.model.id == model_id), None)
         if card is None:
             return
+        if card in self._unmounted:  # not mounted yet: it and the cards before it, now
+            self._mount_more(through=card)
+            self.call_after_refresh(self.show_model, model_id)
+            return
         if not card.display:
             self.query_one("#model-tabs", Tabs).active = CATEGORIES[0][0]
             card.display = True
@@ -285,7 +332,8 @@ class ModelManagerScreen(DistillScreen):
         active = self.core.settings.settings.active_model_id
         events = self._merged_events()
         for card in self._cards:
-            self._sync_card(card, events, active)
+            if card.parent is not None:  # (a card waiting to mount is drawn as it mounts)
+                self._sync_card(card, events, active)
         self._sync_dir_line()
         self.refresh_bindings()
 
@@ -343,8 +391,10 @@ class ModelManagerScreen(DistillScreen):
     def _apply_found(self, card: ModelCard) -> None:
         """The "found in the HF cache — enter to link" hint on a not-downloaded row whose file has a
         same-size copy on this machine: read from what the last look found (no disk here)."""
+        gone = getattr(self, "_gone", {})
         for row in card.rows:
             row.set_found(self._found.get(row.key) if row.state == "missing" else None)
+            row.set_gone(gone.get(row.key) if row.state == "missing" else None)
 
     def _scan_import_dirs(self) -> None:
         """Look for local copies of the catalog's files (the HF cache, the import_dirs folders)
@@ -363,11 +413,16 @@ class ModelManagerScreen(DistillScreen):
 
         skip = self.core.inventory.models_dir
         files = {f.file: f for m in self.core.catalog.models for _c, _q, f in m.files()}
+        inv = self.core.inventory
+        gone: dict[str, str] = {}
 
         def look() -> tuple[Any, dict[str, str]]:
             index = lr.FolderIndex(dirs, skip=skip) if dirs else None
             found: dict[str, str] = {}
             for key, f in files.items():
+                original = inv.gone_original(key)  # a symlink whose original was removed
+                if original is not None:
+                    gone[key] = str(original)
                 try:
                     where = lr.hint(f, index)
                 except Exception:  # a look at the disk never takes the screen down
@@ -378,6 +433,7 @@ class ModelManagerScreen(DistillScreen):
             return index, found
 
         self._folder_index, self._found = await asyncio.to_thread(look)
+        self._gone = gone
         if self.is_attached:
             for card in self.cards:
                 self._apply_found(card)

@@ -133,7 +133,10 @@ class ModelCard(Collapsible):
     def compose(self) -> ComposeResult:
         yield self._title
         if not self.collapsed:
-            yield self._build_body()
+            body = self._build_body()
+            if self.on_body_built is not None:
+                self.on_body_built(self)  # the rows take their facts before their first frame
+            yield body
 
     def _update_collapsed(self, collapsed: bool) -> None:
         """Show/hide the body by its display style instead of a ``-collapsed`` class on the
