@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -238,6 +240,19 @@ class Inventory:
             return self.abs_path(rel).stat().st_size == rec.size
         except OSError:
             return False
+
+    def gone_original(self, rel: str) -> Path | None:
+        """The path a models-dir symlink of ``rel`` points at when that original is gone (an
+        HF cache copy removed after it was symlinked: reuse/import link across filesystems),
+        else None. Two syscalls, nothing read (issue 23.9)."""
+        p = self.abs_path(rel)
+        try:
+            if not stat.S_ISLNK(os.lstat(p).st_mode) or p.exists():
+                return None
+            target = Path(os.readlink(p))
+        except OSError:
+            return None
+        return target if target.is_absolute() else Path(os.path.normpath(p.parent / target))
 
     def model_usage(self, model: CatalogModel) -> int:
         """Bytes on disk of this model's verified files (the shared VAE counts for each)."""

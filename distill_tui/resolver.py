@@ -16,6 +16,14 @@ from distill_tui.inventory import Inventory
 from distill_tui.settings import QuantSelection, SettingsStore
 
 
+def gone_text(model_id: str, what: str, rel: str, original: Path) -> str:
+    """A symlinked file whose original was removed (issue 23.9): say so, and what fetches it."""
+    return (
+        f"{what}: the linked original ({original}) is gone; rerun distill models download "
+        f"{model_id} to fetch it ({rel})"
+    )
+
+
 class ModelNotReadyError(Exception):
     def __init__(self, model_id: str, missing: list[str]):
         self.model_id = model_id
@@ -82,10 +90,17 @@ class Resolver:
             if quant is None:
                 out.append(f"selected {label} quant {qid!r} is not in the catalog")
             elif not self.inventory.is_present(quant.file):
-                out.append(f"{label} {qid} is not downloaded ({quant.file})")
+                out.append(self._not_here(model.id, f"{label} {qid}", quant.file))
         if not self.inventory.is_present(model.vae.file):
-            out.append(f"VAE is not downloaded ({model.vae.file})")
+            out.append(self._not_here(model.id, "VAE", model.vae.file))
         return out
+
+    def _not_here(self, model_id: str, what: str, rel: str) -> str:
+        """Why a file is missing: not downloaded, or its symlink's original is gone."""
+        gone = self.inventory.gone_original(rel)
+        if gone is not None:
+            return gone_text(model_id, what, rel, gone)
+        return f"{what} is not downloaded ({rel})"
 
     def is_model_ready(self, model_id: str | None = None) -> bool:
         return not self.missing(model_id)

@@ -267,3 +267,78 @@ def test_a_ca_variable_naming_nothing_is_one_line(isolated_dirs, tmp_path):
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and f"REQUESTS_CA_BUNDLE={tmp_path / 'no.pem'}" in err[0], proc.stderr
+
+
+# ---- 23.9: a symlinked copy whose original was removed -----------------------------------------
+def _symlinked_then_original_removed(hub_catalog, monkeypatch) -> tuple[object, Path]:
+    """`models download` links the VAE from the HF cache as a symlink (another filesystem:
+    os.link -> EXDEV, the one fake), then the HF cache copy is deleted (`hf cache delete`)."""
+    import errno
+    import shutil
+
+    from distill_tui.cli import main
+    from tests.test_local_reuse import fill_hf_cache
+
+    def exdev(*_a, **_k):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    blobs = fill_hf_cache(hub_catalog, cache)
+    vae = default_set(hub_catalog)[2]
+    with monkeypatch.context() as m:
+        m.setattr(os, "link", exdev)
+        assert main(["models", "download", M4]) == 0
+    dest = models_dir() / vae.file
+    assert dest.is_symlink()
+    original = dest.resolve()
+    assert original == blobs[vae.file].resolve()
+    shutil.rmtree(cache / "models--Comfy-Org--flux2-dev")  # the VAE's repo in the HF cache
+    return vae, original
+
+
+def test_broken_link_to_a_removed_original_says_so(hub_catalog, fake_hub, monkeypatch, capsys):
+    vae, original = _symlinked_then_original_removed(hub_catalog, monkeypatch)
+    capsys.readouterr()
+    from distill_tui.cli import main
+
+    want = f"the linked original ({original}) is gone; rerun distill models download {M4}"
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert want in out, out
+    assert main(["models", "list", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    m = next(x for x in doc["models"] if x["id"] == M4)
+    assert m["components"]["vae"]["linkedOriginalGone"] == str(original)
+    assert any(want in line for line in m["missing"]), m["missing"]
+    # and the download does what the line says: fetched again, a regular file now
+    assert main(["models", "download", M4]) == 0
+    dest = models_dir() / vae.file
+    assert not dest.is_symlink() and dest.read_bytes() == hub_catalog.payload(vae.file)
+
+
+async def test_model_manager_row_of_a_broken_link_says_the_original_is_gone(
+    hub_catalog, fake_hub, monkeypatch
+):
+    import asyncio
+
+    from tests.test_models_screen import focus_row, make_app, screen
+
+    # (the CLI runs its own event loop: on a thread, outside this test's)
+    vae, original = await asyncio.to_thread(
+        _symlinked_then_original_removed, hub_catalog, monkeypatch
+    )
+    app = make_app(hub_catalog.context())
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        await focus_row(pilot, "flux2-vae.safetensors")
+        row = screen(app).focused_row()
+        assert row is not None and row.key == vae.file
+        for _ in range(200):  # the look at the disk runs on a thread
+            if getattr(row, "gone", None):
+                break
+            await pilot.pause(0.02)
+        text = " ".join(line.plain for line in row._lines(400))
+        assert f"the linked original ({original}) is gone" in text, text

@@ -12,9 +12,11 @@
                     "diffusion":   {"name": str, "quants": [QUANT...]},
                     "textEncoder": {"name": str, "quants": [QUANT...]},
                     "vae": {"file", "size", SOURCE..., "downloaded": bool,
-                            "verified": bool}}}]}
+                            "verified": bool, "linkedOriginalGone": str|null}}}]}
     QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, "verified": bool,
-             PARTIAL, "selected": bool}
+             "linkedOriginalGone": str|null, PARTIAL, "selected": bool}
+    ("linkedOriginalGone": the file is a symlink whose original - e.g. an HF cache copy - was
+    removed: that original's path; `models download` fetches the file again)
     ("verified": downloaded and checked against a reference sha256; false for a downloaded
     file nothing could check: "unverified (no reference hash)")
     PARTIAL = "partial": null | {"state": "downloading"|"partial", "bytesDone", "total",
@@ -105,6 +107,7 @@ def models_json(ctx: CoreContext) -> dict:
                         **_source_json(q),
                         "downloaded": inv.is_present(q.file),
                         "verified": _verified(inv, q.file),
+                        "linkedOriginalGone": _gone(inv, q.file),
                         **_partial_json(acts, q),
                         "selected": sel.get(comp) == q.id,
                     }
@@ -117,6 +120,7 @@ def models_json(ctx: CoreContext) -> dict:
             **_source_json(m.vae),
             "downloaded": inv.is_present(m.vae.file),
             "verified": _verified(inv, m.vae.file),
+            "linkedOriginalGone": _gone(inv, m.vae.file),
             **_partial_json(acts, m.vae),
         }
         missing = res.missing(m.id)
@@ -159,7 +163,18 @@ def _verified(inv, rel: str) -> bool:
     return inv.is_present(rel) and not inv.is_unverified(rel)
 
 
-def _have(f: dict) -> str:
+def _gone(inv, rel: str) -> str | None:
+    """A symlink of ``rel`` whose original was removed: that original's path (issue 23.9)."""
+    gone = inv.gone_original(rel)
+    return None if gone is None else str(gone)
+
+
+def _have(f: dict, model_id: str) -> str:
+    if not f["downloaded"] and f.get("linkedOriginalGone"):
+        return (
+            f"the linked original ({f['linkedOriginalGone']}) is gone; rerun distill models "
+            f"download {model_id} to fetch it"
+        )
     if not f["downloaded"]:
         return _partial_text(f["partial"])
     return "downloaded" if f["verified"] else "downloaded, unverified (no reference hash)"
@@ -192,11 +207,11 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
             w(f"    {title}{name}\n")
             for q in c["quants"]:
                 mark = ">" if q["selected"] else " "
-                have = _have(q)
+                have = _have(q, m["id"])
                 size = ("~" if q["sizeEstimated"] else "") + human_size(q["size"])
                 w(f"      {mark} {q['id']:<8} {size:>9}  {have}\n")
         v = m["components"]["vae"]
-        w(f"    VAE  {v['file']}  {human_size(v['size'])}  {_have(v)}\n")
+        w(f"    VAE  {v['file']}  {human_size(v['size'])}  {_have(v, m['id'])}\n")
         if m["missing"]:
             w(f"    missing: {'; '.join(m['missing'])}\n")
         w("\n")

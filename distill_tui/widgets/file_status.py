@@ -127,6 +127,7 @@ def status_line(
     live_times: bool = True,
     unverified: bool = False,
     found: str | None = None,
+    gone: str | None = None,
 ) -> Content:
     """The first line of the status column (at most ``width`` cells). ``unverified``: the file
     is on disk but nothing could check its bytes (no sha256 from the catalog or the Hub).
@@ -137,6 +138,11 @@ def status_line(
         return Content.assemble(
             Content.styled(f"found in {visible(found)}", "$text-success"),
             Content.from_markup(f" — {key.format('enter')} to link · {key.format('d')} download"),
+        )
+    if state == "missing" and gone:  # a symlink whose original was removed (issue 23.9)
+        return Content.assemble(
+            Content.styled(f"the linked original ({visible(gone)}) is gone", "$text-warning"),
+            Content.from_markup(f" · {key.format('d')} to fetch it"),
         )
     if state == "missing":
         return Content.from_markup(f"[$text-muted]not downloaded[/] · {key.format('d')} download")
@@ -245,6 +251,7 @@ def row_lines(
     fit: Content | None = None,
     unverified: bool = False,
     found: str | None = None,
+    gone: str | None = None,
 ) -> list[Content]:
     """Lines of one file row: ``● Q4_K_S   2.4 GB  <status>`` plus the failure reason below.
 
@@ -283,6 +290,7 @@ def row_lines(
         live_times=live_times,
         unverified=unverified,
         found=found,
+        gone=gone,
     )
     first = Content.assemble(prefix, status.truncate(status_width, ellipsis=True))
     lines = [first]

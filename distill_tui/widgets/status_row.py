@@ -26,6 +26,8 @@ class StatusRow:
     fit_mark: Content | None = None
     #: a same-size copy of the file on this machine ("the HF cache", a folder): enter links it
     found: str | None = None
+    #: a symlink of the file whose original is gone: that original's path (issue 23.9)
+    gone: str | None = None
     label_width: int
 
     # ---- hooks -----------------------------------------------------------------------
@@ -85,6 +87,12 @@ class StatusRow:
         self.fit_mark = mark
         self.refresh()  # type: ignore[attr-defined]
 
+    def set_gone(self, original: str | None) -> None:
+        """The original a symlink of the file pointed at, now gone (None: not that case)."""
+        if original != self.gone:
+            self.gone = original
+            self.refresh()  # type: ignore[attr-defined]
+
     def set_found(self, where: str | None) -> None:
         """Where a copy of the file was found (None: nowhere); repaints only on a change."""
         if where != self.found:
@@ -109,6 +117,7 @@ class StatusRow:
             fit=self.fit_mark,
             unverified=self.unverified,
             found=self.found,
+            gone=self.gone,
         )
 
     def render(self) -> Content:
