@@ -104,6 +104,18 @@ def test_a_catalog_at_the_limit_is_used(isolated_dirs):
     assert out.stdout.count("Setup Required") == MAX_MODELS
 
 
+def test_a_catalog_file_over_32_mb_is_refused_before_it_is_read(isolated_dirs):
+    path = user_catalog()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:  # two models and 32 MB of spaces: valid JSON, absurd size
+        fh.write(json.dumps(many_models(2)))
+        fh.write(" " * 32_000_001)
+    out = distill("models", "list", "--json")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and "distill reads catalogs of at most 32 MB" in out.stderr
+    assert [m["id"] for m in json.loads(out.stdout)["models"]] == [M4, "flux2-klein-9b"]
+
+
 def test_readme_documents_the_limit():
     from distill_tui import catalog
 
