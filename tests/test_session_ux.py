@@ -272,3 +272,28 @@ def test_doctor_names_the_colour_depth_and_renderer(isolated_dirs, monkeypatch, 
     out = capsys.readouterr().out
     assert "colours" in out and "truecolor (COLORTERM=truecolor)" in out
     assert "image renderer" in out
+
+
+# ---- item 9: F5 and esc in the footer -----------------------------------------------------
+def _footer_keys(app: DistillApp) -> list[str]:
+    from textual.widgets._footer import FooterKey
+
+    return [k.key for k in app.screen.query(FooterKey)]
+
+
+async def test_the_footer_shows_f5_where_it_fits_and_esc_on_settings(isolated_dirs):
+    app = make_app(fake_ready_core(), [])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert "f5" in _footer_keys(app)
+        await pilot.press("f5")
+        await pilot.pause()
+        assert "escape" in _footer_keys(app)  # esc goes back: said where it works
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await pilot.pause()
+        keys = _footer_keys(app)
+        assert "f5" not in keys and "escape" in keys  # 80 columns: no room for F5
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "f5" not in _footer_keys(app)

@@ -70,8 +70,7 @@ class SettingsScreen(DistillScreen):
         Binding(
             "escape",
             "app.go_back",
-            "Back",
-            show=False,
+            "Back",  # in the footer: the only way back besides an F-key (issue 22.9)
             id="settings.back",
             tooltip="Back to the screen you came from",
         ),
