@@ -169,6 +169,8 @@ class DistillApp(App[int]):
         self._watchdog_armed = False
         self._handoff_lock = threading.Lock()
         self._app_loop: asyncio.AbstractEventLoop | None = None  #: for the driver's threads
+        #: set by the driver on close: the terminal is gone or did not take the last bytes
+        self.terminal_unusable = False
         theme = self.core.settings.settings.theme
         if theme and theme in self.available_themes:
             self.theme = theme
@@ -631,7 +633,7 @@ def run_app(debug: bool = False, image_renderer: str | None = None) -> int:
         )
         log.info("the terminal is gone (%s); not shown: %s", e, said or "nothing")
         return app.return_code or 128 + signal.SIGHUP
-    if app.return_code:
+    if app.return_code and not app.terminal_unusable:  # unread: a print would block
         with contextlib.suppress(OSError):  # after a hang-up there is no terminal to tell
             print(f"distill exited with code {app.return_code}", file=sys.stderr)
     return app.return_code or 0

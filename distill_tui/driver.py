@@ -261,6 +261,15 @@ class DistillDriver(LinuxDriver):
             writer.closing()
         super().stop_application_mode()
 
+    def close(self) -> None:
+        """Stop the writer (bounded); a terminal that did not take the last bytes, or is gone,
+        is noted on the App (``terminal_unusable``): nothing more is printed to it."""
+        writer = self.writer
+        super().close()
+        if writer is not None and (writer.gone is not None or writer.backlog):
+            with contextlib.suppress(Exception):
+                self._app.terminal_unusable = True  # type: ignore[attr-defined]
+
     def _call_on_loop(self, callback: Callable[..., Any], *args: Any) -> None:
         loop = self._loop  # Textual's Driver keeps the App's loop
         if loop.is_closed():

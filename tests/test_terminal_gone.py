@@ -198,7 +198,7 @@ def _end_within(tui: PausablePty, seconds: float) -> float:
             pass
         tui.proc.kill()
         raise AssertionError(
-            f"the TUI was still alive {seconds} s after its terminal went away (wchan {stacks})"
+            f"the TUI was still alive {seconds} s later (wchan {stacks})"
         ) from None
     return time.monotonic() - t0
 
@@ -293,4 +293,23 @@ def test_two_hangups_in_a_row_hand_the_downloads_off_once(loopback, fake_hub):
         _wait(lambda: set(RECOMMENDED) <= _recorded(), 60, "the hand-off to finish the set")
         assert len(list(_paths().log_dir.glob("download-*.log"))) == 1
     finally:
+        tui.close()
+
+
+def test_sigterm_while_nobody_reads_the_terminal_ends_the_tui(isolated_dirs):
+    """The orphan of the issue ignored SIGTERM: with the terminal full and unread, SIGTERM
+    still ends the TUI within 5 s."""
+    tui = PausablePty()
+    try:
+        tui.wait_for(b"Gallery", timeout=30)
+        tui.stop_reading()
+        for _ in range(16):  # more than the terminal and the writer's backlog take
+            tui.send(F1)
+            time.sleep(0.1)
+        tui.proc.send_signal(signal.SIGTERM)
+        took = _end_within(tui, 5.0)
+        assert tui.proc.returncode == 128 + signal.SIGTERM
+        print(f"SIGTERM, terminal unread: ended in {took:.2f} s")
+    finally:
+        tui.resume_reading()
         tui.close()
