@@ -228,6 +228,11 @@ async def test_tui_partial_row_d_resumes_that_partial(hc, fake_hub):
             await pilot.pause(0.05)
         text = " ".join(line.plain for line in row._lines(120))
         assert "partial" in text and "d resume" in text, text
+        # the card header says so too (a collapsed card shows no rows)
+        card = scr.focused_card()
+        assert card is not None
+        header = card.title_widget.render()
+        assert "1 partial (d on its row resumes)" in str(header), header
         await pilot.press("d")
         await app.downloads.wait(TE_Q3)
         for _ in range(5):

@@ -23,6 +23,7 @@ from textual.content import Content
 from textual.widgets import Collapsible, Static
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
+from distill_tui.downloads.events import Elsewhere
 from distill_tui.formatting import human_size
 from distill_tui.inventory import Inventory
 from distill_tui.settings import QuantSelection
@@ -254,6 +255,17 @@ class ModelCard(Collapsible):
         parts = [f"{moving} downloading"] if moving else []
         parts += [f"{queued} queued"] if queued else []
         busy_mark = f" [b $text-accent]· ⇣ {', '.join(parts)}[/]" if parts else ""
+        # partials nobody works on (a stopped download, any quant): said on a collapsed card
+        # too, so they are found; d on the row resumes exactly that file
+        idle = sum(
+            1
+            for _c, _q, f, state in self.file_states()
+            if state == "paused"
+            and isinstance(ev := events.get(f.file), Elsewhere)
+            and ev.partial_only
+        )
+        if idle:
+            busy_mark += f" [$text-warning]· {idle} partial (d on its row resumes)[/]"
         title = Content.assemble(
             Content.styled(visible(self.model.name), "bold"),
             " ",
