@@ -119,3 +119,15 @@ def test_screen_resume_event_can_skip_the_restyle():
 
     assert events.ScreenResume().refresh_styles is True
     assert "event.refresh_styles" in inspect.getsource(Screen._on_screen_resume)
+
+
+def test_footer_key_takes_what_the_footer_gives_it():
+    """widgets/footer.py adds F5 to a wide footer with Textual's own ``FooterKey`` (as
+    ``Footer.compose`` builds them) and widens ``styles.grid_size_columns``."""
+    import inspect
+
+    from textual.widgets._footer import FooterKey
+
+    params = list(inspect.signature(FooterKey.__init__).parameters)
+    assert params[1:5] == ["key", "key_display", "description", "action"]
+    assert "disabled" in params and "tooltip" in params
