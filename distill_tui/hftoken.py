@@ -290,17 +290,18 @@ def token_problem(token: str) -> str | None:
     )
 
 
-def check_env(token: bool = True) -> None:
+def check_env(token: bool = True, ca: bool = True) -> None:
     """Raise :class:`HFEnvError` (one line) for an unusable HF_ENDPOINT or token.
 
     ``token=False`` skips the token (the TUI: reading it imports the token code, and a
-    download reports a bad token on its own row)."""
+    download reports a bad token on its own row). ``ca=False`` skips the CA variables (a
+    command that asks nothing of a server: a stale SSL_CERT_FILE must not stop ``generate``)."""
     ep = os.environ.get("HF_ENDPOINT", "").strip()
     if ep:
         why = endpoint_problem(ep)
         if why:
             raise HFEnvError(why)
-    src = ca_source()
+    src = ca_source() if ca else None
     if src is not None and not os.path.exists(src[1]):  # a bundle that is not there: one line
         raise HFEnvError(
             f"{src[0]}={src[1]}: no such file or folder (the CAs trusted for https come from "

@@ -342,3 +342,10 @@ async def test_model_manager_row_of_a_broken_link_says_the_original_is_gone(
             await pilot.pause(0.02)
         text = " ".join(line.plain for line in row._lines(400))
         assert f"the linked original ({original}) is gone" in text, text
+
+
+def test_a_stale_ca_variable_does_not_stop_offline_commands(isolated_dirs, tmp_path):
+    """A CA variable naming nothing matters to the commands that ask a server only: `models
+    list`, `generate`'s checks and `doctor` still run."""
+    proc = distill("models", "list", REQUESTS_CA_BUNDLE=str(tmp_path / "no.pem"))
+    assert proc.returncode == 0, proc.stderr

@@ -522,7 +522,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         # HF_ENDPOINT / token: one line before anything (the TUI: the endpoint only; reading the
         # token imports huggingface_hub's token code, and a download reports a bad token itself)
-        check_env(token=command != "tui")
+        # the CA variables matter to the commands that ask a server (the TUI's downloads report
+        # a TLS problem on their own rows)
+        network = command == "catalog" or (
+            command == "models"
+            and getattr(args, "models_command", None) in ("download", "check", "recommend")
+        )
+        check_env(token=command != "tui", ca=network)
     except HFEnvError as e:
         print(f"distill: {e}", file=sys.stderr)
         return 2
