@@ -71,6 +71,8 @@ def _ask_da1(with_truecolor: bool) -> tuple[str | None, bool]:
                 got += read(stdin.buffer.fileno(), 1, 0.1)
     except Exception:  # no answer within 0.1 s, or no terminal to read
         return None, "\x1bP1+r" in got
+    if m is None:  # 4 KB of something else: not an answer
+        return None, False
     return m.group(1), "\x1bP1+r" in got[: m.start()]
 
 

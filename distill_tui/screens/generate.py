@@ -259,8 +259,8 @@ class GenerateScreen(DistillScreen):
                 if Path(path).is_file():
                     index = rec.images.index(path)
                     try:
-                        size = int(rec.params.get("width")), int(rec.params.get("height"))
-                    except (TypeError, ValueError):
+                        size = int(rec.params["width"]), int(rec.params["height"])
+                    except (KeyError, TypeError, ValueError):
                         size = (0, 0)
                     caption = image_caption(
                         self.shown_path(path), rec.seed + index, *size, rec.timings
@@ -604,7 +604,7 @@ class GenerateScreen(DistillScreen):
 
     def action_copy_image_path(self) -> None:
         frame = self.query_one(ImageView).current
-        if frame is None:
+        if frame is None or not frame.path:  # none yet, or a live preview (not a file)
             self.notify("No image to copy yet", title="Copy path", severity="warning")
             return
         copy_image_path(self.app, frame.path)
