@@ -148,7 +148,9 @@ def _probe() -> None:
             return
         import os
 
-        da1, truecolor = _ask_da1(not os.environ.get("COLORTERM"))
+        # (not the Linux console: it has no DCS and would print the question)
+        ask = not os.environ.get("COLORTERM") and os.environ.get("TERM") not in ("linux", "dumb")
+        da1, truecolor = _ask_da1(ask)
         _note_colours(truecolor)
         if da1 is None:
             # Every terminal that draws images answers this first question; one that stays

@@ -239,6 +239,7 @@ def test_a_terminal_that_answers_the_truecolor_query_gets_truecolor(monkeypatch)
     from tests.test_image_probe import run_probe
 
     monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")  # as over ssh (not the Linux console)
     monkeypatch.setattr(
         probe_tests,
         "CHILD",
