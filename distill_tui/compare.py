@@ -46,11 +46,13 @@ from distill_tui.catalog import UnknownModelError
 from distill_tui.engine.protocol import MAX_SEED, GenerateRequest, LoadRequest
 from distill_tui.formatting import human_size
 from distill_tui.generation import GenParams
+from distill_tui.resolver import ActivePaths as _NoPaths
 from distill_tui.textsafe import visible
 
 if TYPE_CHECKING:
     from distill_tui.context import CoreContext
     from distill_tui.engine.client import EngineClient, GenerationResult
+    from distill_tui.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -218,19 +220,19 @@ def _pick_quants(
     ]
 
 
-def base_load_request(core: CoreContext, threads: int | None = None) -> LoadRequest:
-    """The engine options from the settings (paths are filled per cell)."""
-    gd = core.settings.settings.generation
-    return LoadRequest(
-        diffusion_model_path="",
-        llm_path="",
-        vae_path="",
-        n_threads=threads if threads is not None else gd.threads,
-        flash_attn=gd.flash_attention,
-        offload_to_cpu=gd.offload_to_cpu,
-        keep_clip_on_cpu=gd.text_encoder_on_cpu,
-        keep_vae_on_cpu=gd.vae_on_cpu,
-        vae_decode_only=True,
+def base_load_request(
+    core: CoreContext, threads: int | None = None, knobs: Recipe | None = None
+) -> LoadRequest:
+    """The engine options (``knobs``' load-side rows, else the settings'; ``threads`` over
+    them); the paths are filled per cell."""
+    from distill_tui.recipe import Recipe
+
+    recipe = knobs or Recipe.resolve(None, core.settings.settings.generation)
+    if threads is not None:
+        recipe = recipe.replace(n_threads=threads)
+    paths = _NoPaths("", "", "", Path(), Path(), Path())
+    return recipe.load_request(paths, None, encoder=False).model_copy(
+        update={"diffusion_model_path": "", "llm_path": "", "vae_path": "", "lora_model_dir": ""}
     )
 
 
@@ -242,6 +244,7 @@ def plan_compare(
     diffusion: Sequence[str] | None = None,
     text_encoder: Sequence[str] | None = None,
     threads: int | None = None,
+    knobs: Recipe | None = None,
 ) -> ComparePlan:
     """The cells to run, or :class:`CompareError` (unknown model/quant, not downloaded)."""
     try:
@@ -274,7 +277,7 @@ def plan_compare(
         text_encoder=t,
         vae=core.inventory.abs_path(model.vae.file).resolve(),
         params=fixed,
-        load=base_load_request(core, threads),
+        load=base_load_request(core, threads, knobs),
     )
 
 
@@ -363,6 +366,7 @@ class CompareRun:
         *,
         output_dir: str | os.PathLike[str],
         sheet_path: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
         on_change: Callable[[ChangeKind, Cell | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -374,6 +378,10 @@ class CompareRun:
             if sheet_path is not None
             else default_sheet_path(self.output_dir, plan.params.seed)
         )
+        #: a sheet path given by the person: written as ``distill generate -o`` writes (never
+        #: over a device, FIFO or folder; over an existing file only with ``overwrite``)
+        self.exact = sheet_path is not None
+        self.overwrite = overwrite
         self.on_change = on_change
         self.clock = clock
         self.renderer = SheetRenderer(plan)
@@ -536,7 +544,12 @@ class CompareRun:
     def write_sheet(self) -> Path:
         """Render and atomically write the sheet as it is now (blocking)."""
         png = self.renderer.png(self.cells, status=self.status_text())
-        atomic_write_bytes(self.sheet_path, png)
+        if self.exact:  # after the first write the file is ours to replace
+            from distill_tui.outputs import write_output_file
+
+            write_output_file(self.sheet_path, png, overwrite=self.overwrite or self.sheet_written)
+        else:
+            atomic_write_bytes(self.sheet_path, png)
         self.sheet_written = True
         self.sheet_error = None
         return self.sheet_path

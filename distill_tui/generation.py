@@ -24,6 +24,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from distill_tui.bounds import text_problem
 from distill_tui.formatting import recipe_label
 from distill_tui.listeners import Listeners
+from distill_tui.recipe import (  # noqa: F401 (SAMPLERS, SCHEDULERS: read from here too)
+    BY_NAME,
+    DEFAULT_STRENGTH,
+    PARAMS,
+    SAMPLERS,
+    SCHEDULERS,
+    Recipe,
+)
 
 if TYPE_CHECKING:
     # the engine protocol (pydantic models) is imported where a request is built or an event
@@ -54,38 +62,6 @@ SIZE_PRESETS: tuple[tuple[int, int], ...] = (
     (256, 256),
     (64, 64),
 )
-SAMPLERS: tuple[str, ...] = (
-    "euler",
-    "euler_a",
-    "heun",
-    "dpm2",
-    "dpm++2s_a",
-    "dpm++2m",
-    "dpm++2mv2",
-    "ipndm",
-    "ipndm_v",
-    "lcm",
-    "ddim_trailing",
-    "tcd",
-    "res_multistep",
-    "res_2s",
-    "er_sde",
-)
-SCHEDULERS: tuple[str, ...] = (
-    "default",
-    "discrete",
-    "karras",
-    "exponential",
-    "ays",
-    "gits",
-    "sgm_uniform",
-    "simple",
-    "smoothstep",
-    "kl_optimal",
-    "lcm",
-    "bong_tangent",
-)
-
 JobPhase = Literal[
     "starting",
     "loading",
@@ -149,7 +125,8 @@ def check_seed(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class EngineKnobs:
-    """The engine's memory/speed knobs for one generation (defaults: ``settings.generation``)."""
+    """The engine's memory/speed knobs for one generation (defaults: ``settings.generation``)
+    as the Generate form holds them; each field is one ``recipe.PARAMS`` row (:data:`_ROW`)."""
 
     flash_attn: bool = True
     offload_to_cpu: bool = False
@@ -158,55 +135,44 @@ class EngineKnobs:
     vae_on_cpu: bool = False
     threads: int = -1  # <= 0: auto (physical cores)
 
+    def values(self) -> dict[str, Any]:
+        """By ``PARAMS`` name."""
+        return {_ROW[f.name]: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> EngineKnobs:
+        return cls(**{f.name: recipe[_ROW[f.name]] for f in dataclasses.fields(cls)})
+
     @classmethod
     def from_settings(cls, gen: Any) -> EngineKnobs:
-        return cls(
-            flash_attn=gen.flash_attention,
-            offload_to_cpu=gen.offload_to_cpu,
-            vae_tiling=gen.vae_tiling,
-            text_encoder_on_cpu=gen.text_encoder_on_cpu,
-            vae_on_cpu=gen.vae_on_cpu,
-            threads=gen.threads,
-        )
+        return cls.from_recipe(Recipe.resolve(None, gen))
 
     def settings_update(self) -> dict[str, Any]:
         """The ``settings.generation`` fields these knobs are saved as."""
-        return {
-            "flash_attention": self.flash_attn,
-            "offload_to_cpu": self.offload_to_cpu,
-            "vae_tiling": self.vae_tiling,
-            "text_encoder_on_cpu": self.text_encoder_on_cpu,
-            "vae_on_cpu": self.vae_on_cpu,
-            "threads": self.threads,
-        }
+        return {str(BY_NAME[name].setting): v for name, v in self.values().items()}
 
     @classmethod
     def from_record_params(cls, params: dict[str, Any], fallback: EngineKnobs) -> EngineKnobs:
         """The knobs a history record (or PNG ``distill`` chunk) holds; what it lacks (an
         older record) comes from ``fallback``."""
-
-        def flag(key: str, default: bool) -> bool:
-            v = params.get(key)
-            return default if v is None else bool(v)
-
-        threads = params.get("n_threads")
-        return cls(
-            flash_attn=flag("flash_attn", fallback.flash_attn),
-            offload_to_cpu=flag("offload_to_cpu", fallback.offload_to_cpu),
-            vae_tiling=flag("vae_tiling", fallback.vae_tiling),
-            text_encoder_on_cpu=flag("keep_clip_on_cpu", fallback.text_encoder_on_cpu),
-            vae_on_cpu=flag("keep_vae_on_cpu", fallback.vae_on_cpu),
-            threads=int(threads) if threads is not None else fallback.threads,
-        )
+        return cls.from_recipe(Recipe.from_record(params, fallback=Recipe(fallback.values())))
 
 
-#: sd.cpp's default img2img strength
-DEFAULT_STRENGTH = 0.75
+#: EngineKnobs' field -> its ``recipe.PARAMS`` row
+_ROW = {
+    "flash_attn": "flash_attn",
+    "offload_to_cpu": "offload_to_cpu",
+    "vae_tiling": "vae_tiling",
+    "text_encoder_on_cpu": "keep_clip_on_cpu",
+    "vae_on_cpu": "keep_vae_on_cpu",
+    "threads": "n_threads",
+}
 
 
 @dataclass(frozen=True)
 class GenParams:
-    """Validated form values: everything a generation needs besides the model."""
+    """Validated form values: everything a generation needs besides the model (the picture's
+    ``recipe.PARAMS`` rows; the knobs in :class:`EngineKnobs`)."""
 
     prompt: str
     negative_prompt: str = ""
@@ -229,6 +195,21 @@ class GenParams:
         """Reference or init images: the model loads with the VAE encoder."""
         return bool(self.ref_images or self.init_image)
 
+    def recipe(self, knobs: EngineKnobs | None = None) -> Recipe:
+        """The :class:`~distill_tui.recipe.Recipe` (the knobs: these params', else ``knobs``,
+        else each row's default)."""
+        k = self.knobs or knobs or EngineKnobs()
+        picture = {p.name: getattr(self, p.name) for p in PARAMS if p.name in _PICTURE}
+        return Recipe({**picture, **k.values()})
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, knobs: bool = True) -> GenParams:
+        """The form's values of ``recipe`` (``knobs=False``: None, the settings' then)."""
+        return cls(
+            **{name: recipe[name] for name in _PICTURE},
+            knobs=EngineKnobs.from_recipe(recipe) if knobs else None,
+        )
+
     def request(
         self,
         *,
@@ -241,32 +222,10 @@ class GenParams:
     ) -> GenerateRequest:
         """The engine request. LoRA names are resolved in ``lora_dir`` (raises
         ``loras.LoraError`` when one is not there)."""
-        from distill_tui.engine.protocol import GenerateRequest
-        from distill_tui.loras import lora_specs
+        from distill_tui.resolver import ActivePaths
 
-        loras = lora_specs(lora_dir or Path("."), self.loras) if self.loras else []
-        return GenerateRequest(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            sampler=self.sampler,
-            scheduler=self.scheduler,
-            seed=self.seed,
-            batch_count=self.batch_count,
-            ref_images=list(self.ref_images),
-            init_image=self.init_image or None,
-            strength=self.strength,
-            loras=loras,
-            vae_tiling=self.knobs.vae_tiling if self.knobs else False,
-            preview=preview,
-            output_dir=output_dir,
-            model_id=model_id,
-            diffusion_quant=diffusion_quant,
-            text_encoder_quant=text_encoder_quant,
-        )
+        paths = ActivePaths(model_id, diffusion_quant, text_encoder_quant, Path(), Path(), Path())
+        return self.recipe().to_requests(paths, output_dir, lora_dir, preview=preview)[1]
 
     @classmethod
     def from_record_params(
@@ -275,40 +234,22 @@ class GenParams:
         seed: int | None = None,
         knobs_fallback: EngineKnobs | None = None,
     ) -> GenParams:
-        """Form values from a history record's ``params`` (the request as sent). The engine
-        knobs the record lacks (an older record) come from ``knobs_fallback``; without one
-        and without any recorded knob, ``knobs`` stays None (the settings' then)."""
-        refs = params.get("ref_images") or []
-        recorded = any(
-            params.get(k) is not None
-            for k in ("flash_attn", "offload_to_cpu", "keep_clip_on_cpu", "keep_vae_on_cpu")
-        )
-        knobs = None
-        if recorded or knobs_fallback is not None:
-            knobs = EngineKnobs.from_record_params(params, knobs_fallback or EngineKnobs())
-        loras = tuple(
-            (str(lo.get("name", "")), float(lo.get("weight", 1.0)))
-            for lo in params.get("loras") or []
-            if isinstance(lo, dict) and lo.get("name")
-        )
-        strength = params.get("strength")
-        return cls(
-            prompt=str(params.get("prompt", "")),
-            negative_prompt=str(params.get("negative_prompt") or ""),
-            width=int(params.get("width", 1024)),
-            height=int(params.get("height", 1024)),
-            steps=int(params.get("steps", 4)),
-            cfg_scale=float(params.get("cfg_scale", 1.0)),
-            seed=int(seed if seed is not None else params.get("seed", -1)),
-            sampler=str(params.get("sampler") or "euler"),
-            scheduler=str(params.get("scheduler") or "default"),
-            batch_count=int(params.get("batch_count", 1)),
-            ref_images=tuple(str(r) for r in refs),
-            init_image=str(params.get("init_image") or ""),
-            strength=float(strength) if strength is not None else DEFAULT_STRENGTH,
-            loras=loras,
-            knobs=knobs,
-        )
+        """Form values from a history record's ``params`` (``Recipe.from_record``, the one
+        reuse mapping). The engine knobs the record lacks (an older record) come from
+        ``knobs_fallback``; without one and without any recorded knob, ``knobs`` stays None
+        (the settings' then)."""
+        recorded = any(params.get(p.name) is not None for p in PARAMS if p.side == "load")
+        fallback = Recipe(knobs_fallback.values()) if knobs_fallback is not None else None
+        recipe = Recipe.from_record(params, seed, fallback=fallback)
+        return cls.from_recipe(recipe, knobs=recorded or knobs_fallback is not None)
+
+
+#: GenParams' fields that are ``recipe.PARAMS`` rows of the picture (not knobs)
+_PICTURE = tuple(
+    f.name
+    for f in dataclasses.fields(GenParams)
+    if f.name in BY_NAME and not BY_NAME[f.name].is_knob
+)
 
 
 # ---- the job ---------------------------------------------------------------------------
@@ -501,20 +442,7 @@ class GenerationService:
         paths = self.core.resolver.active_paths(model_id, selection)
         store = self.core.settings
         k = knobs or EngineKnobs.from_settings(store.settings.generation)
-        from distill_tui.engine.protocol import LoadRequest
-
-        req = LoadRequest(
-            diffusion_model_path=str(paths.diffusion),
-            llm_path=str(paths.text_encoder),
-            vae_path=str(paths.vae),
-            n_threads=k.threads,
-            flash_attn=k.flash_attn,
-            offload_to_cpu=k.offload_to_cpu,
-            keep_clip_on_cpu=k.text_encoder_on_cpu,
-            keep_vae_on_cpu=k.vae_on_cpu,
-            vae_decode_only=not edit,
-            lora_model_dir=str(store.lora_dir),
-        )
+        req = Recipe(k.values()).load_request(paths, store.lora_dir, encoder=edit)
         return req, paths
 
     async def generate(
@@ -536,9 +464,7 @@ class GenerationService:
         knobs = params.knobs or EngineKnobs.from_settings(self.core.settings.settings.generation)
         if params.knobs is None:
             params = dataclasses.replace(params, knobs=knobs)
-        load, paths = self.load_request(
-            model_id, edit=params.needs_encoder, selection=selection, knobs=knobs
-        )
+        paths = self.core.resolver.active_paths(model_id, selection)
         if selection is not None:
             self._persist_choice(model_id, selection)
         self._count += 1
@@ -565,12 +491,8 @@ class GenerationService:
             from distill_tui.loras import LoraError
 
             try:
-                req = params.request(
-                    model_id=model_id,
-                    diffusion_quant=paths.diffusion_quant,
-                    text_encoder_quant=paths.text_encoder_quant,
-                    output_dir=str(out_dir),
-                    lora_dir=self.core.settings.lora_dir,
+                load, req = params.recipe().to_requests(
+                    paths, str(out_dir), self.core.settings.lora_dir, preview=True
                 )
             except LoraError as e:
                 raise _JobFailed(str(e)) from e

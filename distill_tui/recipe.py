@@ -196,6 +196,10 @@ PARAMS: tuple[Param, ...] = (
         help="apply a LoRA from the LoRA folder (weight 1 by default; repeat for several)",
     ),
     # ---- engine knobs (default: the generation settings)
+    Param(
+        "n_threads", "int", "load", -1, "Threads", "--threads", "threads", form="advanced",
+        form_id="threads", help="CPU threads; -1 = auto (physical cores)", json_key="threads",
+    ),
     _knob(
         "flash_attn", "load", "Flash attention", "--flash-attn", "flash_attention",
         "flash attention", default=True, form_id="flash-attn", form_label="Flash attn",
@@ -217,10 +221,6 @@ PARAMS: tuple[Param, ...] = (
     _knob(
         "keep_vae_on_cpu", "load", "VAE on CPU", "--vae-cpu", "vae_on_cpu",
         "run the VAE on the CPU", form_id="vae-cpu", json_key="vaeOnCpu",
-    ),
-    Param(
-        "n_threads", "int", "load", -1, "Threads", "--threads", "threads", form="advanced",
-        form_id="threads", help="CPU threads; -1 = auto (physical cores)", json_key="threads",
     ),
 )  # fmt: skip
 
@@ -326,6 +326,7 @@ class Recipe:
         overrides = overrides or {}
         for p in PARAMS:
             what = p.flag[2:] if p.flag else p.label.lower()
+            value: Any
             value, source = p.default, f"the default {what}"
             if recommended is not None and p.recommended:
                 rv = getattr(recommended, p.recommended, None)
@@ -340,6 +341,18 @@ class Recipe:
                 source = (named or {}).get(p.name) or p.flag or p.label.lower()
             values[p.name], sources[p.name] = value, source
         return cls(values, sources)
+
+    def given(self, overrides: Mapping[str, Any], named: Mapping[str, str] | None = None) -> Recipe:
+        """This recipe with the ``overrides`` that are not None (what a person typed: the
+        strongest); ``named``: how one is called in a refusal (default: its flag)."""
+        values, sources = dict(self.values), dict(self.sources)
+        for name, value in overrides.items():
+            if value is None or name not in BY_NAME:
+                continue
+            p = BY_NAME[name]
+            values[name] = value
+            sources[name] = (named or {}).get(name) or p.flag or p.label.lower()
+        return Recipe(values, sources)
 
     @classmethod
     def from_settings(cls, defaults: Any, recommended: Any = None) -> Recipe:
@@ -368,7 +381,8 @@ class Recipe:
                     sources[p.name] = fallback.sources.get(p.name, "")
             else:
                 values[p.name] = v
-                sources[p.name] = f"record {record_id}'s {p.label.lower()}" if record_id else ""
+                what = (p.bound.label if p.bound else p.label).lower()
+                sources[p.name] = f"record {record_id}'s {what}" if record_id else ""
         if seed is not None:
             values["seed"] = seed
         return cls(values, sources)
@@ -416,6 +430,15 @@ class Recipe:
         return None
 
     # ---- the one request builder -----------------------------------------------------
+    def load_request(
+        self, paths: Any, lora_dir: Path | str | None, *, encoder: bool | None = None
+    ) -> LoadRequest:
+        """The ``LoadRequest`` alone (the model's files and the load-side knobs); ``encoder``:
+        load the VAE encoder (default: when the recipe has reference or init images)."""
+        return _load_request(
+            self, paths, lora_dir, self.needs_encoder if encoder is None else encoder
+        )
+
     def to_requests(
         self,
         paths: Any,
@@ -430,24 +453,15 @@ class Recipe:
         files and quants, ``output`` the folder (or ``output_file`` the file) the images go
         to. LoRA names are resolved in ``lora_dir`` (raises ``loras.LoraError``); a value out
         of its bound raises pydantic's ValidationError (the protocol's last guard)."""
-        from distill_tui.engine.protocol import GenerateRequest, LoadRequest
+        from distill_tui.engine.protocol import GenerateRequest
         from distill_tui.loras import lora_specs
 
         rec = self.record()
         folder = Path(lora_dir) if lora_dir is not None else Path(".")
-        load_values = {p.name: rec[p.name] for p in PARAMS if p.side == "load"}
         gen_values = {
             p.name: rec[p.name] for p in PARAMS if p.side == "generate" and p.kind != "loras"
         }
-        gen_values["ref_images"] = list(self["ref_images"])
-        load = LoadRequest(
-            diffusion_model_path=str(paths.diffusion),
-            llm_path=str(paths.text_encoder),
-            vae_path=str(paths.vae),
-            vae_decode_only=not self.needs_encoder,
-            lora_model_dir=str(folder),
-            **load_values,
-        )
+        load = self.load_request(paths, folder)
         loras = lora_specs(folder, self["loras"]) if self["loras"] else []
         gen = GenerateRequest(
             **gen_values,
@@ -463,6 +477,22 @@ class Recipe:
         return load, gen
 
 
+def _load_request(
+    recipe: Recipe, paths: Any, lora_dir: Path | str | None, encoder: bool
+) -> LoadRequest:
+    from distill_tui.engine.protocol import LoadRequest
+
+    rec = recipe.record()
+    return LoadRequest(
+        diffusion_model_path=str(paths.diffusion),
+        llm_path=str(paths.text_encoder),
+        vae_path=str(paths.vae),
+        vae_decode_only=not encoder,
+        lora_model_dir=str(lora_dir if lora_dir is not None else Path(".")),
+        **{p.name: rec[p.name] for p in PARAMS if p.side == "load"},
+    )
+
+
 def knob_values(req: Any) -> dict[str, Any]:
     """The load-side knobs of a ``LoadRequest`` (what the image records it was made with)."""
     return {name: getattr(req, name) for name in LOAD_SIDE}
@@ -470,3 +500,26 @@ def knob_values(req: Any) -> dict[str, Any]:
 
 def replace(recipe: Recipe, **changes: Any) -> Recipe:
     return dataclasses.replace(recipe, values={**recipe.values, **changes})
+
+
+def cli_options(p: Param) -> dict[str, Any]:
+    """``argparse.add_argument`` keywords of a row's flag (not given: None, so the setting,
+    the record or the recommended value applies)."""
+    import argparse
+
+    kw: dict[str, Any] = {"dest": p.dest, "default": None}
+    if p.help:
+        kw["help"] = p.help
+    if p.metavar:
+        kw["metavar"] = p.metavar
+    if p.kind == "bool":
+        kw["action"] = argparse.BooleanOptionalAction
+    elif p.kind in ("paths", "loras"):
+        kw["action"] = "append"
+    elif p.kind == "int":
+        kw["type"] = int
+    elif p.kind == "float":
+        kw["type"] = float
+    if p.choices is not None:
+        kw["choices"] = p.choices
+    return kw

@@ -40,28 +40,6 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
-class _LazyChoices:
-    """``choices`` for argparse read on first use (the engine's sampler names live beside the
-    pydantic protocol: importing it costs ~100 ms that ``--version`` must not pay)."""
-
-    def __init__(self, attr: str):
-        self.attr = attr
-
-    def _values(self) -> tuple[str, ...]:
-        from distill_tui import generation
-
-        return getattr(generation, self.attr)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._values()
-
-    def __iter__(self):
-        return iter(self._values())
-
-    def __len__(self) -> int:
-        return len(self._values())
-
-
 def _catalog_models_help() -> str:
     """The catalog's models, their quants and defaults (for --help)."""
     from distill_tui.catalog import load_catalog
@@ -277,60 +255,49 @@ def _add_generate_parser(sub: _Subcommands) -> None:
     _add_generate_output(gen)
 
 
+def _add_params(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str) -> None:
+    """The flags of these ``distill_tui.recipe.PARAMS`` rows, as the rows declare them."""
+    from distill_tui.recipe import BY_NAME, cli_options
+
+    for name in names:
+        p = BY_NAME[name]
+        parser.add_argument(p.flag, **cli_options(p))
+
+
+def _rows(side: str) -> tuple[str, ...]:
+    """The flagged rows of ``PARAMS``: "recipe" (the picture), "inputs" (images and LoRAs
+    it starts from) or "knobs" (the engine knobs), in table order."""
+    from distill_tui.recipe import PARAMS
+
+    def part(p) -> str:  # type: ignore[no-untyped-def]
+        if p.is_knob:
+            return "knobs"
+        return (
+            "inputs" if p.kind in ("path", "paths", "loras") or p.name == "strength" else "recipe"
+        )
+
+    return tuple(p.name for p in PARAMS if p.flag and part(p) == side)
+
+
 def _add_generate_recipe(gen: _Parser) -> None:
     """The prompt and the parameters a history record keeps (what ``--reuse`` fills in)."""
-    gen.add_argument("prompt", nargs="?", help="the prompt (with --reuse: the record's by default)")
+    from distill_tui.recipe import BY_NAME
+
+    gen.add_argument("prompt", nargs="?", help=BY_NAME["prompt"].help)
     gen.add_argument(
         "--reuse",
         metavar="ID",
-        help="generate an image of the history again: its prompt, parameters, model and quants "
-        "(id from the Gallery or history.jsonl, a unique prefix, or 'last'); flags override",
+        help="generate an image of the history again: its prompt, parameters, images, LoRAs, "
+        "engine knobs, model and quants (id from the Gallery or history.jsonl, a unique "
+        "prefix, or 'last'); flags override",
     )
-    gen.add_argument("--negative", default=None, metavar="TEXT")
-    gen.add_argument("--width", type=int)
-    gen.add_argument("--height", type=int)
-    gen.add_argument("--steps", type=int)
-    gen.add_argument("--cfg", type=float)
-    gen.add_argument("--seed", type=int, default=-1, help="-1 = random (the used seed is printed)")
-    gen.add_argument(
-        "--sampler",
-        choices=_LazyChoices("SAMPLERS"),
-        metavar="NAME",
-        help="default: the model's recommended one; one of %(choices)s",
-    )
-    gen.add_argument(
-        "--scheduler",
-        choices=_LazyChoices("SCHEDULERS"),
-        metavar="NAME",
-        help="default: the model's recommended one; one of %(choices)s",
-    )
-    gen.add_argument("--batch", type=int, default=1, help="images (default 1)")
+    _add_params(gen, *_rows("recipe"))
     gen.add_argument("--model", metavar="ID", help="default: the active model (ids below)")
 
 
 def _add_generate_inputs(gen: _Parser) -> None:
     """Images and LoRAs the generation starts from (edit, img2img)."""
-    gen.add_argument(
-        "--ref-image",
-        action="append",
-        metavar="PATH",
-        help="a reference image for a Klein edit (repeat for several)",
-    )
-    gen.add_argument(
-        "--init-image", metavar="PATH", help="img2img: start from this image (see --strength)"
-    )
-    gen.add_argument(
-        "--strength",
-        type=float,
-        metavar="S",
-        help="img2img: how much of the init image is replaced, 0..1 (default 0.75)",
-    )
-    gen.add_argument(
-        "--lora",
-        action="append",
-        metavar="NAME[:WEIGHT]",
-        help="apply a LoRA from the LoRA folder (weight 1 by default; repeat for several)",
-    )
+    _add_params(gen, *_rows("inputs"))
     gen.add_argument(
         "--lora-dir", metavar="DIR", help="the LoRA folder (default: the lora_dir setting)"
     )
@@ -339,17 +306,7 @@ def _add_generate_inputs(gen: _Parser) -> None:
 def _add_engine_knobs(gen: _Parser) -> None:
     """The engine's settings; None (not given) leaves each to the generation settings."""
     knobs = gen.add_argument_group("engine knobs (default: the generation settings)")
-    knobs.add_argument("--threads", type=int, help="CPU threads; -1 = auto (physical cores)")
-    for flag, dest, what in (
-        ("flash-attn", "flash_attn", "flash attention"),
-        ("offload-to-cpu", "offload_to_cpu", "keep the weights in RAM, on the GPU only in use"),
-        ("vae-tiling", "vae_tiling", "decode the image in tiles (less memory)"),
-        ("text-encoder-cpu", "text_encoder_cpu", "run the text encoder on the CPU"),
-        ("vae-cpu", "vae_cpu", "run the VAE on the CPU"),
-    ):
-        knobs.add_argument(
-            f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction, default=None, help=what
-        )
+    _add_params(knobs, *_rows("knobs"))
 
 
 def _add_generate_output(gen: _Parser) -> None:
@@ -390,21 +347,22 @@ def _add_compare_parser(sub: _Subcommands) -> None:
         "cells (exit 130).",
     )
     cmp.add_argument("prompt")
-    cmp.add_argument("--seed", type=int, default=-1, help="-1 = one random seed for all cells")
+    cmp.add_argument("--seed", type=int, default=None, help="-1 = one random seed for all cells")
     cmp.add_argument("--model", metavar="ID", help="default: the active model")
     cmp.add_argument(
         "--diffusion", action="append", metavar="Q,Q", help="diffusion quants (comma-separated)"
     )
     cmp.add_argument("--text-encoder", action="append", metavar="Q,Q", help="text encoder quants")
-    cmp.add_argument("--negative", default=None, metavar="TEXT")
-    cmp.add_argument("--width", type=int)
-    cmp.add_argument("--height", type=int)
-    cmp.add_argument("--steps", type=int)
-    cmp.add_argument("--cfg", type=float)
-    cmp.add_argument("--sampler")
-    cmp.add_argument("--scheduler")
-    cmp.add_argument("--threads", type=int)
+    # the picture's parameters and the engine knobs: the rows of distill_tui.recipe.PARAMS
+    _add_params(cmp, *(n for n in _rows("recipe") if n not in ("seed", "batch_count")))
+    knobs = cmp.add_argument_group("engine knobs (default: the generation settings)")
+    _add_params(knobs, *_rows("knobs"))
     cmp.add_argument("-o", "--output", metavar="FILE", help="the sheet (default: in outputs/)")
+    cmp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let -o replace an existing regular file (a device, FIFO or folder never)",
+    )
 
 
 def _add_catalog_parser(sub: _Subcommands) -> None:

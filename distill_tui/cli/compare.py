@@ -32,6 +32,7 @@ from distill_tui.engine.protocol import EngineEvent, PhaseEvent, ProgressEvent
 from distill_tui.formatting import human_size
 from distill_tui.generation import GenParams
 from distill_tui.outputs import History
+from distill_tui.recipe import Recipe
 from distill_tui.textsafe import visible
 
 PHASE_TEXT = {
@@ -43,32 +44,19 @@ PHASE_TEXT = {
 }
 
 
-def build_params(args: argparse.Namespace, ctx: CoreContext) -> GenParams:
-    """The generation parameters: flags over settings over the catalog's recommendations."""
+def build_recipe(args: argparse.Namespace, ctx: CoreContext) -> Recipe:
+    """The recipe (``Recipe.resolve``: the catalog's recommended values, the settings, the
+    flags), checked against the one table as ``distill generate``'s."""
     try:
         model = ctx.resolver.model(args.model)
     except KeyError as e:
         raise CliError(visible(str(e))) from None
-    rec = model.recommended
-    gd = ctx.settings.settings.generation
-    picked = pick_bounded(args, gd, rec)  # the one table's bounds, as distill generate's
-    return GenParams(
-        prompt=args.prompt,
-        negative_prompt=picked["negative_prompt"],
-        width=picked["width"],
-        height=picked["height"],
-        steps=picked["steps"],
-        cfg_scale=picked["cfg_scale"],
-        seed=args.seed,
-        sampler=_pick(args.sampler, gd.sampler, rec.sampler),
-        scheduler=_pick(args.scheduler, gd.scheduler, rec.scheduler),
-    )
+    return pick_bounded(args, ctx, model)
 
 
-def _pick(flag: Any, setting: Any, recommended: Any) -> Any:
-    if flag is not None:
-        return flag
-    return setting if setting is not None else recommended
+def build_params(args: argparse.Namespace, ctx: CoreContext) -> GenParams:
+    """The generation parameters: flags over settings over the catalog's recommendations."""
+    return GenParams.from_recipe(build_recipe(args, ctx))
 
 
 class _Reporter:
@@ -156,23 +144,40 @@ async def _run(run: CompareRun, client: EngineClient, reporter: _Reporter) -> Co
         await client.shutdown()
 
 
+def _sheet_path(args: argparse.Namespace) -> Path | None:
+    """``-o SHEET``: a .png that may be written (as ``distill generate -o``: never over a
+    device, FIFO or folder; over an existing file only with ``--overwrite``)."""
+    if not args.output:
+        return None
+    try:  # a symlink is followed: a link to /dev/null is checked as /dev/null
+        sheet = Path(args.output).expanduser().resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise CliError(f"-o {visible(args.output)}: cannot be resolved ({e})") from None
+    if sheet.suffix.lower() != ".png":
+        raise CliError(f"the sheet is a PNG: {visible(sheet)} (use a .png name)")
+    from distill_tui.outputs import output_file_problem
+
+    problem = output_file_problem(sheet, bool(getattr(args, "overwrite", False)))
+    if problem:
+        raise CliError(f"-o {visible(args.output)}: {visible(problem)}")
+    return sheet
+
+
 def run_compare(args: argparse.Namespace, ctx: CoreContext) -> int:
-    params = build_params(args, ctx)
+    recipe = build_recipe(args, ctx)
+    sheet = _sheet_path(args)
     try:
         plan = plan_compare(
             ctx,
-            params,
+            GenParams.from_recipe(recipe),
             model_id=args.model,
             diffusion=parse_quant_list(args.diffusion),
             text_encoder=parse_quant_list(args.text_encoder),
-            threads=args.threads,
+            knobs=recipe,
         )
     except CompareError as e:
         raise CliError(str(e)) from None
     out_dir = ctx.settings.outputs_dir
-    sheet = Path(args.output).expanduser().resolve() if args.output else None
-    if sheet is not None and sheet.suffix.lower() != ".png":
-        raise CliError(f"the sheet is a PNG: {visible(sheet)} (use a .png name)")
     total = len(plan.cells)
     w, h = plan.image_size
     print(
@@ -190,7 +195,14 @@ def run_compare(args: argparse.Namespace, ctx: CoreContext) -> int:
     client = EngineClient(
         on_event=reporter.event, history=History(ctx.paths.history_file), log_file=log_file
     )
-    run = CompareRun(plan, client, output_dir=out_dir, sheet_path=sheet, on_change=reporter.change)
+    run = CompareRun(
+        plan,
+        client,
+        output_dir=out_dir,
+        sheet_path=sheet,
+        overwrite=bool(getattr(args, "overwrite", False)),
+        on_change=reporter.change,
+    )
     try:
         result = asyncio.run(_run(run, client, reporter))
     except CompareError as e:

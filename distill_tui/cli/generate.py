@@ -29,13 +29,13 @@ from distill_tui.engine.protocol import (
     GenerateRequest,
     LoadedEvent,
     LoadRequest,
-    LoraSpec,
     PhaseEvent,
     ProgressEvent,
 )
 from distill_tui.outputs import History
+from distill_tui.recipe import BY_NAME, LOAD_SIDE, PARAMS, Recipe, knob_values
 from distill_tui.resolver import ActivePaths, ModelNotReadyError
-from distill_tui.settings import GenerationDefaults, QuantSelection
+from distill_tui.settings import QuantSelection
 
 PHASE_TEXT = {
     "loading": "loading model",
@@ -46,12 +46,13 @@ PHASE_TEXT = {
 }
 
 
-def _apply_reuse(args: argparse.Namespace, ctx: CoreContext):  # type: ignore[no-untyped-def]
-    """``--reuse ID``: the record's prompt, parameters, model and quants become the defaults of
-    the flags (the Gallery's rule, distill_tui/reuse.py); returns the quants to use or None."""
+def _apply_reuse(args: argparse.Namespace, ctx: CoreContext, base: Recipe) -> Recipe:
+    """``--reuse ID``: the record's recipe (``Recipe.from_record``, the Gallery's ``r`` rule:
+    prompt, parameters, images, LoRAs, engine knobs, and the seed it used) over ``base`` (what
+    an older record lacks), its model and quants (``args.reused_selection``)."""
     ref = getattr(args, "reuse", None)
     if not ref:
-        return None
+        return base
     from distill_tui.reuse import find_record, plan_reuse
 
     try:
@@ -68,28 +69,43 @@ def _apply_reuse(args: argparse.Namespace, ctx: CoreContext):  # type: ignore[no
             f"; run: distill models download {plan.model_id} --diffusion {sel.diffusion_quant} "
             f"--text-encoder {sel.text_encoder_quant}"
         )
-    p = rec.params
     if args.model and args.model != plan.model_id:
         raise CliError(f"--model {args.model}: {rec.id[:12]} was made with {plan.model_id}")
     args.model = plan.model_id
-    typed = {d for d in _RECIPE_DESTS.values() if getattr(args, d) not in (None, -1)}
-    args.prompt = args.prompt or p.get("prompt")
-    if args.negative is None:
-        args.negative = p.get("negative_prompt")
-    for flag, key in (("width", "width"), ("height", "height"), ("steps", "steps")):
-        if getattr(args, flag) is None and p.get(key) is not None:
-            setattr(args, flag, int(p[key]))
-    if args.cfg is None and p.get("cfg_scale") is not None:
-        args.cfg = float(p["cfg_scale"])
-    for flag in ("sampler", "scheduler"):
-        if getattr(args, flag) is None and p.get(flag):
-            setattr(args, flag, p[flag])
-    if args.seed == -1:
-        args.seed = rec.seed  # the same picture, not just the same recipe
-    # a bound refusal names the record, not a flag nobody typed
-    args.from_record = (rec.id[:12], {d for d in _RECIPE_DESTS.values() if d not in typed})
     args.reused_selection = plan.selection
-    return plan.selection
+    # the same picture, not just the same recipe: the seed it used
+    return Recipe.from_record(rec.params, rec.seed, fallback=base, record_id=rec.id[:12])
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line gives, by ``PARAMS`` name (None: not given)."""
+    given = {p.name: getattr(args, p.dest, None) for p in PARAMS if p.flag}
+    given["prompt"] = args.prompt or None
+    typed: list[str] = given.get("loras") or []
+    if typed:
+        from distill_tui.loras import LoraError, parse_lora
+
+        try:
+            given["loras"] = [parse_lora(x) for x in typed]
+        except LoraError as e:
+            raise CliError(f"--lora: {e}") from None
+    if given.get("seed") == -1 and getattr(args, "reuse", None):
+        given["seed"] = None  # "-1" (the old default) keeps the record's seed
+    return given
+
+
+def build_recipe(args: argparse.Namespace, ctx: CoreContext) -> tuple[Recipe, CatalogModel]:
+    """The one precedence (``Recipe.resolve``: the model's recommended values, the
+    ``generation`` settings, a reused record, the flags), each bounded value checked against
+    the one table before anything starts (a refusal names where the value came from)."""
+    model, _ = _model_of(args, ctx)
+    gd = ctx.settings.settings.generation
+    base = Recipe.resolve(model.recommended, gd)
+    reused = _apply_reuse(args, ctx, base)
+    if reused is not base:
+        model, _ = _model_of(args, ctx)
+    recipe = reused.given(_given(args), named={"prompt": "the prompt"})
+    return recipe, model
 
 
 def build_requests(
@@ -97,47 +113,59 @@ def build_requests(
 ) -> tuple[LoadRequest, GenerateRequest]:
     """The engine's two requests from the flags, the settings and the model's recommended
     values; every problem is a ``CliError`` here, before the engine starts (the checks run in
-    this order: reuse, prompt, model, images, output, img2img, LoRAs, batch and seed)."""
-    selection = _apply_reuse(args, ctx)
-    if not args.prompt:
+    this order: reuse, prompt, model, images, output, img2img, LoRAs, bounds)."""
+    recipe, _model = build_recipe(args, ctx)
+    if not recipe["prompt"]:
         raise CliError("a prompt is needed (or --reuse ID to generate one of the history again)")
-    model, paths = _resolve_model(args, ctx, selection)
-    refs = _ref_images(args)
-    out_file, out_dir = _output_target(args, ctx)
-    init_image, strength = _init_image(args)
-    lora_dir, loras = _loras(args, ctx)
-    rec = model.recommended
-    gd = ctx.settings.settings.generation
-    picked = pick_bounded(args, gd, rec)
-    load = _load_request(args, gd, paths, lora_dir, decode_only=not (refs or init_image))
+    _model, paths = _resolve_model(args, ctx, getattr(args, "reused_selection", None))
+    refs = _ref_images(list(recipe["ref_images"]))
+    out_file, out_dir = _output_target(args, ctx, recipe["batch_count"])
+    init_image = _init_image(args, recipe)
+    lora_dir = _lora_dir(args, ctx)
+    refused = recipe.refused(BOUND_ORDER)
+    if refused is not None:
+        raise CliError(refused)
+    recipe = recipe.replace(ref_images=refs, init_image=init_image or "")
+    args.recipe = recipe
+    from distill_tui.loras import LoraError
+
     try:
-        gen = GenerateRequest(
-            prompt=args.prompt,
-            negative_prompt=picked["negative_prompt"],
-            width=picked["width"],
-            height=picked["height"],
-            steps=picked["steps"],
-            cfg_scale=picked["cfg_scale"],
-            sampler=_pick(args.sampler, gd.sampler, rec.sampler),
-            scheduler=_pick(args.scheduler, gd.scheduler, rec.scheduler),
-            seed=args.seed,
-            batch_count=args.batch,
-            ref_images=refs,
-            init_image=init_image,
-            strength=strength if strength is not None else 0.75,
-            loras=loras,
-            vae_tiling=_knob(args, "vae_tiling", gd.vae_tiling),
-            output_dir=out_dir,
+        return recipe.to_requests(
+            paths,
+            out_dir,
+            lora_dir,
             output_file=out_file,
-            output_overwrite=bool(getattr(args, "overwrite", False)),
-            model_id=paths.model_id,
-            diffusion_quant=paths.diffusion_quant,
-            text_encoder_quant=paths.text_encoder_quant,
+            overwrite=bool(getattr(args, "overwrite", False)),
         )
-    except ValidationError as e:  # range checks (width, steps ...)
+    except LoraError as e:
+        raise CliError(f"--lora: {e}") from None
+    except ValidationError as e:  # the protocol's last guard (LoRA weight ...)
         first = e.errors()[0]
-        raise CliError(f"invalid {first['loc'][0]}: {first['msg']}") from None
-    return load, gen
+        raise CliError(
+            f"invalid {first['loc'][0] if first['loc'] else 'request'}: {first['msg']}"
+        ) from None
+
+
+#: the bounded values in the order they are checked (the seed after the batch)
+BOUND_ORDER = (
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "batch_count",
+    "seed",
+    "n_threads",
+    "strength",
+)
+
+
+def _model_of(args: argparse.Namespace, ctx: CoreContext) -> tuple[CatalogModel, None]:
+    try:
+        return ctx.resolver.model(args.model), None
+    except UnknownModelError as e:
+        raise CliError(str(e)) from None
 
 
 def _resolve_model(
@@ -157,16 +185,19 @@ def _resolve_model(
     return model, paths
 
 
-def _ref_images(args: argparse.Namespace) -> list[str]:
-    """``--ref-image``: absolute paths (as the history records them), each an existing file."""
-    refs = [str(Path(r).expanduser().resolve()) for r in (args.ref_image or [])]
+def _ref_images(given: list[str]) -> list[str]:
+    """``--ref-image`` (or the record's): absolute paths (as the history records them), each
+    an existing file."""
+    refs = [str(Path(r).expanduser().resolve()) for r in given]
     for r in refs:
         if not Path(r).is_file():
             raise CliError(f"reference image not found: {r}")
     return refs
 
 
-def _output_target(args: argparse.Namespace, ctx: CoreContext) -> tuple[str | None, str | None]:
+def _output_target(
+    args: argparse.Namespace, ctx: CoreContext, batch: int
+) -> tuple[str | None, str | None]:
     """(file, folder): ``-o FILE`` (its format checked now, before the engine starts) or a
     folder (``--out-dir``, else the outputs folder)."""
     if args.output:
@@ -180,7 +211,7 @@ def _output_target(args: argparse.Namespace, ctx: CoreContext) -> tuple[str | No
         except (OSError, RuntimeError) as e:  # a symlink loop
             raise CliError(f"-o {args.output}: cannot be resolved ({e})") from None
         overwrite = bool(getattr(args, "overwrite", False))
-        for target in output_files(out, min(max(1, args.batch), 1000)):  # each of a batch
+        for target in output_files(out, min(max(1, batch), 1000)):  # each of a batch
             problem = output_file_problem(target, overwrite)
             if problem:  # a device, FIFO or folder never; a file only with --overwrite
                 raise CliError(f"-o {args.output}: {problem}")
@@ -190,122 +221,37 @@ def _output_target(args: argparse.Namespace, ctx: CoreContext) -> tuple[str | No
     )
 
 
-def _init_image(args: argparse.Namespace) -> tuple[str | None, float | None]:
-    """img2img: ``--init-image`` (absolute) and ``--strength`` (only with it, 0..1)."""
-    init = getattr(args, "init_image", None)
+def _init_image(args: argparse.Namespace, recipe: Recipe) -> str | None:
+    """img2img: the init image (absolute, an existing file); ``--strength`` only with one."""
+    init = recipe["init_image"]
     init_image = str(Path(init).expanduser().resolve()) if init else None
     if init_image and not Path(init_image).is_file():
         if Path(init_image).exists():  # /dev/zero, a FIFO, a folder: there, but no image
             raise CliError(f"init image {init_image}: not a regular file")
         raise CliError(f"init image not found: {init_image}")
-    strength = getattr(args, "strength", None)
-    if strength is not None and not init_image:
+    if getattr(args, "strength", None) is not None and not init_image:
         raise CliError("--strength needs --init-image (img2img)")
-    if strength is not None:
-        from distill_tui.bounds import problem, refusal
-
-        reason = problem("strength", strength)
-        if reason is not None:
-            raise CliError(refusal("strength", strength, reason))
-    return init_image, strength
+    return init_image
 
 
-def _loras(args: argparse.Namespace, ctx: CoreContext) -> tuple[Path, list[LoraSpec]]:
-    """The LoRA folder (``--lora-dir``, else the setting) and the ``--lora`` choices in it."""
-    lora_dir = (
+def _lora_dir(args: argparse.Namespace, ctx: CoreContext) -> Path:
+    """The LoRA folder (``--lora-dir``, else the setting)."""
+    return (
         Path(args.lora_dir).expanduser().resolve()
         if getattr(args, "lora_dir", None)
         else ctx.settings.lora_dir
     )
-    from distill_tui.loras import LoraError, lora_specs, parse_lora
-
-    try:
-        loras = lora_specs(lora_dir, [parse_lora(x) for x in getattr(args, "lora", None) or []])
-    except LoraError as e:
-        raise CliError(f"--lora: {e}") from None
-    return lora_dir, loras
 
 
-def _knob(args: argparse.Namespace, name: str, setting: Any) -> Any:
-    """An engine knob's flag (None: not given) over the generation setting."""
-    value = getattr(args, name, None)
-    return setting if value is None else value
-
-
-def _pick(flag: Any, setting: Any, recommended: Any) -> Any:
-    """Defaults, weakest first: the model's recommended value, the setting, the flag."""
-    if flag is not None:
-        return flag
-    return setting if setting is not None else recommended
-
-
-def _load_request(
-    args: argparse.Namespace,
-    gd: GenerationDefaults,
-    paths: ActivePaths,
-    lora_dir: Path,
-    decode_only: bool,
-) -> LoadRequest:
-    """The model's files and the engine knobs (``decode_only``: no image is encoded)."""
-    return LoadRequest(
-        diffusion_model_path=str(paths.diffusion),
-        llm_path=str(paths.text_encoder),
-        vae_path=str(paths.vae),
-        n_threads=args.threads if args.threads is not None else gd.threads,
-        flash_attn=_knob(args, "flash_attn", gd.flash_attention),
-        offload_to_cpu=_knob(args, "offload_to_cpu", gd.offload_to_cpu),
-        keep_clip_on_cpu=_knob(args, "text_encoder_cpu", gd.text_encoder_on_cpu),
-        keep_vae_on_cpu=_knob(args, "vae_cpu", gd.vae_on_cpu),
-        vae_decode_only=decode_only,
-        lora_model_dir=str(lora_dir),
-    )
-
-
-#: the bounded inputs ``--reuse`` may fill in: bound name -> argparse dest
-_RECIPE_DESTS = {
-    "prompt": "prompt",
-    "negative_prompt": "negative",
-    "width": "width",
-    "height": "height",
-    "steps": "steps",
-    "cfg_scale": "cfg",
-    "seed": "seed",
-}
-
-
-def pick_bounded(args: argparse.Namespace, gd: GenerationDefaults, rec: Any) -> dict[str, Any]:
-    """The bounded values (flag > setting > the model's recommended one) of ``distill
-    generate`` and ``distill compare``, each checked against the one table,
-    ``distill_tui.bounds``, before anything starts: a refusal names the flag (or where the
-    value came from) and gives the table's words."""
-    from distill_tui.bounds import BOUNDS, check_all, refusal
-
-    given: dict[str, tuple[Any, str | None]] = {"prompt": (args.prompt, "the prompt")}
-    for name, flag, setting, recommended in (
-        ("negative_prompt", args.negative, gd.negative_prompt, None),
-        ("width", args.width, gd.width, rec.width),
-        ("height", args.height, gd.height, rec.height),
-        ("steps", args.steps, gd.steps, rec.steps),
-        ("cfg_scale", args.cfg, gd.cfg_scale, rec.cfg_scale),
-        ("batch_count", getattr(args, "batch", 1), None, None),
-        ("seed", args.seed, None, None),
-        ("n_threads", args.threads, gd.threads, None),
-    ):
-        if flag is not None:
-            given[name] = (flag, None)
-        elif setting is not None:
-            given[name] = (setting, f"the {BOUNDS[name].flag[2:]} setting")
-        else:
-            given[name] = (recommended, f"the model's recommended {BOUNDS[name].flag[2:]}")
-    record, filled = getattr(args, "from_record", ("", set()))
-    for name, dest in _RECIPE_DESTS.items():
-        if dest in filled:
-            given[name] = (given[name][0], f"record {record}'s {BOUNDS[name].label.lower()}")
-    refused = check_all({k: v for k, (v, _what) in given.items()})
+def pick_bounded(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel) -> Recipe:
+    """``distill compare``'s recipe: the one precedence and the one check, as ``distill
+    generate``'s."""
+    recipe = Recipe.resolve(model.recommended, ctx.settings.settings.generation)
+    recipe = recipe.given(_given(args), named={"prompt": "the prompt"})
+    refused = recipe.refused(BOUND_ORDER)
     if refused is not None:
-        name, value, reason = refused
-        raise CliError(refusal(name, value, reason, given[name][1]))
-    return {k: v for k, (v, _what) in given.items()}
+        raise CliError(refused)
+    return recipe
 
 
 def step_column() -> Any:
@@ -418,12 +364,19 @@ def result_json(gen: GenerateRequest, result, load: LoadRequest | None = None) -
      "width": int, "height": int, "steps": int, "cfg": float, "sampler": str,
      "scheduler": str, "batch": int, "prompt": str, "negative": str,
      "timings": {"load", "encode", "sample", "decode", "total"},   (seconds)
-     "knobs": {"flashAttention", "offloadToCpu", "vaeTiling", "textEncoderOnCpu", "vaeOnCpu",
-               "threads", "refImages": [str], "initImage": str|null, "strength": float|null,
+     "knobs": {<each engine knob's json key>: value (None: not known),
+               "refImages": [str], "initImage": str|null, "strength": float|null,
                "loras": [{"name", "weight"}]}}
+
+    The keys are the ``PARAMS`` rows' (``Param.key``).
     """
     t = result.timings
     sizes = sorted({(i.width, i.height) for i in result.images}) or [(gen.width, gen.height)]
+    recipe = Recipe.from_record({**gen.model_dump(), **(knob_values(load) if load else {})})
+    knobs = recipe.json()
+    if load is None:
+        knobs.update({BY_NAME[n].key: None for n in LOAD_SIDE})
+    picture = ("steps", "cfg_scale", "sampler", "scheduler", "batch_count", "prompt")
     return {
         "version": 1,
         "paths": [str(p) for p in result.paths],
@@ -432,13 +385,8 @@ def result_json(gen: GenerateRequest, result, load: LoadRequest | None = None) -
         "quants": {"diffusion": gen.diffusion_quant, "textEncoder": gen.text_encoder_quant},
         "width": sizes[0][0],
         "height": sizes[0][1],
-        "steps": gen.steps,
-        "cfg": gen.cfg_scale,
-        "sampler": gen.sampler,
-        "scheduler": gen.scheduler,
-        "batch": gen.batch_count,
-        "prompt": gen.prompt,
-        "negative": gen.negative_prompt,
+        **{BY_NAME[n].key: recipe[n] for n in picture},
+        BY_NAME["negative_prompt"].key: recipe["negative_prompt"],
         "timings": {
             "load": round(t.load, 4),
             "encode": round(t.encode, 4),
@@ -446,18 +394,7 @@ def result_json(gen: GenerateRequest, result, load: LoadRequest | None = None) -
             "decode": round(t.decode, 4),
             "total": round(result.wall, 4),
         },
-        "knobs": {
-            "flashAttention": load.flash_attn if load else None,
-            "offloadToCpu": load.offload_to_cpu if load else None,
-            "vaeTiling": gen.vae_tiling,
-            "textEncoderOnCpu": load.keep_clip_on_cpu if load else None,
-            "vaeOnCpu": load.keep_vae_on_cpu if load else None,
-            "threads": load.n_threads if load else None,
-            "refImages": list(gen.ref_images),
-            "initImage": gen.init_image,
-            "strength": gen.strength if gen.init_image else None,
-            "loras": [{"name": lo.name, "weight": lo.weight} for lo in gen.loras],
-        },
+        "knobs": knobs,
     }
 
 
