@@ -58,6 +58,8 @@ MAX_SEED = 2**63 - 1
 MAX_LORA_WEIGHT = 10.0
 #: UTF-8 bytes of a prompt (and of a negative prompt); the engine crashed at ~26,000
 MAX_PROMPT_BYTES = 8000
+#: GiB, the engine's segmented-execution budget (0: off)
+MAX_VRAM_GIB = 1024.0
 
 
 def cpu_count() -> int:
@@ -170,6 +172,11 @@ BOUNDS: dict[str, Bound] = {
         Bound("lora_weight", "LoRA weight", "float", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT),
         Bound("prompt", "Prompt", "text", 0, MAX_PROMPT_BYTES),
         Bound("negative_prompt", "Negative", "text", 0, MAX_PROMPT_BYTES, flag="--negative"),
+        # the engine knobs of issue 20.4 (0 max VRAM: off; flow shift / threshold: the
+        # protocol's None is the engine's default and is not checked)
+        Bound("max_vram", "Max VRAM (GiB)", "float", 0.0, MAX_VRAM_GIB, flag="--max-vram"),
+        Bound("cache_threshold", "Cache threshold", "float", 0.0, 10.0, flag="--cache-threshold"),
+        Bound("flow_shift", "Flow shift", "float", 0.1, 100.0, flag="--flow-shift"),
     )
 }
 

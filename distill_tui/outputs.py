@@ -123,6 +123,21 @@ def _knob_fields(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
     threads = params.get("n_threads")
     if threads is not None:
         out.append(("Threads", threads if threads > 0 else "auto"))
+    # issue 20.4: in the record only when not the engine's default
+    for key, label in (
+        ("cache_mode", "Cache"),
+        ("cache_threshold", "Cache threshold"),
+        ("flow_shift", "Flow shift"),
+        ("max_vram", "Max VRAM (GiB)"),
+    ):
+        if params.get(key) is not None:
+            out.append((label, params[key]))
+    for key, label in (
+        ("diffusion_conv_direct", "Conv direct (DiT)"),
+        ("vae_conv_direct", "Conv direct (VAE)"),
+    ):
+        if key in params:
+            out.append((label, _on_off(params[key])))
     return out
 
 

@@ -42,6 +42,7 @@ import collections
 import ctypes
 import gc
 import io
+import math
 import os
 import random
 import re
@@ -162,6 +163,17 @@ def _output_target(req: GenerateRequest, i: int) -> tuple[Path, bool]:
     return Path(req.output_dir or "."), False
 
 
+#: the knobs :func:`knob_params` records only when set (field, the engine's default)
+_KNOB_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("max_vram", 0.0),
+    ("diffusion_conv_direct", False),
+    ("vae_conv_direct", False),
+    ("cache_mode", "disabled"),
+    ("cache_threshold", None),
+    ("flow_shift", None),
+)
+
+
 def knob_params(req: GenerateRequest) -> dict:
     """The engine knobs, img2img and LoRAs of a generate request, for the PNG parameters
     (only what is set: an older client's request records what it sent)."""
@@ -171,6 +183,11 @@ def knob_params(req: GenerateRequest) -> dict:
             out[key] = getattr(req, key)
     if req.n_threads is not None:
         out["n_threads"] = req.n_threads
+    # issue 20.4's knobs: recorded when not the engine's default (an older record reads as it)
+    for key, default in _KNOB_DEFAULTS:
+        value = getattr(req, key)
+        if value is not None and value != default:
+            out[key] = value
     if req.init_image:
         out["init_image"] = req.init_image
         out["strength"] = req.strength
@@ -491,6 +508,9 @@ class EngineChild:
                 wtype=req.wtype,
                 lora_model_dir=req.lora_model_dir,
                 lora_apply_mode=req.lora_apply_mode,
+                max_vram=req.max_vram,
+                diffusion_conv_direct=req.diffusion_conv_direct,
+                vae_conv_direct=req.vae_conv_direct,
                 verbose=True,
             )
         except Exception as e:  # noqa: BLE001
@@ -593,7 +613,18 @@ class EngineChild:
     def _call_library(self, req: GenerateRequest, prompt: str, seed: int) -> list:
         """The wrapper's ``generate_image`` for ``req`` (it raises ValueError for a parameter
         value it does not know, e.g. a sampler name)."""
-        extra = {"init_image": req.init_image, "strength": req.strength} if req.init_image else {}
+        extra: dict[str, Any] = (
+            {"init_image": req.init_image, "strength": req.strength} if req.init_image else {}
+        )
+        if req.cache_mode != "disabled":
+            extra["cache_mode"] = req.cache_mode
+            if req.cache_threshold is not None:  # else the wrapper's default for the mode
+                t = req.cache_threshold
+                if t == 1.0:  # the wrapper reads exactly 1.0 as "easycache's default, 0.2";
+                    t = math.nextafter(1.0, 2.0)  # the C float rounds this back to 1.0
+                extra["cache_reuse_threshold"] = t
+        if req.flow_shift is not None:  # else inf: the engine picks it (auto)
+            extra["flow_shift"] = req.flow_shift
         return self._sd.generate_image(
             prompt=prompt,
             negative_prompt=req.negative_prompt,

@@ -402,6 +402,9 @@ class EngineClient:
                     "keep_clip_on_cpu": load.keep_clip_on_cpu,
                     "keep_vae_on_cpu": load.keep_vae_on_cpu,
                     "n_threads": load.n_threads,
+                    "max_vram": load.max_vram,
+                    "diffusion_conv_direct": load.diffusion_conv_direct,
+                    "vae_conv_direct": load.vae_conv_direct,
                 }
             )
             if self._leaked >= self._recycle_after and self._alive():

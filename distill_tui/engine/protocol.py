@@ -89,10 +89,15 @@ class LoadRequest(_Msg):
     # the same seed gives the same image after a LoRA was used ("immediately" merges it into
     # f16 weights and removing it does not restore them bit for bit)
     lora_apply_mode: str = "at_runtime"
+    # GiB budget for the engine's graph-cut (segmented) execution: a model larger than it
+    # runs in pieces, each sent to the device in turn; 0: off (bounded by distill_tui.bounds)
+    max_vram: float = 0.0
+    diffusion_conv_direct: bool = False  # Conv2d "direct" kernels in the DiT (sd.cpp option)
+    vae_conv_direct: bool = False  # the same in the VAE
 
     @model_validator(mode="after")
     def _in_bounds(self) -> LoadRequest:
-        _bounded(self, ("n_threads",))
+        _bounded(self, ("n_threads", "max_vram"))
         return self
 
     def key(self) -> tuple:
@@ -164,11 +169,37 @@ class GenerateRequest(_Msg):
     keep_clip_on_cpu: bool | None = None
     keep_vae_on_cpu: bool | None = None
     n_threads: int | None = None
+    max_vram: float | None = None
+    diffusion_conv_direct: bool | None = None
+    vae_conv_direct: bool | None = None
+    # The engine's step cache: a step whose model output is predicted to change little reuses
+    # the last one (the engine logs "<Mode> skipped N/M steps"). "disabled": every step runs.
+    cache_mode: str = "disabled"
+    # easycache / ucache: how much change is accepted before a step really runs (more: more
+    # steps skipped); None: the engine's default for the mode (easycache 0.2, ucache 1.0)
+    cache_threshold: float | None = None
+    # the flow models' time shift (sigma schedule); None: the engine's default ("auto": FLUX.2
+    # picks it from the size and steps)
+    flow_shift: float | None = None
 
     @model_validator(mode="after")
     def _in_bounds(self) -> GenerateRequest:
+        if self.cache_mode not in CACHE_MODES:
+            raise ValueError(f"cache mode {self.cache_mode!r}: one of {', '.join(CACHE_MODES)}")
+        if self.cache_threshold is not None and self.cache_mode not in THRESHOLD_CACHE_MODES:
+            raise ValueError(
+                f"a cache threshold needs cache mode {' or '.join(THRESHOLD_CACHE_MODES)} "
+                f"(not {self.cache_mode})"
+            )
         _bounded(self, _GENERATE_BOUNDED)
         return self
+
+
+#: the engine's step caches that skip steps through this binding (it leaves
+#: ``max_cached_steps`` at 0, so dbcache / taylorseer / cachedit never skip one: not offered)
+CACHE_MODES = ("disabled", "easycache", "ucache", "spectrum")
+#: the modes that read ``cache_threshold`` (spectrum has its own forecast parameters)
+THRESHOLD_CACHE_MODES = ("easycache", "ucache")
 
 
 _GENERATE_BOUNDED = (
@@ -182,6 +213,9 @@ _GENERATE_BOUNDED = (
     "seed",  # after batch_count: image i uses seed + i
     "strength",
     "n_threads",
+    "max_vram",
+    "cache_threshold",
+    "flow_shift",
 )
 
 
