@@ -298,3 +298,18 @@ async def test_the_footer_shows_f5_where_it_fits_and_esc_on_settings(isolated_di
         await pilot.press("escape")
         await pilot.pause()
         assert "f5" not in _footer_keys(app)
+
+
+async def test_forcing_sixel_inside_tmux_warns(isolated_dirs, monkeypatch):
+    from textual.widgets import Select
+
+    monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
+    app = make_app(fake_ready_core(), [])
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        app.screen.query_one("#renderer", Select).value = "sixel"
+        await pilot.pause()
+        facts = str(app.screen.query_one("#display-facts").render())
+        assert "inside tmux" in facts
+        assert any("tmux" in n.message for n in app._notifications)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -410,6 +411,14 @@ class SettingsScreen(DistillScreen):
             return
         self.distill.image_renderer = name
         self.query_one("#display-facts", Static).update(self._display_facts())
+        if name in ("sixel", "kitty") and os.environ.get("TMUX"):
+            self.notify(
+                f"Inside tmux, {name} images stay blank unless tmux passes them through "
+                "(set -g allow-passthrough on); auto or halfcell always draw.",
+                title="Images",
+                severity="warning",
+                timeout=10,
+            )
         if not self.core.settings.update(image_renderer=name):
             self.notify(self._not_saved(), severity="warning")
 
