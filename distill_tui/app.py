@@ -439,7 +439,7 @@ class DistillApp(App[int]):
 
     def _end_without_terminal(self, code: int, *, hand_off: bool) -> None:
         """Quit with nobody to ask: hand the downloads off (on a hang-up), then exit; a watchdog
-        makes sure the process ends within :data:`EXIT_DEADLINE` seconds whatever blocks."""
+        makes sure the process ends within a few seconds whatever blocks (``_start_exit_watchdog``)."""
         self._exit_started = True
         self._arm_exit_watchdog(code, hand_off=hand_off)
         message = self.hand_off_downloads() if hand_off else None
@@ -575,19 +575,21 @@ class DistillApp(App[int]):
         return system_commands(self, screen, super().get_system_commands(screen))
 
 
-#: seconds from a hang-up (or the terminal's loss, or SIGTERM) to the end of the process
+#: seconds from SIGTERM to the end of the process (the clean path restores the terminal)
 EXIT_DEADLINE = 4.0
+#: seconds from a hang-up or the terminal's loss to the end of the process (nothing to restore)
+HANGUP_DEADLINE = 3.0
 
 
-def _start_exit_watchdog(
-    app: DistillApp, code: int, *, hand_off: bool, deadline: float = EXIT_DEADLINE
-) -> None:
+def _start_exit_watchdog(app: DistillApp, code: int, *, hand_off: bool) -> None:
     """A daemon thread that ends the process ``deadline`` seconds from now if the clean exit
     has not: the downloads are handed off if the App could not do it yet (``hand_off``), the
     engine child is killed, then ``os._exit``. Partials stay resumable (the kernel releases the
     download locks). Nothing on the way out may keep an orphan alive."""
     import os
     import time
+
+    deadline = HANGUP_DEADLINE if hand_off else EXIT_DEADLINE
 
     def watch() -> None:
         time.sleep(deadline)

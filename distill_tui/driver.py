@@ -30,6 +30,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -202,7 +203,11 @@ class TerminalWriter(threading.Thread):
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            n = os.write(self._fd, view[:WRITE_CHUNK])
+            try:
+                n = os.write(self._fd, view[:WRITE_CHUNK])
+            except BlockingIOError:  # a descriptor left non-blocking by another program
+                select.select([], [self._fd], [], 0.5)
+                continue
             view = view[n:]
 
     def _lost(self, error: OSError) -> None:
@@ -299,15 +304,21 @@ class DistillDriver(LinuxDriver):
     def _run_input_thread(self) -> None:
         """Textual's, except that a read error (EIO: the pty is gone) is the terminal going
         away, not a crash with a traceback."""
-        try:
-            self.run_input_thread()
-        except OSError as e:
-            writer = self.writer
-            if writer is not None:
-                with writer._cond:
-                    writer.gone = writer.gone or e
-            self._gone(e)
-        except BaseException:
-            import rich.traceback
+        while True:
+            try:
+                self.run_input_thread()
+                return
+            except BlockingIOError:  # a descriptor left non-blocking elsewhere: read on
+                continue
+            except OSError as e:
+                writer = self.writer
+                if writer is not None:
+                    with writer._cond:
+                        writer.gone = writer.gone or e
+                self._gone(e)
+                return
+            except BaseException:
+                import rich.traceback
 
-            self._app.call_later(self._app.panic, rich.traceback.Traceback())
+                self._app.call_later(self._app.panic, rich.traceback.Traceback())
+                return

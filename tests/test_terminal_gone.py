@@ -313,3 +313,30 @@ def test_sigterm_while_nobody_reads_the_terminal_ends_the_tui(isolated_dirs):
     finally:
         tui.resume_reading()
         tui.close()
+
+
+def test_a_terminal_left_non_blocking_is_not_taken_for_a_lost_one(isolated_dirs):
+    """Another program may leave the terminal's file description non-blocking (EAGAIN on a
+    full pty): that is a slow terminal, not a gone one; the TUI draws on and quits normally."""
+    import fcntl
+
+    tui = PausablePty()
+    try:
+        tui.wait_for(b"Gallery", timeout=30)
+        flags = fcntl.fcntl(tui.slave, fcntl.F_GETFL)
+        fcntl.fcntl(tui.slave, fcntl.F_SETFL, flags | os.O_NONBLOCK)  # shared with the TUI
+        tui.stop_reading()
+        for _ in range(16):  # fills the pty: its writes now get EAGAIN
+            tui.send(F1)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert tui.proc.poll() is None
+        n = len(tui.output)
+        tui.resume_reading()
+        tui.send(F3)
+        tui.wait_for(b"Diffusion Model", start=n, timeout=20)
+        tui.send(CTRL_Q)
+        assert tui.wait_exit(15) == 0
+    finally:
+        tui.resume_reading()
+        tui.close()
