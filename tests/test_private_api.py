@@ -131,3 +131,23 @@ def test_footer_key_takes_what_the_footer_gives_it():
     params = list(inspect.signature(FooterKey.__init__).parameters)
     assert params[1:5] == ["key", "key_display", "description", "action"]
     assert "disabled" in params and "tooltip" in params
+
+
+def test_linux_driver_builds_its_writer_where_distill_replaces_it():
+    """driver.py: ``DistillDriver`` puts its ``TerminalWriter`` in place where LinuxDriver
+    assigns ``self._writer_thread = WriterThread(self._file)`` (a property setter), reads the
+    App's loop from ``Driver._loop``, wraps ``run_input_thread`` in ``_run_input_thread``;
+    app.py's ``run_app`` reads ``App._exit_renderables`` when the terminal is gone."""
+    import inspect
+
+    from textual.app import App
+    from textual.driver import Driver
+    from textual.drivers.linux_driver import LinuxDriver
+
+    start = inspect.getsource(LinuxDriver.start_application_mode)
+    assert "self._writer_thread = WriterThread(self._file)" in start
+    assert "self._writer_thread.start()" in start
+    assert "self._writer_thread.stop()" in inspect.getsource(LinuxDriver.close)
+    assert "self._loop" in inspect.getsource(Driver.__init__)
+    assert "self.run_input_thread()" in inspect.getsource(LinuxDriver._run_input_thread)
+    assert "_exit_renderables" in inspect.getsource(App._print_error_renderables)
