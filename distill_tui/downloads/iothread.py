@@ -8,6 +8,11 @@ the caller's loop; cancelling the caller cancels the coroutine there and waits u
 wound down (sidecar saved, file closed) before the CancelledError is re-raised, so a
 cancelled download is never still writing when its lock is released.
 
+The queue's own steps (the next file, the inventory record, the events) stay on the caller's
+loop, so that loop must never block: the TUI's terminal driver (distill_tui/driver.py) drops
+frames rather than wait for a terminal that does not read (issue 22.1: a pty nobody drained
+blocked the App loop in Textual's writer queue, and the next file never started).
+
 The thread owns one ``httpx.AsyncClient`` (clients are bound to the loop they were first
 used on), created lazily and closed by :meth:`close`.
 """
