@@ -60,6 +60,11 @@ MAX_LORA_WEIGHT = 10.0
 MAX_PROMPT_BYTES = 8000
 #: GiB, the engine's segmented-execution budget (0: off)
 MAX_VRAM_GIB = 1024.0
+#: the engine's step caches that skip steps through this binding (it leaves
+#: ``max_cached_steps`` at 0, so dbcache / taylorseer / cachedit never skip one: not offered)
+CACHE_MODES = ("disabled", "easycache", "ucache", "spectrum")
+#: the modes that read a threshold (spectrum has its own forecast parameters)
+THRESHOLD_CACHE_MODES = ("easycache", "ucache")
 
 
 def cpu_count() -> int:

@@ -123,22 +123,25 @@ def _knob_fields(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
     threads = params.get("n_threads")
     if threads is not None:
         out.append(("Threads", threads if threads > 0 else "auto"))
-    # issue 20.4: in the record only when not the engine's default
-    for key, label in (
-        ("cache_mode", "Cache"),
-        ("cache_threshold", "Cache threshold"),
-        ("flow_shift", "Flow shift"),
-        ("max_vram", "Max VRAM (GiB)"),
-    ):
-        if params.get(key) is not None:
-            out.append((label, params[key]))
-    for key, label in (
-        ("diffusion_conv_direct", "Conv direct (DiT)"),
-        ("vae_conv_direct", "Conv direct (VAE)"),
-    ):
-        if key in params:
-            out.append((label, _on_off(params[key])))
+    # the engine's own knobs (issue 20.4): shown when not the engine's default
+    from distill_tui.recipe import BY_NAME
+
+    for key in _ENGINE_KNOBS:
+        p, value = BY_NAME[key], params.get(key)
+        if value is not None and value != p.default:
+            out.append((p.label, _on_off(value) if p.kind == "bool" else value))
     return out
+
+
+#: the ``recipe.PARAMS`` rows :func:`_knob_fields` labels by the table
+_ENGINE_KNOBS = (
+    "cache_mode",
+    "cache_threshold",
+    "flow_shift",
+    "max_vram",
+    "diffusion_conv_direct",
+    "vae_conv_direct",
+)
 
 
 def parse_parameters(text: str) -> dict[str, str]:

@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from distill_tui.bounds import BOUNDS, Bound, problem, refusal, seed_problem, text_problem
+from distill_tui.bounds import (
+    BOUNDS,
+    CACHE_MODES,
+    THRESHOLD_CACHE_MODES,
+    Bound,
+    problem,
+    refusal,
+    seed_problem,
+    text_problem,
+)
 
 if TYPE_CHECKING:
     from distill_tui.engine.protocol import GenerateRequest, LoadRequest
@@ -72,6 +81,10 @@ SCHEDULERS: tuple[str, ...] = (
     "lcm",
     "bong_tangent",
 )
+
+
+#: the generate-side rows that are engine knobs (speed/memory), not the picture's properties
+_GENERATE_KNOBS = ("vae_tiling", "cache_mode", "cache_threshold")
 
 
 def _camel(name: str) -> str:
@@ -122,7 +135,7 @@ class Param:
     @property
     def is_knob(self) -> bool:
         """An engine knob: a memory/speed switch, not a property of the picture."""
-        return self.side == "load" or self.name == "vae_tiling"
+        return self.side == "load" or self.name in _GENERATE_KNOBS
 
 
 def _knob(
@@ -221,6 +234,40 @@ PARAMS: tuple[Param, ...] = (
     _knob(
         "keep_vae_on_cpu", "load", "VAE on CPU", "--vae-cpu", "vae_on_cpu",
         "run the VAE on the CPU", form_id="vae-cpu", json_key="vaeOnCpu",
+    ),
+    # ---- the engine's own knobs (issue 20.4; default: the engine's; README "Engine knobs")
+    Param(
+        "cache_mode", "choice", "generate", "disabled", "Step cache", "--cache-mode",
+        form="hidden", choices=CACHE_MODES, metavar="MODE",
+        help="reuse a step's result when the next is predicted to change little (faster, "
+        "approximate): easycache (DiT models: FLUX.2, Z-Image ...), ucache (UNET: SD 1.x, "
+        "SDXL), spectrum (both); default disabled; one of %(choices)s",
+    ),
+    Param(
+        "cache_threshold", "float", "generate", None, "Cache threshold", "--cache-threshold",
+        form="hidden", metavar="T",
+        help="easycache/ucache: more skips more steps (default: the engine's, easycache 0.2, "
+        "ucache 1)",
+    ),
+    Param(
+        "flow_shift", "float", "generate", None, "Flow shift", "--flow-shift", form="hidden",
+        metavar="S",
+        help="the flow models' time shift (SD3, Wan, Qwen-Image, Z-Image; FLUX.2 picks its "
+        "own); default: the engine's",
+    ),
+    Param(
+        "max_vram", "float", "load", 0.0, "Max VRAM (GiB)", "--max-vram", form="hidden",
+        metavar="GIB",
+        help="a GPU budget: a model larger than it runs in segments (slower, fits); 0 = off",
+    ),
+    Param(
+        "diffusion_conv_direct", "bool", "load", False, "Conv direct (DiT)",
+        "--diffusion-conv-direct", form="hidden",
+        help="direct Conv2d kernels in the diffusion model (GPU backends; FLUX.2 has none)",
+    ),
+    Param(
+        "vae_conv_direct", "bool", "load", False, "Conv direct (VAE)", "--vae-conv-direct",
+        form="hidden", help="direct Conv2d kernels in the VAE (faster on some GPU backends)",
     ),
 )  # fmt: skip
 
@@ -420,6 +467,8 @@ class Recipe:
             if name not in BOUNDS:
                 continue
             value = self.values[name]
+            if value is None:  # the engine's default (flow shift, cache threshold)
+                continue
             if name == "seed":
                 reason = seed_problem(value, self.values["batch_count"] or 1)
             else:
@@ -427,6 +476,22 @@ class Recipe:
             if reason is not None:
                 where = self.sources.get(name) or None
                 return refusal(name, value, reason, where)
+        if names is None or "cache_threshold" in names:
+            return self._cache_refused()
+        return None
+
+    def _cache_refused(self) -> str | None:
+        """A cache mode the engine does not offer here, or a threshold no mode reads."""
+        mode, p = self["cache_mode"], BY_NAME["cache_mode"]
+        if mode not in CACHE_MODES:
+            where = self.sources.get("cache_mode") or p.flag
+            return f"{where} {mode}: one of {', '.join(CACHE_MODES)}"
+        t = self["cache_threshold"]
+        if t is not None and mode not in THRESHOLD_CACHE_MODES:
+            where = self.sources.get("cache_threshold") or BY_NAME["cache_threshold"].flag
+            return (
+                f"{where} {t:g}: needs {p.flag} {' or '.join(THRESHOLD_CACHE_MODES)} (not {mode})"
+            )
         return None
 
     # ---- the one request builder -----------------------------------------------------

@@ -157,6 +157,9 @@ BOUND_ORDER = (
     "batch_count",
     "seed",
     "n_threads",
+    "max_vram",
+    "cache_threshold",  # with the cache mode it needs
+    "flow_shift",
     "strength",
 )
 

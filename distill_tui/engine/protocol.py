@@ -38,7 +38,15 @@ from pydantic import (
     model_validator,
 )
 
-from distill_tui.bounds import MAX_SEED, check_all, problem, refusal, seed_problem
+from distill_tui.bounds import (
+    CACHE_MODES,
+    MAX_SEED,
+    THRESHOLD_CACHE_MODES,
+    check_all,
+    problem,
+    refusal,
+    seed_problem,
+)
 
 __all__ = ["MAX_SEED", "seed_problem"]  # their home is distill_tui.bounds
 
@@ -193,13 +201,6 @@ class GenerateRequest(_Msg):
             )
         _bounded(self, _GENERATE_BOUNDED)
         return self
-
-
-#: the engine's step caches that skip steps through this binding (it leaves
-#: ``max_cached_steps`` at 0, so dbcache / taylorseer / cachedit never skip one: not offered)
-CACHE_MODES = ("disabled", "easycache", "ucache", "spectrum")
-#: the modes that read ``cache_threshold`` (spectrum has its own forecast parameters)
-THRESHOLD_CACHE_MODES = ("easycache", "ucache")
 
 
 _GENERATE_BOUNDED = (

@@ -30,10 +30,8 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
 
-from distill_tui.bounds import text_problem
+from distill_tui.bounds import seed_problem, text_problem
 from distill_tui.generation import (
-    SAMPLERS,
-    SCHEDULERS,
     SIZE_PRESETS,
     EngineKnobs,
     GenParams,
@@ -42,6 +40,8 @@ from distill_tui.generation import (
     check_threads,
 )
 from distill_tui.loras import LoraError, format_lora_list, parse_lora_list, scan_loras, split_paths
+from distill_tui.recipe import BY_NAME, PARAMS, Param, Recipe
+from distill_tui.recipe import KNOBS as RECIPE_KNOBS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.gen_progress import GenProgress
 from distill_tui.widgets.model_select import ModelSelect
@@ -105,55 +105,103 @@ def _pick(value: str, allowed: tuple[str, ...]) -> str:
     return value if value in allowed else allowed[0]
 
 
-FIELDS: dict[str, Field] = {
-    "negative-prompt": Text(
-        "Negative",
-        lambda p, k: p.negative_prompt,
-        partial(text_problem, "negative_prompt"),
-        placeholder="(optional)",
-    ),
-    "width": Text("Width", lambda p, k: str(p.width), check_size, "num"),
-    "height": Text("Height", lambda p, k: str(p.height), check_size, "num"),
-    "size-preset": Choice("Size", tuple(f"{w}x{h}" for w, h in SIZE_PRESETS), prompt="preset"),
-    "steps": Text("Steps", lambda p, k: str(p.steps), partial(text_problem, "steps"), "num"),
-    "cfg": Text("CFG", lambda p, k: f"{p.cfg_scale:g}", partial(text_problem, "cfg_scale"), "num"),
-    "batch": Text(
-        "Batch", lambda p, k: str(p.batch_count), partial(text_problem, "batch_count"), "num"
-    ),
-    "seed": Text(
-        "Seed",
-        lambda p, k: "" if p.seed < 0 else str(p.seed),
-        check_seed,
-        "seed",
-        placeholder="random",
-    ),
-    "sampler": Choice("Sampler", SAMPLERS, lambda p: _pick(p.sampler, SAMPLERS)),
-    "scheduler": Choice("Scheduler", SCHEDULERS, lambda p: _pick(p.scheduler, SCHEDULERS)),
-    "ref-image": Text(
-        "Edit refs",
-        lambda p, k: "; ".join(p.ref_images),
-        placeholder="(optional) images to edit: a.png; b.png",
-    ),
-    # ---- advanced
-    "flash-attn": Flag("Flash attn", lambda k: k.flash_attn),
-    "offload": Flag("Offload to CPU", lambda k: k.offload_to_cpu),
-    "vae-tiling": Flag("VAE tiling", lambda k: k.vae_tiling),
-    "te-cpu": Flag("Text enc on CPU", lambda k: k.text_encoder_on_cpu),
-    "vae-cpu": Flag("VAE on CPU", lambda k: k.vae_on_cpu),
-    "threads": Text(
-        "Threads",
-        lambda p, k: "" if k.threads <= 0 else str(k.threads),
-        check_threads,
-        "num",
-        placeholder="auto",
-    ),
-    "init-image": Text("Img2img", lambda p, k: p.init_image, placeholder="(optional) init image"),
-    "strength": Text(
-        "Strength", lambda p, k: f"{p.strength:g}", partial(text_problem, "strength"), "num"
-    ),
-    "lora-pick": Choice("LoRA", None, prompt="add from the LoRA folder"),
-    "loras": Text("LoRAs", lambda p, k: format_lora_list(p.loras), placeholder="name:0.8; other"),
+#: what an empty field shows (by recipe.PARAMS name)
+_PLACEHOLDERS = {
+    "negative_prompt": "(optional)",
+    "seed": "random",
+    "n_threads": "auto",
+    "ref_images": "(optional) images to edit: a.png; b.png",
+    "init_image": "(optional) init image",
+    "loras": "name:0.8; other",
 }
+#: the checks that read more than the bound (empty = random / auto)
+_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "seed": check_seed,
+    "n_threads": check_threads,
+    "width": check_size,
+    "height": check_size,
+}
+
+
+def _shown(p: Param, value: Any) -> str | bool:
+    """A recipe value as its field shows it."""
+    if p.kind == "bool":
+        return bool(value)
+    if p.name == "seed":  # -1: random, an empty field
+        return "" if value < 0 else str(value)
+    if p.name == "n_threads":  # <= 0: auto, an empty field
+        return "" if value <= 0 else str(value)
+    if p.kind == "float":
+        return "" if value is None else f"{value:g}"
+    if p.kind == "paths":
+        return "; ".join(value)
+    if p.kind == "loras":
+        return format_lora_list(value)
+    if p.kind == "choice":
+        return _pick(str(value), p.choices or ())
+    return "" if value is None else str(value)
+
+
+def _read(p: Param, text: str | bool) -> Any:
+    """A field's (checked) text as the recipe value."""
+    if p.kind == "bool":
+        return bool(text)
+    t = str(text).strip()
+    if p.name in ("seed", "n_threads"):
+        return -1 if t in ("", "-1", "random", "auto") else int(t)
+    if p.kind == "int":
+        return int(t)
+    if p.kind == "float":
+        return float(t) if t else p.default
+    if p.kind == "paths":
+        return tuple(str(Path(r).expanduser()) for r in split_paths(t))
+    if p.kind == "path":
+        return str(Path(t).expanduser()) if t else ""
+    if p.kind == "loras":
+        return tuple(parse_lora_list(t))
+    if p.kind == "text":
+        return str(text)
+    return t
+
+
+def _field(p: Param) -> Field:
+    """The field of one recipe.PARAMS row."""
+    if p.kind == "bool":
+        return Flag(p.short, partial(_knob_of, p))
+    if p.kind == "choice":
+        return Choice(p.short, p.choices, partial(_value_of, p))
+    check = _CHECKS.get(p.name) or (partial(text_problem, p.name) if p.bound else None)
+    classes = "seed" if p.name == "seed" else "num" if p.kind in ("int", "float") else ""
+    return Text(
+        p.short, partial(_text_of, p), check, classes, placeholder=_PLACEHOLDERS.get(p.name, "")
+    )
+
+
+def _text_of(p: Param, params: GenParams, knobs: EngineKnobs) -> str:
+    return str(_shown(p, _recipe(params, knobs)[p.name]))
+
+
+def _value_of(p: Param, params: GenParams) -> str:
+    return str(_shown(p, params.recipe()[p.name]))
+
+
+def _knob_of(p: Param, knobs: EngineKnobs) -> bool:
+    return bool(knobs.values()[p.name])
+
+
+def _recipe(params: GenParams, knobs: EngineKnobs) -> Recipe:
+    return params.recipe(knobs) if params.knobs is None else params.recipe()
+
+
+#: the form's fields: one per recipe.PARAMS row shown (``form`` main / advanced; the prompt is
+#: its own TextArea), and the two pickers that fill others
+_SHOWN = {p.form_id: p for p in PARAMS if p.form != "hidden" and p.form_id not in ("", "prompt")}
+FIELDS: dict[str, Field] = {
+    field_id: _field(p) for field_id, p in _SHOWN.items() if field_id not in ("loras",)
+}
+FIELDS["size-preset"] = Choice("Size", tuple(f"{w}x{h}" for w, h in SIZE_PRESETS), prompt="preset")
+FIELDS["lora-pick"] = Choice("LoRA", None, prompt="add from the LoRA folder")
+FIELDS["loras"] = _field(BY_NAME["loras"])
 
 #: a row: its label (None: none) and its items - a field id, ("label", text) for an inline
 #: label, ("times", text) for the "x" between sizes, ("hint", text) for a hint after the fields
@@ -166,10 +214,24 @@ ROWS: tuple[Row, ...] = (
     ("Sampler", ("sampler", "scheduler")),
     ("Edit refs", ("ref-image",)),
 )
+
+
+def _knob_rows() -> tuple[Row, ...]:
+    """The engine knobs' switches (recipe.PARAMS' advanced bools), two a line; the threads
+    after the last."""
+    flags = [p.form_id for p in RECIPE_KNOBS if p.kind == "bool" and p.form == "advanced"]
+    rows: list[Row] = [(None, tuple(flags[i : i + 2])) for i in range(0, len(flags), 2)]
+    threads = BY_NAME["n_threads"]
+    last: tuple[str | tuple[str, str], ...] = (("label", threads.short), threads.form_id)
+    if rows and len(rows[-1][1]) == 1:
+        rows[-1] = (None, rows[-1][1] + last)
+    else:
+        rows.append((None, last))
+    return tuple(rows)
+
+
 ADVANCED_ROWS: tuple[Row, ...] = (
-    (None, ("flash-attn", "offload")),
-    (None, ("vae-tiling", "te-cpu")),
-    (None, ("vae-cpu", ("label", "Threads"), "threads")),
+    *_knob_rows(),
     ("Img2img", ("init-image",)),
     ("Strength", ("strength", ("hint", "0 keep · 1 replace"))),
     ("LoRA", ("lora-pick",)),
@@ -177,7 +239,7 @@ ADVANCED_ROWS: tuple[Row, ...] = (
 )
 ADVANCED = frozenset(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
 #: the fields of the engine knobs (the rest describe the image)
-KNOBS = ("flash-attn", "offload", "vae-tiling", "te-cpu", "vae-cpu", "threads")
+KNOBS = tuple(p.form_id for p in RECIPE_KNOBS if p.form != "hidden")
 
 
 def _widget(field_id: str, field: Field, value: str | bool) -> Widget:
@@ -377,15 +439,11 @@ class GenerateForm(VerticalScroll):
 
     def knobs(self) -> EngineKnobs:
         """The advanced section's engine knobs (threads already validated)."""
-        threads = self.text("threads")
-        return EngineKnobs(
-            flash_attn=bool(self.value("flash-attn")),
-            offload_to_cpu=bool(self.value("offload")),
-            vae_tiling=bool(self.value("vae-tiling")),
-            text_encoder_on_cpu=bool(self.value("te-cpu")),
-            vae_on_cpu=bool(self.value("vae-cpu")),
-            threads=int(threads) if threads not in ("", "auto") else -1,
-        )
+        return EngineKnobs.from_recipe(Recipe(self._values(RECIPE_KNOBS)))
+
+    def _values(self, rows: tuple[Param, ...]) -> dict[str, Any]:
+        """The recipe values of these rows' fields (checked already)."""
+        return {p.name: _read(p, self.value(p.form_id)) for p in rows if p.form_id in FIELDS}
 
     def to_request(self) -> tuple[GenParams | None, list[str]]:
         """Validated params, or None and the reasons (one line per bad field); the first bad
@@ -424,35 +482,12 @@ class GenerateForm(VerticalScroll):
             if first_bad is not None:
                 self.focus_field(first_bad)
             return None, errors
-        from distill_tui.engine.protocol import seed_problem
-
-        seed = self.text("seed")
-        seed_int = -1 if seed in ("", "-1", "random") else int(seed)
-        batch = int(self.text("batch"))
-        problem = seed_problem(seed_int, batch)  # image i uses seed + i
+        recipe = Recipe({**self._values(PARAMS), "prompt": prompt})
+        problem = seed_problem(recipe["seed"], recipe["batch_count"])  # image i uses seed + i
         if problem:
             self.focus_field("seed")
             return None, [f"Seed: {problem}"]
-        return (
-            GenParams(
-                prompt=prompt,
-                negative_prompt=self.text("negative-prompt"),
-                width=int(self.text("width")),
-                height=int(self.text("height")),
-                steps=int(self.text("steps")),
-                cfg_scale=float(self.text("cfg")),
-                seed=seed_int,
-                sampler=self.text("sampler"),
-                scheduler=self.text("scheduler"),
-                batch_count=batch,
-                ref_images=tuple(str(Path(r).expanduser()) for r in refs),
-                init_image=str(Path(init).expanduser()) if init else "",
-                strength=float(self.text("strength")),
-                loras=tuple(loras),
-                knobs=self.knobs(),
-            ),
-            [],
-        )
+        return GenParams.from_recipe(recipe), []
 
     def focus_field(self, field_id: str) -> None:
         """Focus a field; one in the advanced section opens it first (a bad field must be
