@@ -23,6 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static, Tab, Tabs
 
 from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
@@ -576,14 +577,51 @@ class ModelManagerScreen(DistillScreen):
 
     # ---- navigation ------------------------------------------------------------------
     def action_focus_next_row(self) -> None:
-        widget = self.focus_next()
+        widget = self._move_among_cards(1) or self.focus_next()
         if isinstance(widget, QuantRadioSet):
             widget.highlight_first()
 
     def action_focus_previous_row(self) -> None:
-        widget = self.focus_previous()
+        widget = self._move_among_cards(-1) or self.focus_previous()
         if isinstance(widget, QuantRadioSet):
             widget.highlight_last()
+
+    def _move_among_cards(self, step: int) -> Widget | None:
+        """Focus the next/previous stop of the cards (a header; an open card's sections and
+        VAE row) from the focused one, found from the cards themselves: the screen's focus
+        chain walks every widget (hundreds of headers with a large catalog) on every key.
+        None where this does not apply (outside the cards, past the first or last card): the
+        caller moves through the focus chain then."""
+        card = self.focused_card()
+        focused = self.focused
+        if card is None or focused is None:
+            return None
+        cards = [c for c in self._cards if c.display and c.parent is not None]
+        if card not in cards:
+            return None
+
+        def stops(c: ModelCard) -> list[Widget]:
+            out: list[Widget] = [c.title_widget]
+            if c.built and not c.collapsed and c.vae_row is not None:
+                out += [c.sets["diffusion"], c.sets["textEncoder"], c.vae_row]
+            return out
+
+        mine = stops(card)
+        if focused not in mine:
+            return None
+        i = mine.index(focused) + step
+        if 0 <= i < len(mine):
+            target = mine[i]
+        else:
+            k = cards.index(card) + step
+            if not 0 <= k < len(cards):
+                return None
+            near = stops(cards[k])
+            target = near[0] if step > 0 else near[-1]
+        if not target.focusable:
+            return None
+        self.set_focus(target)
+        return target
 
     @on(Tabs.TabActivated, "#model-tabs")
     def _tab_activated(self, event: Tabs.TabActivated) -> None:
