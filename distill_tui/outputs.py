@@ -73,19 +73,29 @@ def format_parameters(params: Mapping[str, Any]) -> str:
     neg = params.get("negative_prompt") or ""
     if neg:
         lines.append(f"Negative prompt: {neg}")
+    from distill_tui.recipe import BY_NAME
+
+    def row(name: str) -> tuple[str, Any]:  # a recipe.PARAMS row: its label, its value
+        return BY_NAME[name].label, params.get(name)
+
     fields: list[tuple[str, Any]] = [
-        ("Steps", params.get("steps")),
-        ("Sampler", params.get("sampler")),
-        ("CFG scale", params.get("cfg_scale")),
-        ("Seed", params.get("seed")),
+        row("steps"),
+        row("sampler"),
+        row("cfg_scale"),
+        row("seed"),
         ("Size", f"{params.get('width')}x{params.get('height')}"),
+        # A1111's: the first 10 hex of the checkpoint's sha256 (the diffusion file's, when
+        # the inventory knows it)
+        ("Model hash", params.get("model_hash")),
         ("Model", params.get("model_id")),
         ("Diffusion quant", params.get("diffusion_quant")),
         ("Text encoder quant", params.get("text_encoder_quant")),
-        ("Scheduler", params.get("scheduler")),
+        row("scheduler"),
     ]
+    if (params.get("batch_count") or 1) > 1:
+        fields.append(row("batch_count"))
     if params.get("ref_images"):
-        fields.append(("Reference images", len(params["ref_images"])))
+        fields.append((BY_NAME["ref_images"].label, len(params["ref_images"])))
     fields.extend(_knob_fields(params))
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
     return "\n".join(lines)
@@ -99,9 +109,12 @@ def _knob_fields(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """img2img, LoRAs and the engine knobs (A1111's names where it has one: ``Denoising
     strength``; the rest distill's own). Only what the parameters hold."""
     out: list[tuple[str, Any]] = []
+    from distill_tui.recipe import BY_NAME, KNOBS
+
     if params.get("init_image"):
-        out.append(("Init image", Path(str(params["init_image"])).name.replace(",", " ")))
-        out.append(("Denoising strength", params.get("strength")))
+        name = Path(str(params["init_image"])).name.replace(",", " ")
+        out.append((BY_NAME["init_image"].label, name))
+        out.append((BY_NAME["strength"].label, params.get("strength")))
     loras = params.get("loras") or []
     if loras:
         # "name (weight); other (1)": no ':' or ',' inside the value - A1111 readers split the
@@ -110,22 +123,18 @@ def _knob_fields(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
             f"{str(lo.get('name')).replace(':', ' ')} ({float(lo.get('weight', 1.0)):g})"
             for lo in loras
         )
-        out.append(("LoRAs", text.replace(",", " ")))
-    for key, label in (
-        ("flash_attn", "Flash attention"),
-        ("offload_to_cpu", "Offload to CPU"),
-        ("keep_clip_on_cpu", "Text encoder on CPU"),
-        ("keep_vae_on_cpu", "VAE on CPU"),
-        ("vae_tiling", "VAE tiling"),
-    ):
-        if key in params:
-            out.append((label, _on_off(params[key])))
-    threads = params.get("n_threads")
-    if threads is not None:
-        out.append(("Threads", threads if threads > 0 else "auto"))
+        out.append((BY_NAME["loras"].label, text.replace(",", " ")))
+    # the knobs of recipe.PARAMS, each by its label: what the parameters hold
+    for p in KNOBS:
+        if p.name in _ENGINE_KNOBS or params.get(p.name) is None:
+            continue
+        value = params[p.name]
+        if p.kind == "bool":
+            value = _on_off(value)
+        elif p.name == "n_threads" and value <= 0:
+            value = "auto"
+        out.append((p.label, value))
     # the engine's own knobs (issue 20.4): shown when not the engine's default
-    from distill_tui.recipe import BY_NAME
-
     for key in _ENGINE_KNOBS:
         p, value = BY_NAME[key], params.get(key)
         if value is not None and value != p.default:

@@ -185,7 +185,8 @@ PARAMS: tuple[Param, ...] = (
         help="default: the model's recommended one; one of %(choices)s",
     ),
     Param(
-        "batch_count", "int", "generate", 1, "Batch", "--batch", form_id="batch",
+        "batch_count", "int", "generate", 1, "Batch size", "--batch", form_id="batch",
+        form_label="Batch",
         help="images (default 1)", json_key="batch",
     ),
     Param(
@@ -538,6 +539,7 @@ class Recipe:
             model_id=paths.model_id,
             diffusion_quant=paths.diffusion_quant,
             text_encoder_quant=paths.text_encoder_quant,
+            model_hash=(getattr(paths, "diffusion_sha256", "") or "")[:10],
         )
         return load, gen
 

@@ -39,6 +39,8 @@ class ActivePaths:
     diffusion: Path
     text_encoder: Path
     vae: Path
+    #: the diffusion file's sha256 as the inventory recorded it ("": not known)
+    diffusion_sha256: str = ""
 
 
 class Resolver:
@@ -115,10 +117,13 @@ class Resolver:
         sel = selection or self.selection(model.id)
         assert sel.diffusion_quant and sel.text_encoder_quant
         base = self.inventory.models_dir
+        diffusion = model.diffusion.get(sel.diffusion_quant)
+        known = self.inventory.get(diffusion.file) if diffusion else None
         return ActivePaths(
             model_id=model.id,
             diffusion_quant=sel.diffusion_quant,
             text_encoder_quant=sel.text_encoder_quant,
+            diffusion_sha256=(known.sha256 or "") if known else "",
             diffusion=(base / model.diffusion.get(sel.diffusion_quant).file).resolve(),  # type: ignore[union-attr]
             text_encoder=(base / model.text_encoder.get(sel.text_encoder_quant).file).resolve(),  # type: ignore[union-attr]
             vae=(base / model.vae.file).resolve(),

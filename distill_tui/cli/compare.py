@@ -153,7 +153,7 @@ def _sheet_path(args: argparse.Namespace) -> Path | None:
         sheet = Path(args.output).expanduser().resolve()
     except (OSError, RuntimeError) as e:  # a symlink loop
         raise CliError(f"-o {visible(args.output)}: cannot be resolved ({e})") from None
-    if sheet.suffix.lower() != ".png":
+    if Path(args.output).suffix.lower() != ".png":  # the name given (a link's too)
         raise CliError(f"the sheet is a PNG: {visible(sheet)} (use a .png name)")
     from distill_tui.outputs import output_file_problem
 

@@ -695,6 +695,8 @@ class EngineChild:
                     "model_id": req.model_id,
                     "diffusion_quant": req.diffusion_quant,
                     "text_encoder_quant": req.text_encoder_quant,
+                    "model_hash": req.model_hash or None,
+                    "batch_count": req.batch_count,
                     "ref_images": list(req.ref_images),
                     **knob_params(req),
                 }

@@ -170,6 +170,7 @@ class GenerateRequest(_Msg):
     model_id: str = ""
     diffusion_quant: str = ""
     text_encoder_quant: str = ""
+    model_hash: str = ""  # A1111's "Model hash": the diffusion file's sha256, first 10 hex
     # The load options this image was made with (the client copies them from the LoadRequest;
     # None: not known). Recorded in the PNG and in history, so a reuse restores them.
     flash_attn: bool | None = None
