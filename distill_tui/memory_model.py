@@ -59,8 +59,10 @@ right now: a running distill engine holds the model itself). The best set to dow
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
+
+from distill_tui.recipe import BY_NAME, Recipe
 
 GiB = 1024**3
 MiB = 1024**2
@@ -115,13 +117,13 @@ class Knobs:
         return replace(self, **{n: True for n in names})
 
 
-KNOB_LABELS = {
-    "flash_attn": "flash attention",
-    "vae_tiling": "VAE tiling",
-    "offload_to_cpu": "offload to CPU",
-    "keep_clip_on_cpu": "text encoder on CPU",
-    "keep_vae_on_cpu": "VAE on CPU",
-}
+def _phrase(label: str) -> str:
+    """A label inside a sentence: "Flash attention" -> "flash attention", "VAE tiling" kept."""
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
+#: each knob's words: its recipe.PARAMS label
+KNOB_LABELS = {f.name: _phrase(BY_NAME[f.name].label) for f in fields(Knobs)}
 #: what is tried, in order, when the plain set does not fit: cheapest first (tiling costs a
 #: little time at decode; offload moves the weights over PCIe each run; a text encoder on the
 #: CPU encodes slowly; a VAE on the CPU decodes very slowly)
@@ -416,27 +418,18 @@ def generation_size(settings: Any, model: Any) -> tuple[int, int]:
     return (gen.width or model.recommended.width, gen.height or model.recommended.height)
 
 
+def _knobs(recipe: Recipe) -> Knobs:
+    return Knobs(**{f.name: bool(recipe[f.name]) for f in fields(Knobs)})
+
+
 def knobs_from_settings(settings: Any) -> Knobs:
     """The knobs the next generation will use (``settings.generation``)."""
-    gen = settings.generation
-    return Knobs(
-        flash_attn=bool(gen.flash_attention),
-        offload_to_cpu=bool(gen.offload_to_cpu),
-        vae_tiling=bool(gen.vae_tiling),
-        keep_clip_on_cpu=bool(gen.text_encoder_on_cpu),
-        keep_vae_on_cpu=bool(gen.vae_on_cpu),
-    )
+    return _knobs(Recipe.resolve(None, settings.generation))
 
 
 def knobs_from_engine(knobs: Any) -> Knobs:
     """The memory model's knobs from the form's ``generation.EngineKnobs``."""
-    return Knobs(
-        flash_attn=bool(knobs.flash_attn),
-        offload_to_cpu=bool(knobs.offload_to_cpu),
-        vae_tiling=bool(knobs.vae_tiling),
-        keep_clip_on_cpu=bool(knobs.text_encoder_on_cpu),
-        keep_vae_on_cpu=bool(knobs.vae_on_cpu),
-    )
+    return _knobs(Recipe(knobs.values()))
 
 
 def gpu_budget(machine: Any) -> int | None:

@@ -185,7 +185,8 @@ PARAMS: tuple[Param, ...] = (
         help="default: the model's recommended one; one of %(choices)s",
     ),
     Param(
-        "batch_count", "int", "generate", 1, "Batch size", "--batch", form_id="batch",
+        "batch_count", "int", "generate", 1, "Batch size", "--batch", "batch_count",
+        form_id="batch",
         form_label="Batch",
         help="images (default 1)", json_key="batch",
     ),

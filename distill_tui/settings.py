@@ -24,11 +24,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from distill_tui.atomic import atomic_write_json, move_aside
-from distill_tui.bounds import problem
 from distill_tui.jsonfile import JSONFileError
 from distill_tui.jsonfile import loads as load_json
 from distill_tui.listeners import Listeners
 from distill_tui.paths import AppPaths
+from distill_tui.recipe import PARAMS, check
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,19 @@ class GenerationDefaults(BaseModel):
         default=None, description="Folder of LoRA files; None = <models dir>/loras"
     )
 
-    @field_validator(
-        "width", "height", "steps", "cfg_scale", "negative_prompt", "batch_count", "threads"
-    )
+    @field_validator("*")
     @classmethod
     def _in_bounds(cls, value: Any, info: ValidationInfo) -> Any:
-        name = _BOUND_OF.get(info.field_name or "", info.field_name or "")
-        reason = None if value is None else problem(name, value)
+        """A recipe row's setting: the row's bound, in its words (recipe.check)."""
+        name = _ROW_OF.get(info.field_name or "")
+        reason = None if value is None or name is None else check(name, value)
         if reason is not None:
             raise ValueError(reason)
         return value
 
 
-#: the settings key -> the bound's (protocol) name, where they differ
-_BOUND_OF = {"threads": "n_threads"}
+#: the settings key -> its recipe.PARAMS row (the bounded ones)
+_ROW_OF = {p.setting: p.name for p in PARAMS if p.setting and p.bound is not None}
 
 
 class Settings(BaseModel):

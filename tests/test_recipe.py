@@ -204,8 +204,8 @@ def test_every_param_has_a_flag_a_form_field_a_png_label_and_a_round_trip():
 #: files that still spell a knob's other names (what is left to derive from recipe.PARAMS);
 #: the settings file format keeps its keys, the memory model and the status line their words
 STILL_SPELLED = {
-    "distill_tui/settings.py",  # GenerationDefaults' fields (the file format)
-    "distill_tui/memory_model.py",  # its own knob set and words
+    "distill_tui/settings.py",  # GenerationDefaults' fields (the file format; bounds: PARAMS)
+    "distill_tui/memory_model.py",  # prose only (its knobs and words come from PARAMS)
     "distill_tui/widgets/file_status.py",  # the fit line's short words
     "distill_tui/generation.py",  # EngineKnobs' fields (the form's object)
     "distill_tui/screens/generate.py",  # ^n focuses the first knob's field by its id
