@@ -305,3 +305,35 @@ def test_reuse_of_a_record_out_of_range_names_the_record(tiny_ready_model, no_en
     rc, err = run_cli(capsys, "generate", "--reuse", "last", "--width", "4097")
     assert rc == 1 and "--width 4097: between 64 and 4096" in err, err
     assert no_engine == []
+
+
+async def test_gallery_reuse_of_a_record_out_of_range_says_the_same(tiny_models):
+    """The Gallery's ``r`` on the record ``--reuse`` refuses (issue 20: one reuse mapping):
+    the form shows the record's width and refuses it in the same words; nothing starts."""
+    from distill_tui.outputs import History, HistoryRecord
+    from tests.gen_helpers import DIFFUSION_QUANT, MODEL_ID, TEXT_ENCODER_QUANT, wait_for
+
+    core = ready_core(tiny_models)
+    rec = HistoryRecord(
+        model_id=MODEL_ID,
+        diffusion_quant=DIFFUSION_QUANT,
+        text_encoder_quant=TEXT_ENCODER_QUANT,
+        params={"prompt": "a cat", "width": 8000, "height": 64, "steps": 2, "cfg_scale": 1.0},
+        seed=3,
+        images=[],
+    )
+    History(core.paths.history_file).add(rec)
+    app = DistillApp(
+        core, image_renderer="halfcell", display_settings=STILL, engine_factory=NoEngine()
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: getattr(app.screen, "selected", None) is not None, 10)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.screen.query("#reuse-line"), 10)
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        errors = str(app.screen.query_one("#form-errors", Static).render())
+        assert f"Width: {reason('width', 8000)}" in errors, errors
+        assert app.generation.job is None and NoEngine.calls == 0
