@@ -431,36 +431,34 @@ class _RecordLora(TypedDict, total=False):
 _Int = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 
 
-class RecordParams(TypedDict, total=False):
+def _record_params() -> Any:
     """The types of the ``params`` a record's readers use (the Gallery's ``r``, ``--reuse``,
-    the captions). Types only, no ranges: a value out of today's range is refused where a
-    request is built, as a typed one; a value of the wrong type makes the record invalid
-    where it is read, once, for every reader. Keys it does not name are kept as they are.
-    (A TypedDict: pydantic checks it while parsing the line, and it stays a plain dict.)"""
+    the captions): one key per ``recipe.PARAMS`` row, typed by the row's kind. Types only, no
+    ranges: a value out of today's range is refused where a request is built, as a typed one;
+    a value of the wrong type makes the record invalid where it is read, once, for every
+    reader. Keys it does not name are kept as they are. (A TypedDict: pydantic checks it while
+    parsing the line, and it stays a plain dict.)"""
+    from distill_tui.recipe import PARAMS
 
-    __pydantic_config__ = ConfigDict(extra="allow", allow_inf_nan=False)  # type: ignore[misc]
-    prompt: str
-    negative_prompt: str | None
-    width: _Int | None
-    height: _Int | None
-    steps: _Int | None
-    cfg_scale: float | None
-    seed: _Int | None
-    sampler: str | None
-    scheduler: str | None
-    batch_count: _Int | None
-    ref_images: list[str] | None
-    init_image: str | None
-    strength: float | None
-    loras: list[_RecordLora] | None
-    vae_tiling: bool | None
-    flash_attn: bool | None
-    offload_to_cpu: bool | None
-    keep_clip_on_cpu: bool | None
-    keep_vae_on_cpu: bool | None
-    n_threads: _Int | None
-    output_dir: str | None
-    output_file: str | None
+    kinds: dict[str, Any] = {
+        "int": _Int | None,
+        "float": float | None,
+        "bool": bool | None,
+        "choice": str | None,
+        "text": str | None,
+        "path": str | None,
+        "paths": list[str] | None,
+        "loras": list[_RecordLora] | None,
+    }
+    fields = {p.name: kinds[p.kind] for p in PARAMS}
+    fields["prompt"] = str
+    fields.update(output_dir=str | None, output_file=str | None)
+    typed = TypedDict("RecordParams", fields, total=False)  # type: ignore[misc]
+    typed.__pydantic_config__ = ConfigDict(extra="allow", allow_inf_nan=False)  # type: ignore[attr-defined]
+    return typed
+
+
+RecordParams = _record_params()
 
 
 if TYPE_CHECKING:  # readers see a plain dict; pydantic checks the TypedDict's types
