@@ -395,18 +395,10 @@ class EngineClient:
                 # edits need the VAE encoder: load with it (the child refuses a decoder-only VAE)
                 load = load.model_copy(update={"vae_decode_only": False})
             # the image records the load options it was made with (PNG parameters, history)
-            gen = gen.model_copy(
-                update={
-                    "flash_attn": load.flash_attn,
-                    "offload_to_cpu": load.offload_to_cpu,
-                    "keep_clip_on_cpu": load.keep_clip_on_cpu,
-                    "keep_vae_on_cpu": load.keep_vae_on_cpu,
-                    "n_threads": load.n_threads,
-                    "max_vram": load.max_vram,
-                    "diffusion_conv_direct": load.diffusion_conv_direct,
-                    "vae_conv_direct": load.vae_conv_direct,
-                }
-            )
+            # (every load-side row of recipe.PARAMS)
+            from distill_tui.recipe import knob_values
+
+            gen = gen.model_copy(update=knob_values(load))
             if self._leaked >= self._recycle_after and self._alive():
                 log.info(
                     "recycling the engine child after ~%d MB of native leaks", self._leaked >> 20
