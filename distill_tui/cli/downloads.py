@@ -321,6 +321,9 @@ async def _download(
             loop.add_signal_handler(sig, on_signal, sig)
 
     present = [k for k in (mgr.key_for(*it) for it in items) if ctx.inventory.is_present(k)]
+    out.set_files = {
+        k: size for k, size in _set_sizes(model, items, mgr).items() if k not in present
+    }
     out.header(model, items, mgr, present)
     unsubscribe = mgr.subscribe(out.event)
     try:
@@ -388,6 +391,16 @@ async def _download(
     return code
 
 
+def _set_sizes(model: CatalogModel, items: list[tuple], mgr) -> dict[str, int]:
+    """key -> catalog size of every file of the plan (the overall bar's total before a file
+    starts; its event's total replaces it then)."""
+    out: dict[str, int] = {}
+    for mid, comp, qid in items:
+        f = model.vae if comp == "vae" else model.section(comp).get(qid or "")
+        out[mgr.key_for(mid, comp, qid)] = int(getattr(f, "size", 0) or 0)
+    return out
+
+
 def _selection_line(
     model_id: str, diffusion: str | None, text_encoder: str | None, ready: bool
 ) -> str:
@@ -426,6 +439,11 @@ class _Output:
         self.last_state: dict[str, str] = {}
         self.fetched: set[str] = set()  # keys that moved bytes in this run
         self.reuse_said: set[str] = set()  # "not reused: …" lines already printed
+        #: the files this run downloads (key -> catalog size) and their latest events: one
+        #: overall bar / line for the set when it has several (issue 22.11)
+        self.set_files: dict[str, int] = {}
+        self.set_events: dict[str, Any] = {}
+        self.set_task: Any = None
         if self.tty:
             from rich.console import Console
             from rich.progress import (
@@ -494,12 +512,51 @@ class _Output:
         except (OSError, ValueError):
             self.silent = True
 
+    def overall(self):
+        """The set's progress (downloads/setprogress.py), or None for a set of one file."""
+        if len(self.set_files) < 2:
+            return None
+        from distill_tui.downloads.setprogress import set_progress
+
+        return set_progress(
+            (size, False, self.set_events.get(k)) for k, size in self.set_files.items()
+        )
+
+    def _overall_bar(self) -> None:
+        sp = self.overall()
+        if sp is None or self.progress is None:
+            return
+        fields = {
+            "rate": f"{human_size(sp.speed)}/s" if sp.speed > 0 else "",
+            "eta": f"ETA {sp.eta_words()}" if sp.eta is not None else "",
+            "state": f"{sp.files_done} of {sp.files} files",
+        }
+        if self.set_task is None:
+            self.set_task = self.progress.add_task("whole set", total=sp.total, **fields)
+        self.progress.update(self.set_task, completed=sp.bytes_done, total=sp.total, **fields)
+
+    def _overall_line(self) -> None:
+        """Not a terminal: the set's line every PROGRESS_EVERY seconds, with the file lines."""
+        sp = self.overall()
+        if sp is None or self.no_progress or not sp.active:
+            return
+        now = time.monotonic()
+        if now - self.last_line.get("\0set", 0.0) >= PROGRESS_EVERY:
+            self.last_line["\0set"] = now
+            self._print(f"  {sp.text()}", err=True)
+
     def _event(self, ev) -> None:
         state = ev.state.value
         if state == "downloading":
             self.fetched.add(ev.key)
         if self.quiet:
             return
+        if ev.key in self.set_files:
+            self.set_events[ev.key] = ev
+            if self.progress is not None:
+                self._overall_bar()
+            elif state == "downloading" and ev.total:
+                self._overall_line()
         if self.progress is not None:
             tid = self.tasks.get(ev.key)
             desc = _label(ev)

@@ -207,6 +207,7 @@ class ModelManagerScreen(DistillScreen):
         for i, model in enumerate(models):
             card = ModelCard(model, collapsed=model.id != expanded)
             card.on_body_built = self._body_built
+            card.name_of = self._model_name
             self._cards.append(card)
             if i >= self.FIRST_CARDS and model.id != expanded:
                 self._unmounted.append(card)
@@ -518,6 +519,16 @@ class ModelManagerScreen(DistillScreen):
         else:
             for row in self.rows_for(event.key):
                 row.set_status(row.present, event)
+            # the header's one progress and ETA for the set (issue 22.11)
+            cards = [c for c in self._cards if event.key in c.keys and c.parent is not None]
+            if cards:
+                events = self._merged_events()
+                for card in cards:
+                    card.sync_progress(events)
+
+    def _model_name(self, model_id: str) -> str:
+        model = self.core.catalog.get(model_id)
+        return model.name if model is not None else model_id
 
     @on(SettingsChanged)
     def _settings_changed(self) -> None:

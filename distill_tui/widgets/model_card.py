@@ -30,7 +30,7 @@ from distill_tui.settings import QuantSelection
 from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.card_title import CardTitle
 from distill_tui.widgets.file_row import FileRow
-from distill_tui.widgets.file_status import ACTIVE_STATES, row_state
+from distill_tui.widgets.file_status import ACTIVE_STATES, row_state, state_name
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
 
@@ -88,6 +88,14 @@ class ModelCard(Collapsible):
         self._shown_storage: Content | None = None
         #: the facts of the last :meth:`sync` (the file states of a card without a body)
         self._facts: tuple[Inventory, dict[str, Any]] | None = None
+        #: the rest of the last sync's facts, for :meth:`sync_progress` (a tick redraws the
+        #: header's set progress alone)
+        self._title_facts: tuple[QuantSelection, bool] | None = None
+        #: every file key of the model (which ticks concern this card)
+        self.keys = frozenset(f.file for _c, _q, f in model.files())
+        #: model id -> its name (set by the screen): "downloading for FLUX.2 Klein 4B" when
+        #: another model downloads a file this card shares (the VAE)
+        self.name_of: Callable[[str], str] = lambda mid: mid
 
     @property
     def built(self) -> bool:
@@ -227,12 +235,68 @@ class ModelCard(Collapsible):
         for component, qset in self.sets.items():
             qset.show_pressed(selection.get(component))
         self.ready = ready
+        self._title_facts = (selection, active)
         # before mount (the screen syncs each header as it composes it): styled when mounted
         self.set_class(ready, "-ready", update=self.is_mounted)
         self.set_class(not ready, "-setup-required", update=self.is_mounted)
         files, recommended = self.selected_set(selection)
-        set_size = sum(f.size for _c, _q, f in files)
+        which = self._sync_title(inventory, selection, events, active)
+        if self.storage is None:
+            return
         to_get = sum(f.size for _c, _q, f in files if not inventory.is_present(f.file))
+        on_disk = inventory.model_usage(self.model)
+        if to_get:
+            need = f"[$text-warning]{human_size(to_get)} to download[/] ({which}: d on the header)"
+        else:
+            need = f"[$text-success]{which} on disk[/]"
+        storage = _markup(f"On disk {human_size(on_disk)} · {need}")
+        if not same_content(storage, self._shown_storage):
+            self._shown_storage = storage
+            self.storage.update(storage)
+
+    def sync_progress(self, events: dict[str, Any]) -> None:
+        """A progress tick of one of this card's files: the header's set progress (relabelled
+        only when its words change: a whole percent, a second of ETA)."""
+        if self._facts is None or self._title_facts is None:
+            return
+        inventory = self._facts[0]
+        self._facts = (inventory, events)
+        selection, active = self._title_facts
+        self._sync_title(inventory, selection, events, active)
+
+    def set_progress(self, inventory: Inventory, selection: QuantSelection, events: dict[str, Any]):
+        """The progress of the set this card downloads (issue 22.11), or None while none of
+        this model's files is queued or moving: the selected set, and any other file of the
+        model in flight (a quant downloaded from its row)."""
+        from distill_tui.downloads.setprogress import set_progress
+
+        files, _recommended = self.selected_set(selection)
+        mine = [
+            f
+            for _c, _q, f in self.model.files()
+            if state_name(ev := events.get(f.file)) in ACTIVE_STATES
+            and getattr(ev, "model_id", self.model.id) == self.model.id
+        ]
+        if not mine:
+            return None
+        keys = {f.file for _c, _q, f in files}
+        files_all = [f for _c, _q, f in files] + [f for f in mine if f.file not in keys]
+        if len(files_all) < 2:
+            return None
+        return set_progress(
+            (f.size, inventory.is_present(f.file), events.get(f.file)) for f in files_all
+        )
+
+    def _sync_title(
+        self,
+        inventory: Inventory,
+        selection: QuantSelection,
+        events: dict[str, Any],
+        active: bool,
+    ) -> str:
+        ready = self.ready
+        files, recommended = self.selected_set(selection)
+        set_size = sum(f.size for _c, _q, f in files)
         badge = (
             "[b $background on $success] Ready [/]"
             if ready
@@ -249,12 +313,31 @@ class ModelCard(Collapsible):
         active_mark = " [$text-accent]· active[/]" if active else ""
         # Downloads in flight stay visible on a collapsed card. A count, not a percentage:
         # it changes with states only, so progress ticks never relabel (relayout) the card.
-        states = [state for _c, _q, _f, state in self.file_states()]
+        # A file this model shares (the VAE) that another model's set downloads is said as
+        # such, not as this card's "1 queued" (issue 22.13)
+        states: list[str] = []
+        for_other: dict[str, tuple[list[str], bool]] = {}
+        for component, _q, f, state in self.file_states():
+            owner = getattr(events.get(f.file), "model_id", None)
+            if state in ACTIVE_STATES and owner and owner != self.model.id:
+                labels, moving_for = for_other.get(owner, ([], False))
+                labels.append(COMPONENT_LABELS.get(component, component))
+                for_other[owner] = (labels, moving_for or state != "queued")
+            else:
+                states.append(state)
         queued = states.count("queued")
         moving = sum(1 for st in states if st in ACTIVE_STATES) - queued
         parts = [f"{moving} downloading"] if moving else []
         parts += [f"{queued} queued"] if queued else []
-        busy_mark = f" [b $text-accent]· ⇣ {', '.join(parts)}[/]" if parts else ""
+        sp = self.set_progress(inventory, selection, events)
+        busy = ", ".join(parts) + (f" · {escape_markup(sp.short())}" if sp is not None else "")
+        busy_mark = f" [b $text-accent]· ⇣ {busy}[/]" if parts else ""
+        for owner, (labels, moving_for) in for_other.items():
+            busy_mark += (
+                f" [$text-accent]· ⇣ {escape_markup(', '.join(labels))} "
+                f"{'downloading' if moving_for else 'queued'} for "
+                f"{escape_markup(visible(self.name_of(owner)))}[/]"
+            )
         # partials nobody works on (a stopped download, any quant): said on a collapsed card
         # too, so they are found; d on the row resumes exactly that file
         idle = sum(
@@ -283,14 +366,4 @@ class ModelCard(Collapsible):
         if not same_content(title, self._shown_title):
             self._shown_title = title
             self._title.label = title
-        if self.storage is None:
-            return
-        on_disk = inventory.model_usage(self.model)
-        if to_get:
-            need = f"[$text-warning]{human_size(to_get)} to download[/] ({which}: d on the header)"
-        else:
-            need = f"[$text-success]{which} on disk[/]"
-        storage = _markup(f"On disk {human_size(on_disk)} · {need}")
-        if not same_content(storage, self._shown_storage):
-            self._shown_storage = storage
-            self.storage.update(storage)
+        return which
