@@ -126,22 +126,22 @@ def check_seed(text: str) -> str | None:
 @dataclass(frozen=True)
 class EngineKnobs:
     """The engine's memory/speed knobs for one generation (defaults: ``settings.generation``)
-    as the Generate form holds them; each field is one ``recipe.PARAMS`` row (:data:`_ROW`)."""
+    as the Generate form holds them; each field is the ``recipe.PARAMS`` row of its name."""
 
     flash_attn: bool = True
     offload_to_cpu: bool = False
     vae_tiling: bool = False
-    text_encoder_on_cpu: bool = False
-    vae_on_cpu: bool = False
-    threads: int = -1  # <= 0: auto (physical cores)
+    keep_clip_on_cpu: bool = False
+    keep_vae_on_cpu: bool = False
+    n_threads: int = -1  # <= 0: auto (physical cores)
 
     def values(self) -> dict[str, Any]:
         """By ``PARAMS`` name."""
-        return {_ROW[f.name]: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> EngineKnobs:
-        return cls(**{f.name: recipe[_ROW[f.name]] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: recipe[f.name] for f in dataclasses.fields(cls)})
 
     @classmethod
     def from_settings(cls, gen: Any) -> EngineKnobs:
@@ -156,17 +156,6 @@ class EngineKnobs:
         """The knobs a history record (or PNG ``distill`` chunk) holds; what it lacks (an
         older record) comes from ``fallback``."""
         return cls.from_recipe(Recipe.from_record(params, fallback=Recipe(fallback.values())))
-
-
-#: EngineKnobs' field -> its ``recipe.PARAMS`` row
-_ROW = {
-    "flash_attn": "flash_attn",
-    "offload_to_cpu": "offload_to_cpu",
-    "vae_tiling": "vae_tiling",
-    "text_encoder_on_cpu": "keep_clip_on_cpu",
-    "vae_on_cpu": "keep_vae_on_cpu",
-    "threads": "n_threads",
-}
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def test_record_params_restore_knobs_and_fallback():
     }
     p = GenParams.from_record_params(rec)
     assert p.knobs == EngineKnobs(
-        flash_attn=False, vae_tiling=True, vae_on_cpu=True, threads=3, offload_to_cpu=False
+        flash_attn=False, vae_tiling=True, keep_vae_on_cpu=True, n_threads=3, offload_to_cpu=False
     )
     assert p.ref_images == ("/a.png", "/b.png") and p.init_image == "/x/init.png"
     assert p.strength == 0.4 and p.loras == (("ink", 0.5),)
@@ -348,7 +348,7 @@ async def test_advanced_section_generates_and_gallery_reuse_restores(tiny_models
         await wait_for(pilot, lambda: app.screen is screen, 5)
         await pilot.pause()
         assert screen.form.knobs() == EngineKnobs(
-            flash_attn=False, vae_tiling=True, vae_on_cpu=True, threads=1
+            flash_attn=False, vae_tiling=True, keep_vae_on_cpu=True, n_threads=1
         )
         assert loras.value == "tiny_style:0.7"
         assert not section.collapsed  # the recipe uses a LoRA: shown

@@ -23,7 +23,7 @@ RECIPE = GenParams(
     scheduler="karras",
     batch_count=2,
     strength=0.4,
-    knobs=EngineKnobs(flash_attn=False, vae_tiling=True, threads=3),
+    knobs=EngineKnobs(flash_attn=False, vae_tiling=True, n_threads=3),
 )
 
 
