@@ -288,3 +288,18 @@ def test_png_names_the_diffusion_files_hash_and_the_batch(tiny_models, tmp_path)
     rec = History(core.paths.history_file).records()[0]
     assert rec.params["model_hash"] == sha[:10]
     assert Recipe.from_record(rec.params)["batch_count"] == 2
+
+
+def test_reuse_of_a_record_whose_lora_is_gone_names_the_record(tiny_models, tmp_path, capsys):
+    """The record's LoRAs come back with it; one that is no longer in the LoRA folder is one
+    line naming the record (not a --lora nobody typed), before the engine starts."""
+    from distill_tui.cli import main
+
+    core = ready_core(tiny_models)
+    rec = _record(core, tmp_path)
+    (core.settings.lora_dir / "tinystyle.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["generate", "--reuse", rec.id[:8]]) == 1
+    err = capsys.readouterr().err
+    assert f"record {rec.id[:12]}'s loras: " in err and "tinystyle" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

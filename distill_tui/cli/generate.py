@@ -137,8 +137,8 @@ def build_requests(
             output_file=out_file,
             overwrite=bool(getattr(args, "overwrite", False)),
         )
-    except LoraError as e:
-        raise CliError(f"--lora: {e}") from None
+    except LoraError as e:  # named as given: the flag, or the reused record
+        raise CliError(f"{recipe.sources.get('loras') or '--lora'}: {e}") from None
     except ValidationError as e:  # the protocol's last guard (LoRA weight ...)
         first = e.errors()[0]
         raise CliError(
