@@ -444,6 +444,7 @@ class _Output:
         self.set_files: dict[str, int] = {}
         self.set_events: dict[str, Any] = {}
         self.set_task: Any = None
+        self._state_widths: dict[str, int] = {}  #: key -> length of its state words
         if self.tty:
             from rich.console import Console
             from rich.progress import (
@@ -454,9 +455,10 @@ class _Output:
             )
 
             self.console = Console(stderr=True)
+            self.bar = BarColumn()
             self.progress = Progress(
                 TextColumn("{task.description:<28}", markup=False),  # outside text
-                BarColumn(),
+                self.bar,
                 DownloadColumn(binary_units=False),
                 # the service's speed and ETA (a window of seconds of the bytes received in
                 # this run: rate.py), not rich's own estimate from ``completed``, which counts
@@ -561,7 +563,11 @@ class _Output:
             tid = self.tasks.get(ev.key)
             desc = _label(ev)
             activity = getattr(ev, "activity", None)  # retrying, stalled
+            retry = getattr(ev, "retry", None)
+            if retry is not None and activity:
+                activity = retry.text(short=True)  # "retry 2/7 (HTTP 503), next in 1 s"
             extra = visible(activity or ev.note or ("" if state == "downloading" else state))
+            extra = self._fit(ev.key, extra)
             rate = eta = ""
             if state == "downloading" and not activity:
                 rate = f"{human_size(ev.speed)}/s" if ev.speed else ""
@@ -603,6 +609,23 @@ class _Output:
                     f"{human_size(ev.bytes_done)} of {human_size(ev.total)}  {how}",
                     err=True,
                 )
+
+    #: the bar's columns besides the bar and the state words: the label (28), the sizes, the
+    #: speed (10), the ETA (11) and the gaps between them
+    FIXED_CELLS = 28 + 14 + 10 + 11 + 5
+
+    def _fit(self, key: str, words: str) -> str:
+        """The state words within the terminal's width (issue 22.13: a retry line wider than
+        120 columns made rich squeeze the sizes to "0.0/…"): the bar gives up cells first
+        (down to 8), then the words end in an ellipsis."""
+        if self.progress is None:
+            return words
+        width = self.console.width
+        self._state_widths[key] = len(words)
+        longest = max(self._state_widths.values())
+        self.bar.bar_width = max(8, min(40, width - self.FIXED_CELLS - longest))
+        room = max(8, width - self.FIXED_CELLS - self.bar.bar_width)
+        return words if len(words) <= room else words[: room - 1] + "…"
 
     def note(self, text: str) -> None:
         if self.progress is not None and not self.silent:
