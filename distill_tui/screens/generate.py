@@ -192,18 +192,10 @@ class GenerateScreen(DistillScreen):
         core = self.distill.core
         model = core.catalog.get(model_id or core.settings.settings.active_model_id)
         rec = model.recommended if model else None
-        g = core.settings.settings.generation
-        return GenParams(
-            prompt="",
-            negative_prompt=g.negative_prompt,
-            width=g.width or (rec.width if rec else 1024),
-            height=g.height or (rec.height if rec else 1024),
-            steps=g.steps or (rec.steps if rec else 4),
-            cfg_scale=g.cfg_scale if g.cfg_scale is not None else (rec.cfg_scale if rec else 1.0),
-            sampler=g.sampler or (rec.sampler if rec else "euler"),
-            scheduler=g.scheduler or (rec.scheduler if rec else "default"),
-            batch_count=g.batch_count,
-        )
+        from distill_tui.recipe import Recipe  # the one precedence (distill generate's too)
+
+        recipe = Recipe.resolve(rec, core.settings.settings.generation)
+        return GenParams.from_recipe(recipe, knobs=False)
 
     def on_mount(self) -> None:
         app = self.distill
