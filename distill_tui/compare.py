@@ -391,6 +391,8 @@ class CompareRun:
         self.interrupted = False
         self.sheet_written = False
         self.sheet_error: str | None = None
+        #: why no sheet was written on purpose (stopped before any cell finished)
+        self.no_sheet: str | None = None
         self._cancel = False
         self._ending = False  # the last sheet is being written
         self._cancel_task: asyncio.Task | None = None
@@ -485,7 +487,11 @@ class CompareRun:
                     cell.state, cell.error = "failed", "ended by an internal error"
                 elif cell.state in ("pending", "running"):
                     cell.state = "cancelled"
-            await self._write_sheet(notify=False)
+            if self.interrupted and not any(c.state in ("done", "failed") for c in self.cells):
+                # stopped before any cell finished: an empty sheet says nothing (issue 22.13)
+                self.no_sheet = "stopped before any cell finished: no sheet written"
+            else:
+                await self._write_sheet(notify=False)
             self.finished = self.clock()
             if self.sheet_written:
                 self._changed("sheet")

@@ -208,6 +208,10 @@ def run_compare(args: argparse.Namespace, ctx: CoreContext) -> int:
     except CompareError as e:
         raise CliError(str(e)) from None
     done, failed = len(result.done), result.failed
+    if result.sheet is None and result.interrupted and not run.sheet_error:
+        # stopped before any cell finished: nothing to show, nothing written (issue 22.13)
+        print(f"distill: interrupted after 0 of {total} cells; no sheet written", file=sys.stderr)
+        return 130
     if result.sheet is None:
         reason = run.sheet_error or "no sheet was written"
         raise CliError(f"{reason} ({done} of {total} cells done)")

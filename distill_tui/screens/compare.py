@@ -179,8 +179,8 @@ class CompareModal(ModalScreen[Path | None]):
             return line
         if run.sheet_written:
             line += f" · sheet: {self._shown_path(run.sheet_path)}"
-        elif run.sheet_error:
-            line += f" · {run.sheet_error}"
+        elif run.sheet_error or run.no_sheet:
+            line += f" · {run.sheet_error or run.no_sheet}"
         return line + " · ctrl+g runs again · esc closes"
 
     def _shown_path(self, path: Path) -> str:
