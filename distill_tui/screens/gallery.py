@@ -126,11 +126,12 @@ class GalleryScreen(DistillScreen):
         self.records = history.records()
         narrow = self.app.size.width < 100
         if narrow != self._narrow:
-            # 80 columns: no Quants column (they are under the image), a longer prompt
+            # 80 columns: no Size column (it is under the image), a shorter prompt; the
+            # Quants stay: the cells of a compare differ by them alone (issue 22.13)
             self._narrow = narrow
             table.clear(columns=True)
             for label in ("Time", "Prompt", "Model", "Quants", "Seed", "Size"):
-                if not (narrow and label == "Quants"):
+                if not (narrow and label == "Size"):
                     table.add_column(label, key=label.lower())
         else:
             table.clear()
@@ -148,7 +149,7 @@ class GalleryScreen(DistillScreen):
                 Text(visible(f"{rec.params.get('width')}x{rec.params.get('height')}")),
             ]
             if narrow:
-                del cells[3]
+                del cells[5]
             table.add_row(*cells, key=rec.id)
         count = len(self.records)
         status = f"{count} generation{'s' if count != 1 else ''}"
