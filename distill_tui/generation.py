@@ -178,6 +178,9 @@ class GenParams:
     strength: float = DEFAULT_STRENGTH
     loras: tuple[tuple[str, float], ...] = ()  # (name in the LoRA folder, weight)
     knobs: EngineKnobs | None = None  # None: settings.generation's
+    #: the recipe rows the form does not show (``form="hidden"``: the engine's own knobs) as
+    #: a record or a flag gave them, when not their default: (name, value)
+    extra: tuple[tuple[str, Any], ...] = ()
 
     @property
     def needs_encoder(self) -> bool:
@@ -189,14 +192,21 @@ class GenParams:
         else each row's default)."""
         k = self.knobs or knobs or EngineKnobs()
         picture = {p.name: getattr(self, p.name) for p in PARAMS if p.name in _PICTURE}
-        return Recipe({**picture, **k.values()})
+        return Recipe({**dict(self.extra), **picture, **k.values()})
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, knobs: bool = True) -> GenParams:
         """The form's values of ``recipe`` (``knobs=False``: None, the settings' then)."""
+        held = _PICTURE + tuple(f.name for f in dataclasses.fields(EngineKnobs))
+        extra = tuple(
+            (p.name, recipe[p.name])
+            for p in PARAMS
+            if p.name not in held and recipe[p.name] != p.default
+        )
         return cls(
             **{name: recipe[name] for name in _PICTURE},
             knobs=EngineKnobs.from_recipe(recipe) if knobs else None,
+            extra=extra,
         )
 
     def request(

@@ -70,6 +70,12 @@ def _record(core, tmp_path: Path) -> HistoryRecord:
         "keep_clip_on_cpu": True,
         "keep_vae_on_cpu": False,
         "n_threads": 1,
+        # the engine's own knobs (issue 20.4): no form field, restored all the same
+        "cache_mode": "easycache",
+        "cache_threshold": 0.3,
+        "flow_shift": 2.0,
+        "max_vram": 4.0,
+        "diffusion_conv_direct": True,
         "model_id": MODEL_ID,
         "diffusion_quant": DIFFUSION_QUANT,
         "text_encoder_quant": TEXT_ENCODER_QUANT,

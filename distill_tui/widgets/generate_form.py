@@ -282,6 +282,8 @@ class GenerateForm(VerticalScroll):
         super().__init__(**kw)
         self.core = core
         self._initial = _values(defaults, knobs)
+        #: the recipe rows no field shows (the engine's own knobs), as the last load gave them
+        self._hidden: tuple[tuple[str, Any], ...] = defaults.extra
         #: the advanced section's values while its widgets are not mounted
         self._pending = {k: v for k, v in self._initial.items() if k in ADVANCED}
         self._advanced_mounted = False
@@ -482,7 +484,7 @@ class GenerateForm(VerticalScroll):
             if first_bad is not None:
                 self.focus_field(first_bad)
             return None, errors
-        recipe = Recipe({**self._values(PARAMS), "prompt": prompt})
+        recipe = Recipe({**dict(self._hidden), **self._values(PARAMS), "prompt": prompt})
         problem = seed_problem(recipe["seed"], recipe["batch_count"])  # image i uses seed + i
         if problem:
             self.focus_field("seed")
@@ -514,6 +516,7 @@ class GenerateForm(VerticalScroll):
         own, else left as they are). A recipe with an init image or LoRAs opens the advanced
         section: what it uses is shown."""
         self.query_one("#prompt", TextArea).text = params.prompt
+        self._hidden = params.extra
         knobs = knobs or params.knobs
         for field_id, value in _values(params, knobs or EngineKnobs()).items():
             if knobs is not None or field_id not in KNOBS:
