@@ -309,3 +309,24 @@ def test_reuse_of_a_record_whose_lora_is_gone_names_the_record(tiny_models, tmp_
     err = capsys.readouterr().err
     assert f"record {rec.id[:12]}'s loras: " in err and "tinystyle" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+async def test_compare_takes_the_knob_flags_from_the_table(tiny_models, monkeypatch):
+    """``distill compare`` has the engine knob flags of ``PARAMS`` too, and each cell's
+    requests carry them (one precedence: flags over the settings)."""
+    from distill_tui.cli import main
+
+    ready_core(tiny_models)  # settings: flash on, threads 2
+    recorder = _Recorder()
+
+    async def generate(client, load, gen):  # noqa: ANN001
+        return await recorder(client, load, gen)
+
+    monkeypatch.setattr(EngineClient, "generate", generate)
+    argv = ["compare", "a fox", "--seed", "1", "--no-flash-attn", "--threads", "1"]
+    argv += ["--vae-tiling", "--cache-mode", "easycache"]
+    await asyncio.to_thread(main, argv)
+    assert recorder.calls
+    for load, gen in recorder.calls:
+        assert (load.flash_attn, load.n_threads) == (False, 1)
+        assert (gen.vae_tiling, gen.cache_mode, gen.seed) == (True, "easycache", 1)
