@@ -32,6 +32,7 @@ import math
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -381,6 +382,7 @@ class CompareRun:
         #: a sheet path given by the person: written as ``distill generate -o`` writes (never
         #: over a device, FIFO or folder; over an existing file only with ``overwrite``)
         self.exact = sheet_path is not None
+        self._sheet_lock = threading.Lock()
         self.overwrite = overwrite
         self.on_change = on_change
         self.clock = clock
@@ -548,17 +550,23 @@ class CompareRun:
             self._changed("sheet")
 
     def write_sheet(self) -> Path:
-        """Render and atomically write the sheet as it is now (blocking)."""
-        png = self.renderer.png(self.cells, status=self.status_text())
-        if self.exact:  # after the first write the file is ours to replace
-            from distill_tui.outputs import write_output_file
+        """Render and atomically write the sheet as it is now (blocking). One write at a
+        time, each rendering the cells as they are when it runs: a write still running in
+        its thread when Ctrl-C ends the run never races the final one (nor replaces it with
+        an older sheet)."""
+        with self._sheet_lock:
+            png = self.renderer.png(self.cells, status=self.status_text())
+            if self.exact:  # after the first write the file is ours to replace
+                from distill_tui.outputs import write_output_file
 
-            write_output_file(self.sheet_path, png, overwrite=self.overwrite or self.sheet_written)
-        else:
-            atomic_write_bytes(self.sheet_path, png)
-        self.sheet_written = True
-        self.sheet_error = None
-        return self.sheet_path
+                write_output_file(
+                    self.sheet_path, png, overwrite=self.overwrite or self.sheet_written
+                )
+            else:
+                atomic_write_bytes(self.sheet_path, png)
+            self.sheet_written = True
+            self.sheet_error = None
+            return self.sheet_path
 
     def status_text(self) -> str:
         total = len(self.cells)
