@@ -92,8 +92,15 @@ class Bound:
     hi: float | Callable[[], float]
     auto: int | None = None
     auto_word: str = ""
-    flag: str = ""  # the CLI flag ("" : the positional prompt)
     step: int = 1
+
+    @property
+    def flag(self) -> str:
+        """The CLI flag: its ``recipe.PARAMS`` row's ("": none, the positional prompt)."""
+        from distill_tui.recipe import BY_NAME
+
+        row = BY_NAME.get(self.name)
+        return row.flag if row is not None else ""
 
     @property
     def high(self) -> float:
@@ -166,22 +173,22 @@ class Bound:
 BOUNDS: dict[str, Bound] = {
     b.name: b
     for b in (
-        Bound("width", "Width", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP, flag="--width"),
-        Bound("height", "Height", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP, flag="--height"),
-        Bound("steps", "Steps", "int", 1, MAX_STEPS, flag="--steps"),
-        Bound("cfg_scale", "CFG", "float", 0.0, MAX_CFG, flag="--cfg"),
-        Bound("batch_count", "Batch", "int", 1, MAX_BATCH, flag="--batch"),
-        Bound("seed", "Seed", "int", 0, MAX_SEED, auto=-1, auto_word="random", flag="--seed"),
-        Bound("n_threads", "Threads", "int", 1, max_threads, -1, "auto", "--threads"),
-        Bound("strength", "Strength", "float", 0.0, 1.0, flag="--strength"),
+        Bound("width", "Width", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
+        Bound("height", "Height", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
+        Bound("steps", "Steps", "int", 1, MAX_STEPS),
+        Bound("cfg_scale", "CFG", "float", 0.0, MAX_CFG),
+        Bound("batch_count", "Batch", "int", 1, MAX_BATCH),
+        Bound("seed", "Seed", "int", 0, MAX_SEED, auto=-1, auto_word="random"),
+        Bound("n_threads", "Threads", "int", 1, max_threads, -1, "auto"),
+        Bound("strength", "Strength", "float", 0.0, 1.0),
         Bound("lora_weight", "LoRA weight", "float", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT),
         Bound("prompt", "Prompt", "text", 0, MAX_PROMPT_BYTES),
-        Bound("negative_prompt", "Negative", "text", 0, MAX_PROMPT_BYTES, flag="--negative"),
+        Bound("negative_prompt", "Negative", "text", 0, MAX_PROMPT_BYTES),
         # the engine knobs of issue 20.4 (0 max VRAM: off; flow shift / threshold: the
         # protocol's None is the engine's default and is not checked)
-        Bound("max_vram", "Max VRAM (GiB)", "float", 0.0, MAX_VRAM_GIB, flag="--max-vram"),
-        Bound("cache_threshold", "Cache threshold", "float", 0.0, 10.0, flag="--cache-threshold"),
-        Bound("flow_shift", "Flow shift", "float", 0.1, 100.0, flag="--flow-shift"),
+        Bound("max_vram", "Max VRAM (GiB)", "float", 0.0, MAX_VRAM_GIB),
+        Bound("cache_threshold", "Cache threshold", "float", 0.0, 10.0),
+        Bound("flow_shift", "Flow shift", "float", 0.1, 100.0),
     )
 }
 

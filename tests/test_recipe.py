@@ -217,7 +217,7 @@ STILL_SPELLED = {
 }
 ALLOWED = {
     "distill_tui/recipe.py",
-    "distill_tui/bounds.py",  # the rows' bounds (recipe.Param.bound)
+    "distill_tui/bounds.py",  # the bounds' labels (form error words) and the docstring's
     "distill_tui/engine/protocol.py",
     "distill_tui/engine/child.py",
 } | STILL_SPELLED
