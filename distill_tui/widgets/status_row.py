@@ -61,6 +61,7 @@ class StatusRow:
         if present == self.present and event is self.event and unverified == self.unverified:
             return  # nothing visible changed (e.g. a screen resume re-syncing every row)
         before = self.state
+        said_before = getattr(self.event, "error", None)
         self.present = present
         self.event = event
         self.unverified = unverified
@@ -70,8 +71,11 @@ class StatusRow:
         for s in ROW_STATES:
             self.set_class(s == state, f"-{s}", update=mounted)  # type: ignore[attr-defined]
         self._status_changed(present)
-        # Progress within one state keeps the row's height: repaint it, no relayout.
-        self.refresh(layout=state != before)  # type: ignore[attr-defined]
+        # Progress within one state keeps the row's height: repaint it, no relayout. A new
+        # reason for a failure (a failure after a failure, the states between coalesced) may
+        # take more lines: a relayout, or its end is cut off (issue 22.13)
+        reason_changed = state == "failed" and getattr(event, "error", None) != said_before
+        self.refresh(layout=state != before or reason_changed)  # type: ignore[attr-defined]
 
     def set_fit(self, mark: Content | None) -> None:
         """Show a fit mark (None: no column); repaints only on a change."""
