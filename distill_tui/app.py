@@ -123,6 +123,19 @@ class DistillApp(App[int]):
             priority=True,
         ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Quit distill", priority=True),
+        # Tab moves the focus here, at once, as the App reads it: a Tab left to the focused
+        # field was queued there with the keys behind it, which then landed in that field
+        # (a burst: fast typing over a slow link, issue 22.9). A widget that takes Tab itself
+        # (a TextArea that indents) still gets it (check_action).
+        Binding("tab", "focus_next", "Next field", show=False, priority=True, id="app.tab"),
+        Binding(
+            "shift+tab",
+            "focus_previous",
+            "Previous field",
+            show=False,
+            priority=True,
+            id="app.shift_tab",
+        ),
     ]
 
     def __init__(
@@ -522,6 +535,11 @@ class DistillApp(App[int]):
             self._modes_seen.add(mode)
             self.call_after_refresh(self._freeze_gc)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("focus_next", "focus_previous"):
+            return not _takes_tab(self.focused)
+        return True
+
     def action_show_generate(self) -> None:
         self._switch_to("generate")
 
@@ -573,6 +591,18 @@ class DistillApp(App[int]):
         from distill_tui.commands import system_commands
 
         return system_commands(self, screen, super().get_system_commands(screen))
+
+
+def _takes_tab(widget: object) -> bool:
+    """The focused widget does something with Tab itself (a TextArea that indents, a widget
+    binding Tab): the App's Tab binding leaves the key to it."""
+    if widget is None:
+        return False
+    if getattr(widget, "tab_behavior", None) == "indent":
+        return True
+    bindings = getattr(widget, "_bindings", None)
+    keys = getattr(bindings, "key_to_bindings", {}) if bindings is not None else {}
+    return "tab" in keys or "shift+tab" in keys
 
 
 #: seconds from SIGTERM to the end of the process (the clean path restores the terminal)

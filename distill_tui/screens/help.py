@@ -17,6 +17,8 @@ EVERYWHERE = "Everywhere"
 #: Textual's own keys that would only bury ours (they still work; the footer line says so)
 NOISE_ACTIONS = frozenset(
     {
+        "focus_next",  # tab / shift+tab (the App's, issue 22.9): the usual keys, not listed
+        "focus_previous",
         "copy_text",
         "screen.copy_text",
         "app.copy_text",
