@@ -528,7 +528,7 @@ class _Output:
         sp = self.overall()
         if sp is None or self.progress is None:
             return
-        fields = {
+        fields: dict[str, Any] = {
             "rate": f"{human_size(sp.speed)}/s" if sp.speed > 0 else "",
             "eta": f"ETA {sp.eta_words()}" if sp.eta is not None else "",
             "state": f"{sp.files_done} of {sp.files} files",
