@@ -213,7 +213,6 @@ STILL_SPELLED = {
     "distill_tui/settings.py",  # GenerationDefaults' fields (the file format; bounds: PARAMS)
     "distill_tui/memory_model.py",  # prose only (its knobs and words come from PARAMS)
     "distill_tui/widgets/file_status.py",  # the fit line's short words
-    "distill_tui/screens/generate.py",  # ^n focuses the first knob's field by its id
 }
 ALLOWED = {
     "distill_tui/recipe.py",

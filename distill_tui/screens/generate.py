@@ -38,7 +38,7 @@ from distill_tui.textsafe import visible
 from distill_tui.widgets.empty_state import busy_keys, empty_state_text
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.gen_progress import GenProgress
-from distill_tui.widgets.generate_form import GenerateForm
+from distill_tui.widgets.generate_form import ADVANCED_FIRST, GenerateForm
 from distill_tui.widgets.image_view import Frame, ImageView
 from distill_tui.widgets.model_select import MANAGE, ModelSelect
 
@@ -475,7 +475,7 @@ class GenerateScreen(DistillScreen):
     def action_toggle_advanced(self) -> None:
         form = self.form
         if form.advanced.collapsed:
-            form.focus_field("flash-attn")  # opens it; the section scrolls into view
+            form.focus_field(ADVANCED_FIRST)  # opens it; the section scrolls into view
         else:
             form.advanced.collapsed = True
 

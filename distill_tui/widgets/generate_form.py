@@ -238,6 +238,8 @@ ADVANCED_ROWS: tuple[Row, ...] = (
     ("LoRAs", ("loras",)),
 )
 ADVANCED = frozenset(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
+#: the field ctrl+n focuses: the advanced section's first, in the recipe's order
+ADVANCED_FIRST = next(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
 #: the fields of the engine knobs (the rest describe the image)
 KNOBS = tuple(p.form_id for p in RECIPE_KNOBS if p.form != "hidden")
 
