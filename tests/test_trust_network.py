@@ -25,6 +25,7 @@ import pytest
 from distill_tui.cli import main
 from tests.fakehub import VALID_TOKEN, FakeHub, Fault
 from tests.hub_fixtures import HubCatalog
+from tests.test_hostile_downloads import cli as hostile_cli
 
 M4 = "flux2-klein-4b"
 COMFY = "Comfy-Org/flux2-dev"
@@ -52,17 +53,8 @@ def drop_on_hub(hub: FakeHub, repo: str, path: str) -> None:
 
 
 def cli(*argv: str, timeout: float = 60.0, env: dict | None = None):
-    t0 = time.monotonic()
-    p = subprocess.run(
-        [sys.executable, "-m", "distill_tui", *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env if env is not None else dict(os.environ),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
-    return p.returncode, p.stdout, p.stderr, time.monotonic() - t0
+    """``python -m distill_tui ARGV`` (bounded): rc, out, err, seconds."""
+    return hostile_cli(*argv, timeout=timeout, env=env)
 
 
 @pytest.fixture
