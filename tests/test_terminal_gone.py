@@ -140,8 +140,21 @@ def test_downloads_finish_and_are_recorded_while_nobody_reads_the_terminal(
         tui.resume_reading()
         tui.wait_for(b"Downloaded", start=n, timeout=15)
         if reader == "asleep":  # frames were dropped, not queued: one full repaint after
-            log = _paths().log_file.read_text("utf-8")
-            assert "full repaint" in log, log[-2000:]
+            # the writer logs the repaint once its backlog is written, which can be just after
+            # "Downloaded" reaches the terminal: wait for the line (bounded) rather than race it
+            log_file = _paths().log_file
+
+            def _logged() -> bool:
+                try:
+                    return "full repaint" in log_file.read_text("utf-8")
+                except OSError:
+                    return False
+
+            try:
+                _wait(_logged, 15, "the full repaint to be logged")
+            except AssertionError:
+                log = log_file.read_text("utf-8") if log_file.exists() else "(no log)"
+                raise AssertionError(f"no full repaint was logged:\n{log[-2000:]}") from None
         tui.send(CTRL_Q)
         assert tui.wait_exit(15) == 0
     finally:
