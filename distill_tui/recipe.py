@@ -216,7 +216,7 @@ PARAMS: tuple[Param, ...] = (
         form_id="threads", help="CPU threads; -1 = auto (physical cores)", json_key="threads",
     ),
     _knob(
-        "flash_attn", "load", "Flash attention", "--flash-attn", "flash_attention",
+        "flash_attn", "load", "Flash attention", "--flash-attn", "flash_attn",
         "flash attention", default=True, form_id="flash-attn", form_label="Flash attn",
         json_key="flashAttention",
     ),
@@ -230,11 +230,11 @@ PARAMS: tuple[Param, ...] = (
     ),
     _knob(
         "keep_clip_on_cpu", "load", "Text encoder on CPU", "--text-encoder-cpu",
-        "text_encoder_on_cpu", "run the text encoder on the CPU", form_id="te-cpu",
+        "keep_clip_on_cpu", "run the text encoder on the CPU", form_id="te-cpu",
         form_label="Text enc on CPU", json_key="textEncoderOnCpu",
     ),
     _knob(
-        "keep_vae_on_cpu", "load", "VAE on CPU", "--vae-cpu", "vae_on_cpu",
+        "keep_vae_on_cpu", "load", "VAE on CPU", "--vae-cpu", "keep_vae_on_cpu",
         "run the VAE on the CPU", form_id="vae-cpu", json_key="vaeOnCpu",
     ),
     # ---- the engine's own knobs (issue 20.4; default: the engine's; README "Engine knobs")

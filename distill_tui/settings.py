@@ -32,8 +32,14 @@ from distill_tui.recipe import PARAMS, check
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEGACY_KEYS = ("diffusion_model_path", "vae_path", "llm_path")
+#: schema 1's ``generation`` knob keys -> their recipe.PARAMS rows' names (schema 2)
+RENAMED_KNOBS = {
+    "flash_attention": "flash_attn",
+    "text_encoder_on_cpu": "keep_clip_on_cpu",
+    "vae_on_cpu": "keep_vae_on_cpu",
+}
 ImageRenderer = Literal["auto", "sixel", "kitty", "halfcell", "unicode"]
 IMAGE_RENDERERS: tuple[str, ...] = ("auto", "sixel", "kitty", "halfcell", "unicode")
 
@@ -65,13 +71,12 @@ class GenerationDefaults(BaseModel):
     negative_prompt: str = ""
     batch_count: int = 1
     threads: int = Field(default=-1, description="CPU threads for the engine; -1 = auto")
-    flash_attention: bool = True
+    # the engine knobs: each key is its recipe.PARAMS row's name (help: the row's)
+    flash_attn: bool = True
     offload_to_cpu: bool = False
-    vae_tiling: bool = Field(default=False, description="Decode the image in tiles (less memory)")
-    text_encoder_on_cpu: bool = Field(
-        default=False, description="Run the text encoder on the CPU (keep_clip_on_cpu)"
-    )
-    vae_on_cpu: bool = Field(default=False, description="Run the VAE on the CPU (keep_vae_on_cpu)")
+    vae_tiling: bool = False
+    keep_clip_on_cpu: bool = False
+    keep_vae_on_cpu: bool = False
     lora_dir: str | None = Field(
         default=None, description="Folder of LoRA files; None = <models dir>/loras"
     )
@@ -134,6 +139,19 @@ def migrate(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         # v0 -> v1: absolute per-file paths were replaced by quant selections.
         raw = {k: v for k, v in raw.items() if k not in LEGACY_KEYS}
         raw["schema_version"] = 1
+        changed = True
+    if version < 2:
+        # v1 -> v2: the engine knobs' keys became their recipe rows' names (a new key already
+        # there wins: a newer distill wrote it)
+        gen = raw.get("generation")
+        if isinstance(gen, dict):
+            gen = dict(gen)
+            for old, new in RENAMED_KNOBS.items():
+                if old in gen:
+                    value = gen.pop(old)
+                    gen.setdefault(new, value)
+            raw = {**raw, "generation": gen}
+        raw = {**raw, "schema_version": 2}
         changed = True
     return raw, changed
 

@@ -111,7 +111,7 @@ def test_memory_model_reads_the_knob_settings(app_paths):
 
     core = CoreContext.build(app_paths)
     gen = core.settings.settings.generation.model_copy(
-        update={"vae_tiling": True, "text_encoder_on_cpu": True, "vae_on_cpu": True}
+        update={"vae_tiling": True, "keep_clip_on_cpu": True, "keep_vae_on_cpu": True}
     )
     core.settings.update(generation=gen)
     k = mm.knobs_from_settings(core.settings.settings)
@@ -335,7 +335,7 @@ async def test_advanced_section_generates_and_gallery_reuse_restores(tiny_models
         assert params["LoRAs"] == "tiny_style (0.7)" and params["Flash attention"] == "off"
         # generating made the knobs the defaults
         saved = core.settings.load().generation
-        assert saved.flash_attention is False and saved.vae_tiling and saved.vae_on_cpu
+        assert saved.flash_attn is False and saved.vae_tiling and saved.keep_vae_on_cpu
         assert saved.threads == 1
 
         # change the form, then reuse the image from the Gallery: the knobs come back

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from distill_tui.settings import LEGACY_KEYS, Settings, SettingsStore
+from distill_tui.settings import LEGACY_KEYS, SCHEMA_VERSION, Settings, SettingsStore
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_legacy_keys_are_migrated_away(store):
     assert s.active_model_id == "flux2-klein-9b"
     assert store.warnings == []
     on_disk = json.loads(store.path.read_text())
-    assert on_disk["schema_version"] == 1
+    assert on_disk["schema_version"] == SCHEMA_VERSION
     assert not set(LEGACY_KEYS) & set(on_disk)
 
 
@@ -139,3 +139,84 @@ def test_listeners_are_told_and_a_failing_listener_is_contained(store):
     store.subscribe(lambda s: seen.append(s.active_model_id))
     store.update(active_model_id="flux2-klein-9b")
     assert seen == ["flux2-klein-9b"]
+
+
+# ---- knob keys renamed to the recipe rows' names (issue 20) -------------------------------
+
+#: a settings file as distill wrote it before the knob keys took their recipe.PARAMS names
+OLD_KNOBS = {
+    "schema_version": 1,
+    "active_model_id": "flux2-klein-9b",
+    "generation": {
+        "steps": 6,
+        "threads": 2,
+        "flash_attention": False,
+        "offload_to_cpu": True,
+        "vae_tiling": True,
+        "text_encoder_on_cpu": True,
+        "vae_on_cpu": True,
+    },
+}
+RENAMED = {"flash_attention": "flash_attn", "text_encoder_on_cpu": "keep_clip_on_cpu"}
+RENAMED["vae_on_cpu"] = "keep_vae_on_cpu"
+
+
+def test_old_knob_keys_are_read_and_rewritten_with_the_row_names(store):
+    """An older file's knob keys keep their values (not 'unknown keys', nothing moved aside)
+    and the file is rewritten with the recipe rows' names; the recipe reads them."""
+    from distill_tui.recipe import Recipe
+
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_text(json.dumps(OLD_KNOBS))
+    g = store.load().generation
+    assert store.warnings == [] and _aside(store) == []
+    r = Recipe.resolve(None, g)
+    assert (r["flash_attn"], r["keep_clip_on_cpu"], r["keep_vae_on_cpu"]) == (False, True, True)
+    assert (r["offload_to_cpu"], r["vae_tiling"], r["n_threads"], r["steps"]) == (True, True, 2, 6)
+    on_disk = json.loads(store.path.read_text())
+    assert on_disk["schema_version"] == 2
+    gen = on_disk["generation"]
+    assert not set(RENAMED) & set(gen), gen
+    assert {new: gen[new] for new in RENAMED.values()} == {
+        "flash_attn": False, "keep_clip_on_cpu": True, "keep_vae_on_cpu": True,
+    }  # fmt: skip
+    again = SettingsStore(store.paths)
+    assert again.load() == store.settings and again.warnings == []
+
+
+def test_an_old_writer_is_adopted_by_reload(store):
+    """Another (older) distill on the box writes the old keys: reload_if_changed reads them."""
+    store.load()
+    store.update(download_concurrency=2)
+    data = json.loads(store.path.read_text())
+    data["generation"] = {**OLD_KNOBS["generation"]}
+    data["schema_version"] = 1
+    store.path.write_text(json.dumps(data))
+    os.utime(store.path, ns=(1, 1))
+    assert store.reload_if_changed()
+    assert store.settings.generation.flash_attn is False
+    assert store.settings.generation.keep_vae_on_cpu is True
+    assert store.settings.download_concurrency == 2
+
+
+async def test_settings_screen_on_an_old_file_keeps_the_knobs(app_paths):
+    """The Settings screen over an old-format file: it opens with no warning, a default saved
+    there keeps the knobs the old file held, under the rows' names."""
+    from textual.widgets import Input
+
+    from tests.test_settings_screen import make_app, open_settings
+
+    app_paths.config_dir.mkdir(parents=True, exist_ok=True)
+    app_paths.settings_file.write_text(json.dumps(OLD_KNOBS))
+    from distill_tui.context import CoreContext
+
+    app = make_app(CoreContext.build(app_paths))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_settings(pilot)
+        assert app.core.settings.warnings == []
+        app.screen.query_one("#gen-steps", Input).value = "8"
+        await pilot.pause()
+        assert app.core.settings.settings.generation.steps == 8
+    gen = json.loads(app_paths.settings_file.read_text())["generation"]
+    assert gen["steps"] == 8 and gen["flash_attn"] is False and gen["keep_clip_on_cpu"] is True
+    assert gen["keep_vae_on_cpu"] is True and not set(RENAMED) & set(gen)
