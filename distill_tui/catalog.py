@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +21,9 @@ from distill_tui.atomic import atomic_write_json, move_aside
 from distill_tui.jsonfile import JSONFileError
 from distill_tui.jsonfile import loads as load_json
 from distill_tui.safepaths import file_key, is_commit, rel_problem
+
+if TYPE_CHECKING:
+    from distill_tui.families import Family
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ COMPONENT_LABELS: dict[str, str] = {
     "diffusion": "Diffusion Model",
     "textEncoder": "Text Encoder",
     "vae": "VAE",
+    "upscaler": "Upscaler",
 }
 
 
@@ -266,27 +270,6 @@ class Quant(CatalogFile):
     min_vram_gb: float | None = Field(default=None, alias="minVramGb")
 
 
-class QuantSection(_Model):
-    name: str | None = None
-    quants: list[Quant] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> QuantSection:
-        seen: set[str] = set()
-        for q in self.quants:
-            if q.id in seen:
-                raise ValueError(f"duplicate quant id {q.id!r}")
-            seen.add(q.id)
-        return self
-
-    def get(self, quant_id: str) -> Quant | None:
-        return next((q for q in self.quants if q.id == quant_id), None)
-
-    @property
-    def ids(self) -> list[str]:
-        return [q.id for q in self.quants]
-
-
 class Recommended(_Model):
     steps: int = Field(default=4, ge=1, le=200)
     cfg_scale: float = Field(default=1.0, alias="cfgScale", ge=0)
@@ -294,8 +277,32 @@ class Recommended(_Model):
     scheduler: str = "default"
     width: int = Field(default=1024, ge=16)
     height: int = Field(default=1024, ge=16)
-    diffusion_quant: str | None = Field(default=None, alias="diffusionQuant")
-    text_encoder_quant: str | None = Field(default=None, alias="textEncoderQuant")
+    #: sd.cpp's flow shift; None: the engine's own ("auto": 3.0 for Z-Image)
+    flow_shift: float | None = Field(default=None, alias="flowShift")
+    #: the recommended quant of each component that has quants: {role: quant id}
+    quants: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v2_quants(cls, data: Any) -> Any:
+        """v2 catalogs name the two recommended quants as their own keys."""
+        if isinstance(data, dict) and ("diffusionQuant" in data or "textEncoderQuant" in data):
+            data = dict(data)
+            quants = dict(data.get("quants") or {})
+            for key, role in (("diffusionQuant", "diffusion"), ("textEncoderQuant", "textEncoder")):
+                v = data.pop(key, None)
+                if v is not None:
+                    quants.setdefault(role, v)
+            data["quants"] = quants
+        return data
+
+    @property
+    def diffusion_quant(self) -> str | None:
+        return self.quants.get("diffusion")
+
+    @property
+    def text_encoder_quant(self) -> str | None:
+        return self.quants.get("textEncoder")
 
 
 class License(_Model):
@@ -306,47 +313,220 @@ class License(_Model):
     commercial: bool | None = None
 
 
+_ROLE = r"^[a-z][A-Za-z0-9]{0,39}$"
+
+
+class Component(_Model):
+    """One part of a model: a role (``diffusion``, ``textEncoder``, ``vae``, ``upscaler`` ...)
+    loaded into one engine slot, with either quants (a radio set: one is active) or one file.
+    The same file may be a component of several models (one copy on disk, shown as shared)."""
+
+    role: str = Field(pattern=_ROLE)
+    #: the engine slot (a LoadRequest field such as ``llm_path``); None: the family's
+    slot: str | None = None
+    name: str | None = None
+    quants: list[Quant] | None = None
+    file: CatalogFile | None = None
+
+    @model_validator(mode="after")
+    def _quants_or_file(self) -> Component:
+        if (self.quants is None) == (self.file is None):
+            raise ValueError(
+                f"component {self.role!r} needs either 'quants' (a list) or 'file' (one file)"
+            )
+        if self.quants is not None:
+            if not self.quants:
+                raise ValueError(f"component {self.role!r}: 'quants' is empty")
+            seen: set[str] = set()
+            for q in self.quants:
+                if q.id in seen:
+                    raise ValueError(f"duplicate quant id {q.id!r}")
+                seen.add(q.id)
+        return self
+
+    @property
+    def has_quants(self) -> bool:
+        return self.quants is not None
+
+    def get(self, quant_id: str) -> Quant | None:
+        return next((q for q in self.quants or () if q.id == quant_id), None)
+
+    @property
+    def ids(self) -> list[str]:
+        return [q.id for q in self.quants or ()]
+
+    @property
+    def label(self) -> str:
+        """How screens name the component: the role's label ("Text Encoder")."""
+        return COMPONENT_LABELS.get(self.role, self.role)
+
+    def files(self) -> Iterator[tuple[str | None, CatalogFile]]:
+        if self.quants is not None:
+            for q in self.quants:
+                yield q.id, q
+        elif self.file is not None:
+            yield None, self.file
+
+    def engine_slot(self, family_id: str) -> str:
+        """The engine slot this component loads into: its own, else its family's."""
+        if self.slot:
+            return self.slot
+        from distill_tui.families import family
+
+        return family(family_id).slot(self.role)
+
+
+def _v2_components(data: dict) -> dict:
+    """A v2 model (``diffusion``/``textEncoder`` quant sections and a ``vae`` file) as v3
+    components: the same roles, names and files."""
+    data = dict(data)
+    if not data.get("family"):  # v2 knew one family and left the field empty
+        data["family"] = "flux2-klein"
+    comps: list[dict] = []
+    for key, role in (("diffusion", "diffusion"), ("textEncoder", "textEncoder")):
+        sec = data.pop(key, None)
+        if sec is None:
+            continue
+        if isinstance(sec, dict):
+            comps.append({"role": role, **sec})
+        else:  # not a section: left for validation to name (as a v3 component would be)
+            comps.append({"role": role, "quants": sec})
+    vae = data.pop("vae", None)
+    if vae is not None:
+        comps.append({"role": "vae", "file": vae})
+    data["components"] = comps
+    return data
+
+
 class CatalogModel(_Model):
     id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._-]*$")
     name: str
     description: str = ""
     type: str = "image-generation"
-    family: str = ""
-    vae: CatalogFile
-    diffusion: QuantSection
-    text_encoder: QuantSection = Field(alias="textEncoder")
+    family: str = "flux2-klein"
+    components: tuple[Component, ...] = Field(min_length=1)
     recommended: Recommended = Field(default_factory=Recommended)
     license: License | None = None
+    #: the family's features, overridden for this model (e.g. a base model's negative prompt)
+    features: tuple[str, ...] | None = None
 
-    def section(self, component: str) -> QuantSection:
-        if component == "diffusion":
-            return self.diffusion
-        if component == "textEncoder":
-            return self.text_encoder
-        raise KeyError(component)
+    @model_validator(mode="before")
+    @classmethod
+    def _from_v2(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and "components" not in data
+            and ("diffusion" in data or "textEncoder" in data or "vae" in data)
+        ):
+            return _v2_components(data)
+        return data
+
+    @model_validator(mode="after")
+    def _fits_family(self) -> CatalogModel:
+        """The family table knows the family; the model's type and roles are its."""
+        from distill_tui.families import FAMILIES, FEATURES
+
+        spec = FAMILIES.get(self.family)
+        if spec is None:
+            raise ValueError(
+                f"unknown family {self.family!r}; distill knows {', '.join(sorted(FAMILIES))}"
+            )
+        if self.type != spec.type:
+            raise ValueError(f"family {self.family!r} is of type {spec.type!r}, not {self.type!r}")
+        roles = [c.role for c in self.components]
+        dup = next((r for r in roles if roles.count(r) > 1), None)
+        if dup:
+            raise ValueError(f"duplicate component role {dup!r}")
+        known = {r.role for r in spec.roles}
+        extra = [r for r in roles if r not in known]
+        if extra:
+            raise ValueError(
+                f"family {self.family!r} has no component role {extra[0]!r} "
+                f"(its roles: {', '.join(r.role for r in spec.roles)})"
+            )
+        missing = [r.role for r in spec.roles if r.required and r.role not in roles]
+        if missing:
+            raise ValueError(f"family {self.family!r} needs a {missing[0]!r} component")
+        for c in self.components:
+            if c.slot and c.slot != spec.slot(c.role):
+                raise ValueError(
+                    f"component {c.role!r}: slot {c.slot!r} is not where family "
+                    f"{self.family!r} loads it ({spec.slot(c.role)!r})"
+                )
+        for f in self.features or ():
+            if f not in FEATURES:
+                raise ValueError(f"unknown feature {f!r}; known: {', '.join(sorted(FEATURES))}")
+        for role in self.recommended.quants:
+            comp = self.component(role)
+            if comp is None or not comp.has_quants:
+                raise ValueError(f"recommended quant for {role!r}, which has no quants")
+        return self
+
+    # ---- components --------------------------------------------------------------------
+    def component(self, role: str) -> Component | None:
+        return next((c for c in self.components if c.role == role), None)
+
+    @property
+    def roles(self) -> list[str]:
+        return [c.role for c in self.components]
+
+    @property
+    def quant_roles(self) -> list[str]:
+        """The roles with a quant choice (a radio set each), in catalog order."""
+        return [c.role for c in self.components if c.has_quants]
+
+    def section(self, component: str) -> Component:
+        comp = self.component(component)
+        if comp is None or not comp.has_quants:
+            raise KeyError(component)
+        return comp
 
     def default_quant(self, component: str) -> str:
-        rec = (
-            self.recommended.diffusion_quant
-            if component == "diffusion"
-            else self.recommended.text_encoder_quant
-        )
+        rec = self.recommended.quants.get(component)
         sec = self.section(component)
         if rec and sec.get(rec):
             return rec
-        return sec.quants[len(sec.quants) // 2].id if len(sec.quants) > 2 else sec.quants[0].id
+        quants = sec.quants or []
+        return quants[len(quants) // 2].id if len(quants) > 2 else quants[0].id
 
     def files(self) -> Iterator[tuple[str, str | None, CatalogFile]]:
-        """Every file: (component, quant id or None, file)."""
-        for q in self.diffusion.quants:
-            yield "diffusion", q.id, q
-        for q in self.text_encoder.quants:
-            yield "textEncoder", q.id, q
-        yield "vae", None, self.vae
+        """Every file: (component role, quant id or None, file)."""
+        for c in self.components:
+            for qid, f in c.files():
+                yield c.role, qid, f
+
+    # ---- the family --------------------------------------------------------------------
+    @property
+    def spec(self) -> Family:
+        from distill_tui.families import family
+
+        return family(self.family)
+
+    def has_feature(self, name: str) -> bool:
+        if self.features is not None:
+            return name in self.features
+        return name in self.spec.features
+
+    # ---- the trio of the image families (diffusion, text encoder, VAE) -----------------
+    @property
+    def diffusion(self) -> Component:
+        return self.section("diffusion")
+
+    @property
+    def text_encoder(self) -> Component:
+        return self.section("textEncoder")
+
+    @property
+    def vae(self) -> CatalogFile:
+        comp = self.component("vae")
+        if comp is None or comp.file is None:
+            raise KeyError("vae")
+        return comp.file
 
     @property
     def text_encoder_name(self) -> str:
-        return self.text_encoder.name or "Text Encoder"
+        comp = self.component("textEncoder")
+        return (comp.name if comp else None) or "Text Encoder"
 
 
 class Catalog(_Model):
@@ -418,6 +598,15 @@ class Catalog(_Model):
     def ids(self) -> list[str]:
         return [m.id for m in self.models]
 
+    def of_type(self, kind: str) -> list[CatalogModel]:
+        """The models of one type ("image-generation", "upscaler" ...), in catalog order."""
+        return [m for m in self.models if m.type == kind]
+
+    def users_of(self, path: str) -> list[CatalogModel]:
+        """Every model that has ``path`` as one of its files (a shared text encoder, a VAE)."""
+        key = file_key(path)
+        return [m for m in self.models if any(file_key(f.file) == key for _r, _q, f in m.files())]
+
     def to_json(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -457,11 +646,39 @@ def _format_loc(loc: tuple) -> str:
     return out
 
 
-def format_validation_error(source: Path | str, err: ValidationError) -> str:
+def _v2_keys(raw: object) -> dict[int, list[str]]:
+    """For each v2-shaped model of a raw catalog, the v2 key of each migrated component (in
+    the order :func:`_v2_components` makes them): errors then name the user's own JSON path."""
+    out: dict[int, list[str]] = {}
+    models = raw.get("models") if isinstance(raw, dict) else None
+    for i, m in enumerate(models if isinstance(models, list) else ()):
+        if isinstance(m, dict) and "components" not in m:
+            keys = [k for k in ("diffusion", "textEncoder", "vae") if k in m]
+            if keys:
+                out[i] = keys
+    return out
+
+
+def _v2_loc(loc: tuple, v2: dict[int, list[str]]) -> tuple:
+    """``$.models[0].components[2].file.size`` of a migrated v2 model as the user wrote it:
+    ``$.models[0].vae.size``."""
+    if len(loc) >= 4 and loc[0] == "models" and loc[2] == "components" and loc[1] in v2:
+        keys = v2[loc[1]]
+        j = loc[3]
+        if isinstance(j, int) and j < len(keys):
+            rest = loc[4:]
+            if keys[j] == "vae" and rest[:1] == ("file",):
+                rest = rest[1:]
+            return ("models", loc[1], keys[j], *rest)
+    return loc
+
+
+def format_validation_error(source: Path | str, err: ValidationError, raw: object = None) -> str:
+    v2 = _v2_keys(raw)
     lines = []
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {_format_loc(tuple(e['loc']))}: {msg}")
+        lines.append(f"{source}: {_format_loc(_v2_loc(tuple(e['loc']), v2))}: {msg}")
     return "\n".join(lines)
 
 
@@ -482,7 +699,7 @@ def parse_catalog(text: str | bytes, source: Path | str) -> Catalog:
     try:
         return Catalog.model_validate(raw)
     except ValidationError as e:
-        raise CatalogError(format_validation_error(source, e)) from None
+        raise CatalogError(format_validation_error(source, e, raw)) from None
 
 
 def load_catalog_file(path: Path) -> Catalog:

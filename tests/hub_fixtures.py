@@ -85,9 +85,9 @@ def build_hub_catalog(
     hub: FakeHub, dest: Path, *, scale: int = 1, sizes: dict[str, int] | None = None
 ) -> HubCatalog:
     """Mirror the bundled catalog on ``hub`` with small payloads; write it to ``dest``."""
-    from distill_tui.resources import bundled_catalog_path
+    from tests.catalog_raw import bundled_v2
 
-    raw = json.loads(bundled_catalog_path().read_text())
+    raw = bundled_v2()
     raw["catalogVersion"] = TEST_CATALOG_VERSION
     payloads: dict[str, bytes] = {}
     sizes = sizes or {}

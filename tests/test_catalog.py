@@ -18,8 +18,18 @@ from distill_tui.catalog import (
 )
 from distill_tui.downloads.hub import path_in_repo, repo_of
 from distill_tui.resources import bundled_catalog_path
+from tests.catalog_raw import bundled_v2
 
-BUNDLED = json.loads(bundled_catalog_path().read_text())
+BUNDLED = bundled_v2()  # the v2 shape: every rule below holds for v2 files too
+#: the bundled models (catalog v3): the Klein pair first, then the families of issue 21
+BUNDLED_IDS = [
+    "flux2-klein-4b",
+    "flux2-klein-9b",
+    "z-image-turbo",
+    "flux2-klein-base-4b",
+    "realesrgan-x4plus",
+    "realesrgan-x4plus-anime",
+]
 
 
 def _write(tmp_path: Path, obj, name="cat.json") -> Path:
@@ -41,14 +51,14 @@ def _bad(tmp_path: Path, mutate) -> str:
 
 def test_bundled_catalog_lists_both_models_with_every_quant():
     cat = load_catalog_file(bundled_catalog_path())
-    assert cat.ids == ["flux2-klein-4b", "flux2-klein-9b"]
-    four, nine = cat.models
+    assert cat.ids == BUNDLED_IDS
+    four, nine = cat.models[:2]
     assert four.diffusion.ids == ["Q3_K_S", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
     # the 9B repo has no Q3_K_S (hub-facts.md): Q3_K_M, and the description says so
     assert nine.diffusion.ids == ["Q3_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
     assert "no Q3_K_S" in nine.diffusion.get("Q3_K_M").description
     assert nine.license.commercial is False and "Non-Commercial" in nine.license.name
-    for m in cat.models:
+    for m in cat.models[:2]:
         assert m.text_encoder.ids == ["Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
         assert m.vae.file == "vae/flux2-vae.safetensors"
         assert m.vae.repo_id == "Comfy-Org/flux2-dev"  # ungated: no token needed for Ready
@@ -148,7 +158,7 @@ def test_first_launch_seeds_user_copy(tmp_path):
     assert loaded.warnings == []
     assert user.exists()
     assert json.loads(user.read_text())["catalogVersion"] == BUNDLED["catalogVersion"]
-    assert loaded.catalog.ids == ["flux2-klein-4b", "flux2-klein-9b"]
+    assert loaded.catalog.ids == BUNDLED_IDS
 
 
 def test_user_added_model_survives_newer_bundled_version(tmp_path):
@@ -183,7 +193,7 @@ def test_corrupt_user_copy_is_moved_aside_and_bundled_used(tmp_path):
     aside = list(tmp_path.glob("model-catalog.json.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text().startswith('{"catalogVersion": 1')
     assert aside[0].name in loaded.warnings[0]
-    assert loaded.catalog.ids == ["flux2-klein-4b", "flux2-klein-9b"]
+    assert loaded.catalog.ids == BUNDLED_IDS
     assert json.loads(user.read_text())["models"]  # re-seeded
 
 
@@ -210,6 +220,7 @@ def test_roundtrip_is_stable():
 # What hub-facts.md (../shared/research) says really lives on the Hub: (repo, file) -> (bytes,
 # sha256 or None). Every bundled URL must be one of these, with the exact size and sha256 where
 # known; a size hub-facts only estimates must be flagged ``sizeEstimated``.
+_FLUX1_AE = "afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38"
 HUB_FACTS: dict[tuple[str, str], tuple[int | None, str | None]] = {
     ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q3_K_S.gguf"): (None, None),
     ("unsloth/FLUX.2-klein-4B-GGUF", "flux-2-klein-4b-Q4_K_S.gguf"): (None, None),
@@ -273,6 +284,51 @@ HUB_FACTS: dict[tuple[str, str], tuple[int | None, str | None]] = {
         336_213_556,
         "d64f3a68e1cc4f9f4e29b6e0da38a0204fe9a49f2d4053f0ec1fa1ca02f9c4b5",
     ),
+    # hub-facts-next.md: Z-Image-Turbo (leejet, pinned at c61c0e4), its FLUX.1 VAE (ungated
+    # Comfy-Org repackage + byte-identical mirrors), Klein base 4B (leejet, d126711), ESRGAN
+    ("leejet/Z-Image-Turbo-GGUF", "z_image_turbo-Q3_K.gguf"): (
+        3_143_559_104,
+        "4b44bdaa7814f20d7cf144e3939bd93aa32f50660204dd0c2aea5c5376232980",
+    ),
+    ("leejet/Z-Image-Turbo-GGUF", "z_image_turbo-Q4_0.gguf"): (
+        3_683_370_944,
+        "2bc57986874c84f7ec6d02d9d7070a53b0029954a0e38a6e1342eb91095572f5",
+    ),
+    ("leejet/Z-Image-Turbo-GGUF", "z_image_turbo-Q4_K.gguf"): (
+        3_864_250_304,
+        "14b375ab4f226bc5378f68f37e899ef3c2242b8541e61e2bc1aff40976086fbd",
+    ),
+    ("leejet/Z-Image-Turbo-GGUF", "z_image_turbo-Q6_K.gguf"): (
+        5_263_239_104,
+        "319f627beac8059b7546f36a7b4d5097b7f4ee6a1fc37585d0f75ca1d12d01af",
+    ),
+    ("leejet/Z-Image-Turbo-GGUF", "z_image_turbo-Q8_0.gguf"): (
+        6_577_440_704,
+        "df1c5baa86d1398c979495a6072dbcee79444fdb884a2445582ba0769c44e9a1",
+    ),
+    ("Comfy-Org/z_image_turbo", "split_files/vae/ae.safetensors"): (335_304_388, _FLUX1_AE),
+    ("Comfy-Org/Lumina_Image_2.0_Repackaged", "split_files/vae/ae.safetensors"): (
+        335_304_388,
+        _FLUX1_AE,
+    ),
+    ("unsloth/Z-Image-Turbo-ComfyUI", "split_files/vae/ae.safetensors"): (335_304_388, _FLUX1_AE),
+    ("second-state/FLUX.1-schnell-GGUF", "ae.safetensors"): (335_304_388, _FLUX1_AE),
+    ("leejet/FLUX.2-klein-base-4B-GGUF", "flux-2-klein-base-4b-Q4_0.gguf"): (
+        2_460_378_560,
+        "c3a2854510677b7aa37dd7547d908c54889a76c6d6aa3ffe902fcaa092d1328b",
+    ),
+    ("leejet/FLUX.2-klein-base-4B-GGUF", "flux-2-klein-base-4b-Q8_0.gguf"): (
+        None,
+        "197fbc64147d4f0a0ddf4c9e667b05a3790a73ed12f92d391f0f4d286ee30fe8",
+    ),
+    ("LykosAI/Upscalers", "RealESRGAN/RealESRGAN_x4plus.pth"): (
+        67_040_989,
+        "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+    ),
+    ("LykosAI/Upscalers", "RealESRGAN/RealESRGAN_x4plus_anime_6B.pth"): (
+        17_938_799,
+        "f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
+    ),
 }
 
 
@@ -292,9 +348,12 @@ def test_bundled_catalog_matches_what_lives_on_the_hub():
             else:
                 assert (f.size, f.size_estimated) == (size, False), f.file
             assert f.sha256 == sha, f.file
-            assert not f.repo_id.startswith("leejet/"), "leejet's repos hold only Q4_0/Q8_0"
-    assert seen == set(HUB_FACTS)  # 21 files + the VAE mirror, nothing else
-    assert len({f.file for m in cat.models for _c, _q, f in m.files()}) == 21
+            if m.id in ("flux2-klein-4b", "flux2-klein-9b"):  # leejet: only Q4_0/Q8_0 there
+                assert not f.repo_id.startswith("leejet/"), f.file
+    # 21 Klein files + 5 Z-Image + its VAE + 2 Klein base + 2 upscalers (the Qwen3-4B quants
+    # are shared), + the 4 VAE mirrors: nothing else
+    assert seen == set(HUB_FACTS)
+    assert len({f.file for m in cat.models for _c, _q, f in m.files()}) == 31
 
 
 def test_mirrors_need_a_sha_and_valid_urls():
@@ -332,7 +391,7 @@ def test_a_v1_user_copy_with_dead_urls_is_upgraded(tmp_path):
     old["models"].append(mine)
     user = _write(tmp_path, old, "model-catalog.json")
     cat = load_catalog(user).catalog
-    assert cat.ids == ["flux2-klein-4b", "flux2-klein-9b", "my-own-model"]
+    assert cat.ids == [*BUNDLED_IDS, "my-own-model"]
     for m in cat.models[:2]:
         assert all("leejet" not in f.download_url for _c, _q, f in m.files())
         assert m.vae.file == "vae/flux2-vae.safetensors"
@@ -355,7 +414,7 @@ def test_a_user_model_colliding_with_a_bundled_file_is_left_out_with_a_warning(t
     user = _write(tmp_path, old, "model-catalog.json")
     assert load_catalog_file(user).ids == ["my-model"]  # valid by itself
     loaded = load_catalog(user)
-    assert loaded.catalog.ids == ["flux2-klein-4b", "flux2-klein-9b"]
+    assert loaded.catalog.ids == BUNDLED_IDS
     assert any("'my-model'" in w and "left out" in w for w in loaded.warnings)
     old["models"] = [same]
     user2 = _write(tmp_path, old, "model-catalog-2.json")

@@ -485,9 +485,9 @@ def test_catalog_refuses_a_file_that_collides_with_ours(name):
 
 
 def _raw_catalog() -> dict:
-    from distill_tui.resources import bundled_catalog_path
+    from tests.catalog_raw import bundled_v2
 
-    return json.loads(bundled_catalog_path().read_text())
+    return bundled_v2()
 
 
 def test_catalog_refuses_two_urls_for_one_file():

@@ -21,8 +21,8 @@ from distill_tui.app import DistillApp
 from distill_tui.cli import main as cli_main
 from distill_tui.display import STILL
 from distill_tui.outputs import History, HistoryRecord
-from distill_tui.resources import bundled_catalog_path
 from distill_tui.textsafe import escape_markup, has_control, visible
+from tests.catalog_raw import bundled_v2
 from tests.gen_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ PAYLOADS = (b"\x1b]0;pwned", b"\x1b]52;", b"\xc2\x9b31m", b"]0;pwned\x07")
 
 def hostile_catalog(app_paths) -> dict:
     """The bundled catalog plus one model whose every free-text field is hostile."""
-    raw = json.loads(bundled_catalog_path().read_text("utf-8"))
+    raw = bundled_v2()
     evil = json.loads(json.dumps(raw["models"][0]))
     evil["id"] = "evil-model"
     evil["name"] = f"Evil {HOSTILE}"

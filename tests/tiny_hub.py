@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python tests/tiny_hub.py` as well as `-m tests.tiny_hub`
     sys.path.insert(0, str(ROOT))
 
+from tests.catalog_raw import bundled_v2  # noqa: E402
 from tests.fakehub import FakeHub  # noqa: E402
 
 HF = "https://huggingface.co"
@@ -92,7 +93,7 @@ def serve_tiny_set(
     source answers 404 EntryNotFound (its repo exists), so only the mirrors serve it.
     ``gated_mirror``: the mirror repos answer 401 GatedRepo without the Hub's token.
     """
-    raw = copy.deepcopy(catalog) if catalog is not None else json.loads(BUNDLED_CATALOG.read_text())
+    raw = copy.deepcopy(catalog) if catalog is not None else bundled_v2()
     raw["catalogVersion"] = int(raw["catalogVersion"]) + bump  # newer than bundled: kept as is
     endpoint = (endpoint or hub.url).rstrip("/")
     model = next((m for m in raw["models"] if m["id"] == model_id), None)
