@@ -33,7 +33,7 @@ stack and the engine dies of SIGSEGV (measured with the tiny model: ASCII 25,625
 26,250 crash; 3-byte characters 8,000 (24,000 bytes) ok / 9,000 (27,000 bytes) crash; with a
 2 MB stack 8,000 bytes already crashed - the engine child now raises its soft stack limit).
 Long prompts are slow too: 8,000 bytes of words took ~17 s of CPU to encode on the tiny model
-before the first step, 20,000 ~116 s. Why threads: ``--threads 100000`` killed the engine
+before the first step, 20,000 ~116 s. Why threads: 100,000 engine threads killed the engine
 (SIGSEGV; 4,096 ran); more threads than CPUs only slow it down.
 
 No textual or pydantic import (the form imports this at start-up).
@@ -86,13 +86,21 @@ class Bound:
     means automatic/random (``auto_word`` names it)."""
 
     name: str  # the engine protocol's field (GenerateRequest / LoadRequest)
-    label: str  # what the form calls it
     kind: Kind
     lo: float
     hi: float | Callable[[], float]
     auto: int | None = None
     auto_word: str = ""
     step: int = 1
+    own_label: str = ""  #: the label of an input with no recipe row (a LoRA's weight)
+
+    @property
+    def label(self) -> str:
+        """What the form calls it: its ``recipe.PARAMS`` row's form label."""
+        from distill_tui.recipe import BY_NAME
+
+        row = BY_NAME.get(self.name)
+        return row.short if row is not None else self.own_label
 
     @property
     def flag(self) -> str:
@@ -173,22 +181,22 @@ class Bound:
 BOUNDS: dict[str, Bound] = {
     b.name: b
     for b in (
-        Bound("width", "Width", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
-        Bound("height", "Height", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
-        Bound("steps", "Steps", "int", 1, MAX_STEPS),
-        Bound("cfg_scale", "CFG", "float", 0.0, MAX_CFG),
-        Bound("batch_count", "Batch", "int", 1, MAX_BATCH),
-        Bound("seed", "Seed", "int", 0, MAX_SEED, auto=-1, auto_word="random"),
-        Bound("n_threads", "Threads", "int", 1, max_threads, -1, "auto"),
-        Bound("strength", "Strength", "float", 0.0, 1.0),
-        Bound("lora_weight", "LoRA weight", "float", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT),
-        Bound("prompt", "Prompt", "text", 0, MAX_PROMPT_BYTES),
-        Bound("negative_prompt", "Negative", "text", 0, MAX_PROMPT_BYTES),
+        Bound("width", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
+        Bound("height", "int", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
+        Bound("steps", "int", 1, MAX_STEPS),
+        Bound("cfg_scale", "float", 0.0, MAX_CFG),
+        Bound("batch_count", "int", 1, MAX_BATCH),
+        Bound("seed", "int", 0, MAX_SEED, auto=-1, auto_word="random"),
+        Bound("n_threads", "int", 1, max_threads, -1, "auto"),
+        Bound("strength", "float", 0.0, 1.0),
+        Bound("lora_weight", "float", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT, own_label="LoRA weight"),
+        Bound("prompt", "text", 0, MAX_PROMPT_BYTES),
+        Bound("negative_prompt", "text", 0, MAX_PROMPT_BYTES),
         # the engine knobs of issue 20.4 (0 max VRAM: off; flow shift / threshold: the
         # protocol's None is the engine's default and is not checked)
-        Bound("max_vram", "Max VRAM (GiB)", "float", 0.0, MAX_VRAM_GIB),
-        Bound("cache_threshold", "Cache threshold", "float", 0.0, 10.0),
-        Bound("flow_shift", "Flow shift", "float", 0.1, 100.0),
+        Bound("max_vram", "float", 0.0, MAX_VRAM_GIB),
+        Bound("cache_threshold", "float", 0.0, 10.0),
+        Bound("flow_shift", "float", 0.1, 100.0),
     )
 }
 
