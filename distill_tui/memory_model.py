@@ -16,9 +16,10 @@ those of batch 1). With all weights on the device::
 
 where ``W_x`` is the weights file size of x (GGUF/safetensors tensors are loaded as stored; the
 logged params buffers match the files within metadata), ``C_x`` its compute buffer, and the
-primed terms drop out (go to RAM) with **text encoder on CPU** (``keep_clip_on_cpu``) or **VAE on
-CPU** (``keep_vae_on_cpu``). With **offload to CPU** (``offload_params_to_cpu``) the weights
-live in RAM and each runner's weights come to the device only while it runs::
+primed terms drop out (go to RAM) with ``keep_clip_on_cpu`` (the text encoder runs on the CPU)
+or ``keep_vae_on_cpu`` (the VAE does). With ``offload_to_cpu`` (sd.cpp's
+``offload_params_to_cpu``) the weights live in RAM and each runner's weights come to the
+device only while it runs::
 
     peak = CONTEXT + max(W_te' + C_te', W_dit + C_dit, W_vae' + C_vae')
 
@@ -26,9 +27,9 @@ Compute buffers (bytes), ``T = ceil16(w)/16 * ceil16(h)/16`` image tokens (FLUX.
 16x16 pixels), ``Ttxt = 512`` text tokens (the Qwen3 prompt is padded: the buffers do not move
 with a 2- or 200-word prompt), ``H``/``heads`` the DiT width, ``P = ceil16(w) * ceil16(h)``::
 
-    C_dit = (T + Ttxt) * H * DIT_FLASH                              (flash attention on)
+    C_dit = (T + Ttxt) * H * DIT_FLASH                                      (flash_attn on)
     C_dit = (T + Ttxt) * H * DIT_NO_FLASH + heads * (T + Ttxt)^2 * 4   (off: f32 scores)
-    C_vae = VAE_PER_PIXEL_PER_CH * 128 * P           (VAE tiling: P capped at 512 x 512)
+    C_vae = VAE_PER_PIXEL_PER_CH * 128 * P           (vae_tiling: P capped at 512 x 512)
     C_te  = TE_COMPUTE[arch]                          (prompt-bound, not resolution-bound)
 
 Constants and where they come from (``bench/memory_model.md``, reproduced by
@@ -37,14 +38,14 @@ Constants and where they come from (``bench/memory_model.md``, reproduced by
 
 * ``VAE_PER_PIXEL_PER_CH = 52.0``: the real-width FLUX.2 VAE decoder (ch 128) logged 104.03 MiB
   at 128² and 416.13 MiB at 256² (6657 B/pixel, exactly linear; ch 32: 1666 B/pixel at 64²..512²).
-  At 1024² that is 6.5 GiB: the largest single buffer of a Klein run. With VAE tiling the
+  At 1024² that is 6.5 GiB: the largest single buffer of a Klein run. With ``vae_tiling`` the
   buffer stayed at the 512² value for 512², 768² and 1024² (tiles of 512 px).
 * ``DIT_FLASH = 84.5``, ``DIT_NO_FLASH = 57.5`` bytes per token per unit of width: fitted on a
   DiT of Klein 4B's width (H 3072, 24 heads, 1+1 blocks; depth does not change the buffer:
   1+1 and 2+2 blocks logged the same) at 128², 256², 512². Flash on logged 134.9 / 159.9 /
   350.1 MiB (the model: 142.6 / 190.1 / 380.2, the slope of the two larger sizes, so it errs
   high); flash off 180.9 / 476.1 MiB at 256² / 512² (the model: 183.4 / 474.8). At 1024² that
-  is 1.1 GiB with flash attention, 2.7 GiB without (Klein 4B).
+  is 1.1 GiB with ``flash_attn``, 2.7 GiB without (Klein 4B).
 * ``TE_COMPUTE``: not measured at real width (the tiny Qwen3 logs 55 MiB, mostly the 32-head
   512² scores); estimated from Qwen3's shapes: 512 tokens x (3 x intermediate + 4 x hidden)
   f32 + scores, rounded up.
@@ -117,13 +118,8 @@ class Knobs:
         return replace(self, **{n: True for n in names})
 
 
-def _phrase(label: str) -> str:
-    """A label inside a sentence: "Flash attention" -> "flash attention", "VAE tiling" kept."""
-    return label if label[:2].isupper() else label[:1].lower() + label[1:]
-
-
-#: each knob's words: its recipe.PARAMS label
-KNOB_LABELS = {f.name: _phrase(BY_NAME[f.name].label) for f in fields(Knobs)}
+#: each knob's words: its recipe.PARAMS row's label, as a sentence reads it (``Param.phrase``)
+KNOB_LABELS = {f.name: BY_NAME[f.name].phrase for f in fields(Knobs)}
 #: what is tried, in order, when the plain set does not fit: cheapest first (tiling costs a
 #: little time at decode; offload moves the weights over PCIe each run; a text encoder on the
 #: CPU encodes slowly; a VAE on the CPU decodes very slowly)
@@ -367,7 +363,7 @@ def all_sets(
 
 
 def knob_tier(f: Fit) -> int:
-    """0: fits as it is (or with flash attention / VAE tiling, which cost little); 1: needs
+    """0: fits as it is (or with ``flash_attn`` / ``vae_tiling``, which cost little); 1: needs
     offload (the weights cross PCIe at every phase); 2: the text encoder on the CPU (slow
     prompt encoding); 3: the VAE on the CPU too (very slow decode); 4: does not fit."""
     if f.level == "no":

@@ -112,6 +112,7 @@ class Param:
     metavar: str | None = None
     json_key: str = ""  #: the ``--json`` key (""  : the name in camelCase)
     png: bool = True  #: written in the PNG ``parameters`` text (by ``label``)
+    word: str = ""  #: one word for a narrow column (the Model Manager's fit marks)
 
     @property
     def bound(self) -> Bound | None:
@@ -131,6 +132,12 @@ class Param:
     def short(self) -> str:
         """The form's label."""
         return self.form_label or self.label
+
+    @property
+    def phrase(self) -> str:
+        """The label inside a sentence: lower case, but an acronym (``VAE tiling``) kept."""
+        label = self.label
+        return label if label[:2].isupper() else label[:1].lower() + label[1:]
 
     @property
     def is_knob(self) -> bool:
@@ -218,24 +225,24 @@ PARAMS: tuple[Param, ...] = (
     _knob(
         "flash_attn", "load", "Flash attention", "--flash-attn", "flash_attn",
         "flash attention", default=True, form_id="flash-attn", form_label="Flash attn",
-        json_key="flashAttention",
+        json_key="flashAttention", word="flash",
     ),
     _knob(
         "offload_to_cpu", "load", "Offload to CPU", "--offload-to-cpu", "offload_to_cpu",
-        "keep the weights in RAM, on the GPU only in use", form_id="offload",
+        "keep the weights in RAM, on the GPU only in use", form_id="offload", word="offload",
     ),
     _knob(
         "vae_tiling", "generate", "VAE tiling", "--vae-tiling", "vae_tiling",
-        "decode the image in tiles (less memory)", form_id="vae-tiling",
+        "decode the image in tiles (less memory)", form_id="vae-tiling", word="tiling",
     ),
     _knob(
         "keep_clip_on_cpu", "load", "Text encoder on CPU", "--text-encoder-cpu",
         "keep_clip_on_cpu", "run the text encoder on the CPU", form_id="te-cpu",
-        form_label="Text enc on CPU", json_key="textEncoderOnCpu",
+        form_label="Text enc on CPU", json_key="textEncoderOnCpu", word="TE→CPU",
     ),
     _knob(
         "keep_vae_on_cpu", "load", "VAE on CPU", "--vae-cpu", "keep_vae_on_cpu",
-        "run the VAE on the CPU", form_id="vae-cpu", json_key="vaeOnCpu",
+        "run the VAE on the CPU", form_id="vae-cpu", json_key="vaeOnCpu", word="VAE→CPU",
     ),
     # ---- the engine's own knobs (issue 20.4; default: the engine's; README "Engine knobs")
     Param(

@@ -8,8 +8,7 @@ row, and every surface reads it.
 * a table test walks ``PARAMS``: a CLI flag, a form field (or hidden), a PNG label, and
   record -> Recipe -> record is identity;
 * a grep: a knob's other spellings (its flag, its settings key, its JSON key, its label) live
-  in recipe.py, the engine protocol and the child only - plus the files listed in
-  ``STILL_SPELLED`` (what is left to derive);
+  in recipe.py, the engine protocol and the child only;
 * ``distill compare -o SHEET`` never replaces a FIFO, a device or an existing file (issue
   19.1), as ``distill generate -o``.
 """
@@ -207,19 +206,14 @@ def test_every_param_has_a_flag_a_form_field_a_png_label_and_a_round_trip():
     assert {p.key for p in KNOBS} <= set(sample.json())
 
 
-#: files that still spell a knob's other names (what is left to derive from recipe.PARAMS);
-#: the settings file format keeps its keys, the memory model and the status line their words
-STILL_SPELLED = {
-    "distill_tui/settings.py",  # GenerationDefaults' fields (the file format; bounds: PARAMS)
-    "distill_tui/memory_model.py",  # prose only (its knobs and words come from PARAMS)
-    "distill_tui/widgets/file_status.py",  # the fit line's short words
-}
+#: the files that spell a knob otherwise than by its one name: the table itself, the engine
+#: protocol and the child (the wire); everything else reads the rows (the settings' keys are
+#: the rows' names, bounds' labels, memory_model's words and the fit column's are the rows')
 ALLOWED = {
     "distill_tui/recipe.py",
-    "distill_tui/bounds.py",  # the bounds' labels (form error words) and the docstring's
     "distill_tui/engine/protocol.py",
     "distill_tui/engine/child.py",
-} | STILL_SPELLED
+}
 
 
 def test_a_knobs_other_spellings_live_in_the_recipe_the_protocol_and_the_child():

@@ -17,6 +17,7 @@ from textual.content import Content
 from distill_tui.catalog import CatalogFile
 from distill_tui.downloads.events import DownloadEvent, Elsewhere, ShownDownload
 from distill_tui.formatting import eta_text, short_size
+from distill_tui.recipe import PARAMS
 from distill_tui.textsafe import visible
 
 ACTIVE_STATES = frozenset({"queued", "preflight", "downloading", "verifying"})
@@ -303,14 +304,9 @@ def row_lines(
     return lines
 
 
-#: short knob names for the rows' fit column (memory_model.KNOB_LABELS has the long ones)
-KNOB_SHORT = {
-    "flash_attn": "flash",
-    "vae_tiling": "tiling",
-    "offload_to_cpu": "offload",
-    "keep_clip_on_cpu": "TE→CPU",
-    "keep_vae_on_cpu": "VAE→CPU",
-}
+#: short knob names for the rows' fit column: each recipe.PARAMS row's ``word``
+#: (memory_model.KNOB_LABELS has the long ones)
+KNOB_SHORT = {p.name: p.word for p in PARAMS if p.word}
 FIT_WIDTH = 16
 
 
