@@ -407,6 +407,54 @@ def save_png(
     return path
 
 
+def _text_info(texts: Mapping[str, str]) -> PngImagePlugin.PngInfo:
+    """PNG text chunks, each as given (tEXt; iTXt for a value Latin-1 cannot hold)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in texts.items():
+        info.add_text(key, value)
+    return info
+
+
+def save_texts_png(
+    image: Image.Image,
+    target: str | os.PathLike[str],
+    texts: Mapping[str, str],
+    *,
+    seed: int = 0,
+    index: int = 0,
+    exact: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """:func:`save_png` for an image whose text chunks are already made (an upscale keeps its
+    source's): the same names in a folder, the same ``-o`` rules (a .jpg/.webp gets the
+    ``parameters`` text as EXIF UserComment)."""
+    img = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    target = Path(target)
+    if exact:
+        import io
+
+        fmt = OUTPUT_FORMATS.get(target.suffix.lower(), "PNG")
+        buf = io.BytesIO()
+        if fmt == "PNG":
+            img.save(buf, format="PNG", pnginfo=_text_info(texts))
+        else:
+            exif = exif_user_comment(user_comment(texts.get("parameters", "")))
+            extra = {"quality": 95} if fmt == "JPEG" else {"quality": 95, "method": 4}
+            img.save(buf, format=fmt, exif=exif, **extra)
+        write_output_file(target, buf.getvalue(), overwrite=overwrite)
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    path, fd = _open_exclusive(target / f"{_stamp(time.time())}_{seed}_{index}.png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG", pnginfo=_text_info(texts))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return path
+
+
 def read_parameters(path: str | os.PathLike[str]) -> str | None:
     """The ``parameters`` text of a PNG (text chunk) or a JPEG/WebP (EXIF UserComment), or
     None."""

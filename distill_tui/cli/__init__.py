@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_parser(sub)
     _add_generate_parser(sub)
     _add_compare_parser(sub)
+    _add_upscale_parser(sub)
     _add_catalog_parser(sub)
     _add_doctor_parser(sub)
     _add_completion_parser(sub)
@@ -365,6 +366,40 @@ def _add_compare_parser(sub: _Subcommands) -> None:
     )
 
 
+def _add_upscale_parser(sub: _Subcommands) -> None:
+    """``distill upscale``; run by cli/upscale.py (building this imports no engine)."""
+    up = sub.add_parser(
+        "upscale",
+        help="upscale images with an ESRGAN upscaler (4x with Real-ESRGAN x4plus)",
+        description="Upscale each IMAGE with the upscaler (a catalog upscaler, the active or "
+        "first installed one by default, or a .pth/.safetensors file). The result keeps the "
+        "source's metadata plus the upscaler, goes to the outputs folder (the Gallery lists "
+        "it, linked to its source) and its path is printed. Sources: PNG, JPEG, WebP or BMP, "
+        "at most 4096 px a side; results at most 16384 px a side and 67 megapixels.",
+    )
+    up.add_argument("images", nargs="+", metavar="IMAGE")
+    out = up.add_mutually_exclusive_group()
+    out.add_argument(
+        "-o", "--output", metavar="FILE", help="the result (one IMAGE only): .png, .jpg or .webp"
+    )
+    out.add_argument("--out-dir", metavar="DIR", help="default: the outputs folder")
+    up.add_argument("--upscaler", metavar="ID|PATH", help="a catalog upscaler id or an ESRGAN file")
+    up.add_argument(
+        "--tile-size",
+        type=int,
+        metavar="PX",
+        help="tile side the engine works in (32-512, default 128): larger is faster and "
+        "needs more memory",
+    )
+    up.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let -o replace an existing regular file (a device, FIFO or folder never)",
+    )
+    up.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    up.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+
 def _add_catalog_parser(sub: _Subcommands) -> None:
     """Built here, not in cli/catalog.py: building it must not import the check's modules."""
     cat = sub.add_parser("catalog", help="check the model catalog against the Hugging Face Hub")
@@ -513,6 +548,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
             from distill_tui.cli.compare import run_compare
 
             return run_compare(args, ctx)
+        if command == "upscale":
+            from distill_tui.cli.upscale import run_upscale
+
+            return run_upscale(args, ctx)
         if command == "catalog":
             from distill_tui.cli import catalog
 

@@ -28,6 +28,10 @@ its original stdout. Traps of stable-diffusion-cpp-python 0.4.7 handled here (se
   paths/options differ (``LoadRequest.key()``).
 * Threads: ``n_threads <= 0`` means the number of physical cores (capped by the CPU
   affinity), like sd.cpp's own CLI, not the wrapper's ``cpu_count() // 2``.
+* Upscales (``upscale``): a standalone upscaler context (the wrapper's ``StableDiffusion``
+  with ``upscaler_path`` only) kept beside the generation model, so a Gallery upscale does not
+  cost the next generation a reload; it is rebuilt when the file or tile size changes and
+  freed by ``unload`` and before a new generation model loads (the model gets the memory).
 * Seeds: ``-1`` becomes a random 31-bit seed chosen here (the wrapper would only pick
   0..10000); image *i* of a batch uses seed + i.
 
@@ -75,6 +79,8 @@ from distill_tui.engine.protocol import (
     Timings,
     UnloadedEvent,
     UnloadRequest,
+    UpscaledEvent,
+    UpscaleRequest,
     dumps,
     parse_request,
 )
@@ -239,6 +245,9 @@ class EngineChild:
         self._sd: Any = None
         self._loaded_key: tuple | None = None
         self._vae_decode_only = True
+        # the upscaler context (see the module docstring)
+        self._up: Any = None
+        self._up_key: tuple | None = None
 
     # ---- events and native callbacks -----------------------------------------------------
 
@@ -418,6 +427,7 @@ class EngineChild:
                     )
                 )
         self.free_model()
+        self.free_upscaler()
         self._proto.flush()
         return 0
 
@@ -427,6 +437,8 @@ class EngineChild:
             self.handle_load(req)
         elif isinstance(req, GenerateRequest):
             self.handle_generate(req)
+        elif isinstance(req, UpscaleRequest):
+            self.handle_upscale(req)
         elif isinstance(req, UnloadRequest):
             self.handle_unload()
         elif isinstance(req, ShutdownRequest):
@@ -447,8 +459,21 @@ class EngineChild:
             gc.collect()
         self._loaded_key = None
 
+    def free_upscaler(self) -> None:
+        """Close the upscaler context, if any (its memory back at once)."""
+        if self._up is not None:
+            try:
+                self._up._upscaler.close()
+                self._up._model.close()
+            except Exception as e:  # noqa: BLE001
+                _errlog(f"free upscaler failed: {e}")
+            self._up = None
+            gc.collect()
+        self._up_key = None
+
     def handle_unload(self) -> None:
         self.free_model()
+        self.free_upscaler()
         self.emit(UnloadedEvent())
 
     def handle_load(self, req: LoadRequest) -> None:
@@ -457,6 +482,7 @@ class EngineChild:
             self.emit(LoadedEvent(seconds=0.0, reused=True, model_version=self.model_version))
             return
         self.free_model()
+        self.free_upscaler()
         self.req_id = ""
         if os.environ.get("DISTILL_ENGINE_SKIP_PREFLIGHT") != "1":  # tests/debugging only
             try:
@@ -531,6 +557,135 @@ class EngineChild:
             )
             return None
         return model
+
+    # ---- upscale ---------------------------------------------------------------------------
+
+    def handle_upscale(self, req: UpscaleRequest) -> None:
+        """Load (or keep) the upscaler, upscale the image, write it with ``req.texts``."""
+        from distill_tui.upscale import UpscaleError, check_source, upscaler_file_problem
+
+        self.req_id = req.id
+        problem = upscaler_file_problem(req.upscaler_path)
+        if problem is None and not req.output_file and not req.output_dir:
+            problem = "no output_dir/output_file"
+        if problem is not None:
+            kind = "bad_request" if problem.startswith("no output") else "missing_file"
+            self.emit(ErrorEvent(id=req.id, kind=kind, message=problem))  # type: ignore[arg-type]
+            return
+        if self._source_refused(req, check_source, UpscaleError, scale=1):
+            return
+        self.errors.clear()
+        load_s = 0.0
+        if self._up is None or self._up_key != req.key():
+            self.free_upscaler()
+            self.phase = "loading"
+            self.emit(PhaseEvent(id=req.id, phase="loading"))
+            t0 = time.monotonic()
+            threads = req.n_threads if req.n_threads > 0 else _physical_threads(self._sd_cpp)
+            try:
+                self._up = self._model_class(
+                    upscaler_path=req.upscaler_path,
+                    upscale_tile_size=req.tile_size,
+                    n_threads=threads,
+                    offload_params_to_cpu=req.offload_to_cpu,
+                    verbose=True,
+                )
+            except Exception as e:  # noqa: BLE001 - the wrapper raises ValueError on NULL
+                reasons = [x for x in self.errors if x] or [str(e)]
+                shown = "; ".join(dict.fromkeys(reasons[:4]))
+                self.emit(
+                    ErrorEvent(
+                        id=req.id,
+                        kind="load",
+                        message=f"the upscaler could not be loaded: {shown}",
+                        log_tail=self._log_tail(),
+                    )
+                )
+                return
+            self._up_key = req.key()
+            load_s = round(time.monotonic() - t0, 4)
+        # the last guard (the parent checked it; the file may have changed since): the result
+        # of the scale this file has must stay in bounds too
+        try:
+            scale = int(self._sd_cpp.get_upscale_factor(self._up.upscaler))
+        except Exception:  # noqa: BLE001 - a wrapper without it: the largest sd.cpp has
+            scale = 4
+        if self._source_refused(req, check_source, UpscaleError, scale=max(1, scale)):
+            return
+        self._upscale_and_save(req, load_s)
+
+    def _source_refused(self, req: UpscaleRequest, check: Any, error: Any, scale: int) -> bool:
+        try:
+            check(req.image, scale=scale, digest=False)
+        except error as e:
+            self.emit(ErrorEvent(id=req.id, kind="bad_request", message=e.message))
+            return True
+        return False
+
+    def _upscale_and_save(self, req: UpscaleRequest, load_s: float) -> None:
+        from PIL import Image
+
+        try:
+            with Image.open(req.image) as im:
+                src = im.convert("RGB")
+        except (OSError, ValueError) as e:
+            self.emit(ErrorEvent(id=req.id, kind="bad_file", message=f"{req.image}: {e}"))
+            return
+        self.phase = "upscaling"
+        self.emit(PhaseEvent(id=req.id, phase="upscaling"))
+        t1 = time.monotonic()
+        try:
+            images = self._up.upscale([src])
+        except Exception as e:  # noqa: BLE001
+            self.emit(
+                ErrorEvent(
+                    id=req.id,
+                    kind="generate",
+                    message=f"upscale failed: {e}",
+                    log_tail=self._log_tail(),
+                )
+            )
+            return
+        t2 = time.monotonic()
+        out = images[0] if images else None
+        if out is None or out.width < src.width or out.width % src.width:
+            msg = "; ".join(self.errors[:3]) or "the library returned no image"
+            self.emit(
+                ErrorEvent(id=req.id, kind="generate", message=msg, log_tail=self._log_tail())
+            )
+            return
+        self.phase = "saving"
+        self.emit(PhaseEvent(id=req.id, phase="saving"))
+        try:
+            if req.output_file:
+                path = self._save_texts(
+                    out, req.output_file, req.texts, exact=True, overwrite=req.output_overwrite
+                )
+            else:
+                path = self._save_texts(out, req.output_dir or ".", req.texts, seed=req.seed)
+        except OSError as e:
+            self.emit(ErrorEvent(id=req.id, kind="generate", message=f"cannot save the image: {e}"))
+            return
+        self.phase = "encoding"
+        self.emit(
+            UpscaledEvent(
+                id=req.id,
+                path=str(path),
+                width=out.width,
+                height=out.height,
+                scale=out.width // src.width,
+                source_width=src.width,
+                source_height=src.height,
+                load_seconds=load_s,
+                upscale_seconds=round(t2 - t1, 4),
+                save_seconds=round(time.monotonic() - t2, 4),
+            )
+        )
+
+    def _save_texts(self, image: Any, target: str, texts: dict[str, str], **kw: Any) -> Path:
+        from distill_tui.outputs import save_texts_png
+
+        return save_texts_png(image, target, texts, **kw)
 
     # ---- generate --------------------------------------------------------------------------
 

@@ -58,6 +58,8 @@ from distill_tui.engine.protocol import (
     Timings,
     UnloadedEvent,
     UnloadRequest,
+    UpscaledEvent,
+    UpscaleRequest,
     dumps,
     parse_event,
 )
@@ -433,6 +435,38 @@ class EngineClient:
                     self._set_state("ready")
                     return res
                 elif isinstance(ev, ErrorEvent):
+                    self._set_state("ready")
+                    raise EngineError(ev.kind, ev.message, ev.log_tail or self._error_tail())
+        finally:
+            self._busy = False
+            if self._state in ("loading", "busy"):
+                self._set_state("ready" if self._alive() else "not_started")
+
+    async def upscale(self, req: UpscaleRequest) -> UpscaledEvent:
+        """Upscale one image in the child (the generation model stays loaded; the upscaler
+        context is kept for the next one). Raises EngineBusy at once if one is running;
+        ``cancel()`` ends it as it ends a generation. The caller writes the history record
+        (``distill_tui.upscale``)."""
+        if self._busy:
+            raise EngineBusy()
+        self._busy = True
+        try:
+            if self._leaked >= self._recycle_after and self._alive():
+                await self._stop_child()
+            if not req.id:
+                self._seq += 1
+                req = req.model_copy(update={"id": f"u{os.getpid()}-{self._seq}"})
+            await self.start()
+            self._set_state("busy")
+            await self._send(req)
+            while True:
+                ev = await self._next()
+                if isinstance(ev, UpscaledEvent):
+                    # the wrapper never frees the native result (and its float copy)
+                    self._leaked += ev.width * ev.height * 3
+                    self._set_state("ready")
+                    return ev
+                if isinstance(ev, ErrorEvent):
                     self._set_state("ready")
                     raise EngineError(ev.kind, ev.message, ev.log_tail or self._error_tail())
         finally:

@@ -16,6 +16,9 @@ Request/response shape (one request at a time; the child processes them in order
   ``reused=True`` at once, without a ``loading`` phase).
 * ``generate`` -> ``phase(encoding)``, ``phase(sampling)``, ``progress``..., ``preview``...,
   ``phase(decoding)``, ``phase(saving)``, ``image`` (one per image), ``done`` | ``error``.
+* ``upscale``  -> ``phase(loading)`` (a new upscaler only), ``phase(upscaling)``,
+  ``progress(phase=upscaling)``... (tiles), ``phase(saving)``, ``upscaled`` | ``error``.
+  The upscaler context is kept beside the generation model (see ``child.py``).
 * ``unload``   -> ``unloaded``.
 * ``shutdown`` -> the child exits 0.
 
@@ -52,7 +55,7 @@ __all__ = ["MAX_SEED", "seed_problem"]  # their home is distill_tui.bounds
 
 PROTOCOL_VERSION = 1
 
-Phase = Literal["loading", "encoding", "sampling", "decoding", "saving"]
+Phase = Literal["loading", "encoding", "sampling", "decoding", "saving", "upscaling"]
 ErrorKind = Literal[
     "load",  # the library could not load the files (NULL context); message has its ERROR lines
     "mismatch",  # text encoder width does not match the diffusion model (preflight)
@@ -221,6 +224,40 @@ _GENERATE_BOUNDED = (
 )
 
 
+#: the upscaler's tile side in px (sd.cpp's default 128): the compute buffer grows with its
+#: square (x4: a 128 tile is a 512x512 output tile)
+UPSCALE_TILE_DEFAULT = 128
+UPSCALE_TILE_MIN = 32
+UPSCALE_TILE_MAX = 512
+
+
+class UpscaleRequest(_Msg):
+    """Upscale one image with an ESRGAN file; the child writes the result (``texts``: the PNG
+    text chunks, written verbatim: the parent built them from the source's)."""
+
+    type: Literal["upscale"] = "upscale"
+    id: str = ""
+    upscaler_path: str
+    image: str  # the source image (the parent checked its size; the child checks again)
+    tile_size: int = Field(default=UPSCALE_TILE_DEFAULT, ge=UPSCALE_TILE_MIN, le=UPSCALE_TILE_MAX)
+    n_threads: int = -1
+    offload_to_cpu: bool = False
+    texts: dict[str, str] = Field(default_factory=dict)
+    seed: int = 0  # only for the file name in a folder (``<stamp>_<seed>_0.png``)
+    output_dir: str | None = None
+    output_file: str | None = None
+    output_overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _in_bounds(self) -> UpscaleRequest:
+        _bounded(self, ("n_threads",))
+        return self
+
+    def key(self) -> tuple:
+        """What identifies a loaded upscaler context."""
+        return (self.upscaler_path, self.tile_size, self.n_threads, self.offload_to_cpu)
+
+
 class UnloadRequest(_Msg):
     type: Literal["unload"] = "unload"
 
@@ -230,7 +267,8 @@ class ShutdownRequest(_Msg):
 
 
 Request = Annotated[
-    LoadRequest | GenerateRequest | UnloadRequest | ShutdownRequest, Field(discriminator="type")
+    LoadRequest | GenerateRequest | UpscaleRequest | UnloadRequest | ShutdownRequest,
+    Field(discriminator="type"),
 ]
 
 # ---- events (child -> parent) -----------------------------------------------------------
@@ -315,6 +353,22 @@ class DoneEvent(_Msg):
     images: list[ImageEvent]
 
 
+class UpscaledEvent(_Msg):
+    """The upscaled image is written: where, its size, the scale the model has, timings."""
+
+    type: Literal["upscaled"] = "upscaled"
+    id: str = ""
+    path: str
+    width: int
+    height: int
+    scale: int
+    source_width: int
+    source_height: int
+    load_seconds: float = 0.0  # 0: the upscaler context was reused
+    upscale_seconds: float = 0.0
+    save_seconds: float = 0.0
+
+
 class UnloadedEvent(_Msg):
     type: Literal["unloaded"] = "unloaded"
 
@@ -335,6 +389,7 @@ Event = Annotated[
     | LoadedEvent
     | ImageEvent
     | DoneEvent
+    | UpscaledEvent
     | UnloadedEvent
     | ErrorEvent,
     Field(discriminator="type"),
@@ -347,10 +402,11 @@ EngineEvent = (
     | LoadedEvent
     | ImageEvent
     | DoneEvent
+    | UpscaledEvent
     | UnloadedEvent
     | ErrorEvent
 )
-EngineRequest = LoadRequest | GenerateRequest | UnloadRequest | ShutdownRequest
+EngineRequest = LoadRequest | GenerateRequest | UpscaleRequest | UnloadRequest | ShutdownRequest
 
 _events: TypeAdapter[Any] = TypeAdapter(Event)
 _requests: TypeAdapter[Any] = TypeAdapter(Request)
