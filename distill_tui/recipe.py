@@ -49,6 +49,20 @@ Placement = Literal["main", "advanced", "hidden"]
 
 #: sd.cpp's default img2img strength
 DEFAULT_STRENGTH = 0.75
+#: the word for "the engine's own default" of a row whose default is None (flow shift, cache
+#: threshold): ``--flow-shift auto``, an empty form field
+AUTO_WORD = "auto"
+
+
+class _Auto:
+    """A value given as ``auto``: the engine's default (None in the recipe), given on purpose
+    (so it overrides a reused record's value, which None - not given - would not)."""
+
+    def __repr__(self) -> str:
+        return AUTO_WORD
+
+
+AUTO = _Auto()
 
 SAMPLERS: tuple[str, ...] = (
     "euler",
@@ -247,36 +261,39 @@ PARAMS: tuple[Param, ...] = (
     # ---- the engine's own knobs (issue 20.4; default: the engine's; README "Engine knobs")
     Param(
         "cache_mode", "choice", "generate", "disabled", "Step cache", "--cache-mode",
-        form="hidden", choices=CACHE_MODES, metavar="MODE",
+        form="advanced", form_id="cache-mode", form_label="Cache", choices=CACHE_MODES,
+        metavar="MODE",
         help="reuse a step's result when the next is predicted to change little (faster, "
         "approximate): easycache (DiT models: FLUX.2, Z-Image ...), ucache (UNET: SD 1.x, "
         "SDXL), spectrum (both); default disabled; one of %(choices)s",
     ),
     Param(
         "cache_threshold", "float", "generate", None, "Cache threshold", "--cache-threshold",
-        form="hidden", metavar="T",
-        help="easycache/ucache: more skips more steps (default: the engine's, easycache 0.2, "
-        "ucache 1)",
+        form="advanced", form_id="cache-threshold", form_label="Threshold", metavar="T",
+        help="easycache/ucache: more skips more steps (default auto: the engine's, easycache "
+        "0.2, ucache 1)",
     ),
     Param(
-        "flow_shift", "float", "generate", None, "Flow shift", "--flow-shift", form="hidden",
-        metavar="S",
+        "flow_shift", "float", "generate", None, "Flow shift", "--flow-shift",
+        form="advanced", form_id="flow-shift", metavar="S",
         help="the flow models' time shift (SD3, Wan, Qwen-Image, Z-Image; FLUX.2 picks its "
-        "own); default: the engine's",
+        "own); default auto: the engine's",
     ),
     Param(
-        "max_vram", "float", "load", 0.0, "Max VRAM (GiB)", "--max-vram", form="hidden",
-        metavar="GIB",
+        "max_vram", "float", "load", 0.0, "Max VRAM (GiB)", "--max-vram", form="advanced",
+        form_id="max-vram", form_label="VRAM GiB", metavar="GIB",
         help="a GPU budget: a model larger than it runs in segments (slower, fits); 0 = off",
     ),
     Param(
         "diffusion_conv_direct", "bool", "load", False, "Conv direct (DiT)",
-        "--diffusion-conv-direct", form="hidden",
+        "--diffusion-conv-direct", form="advanced", form_id="diffusion-conv-direct",
+        form_label="Conv direct DiT",
         help="direct Conv2d kernels in the diffusion model (GPU backends; FLUX.2 has none)",
     ),
     Param(
         "vae_conv_direct", "bool", "load", False, "Conv direct (VAE)", "--vae-conv-direct",
-        form="hidden", help="direct Conv2d kernels in the VAE (faster on some GPU backends)",
+        form="advanced", form_id="vae-conv-direct", form_label="Conv direct VAE",
+        help="direct Conv2d kernels in the VAE (faster on some GPU backends)",
     ),
 )  # fmt: skip
 
@@ -311,7 +328,7 @@ def check_text(name: str, text: str) -> str | None:
 
 def _norm(p: Param, value: Any) -> Any:
     """A value in the recipe's shape (tuples, so equal recipes compare equal)."""
-    if value is None:
+    if value is None or value is AUTO:
         return None
     if p.kind == "paths":
         return tuple(str(v) for v in value)
@@ -577,6 +594,16 @@ def replace(recipe: Recipe, **changes: Any) -> Recipe:
     return dataclasses.replace(recipe, values={**recipe.values, **changes})
 
 
+def _number_or_auto(text: str) -> float | _Auto:
+    """A flag's number, or ``auto`` (the engine's default)."""
+    if text.strip().lower() == AUTO_WORD:
+        return AUTO
+    return float(text)
+
+
+_number_or_auto.__name__ = f"number or {AUTO_WORD!r}"  # argparse: "invalid number or 'auto' value"
+
+
 def cli_options(p: Param) -> dict[str, Any]:
     """``argparse.add_argument`` keywords of a row's flag (not given: None, so the setting,
     the record or the recommended value applies)."""
@@ -594,7 +621,7 @@ def cli_options(p: Param) -> dict[str, Any]:
     elif p.kind == "int":
         kw["type"] = int
     elif p.kind == "float":
-        kw["type"] = float
+        kw["type"] = _number_or_auto if p.default is None else float
     if p.choices is not None:
         kw["choices"] = p.choices
     return kw

@@ -121,3 +121,80 @@ async def test_ctrl_n_twice_leaves_no_focus_in_the_closed_section(isolated_dirs)
         await pilot.pause()
         assert form.advanced.collapsed
         assert app.focused is None or app.focused.id not in ADVANCED, app.focused
+
+
+# ---- the engine's own knobs (issue 20.4) are fields of the advanced section -----------------
+
+OWN = (
+    ("cache_mode", "easycache"),
+    ("cache_threshold", 0.3),
+    ("flow_shift", 2.5),
+    ("max_vram", 4.0),
+    ("diffusion_conv_direct", True),
+    ("vae_conv_direct", True),
+)
+
+
+async def test_the_engines_own_knobs_are_shown_read_and_restored(isolated_dirs):
+    """Step cache, its threshold, flow shift, max VRAM and the conv-direct switches are
+    advanced fields built from their recipe rows: a loaded recipe (the Gallery's r) shows
+    them, to_request reads them back, empty flow shift is auto (the engine's)."""
+    from textual.widgets import Select
+
+    from distill_tui.recipe import BY_NAME
+
+    app = DistillApp(fake_ready_core(), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        for name, _ in OWN:
+            assert BY_NAME[name].form == "advanced" and BY_NAME[name].form_id in ADVANCED
+        reused = RECIPE.recipe().replace(**dict(OWN))
+        form.load(GenParams.from_recipe(reused))
+        params, errors = form.to_request()  # before the section is mounted
+        assert errors == [] and params is not None
+        assert all(params.recipe()[n] == v for n, v in OWN), params.extra
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.pause()
+        assert form.query_one("#cache-mode", Select).value == "easycache"
+        assert form.query_one("#cache-threshold", Input).value == "0.3"
+        assert form.query_one("#flow-shift", Input).value == "2.5"
+        assert form.query_one("#max-vram", Input).value == "4"
+        assert form.query_one("#diffusion-conv-direct", Checkbox).value is True
+        assert form.query_one("#vae-conv-direct", Checkbox).value is True
+        again, errors = form.to_request()
+        assert errors == [] and again == params
+        # a plain recipe: flow shift empty = auto (placeholder), max VRAM off, no cache
+        form.load(RECIPE)
+        await pilot.pause()
+        flow = form.query_one("#flow-shift", Input)
+        assert flow.value == "" and flow.placeholder == "auto"
+        assert form.query_one("#cache-mode", Select).value == "disabled"
+        plain, errors = form.to_request()
+        assert errors == [] and plain == RECIPE
+        flow.value = "auto"  # typed: the same as empty
+        await pilot.pause()
+        plain, errors = form.to_request()
+        assert errors == [] and plain is not None and plain.recipe()["flow_shift"] is None
+
+
+async def test_a_bad_engine_knob_is_refused_in_the_recipes_words(isolated_dirs):
+    app = DistillApp(fake_ready_core(), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        form.load(RECIPE)
+        form.set_value("flow-shift", "500")
+        params, errors = form.to_request()
+        await pilot.pause()
+        assert params is None and errors == ["Flow shift: between 0.1 and 100"], errors
+        form.set_value("flow-shift", "")
+        form.set_value("cache-threshold", "0.3")  # no step cache chosen: no mode reads it
+        params, errors = form.to_request()
+        await pilot.pause()
+        assert params is None and len(errors) == 1, errors
+        assert errors[0].startswith("Threshold: needs Cache easycache or ucache"), errors
+        form.set_value("cache-mode", "ucache")
+        params, errors = form.to_request()
+        assert errors == [] and params is not None
+        got = params.recipe()
+        assert (got["cache_mode"], got["cache_threshold"]) == ("ucache", 0.3)

@@ -69,7 +69,7 @@ def _record(core, tmp_path: Path) -> HistoryRecord:
         "keep_clip_on_cpu": True,
         "keep_vae_on_cpu": False,
         "n_threads": 1,
-        # the engine's own knobs (issue 20.4): no form field, restored all the same
+        # the engine's own knobs (issue 20.4): advanced fields, restored like every row
         "cache_mode": "easycache",
         "cache_threshold": 0.3,
         "flow_shift": 2.0,
@@ -323,3 +323,31 @@ async def test_compare_takes_the_knob_flags_from_the_table(tiny_models, monkeypa
     for load, gen in recorder.calls:
         assert (load.flash_attn, load.n_threads) == (False, 1)
         assert (gen.vae_tiling, gen.cache_mode, gen.seed) == (True, "easycache", 1)
+
+
+async def test_flow_shift_auto_on_the_command_line(tiny_models, tmp_path, monkeypatch, capsys):
+    """``--flow-shift auto`` is the engine's default (None): over a reused record's 2.0 it
+    sends None; a word that is neither a number nor auto is one argparse line."""
+    from distill_tui.cli import main
+
+    core = ready_core(tiny_models)
+    rec = _record(core, tmp_path)  # flow shift 2.0
+    recorder = _Recorder()
+
+    async def generate(client, load, gen):  # noqa: ANN001
+        return await recorder(client, load, gen)
+
+    monkeypatch.setattr(EngineClient, "generate", generate)
+    argv = ["generate", "--reuse", rec.id[:8], "--quiet"]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert recorder.calls[-1][1].flow_shift == 2.0
+    assert await asyncio.to_thread(main, [*argv, "--flow-shift", "auto"]) == 0
+    assert recorder.calls[-1][1].flow_shift is None
+    assert await asyncio.to_thread(main, [*argv, "--flow-shift", "3"]) == 0
+    assert recorder.calls[-1][1].flow_shift == 3.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "a fox", "--flow-shift", "much"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--flow-shift" in err and "auto" in err and "Traceback" not in err
+    assert len(recorder.calls) == 3

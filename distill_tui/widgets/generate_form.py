@@ -30,7 +30,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Checkbox, Collapsible, Input, Label, Select, Static, TextArea
 
-from distill_tui.bounds import seed_problem, text_problem
+from distill_tui.bounds import THRESHOLD_CACHE_MODES, seed_problem, text_problem
 from distill_tui.generation import (
     SIZE_PRESETS,
     EngineKnobs,
@@ -40,7 +40,7 @@ from distill_tui.generation import (
     check_threads,
 )
 from distill_tui.loras import LoraError, format_lora_list, parse_lora_list, scan_loras, split_paths
-from distill_tui.recipe import BY_NAME, PARAMS, Param, Recipe
+from distill_tui.recipe import AUTO_WORD, BY_NAME, PARAMS, Param, Recipe
 from distill_tui.recipe import KNOBS as RECIPE_KNOBS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.gen_progress import GenProgress
@@ -92,10 +92,11 @@ class Choice:
 
 @dataclass(frozen=True)
 class Flag:
-    """A Checkbox for one engine knob."""
+    """A Checkbox for one engine knob. ``value``: its value for a request's params and
+    knobs."""
 
     label: str
-    value: Callable[[EngineKnobs], bool]
+    value: Callable[[GenParams, EngineKnobs], bool]
 
 
 Field = Text | Choice | Flag
@@ -113,6 +114,10 @@ _PLACEHOLDERS = {
     "ref_images": "(optional) images to edit: a.png; b.png",
     "init_image": "(optional) init image",
     "loras": "name:0.8; other",
+    # the engine's own default (None), or off
+    "cache_threshold": AUTO_WORD,
+    "flow_shift": AUTO_WORD,
+    "max_vram": "off",
 }
 #: the checks that read more than the bound (empty = random / auto)
 _CHECKS: dict[str, Callable[[str], str | None]] = {
@@ -132,7 +137,9 @@ def _shown(p: Param, value: Any) -> str | bool:
     if p.name == "n_threads":  # <= 0: auto, an empty field
         return "" if value <= 0 else str(value)
     if p.kind == "float":
-        return "" if value is None else f"{value:g}"
+        if value is None or (value == p.default and p.name in _PLACEHOLDERS):
+            return ""  # the placeholder says what it is (auto, off)
+        return f"{value:g}"
     if p.kind == "paths":
         return "; ".join(value)
     if p.kind == "loras":
@@ -152,7 +159,7 @@ def _read(p: Param, text: str | bool) -> Any:
     if p.kind == "int":
         return int(t)
     if p.kind == "float":
-        return float(t) if t else p.default
+        return float(t) if t and t.lower() != _PLACEHOLDERS.get(p.name) else p.default
     if p.kind == "paths":
         return tuple(str(Path(r).expanduser()) for r in split_paths(t))
     if p.kind == "path":
@@ -164,13 +171,25 @@ def _read(p: Param, text: str | bool) -> Any:
     return t
 
 
+def _optional_problem(p: Param, text: str) -> str | None:
+    """A field whose empty value means something (its placeholder: auto, off): empty or that
+    word is fine, else the row's bound."""
+    t = text.strip()
+    if not t or t.lower() == _PLACEHOLDERS[p.name]:
+        return None
+    return text_problem(p.name, t)
+
+
 def _field(p: Param) -> Field:
     """The field of one recipe.PARAMS row."""
     if p.kind == "bool":
-        return Flag(p.short, partial(_knob_of, p))
+        return Flag(p.short, partial(_flag_of, p))
     if p.kind == "choice":
         return Choice(p.short, p.choices, partial(_value_of, p))
-    check = _CHECKS.get(p.name) or (partial(text_problem, p.name) if p.bound else None)
+    check = _CHECKS.get(p.name)
+    if check is None and p.bound is not None:
+        optional = p.kind == "float" and p.name in _PLACEHOLDERS
+        check = partial(_optional_problem if optional else _bound_problem, p)
     classes = "seed" if p.name == "seed" else "num" if p.kind in ("int", "float") else ""
     return Text(
         p.short, partial(_text_of, p), check, classes, placeholder=_PLACEHOLDERS.get(p.name, "")
@@ -185,8 +204,12 @@ def _value_of(p: Param, params: GenParams) -> str:
     return str(_shown(p, params.recipe()[p.name]))
 
 
-def _knob_of(p: Param, knobs: EngineKnobs) -> bool:
-    return bool(knobs.values()[p.name])
+def _flag_of(p: Param, params: GenParams, knobs: EngineKnobs) -> bool:
+    return bool(_recipe(params, knobs)[p.name])
+
+
+def _bound_problem(p: Param, text: str) -> str | None:
+    return text_problem(p.name, text)
 
 
 def _recipe(params: GenParams, knobs: EngineKnobs) -> Recipe:
@@ -230,8 +253,34 @@ def _knob_rows() -> tuple[Row, ...]:
     return tuple(rows)
 
 
+#: the advanced fields laid out by name below (img2img, LoRAs) or by :func:`_knob_rows`
+_PLACED = ("n_threads", "init_image", "strength", "loras")
+
+
+def _other_rows() -> tuple[Row, ...]:
+    """The other advanced rows of recipe.PARAMS (the engine's own knobs: step cache, flow
+    shift, max VRAM), in the table's order: a choice on a line of its own, numbers two a
+    line (the second with an inline label)."""
+    rows: list[Row] = []
+    pending: Param | None = None
+    for p in PARAMS:
+        if p.form != "advanced" or p.kind == "bool" or p.name in _PLACED:
+            continue
+        if p.kind == "choice":
+            rows.append((p.short, (p.form_id,)))
+        elif pending is None:
+            pending = p
+        else:
+            rows.append((pending.short, (pending.form_id, ("label", p.short), p.form_id)))
+            pending = None
+    if pending is not None:
+        rows.append((pending.short, (pending.form_id,)))
+    return tuple(rows)
+
+
 ADVANCED_ROWS: tuple[Row, ...] = (
     *_knob_rows(),
+    *_other_rows(),
     ("Img2img", ("init-image",)),
     ("Strength", ("strength", ("hint", "0 keep · 1 replace"))),
     ("LoRA", ("lora-pick",)),
@@ -240,8 +289,9 @@ ADVANCED_ROWS: tuple[Row, ...] = (
 ADVANCED = frozenset(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
 #: the field ctrl+n focuses: the advanced section's first, in the recipe's order
 ADVANCED_FIRST = next(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
-#: the fields of the engine knobs (the rest describe the image)
-KNOBS = tuple(p.form_id for p in RECIPE_KNOBS if p.form != "hidden")
+#: the fields of the engine knobs the settings hold (``generation.EngineKnobs``: a form loaded
+#: without knobs keeps them); the engine's own knobs are loaded with the picture
+KNOBS = tuple(p.form_id for p in RECIPE_KNOBS if p.form != "hidden" and p.setting)
 
 
 def _widget(field_id: str, field: Field, value: str | bool) -> Widget:
@@ -270,7 +320,7 @@ def _values(params: GenParams, knobs: EngineKnobs) -> dict[str, str | bool]:
         if isinstance(field, Text):
             out[field_id] = field.text(params, knobs)
         elif isinstance(field, Flag):
-            out[field_id] = field.value(knobs)
+            out[field_id] = field.value(params, knobs)
         elif field.value is not None:
             out[field_id] = field.value(params)
     return out
@@ -407,7 +457,10 @@ class GenerateForm(VerticalScroll):
         if isinstance(widget, Checkbox):
             return widget.value
         if isinstance(widget, Select):
-            return "" if widget.value is Select.NULL else str(widget.value)
+            # built but not mounted yet (the advanced section's first frame): its reactive
+            # value is not set until mount; the value it was built with is kept in _value
+            value = widget.value if widget.is_mounted else widget._value
+            return "" if value is Select.NULL else str(value)
         assert isinstance(widget, Input)
         return widget.value
 
@@ -417,6 +470,8 @@ class GenerateForm(VerticalScroll):
             self._pending[field_id] = value
         elif isinstance(widget, Checkbox):
             widget.value = bool(value)
+        elif isinstance(widget, Select) and not widget.is_mounted:
+            widget._value = str(value)  # its mount selects it (its watcher needs the overlay)
         elif isinstance(widget, Select | Input):
             widget.value = str(value)
 
@@ -491,6 +546,13 @@ class GenerateForm(VerticalScroll):
         if problem:
             self.focus_field("seed")
             return None, [f"Seed: {problem}"]
+        mode, threshold = BY_NAME["cache_mode"], BY_NAME["cache_threshold"]
+        if recipe[threshold.name] is not None and recipe[mode.name] not in THRESHOLD_CACHE_MODES:
+            self.focus_field(mode.form_id)  # a threshold no mode reads (the CLI refuses it too)
+            modes = " or ".join(THRESHOLD_CACHE_MODES)
+            return None, [
+                f"{threshold.short}: needs {mode.short} {modes} (not {recipe[mode.name]})"
+            ]
         return GenParams.from_recipe(recipe), []
 
     def focus_field(self, field_id: str) -> None:
