@@ -351,3 +351,29 @@ async def test_flow_shift_auto_on_the_command_line(tiny_models, tmp_path, monkey
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--flow-shift" in err and "auto" in err and "Traceback" not in err
     assert len(recorder.calls) == 3
+
+
+def test_the_childs_record_of_a_request_is_the_recipes_record(tmp_path):
+    """The engine child records (PNG ``distill`` chunk, history) the advanced rows of a
+    request as ``Recipe.record()`` spells them: every such row, nothing hand-listed; a request
+    from an older client (no load-side knobs) records what it sent; the engine's own knobs,
+    img2img and LoRAs only when set."""
+    from distill_tui.engine.child import knob_params
+    from distill_tui.resolver import ActivePaths
+
+    write_tiny_lora(tmp_path / "style.safetensors")
+    sample = _sample().replace(height=64, steps=3, batch_count=2)  # within the bounds
+    paths = ActivePaths(MODEL_ID, DIFFUSION_QUANT, TEXT_ENCODER_QUANT, Path(), Path(), Path())
+    load, gen = sample.to_requests(paths, str(tmp_path), tmp_path)
+    sent = gen.model_copy(update=knob_values(load))  # as the engine client sends it
+    advanced = [p.name for p in PARAMS if p.form != "main"]
+    assert knob_params(sent) == {n: sample.record()[n] for n in advanced}
+    # an older client: no load-side knobs in the request
+    assert set(knob_params(gen)) == {
+        n for n in advanced if n in {p.name for p in PARAMS if p.side == "generate"}
+    }
+    # the defaults: the settings' knobs always, the rest only when set
+    plain = Recipe({})
+    load, gen = plain.to_requests(paths, str(tmp_path), tmp_path)
+    got = knob_params(gen.model_copy(update=knob_values(load)))
+    assert set(got) == {p.name for p in PARAMS if p.form != "main" and p.setting}, got

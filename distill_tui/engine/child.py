@@ -169,36 +169,28 @@ def _output_target(req: GenerateRequest, i: int) -> tuple[Path, bool]:
     return Path(req.output_dir or "."), False
 
 
-#: the knobs :func:`knob_params` records only when set (field, the engine's default)
-_KNOB_DEFAULTS: tuple[tuple[str, Any], ...] = (
-    ("max_vram", 0.0),
-    ("diffusion_conv_direct", False),
-    ("vae_conv_direct", False),
-    ("cache_mode", "disabled"),
-    ("cache_threshold", None),
-    ("flow_shift", None),
-)
-
-
 def knob_params(req: GenerateRequest) -> dict:
-    """The engine knobs, img2img and LoRAs of a generate request, for the PNG parameters
-    (only what is set: an older client's request records what it sent)."""
-    out: dict = {"vae_tiling": req.vae_tiling}
-    for key in ("flash_attn", "offload_to_cpu", "keep_clip_on_cpu", "keep_vae_on_cpu"):
-        if getattr(req, key) is not None:
-            out[key] = getattr(req, key)
-    if req.n_threads is not None:
-        out["n_threads"] = req.n_threads
-    # issue 20.4's knobs: recorded when not the engine's default (an older record reads as it)
-    for key, default in _KNOB_DEFAULTS:
-        value = getattr(req, key)
-        if value is not None and value != default:
-            out[key] = value
-    if req.init_image:
-        out["init_image"] = req.init_image
-        out["strength"] = req.strength
-    if req.loras:
-        out["loras"] = [{"name": lo.name, "weight": lo.weight} for lo in req.loras]
+    """The rows of the form's advanced section (``recipe.PARAMS`` placed ``advanced``: the
+    engine knobs, flow shift, img2img, LoRAs) of a generate request, spelled as
+    ``Recipe.record()`` spells them, for the PNG and the history (``_save`` writes the main
+    rows). Only what is set: a row the request does not carry (an older client's) is left
+    out, a row with no settings key (the engine's own knobs, img2img, LoRAs) only when it is
+    not its default; the strength goes with an init image."""
+    from distill_tui.recipe import PARAMS, Recipe
+
+    sent = req.model_dump()
+    recipe = Recipe.from_record(sent)
+    record = recipe.record()
+    out: dict = {}
+    for p in PARAMS:
+        if p.form == "main" or sent.get(p.name) is None:
+            continue
+        if p.name == "strength":
+            kept = bool(recipe["init_image"])
+        else:
+            kept = p.setting is not None or recipe[p.name] != p.default
+        if kept:
+            out[p.name] = record[p.name]
     return out
 
 
