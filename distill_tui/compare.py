@@ -121,6 +121,7 @@ class ComparePlan:
     params: GenParams  # seed fixed (never -1), batch 1, no reference image
     load: LoadRequest  # the shared load options; the paths are each cell's
     cells: list[Cell] = field(default_factory=list)
+    family: str = "flux2-klein"  #: the model's: which engine slot each file loads into
 
     def __post_init__(self) -> None:
         if not self.cells:
@@ -147,12 +148,14 @@ class ComparePlan:
         return (math.ceil(p.width / 16) * 16, math.ceil(p.height / 16) * 16)
 
     def load_request(self, cell: Cell) -> LoadRequest:
+        """The shared options with this cell's files, each in its family's engine slot."""
+        from distill_tui.families import family
+
+        spec = family(self.family)
+        files = {"diffusion": cell.diffusion.path, "textEncoder": cell.text_encoder.path}
+        files["vae"] = self.vae
         return self.load.model_copy(
-            update={
-                "diffusion_model_path": str(cell.diffusion.path),
-                "llm_path": str(cell.text_encoder.path),
-                "vae_path": str(self.vae),
-            }
+            update={spec.slot(role): str(path) for role, path in files.items()}
         )
 
     def generate_request(self, cell: Cell, output_dir: str) -> GenerateRequest:
@@ -222,7 +225,10 @@ def _pick_quants(
 
 
 def base_load_request(
-    core: CoreContext, threads: int | None = None, knobs: Recipe | None = None
+    core: CoreContext,
+    threads: int | None = None,
+    knobs: Recipe | None = None,
+    family: str | None = None,
 ) -> LoadRequest:
     """The engine options (``knobs``' load-side rows, else the settings'; ``threads`` over
     them); the paths are filled per cell."""
@@ -232,7 +238,7 @@ def base_load_request(
     if threads is not None:
         recipe = recipe.replace(n_threads=threads)
     paths = _NoPaths("", "", "", Path(), Path(), Path())
-    return recipe.load_request(paths, None, encoder=False).model_copy(
+    return recipe.load_request(paths, None, encoder=False, family=family).model_copy(
         update={"diffusion_model_path": "", "llm_path": "", "vae_path": "", "lora_model_dir": ""}
     )
 
@@ -252,6 +258,13 @@ def plan_compare(
         model = core.resolver.model(model_id)
     except UnknownModelError as e:
         raise CompareError(visible(str(e))) from None
+    if model.type != "image-generation" or not {"diffusion", "textEncoder"} <= set(
+        model.quant_roles
+    ):
+        what = "an upscaler" if model.type == "upscaler" else f"a {model.type} model"
+        raise CompareError(
+            visible(f"{model.id} is {what}: compare runs the quants of an image-generation model")
+        )
     core.inventory.refresh()
     d = _pick_quants(core, model, "diffusion", None if diffusion is None else list(diffusion))
     t = _pick_quants(
@@ -278,7 +291,8 @@ def plan_compare(
         text_encoder=t,
         vae=core.inventory.abs_path(model.vae.file).resolve(),
         params=fixed,
-        load=base_load_request(core, threads, knobs),
+        load=base_load_request(core, threads, knobs, model.family),
+        family=model.family,
     )
 
 

@@ -402,7 +402,8 @@ class GenerationService:
             job.image_index = ev.image_index
             if ev.phase == "sampling":
                 job.step = 0
-            self._phase(ev.phase)
+            if ev.phase != "upscaling":  # an upscale's (distill_tui.upscale): not a generation's
+                self._phase(ev.phase)
         elif isinstance(ev, ProgressEvent):
             if ev.phase == "sampling":
                 job.phase = "sampling"
@@ -441,8 +442,13 @@ class GenerationService:
         paths = self.core.resolver.active_paths(model_id, selection)
         store = self.core.settings
         k = knobs or EngineKnobs.from_settings(store.settings.generation)
-        req = Recipe(k.values()).load_request(paths, store.lora_dir, encoder=edit)
+        family = self._family(model_id)
+        req = Recipe(k.values()).load_request(paths, store.lora_dir, encoder=edit, family=family)
         return req, paths
+
+    def _family(self, model_id: str) -> str | None:
+        model = self.core.catalog.get(model_id)
+        return model.family if model is not None else None
 
     async def generate(
         self,
@@ -491,7 +497,11 @@ class GenerationService:
 
             try:
                 load, req = params.recipe().to_requests(
-                    paths, str(out_dir), self.core.settings.lora_dir, preview=True
+                    paths,
+                    str(out_dir),
+                    self.core.settings.lora_dir,
+                    preview=True,
+                    family=self._family(model_id),
                 )
             except LoraError as e:
                 raise _JobFailed(str(e)) from e

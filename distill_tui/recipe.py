@@ -275,7 +275,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "flow_shift", "float", "generate", None, "Flow shift", "--flow-shift",
-        form="advanced", form_id="flow-shift", metavar="S",
+        form="advanced", form_id="flow-shift", metavar="S", recommended="flow_shift",
         help="the flow models' time shift (SD3, Wan, Qwen-Image, Z-Image; FLUX.2 picks its "
         "own); default auto: the engine's",
     ),
@@ -389,19 +389,32 @@ class Recipe:
         overrides: Mapping[str, Any] | None = None,
         *,
         named: Mapping[str, str] | None = None,
+        family: str | None = None,
     ) -> Recipe:
-        """Weakest first: each row's default, the catalog's ``recommended`` value, the
-        ``defaults`` (``settings.generation``; None there: not set), ``overrides`` (by name;
-        None: not given). ``named``: how an override is called in a refusal (default: its
-        flag)."""
+        """Weakest first: each row's default, the model ``family``'s default
+        (``families.FAMILIES``), the catalog's ``recommended`` value (with a family: only what
+        the entry says, not the schema's fill-ins), the ``defaults`` (``settings.generation``;
+        None there: not set), ``overrides`` (by name; None: not given). ``named``: how an
+        override is called in a refusal (default: its flag)."""
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         overrides = overrides or {}
+        fam: Mapping[str, Any] = {}
+        said: Any = None  # the recommended fields the catalog entry sets (None: every one)
+        if family is not None:
+            from distill_tui.families import FAMILIES
+
+            spec = FAMILIES.get(family)
+            fam = spec.defaults if spec is not None else {}
+            said = getattr(recommended, "model_fields_set", None)
         for p in PARAMS:
             what = p.flag[2:] if p.flag else p.label.lower()
             value: Any
             value, source = p.default, f"the default {what}"
-            if recommended is not None and p.recommended:
+            if fam.get(p.name) is not None:
+                value, source = fam[p.name], f"the {family} default {what}"
+            told = said is None or p.recommended in said
+            if recommended is not None and p.recommended and told:
                 rv = getattr(recommended, p.recommended, None)
                 if rv is not None:
                     value, source = rv, f"the model's recommended {what}"
@@ -522,12 +535,18 @@ class Recipe:
 
     # ---- the one request builder -----------------------------------------------------
     def load_request(
-        self, paths: Any, lora_dir: Path | str | None, *, encoder: bool | None = None
+        self,
+        paths: Any,
+        lora_dir: Path | str | None,
+        *,
+        encoder: bool | None = None,
+        family: str | None = None,
     ) -> LoadRequest:
         """The ``LoadRequest`` alone (the model's files and the load-side knobs); ``encoder``:
-        load the VAE encoder (default: when the recipe has reference or init images)."""
+        load the VAE encoder (default: when the recipe has reference or init images);
+        ``family``: the model's (default: ``paths.family``)."""
         return _load_request(
-            self, paths, lora_dir, self.needs_encoder if encoder is None else encoder
+            self, paths, lora_dir, self.needs_encoder if encoder is None else encoder, family
         )
 
     def to_requests(
@@ -539,6 +558,7 @@ class Recipe:
         output_file: str | None = None,
         overwrite: bool = False,
         preview: bool = False,
+        family: str | None = None,
     ) -> tuple[LoadRequest, GenerateRequest]:
         """The engine's two requests: ``paths`` (``resolver.ActivePaths``) names the model's
         files and quants, ``output`` the folder (or ``output_file`` the file) the images go
@@ -552,7 +572,7 @@ class Recipe:
         gen_values = {
             p.name: rec[p.name] for p in PARAMS if p.side == "generate" and p.kind != "loras"
         }
-        load = self.load_request(paths, folder)
+        load = self.load_request(paths, folder, family=family)
         loras = lora_specs(folder, self["loras"]) if self["loras"] else []
         gen = GenerateRequest(
             **gen_values,
@@ -569,16 +589,38 @@ class Recipe:
         return load, gen
 
 
+def model_slots(paths: Any, family: str | None = None) -> tuple[str, dict[str, str]]:
+    """(family, {engine slot: path}) of the model's active files: each component's file goes
+    to the slot its family loads that role into (``families.FAMILIES``). ``paths`` is a
+    ``resolver.ActivePaths``: its ``slots`` (engine slot -> path) when it has them, else its
+    diffusion / text encoder / VAE trio."""
+    fam = family or getattr(paths, "family", None) or "flux2-klein"
+    slots = getattr(paths, "slots", None)
+    if slots:
+        return fam, {slot: str(p) for slot, p in slots.items()}
+    trio = (
+        ("diffusion_model_path", "diffusion"),
+        ("llm_path", "text_encoder"),
+        ("vae_path", "vae"),
+    )
+    return fam, {slot: str(getattr(paths, attr)) for slot, attr in trio}
+
+
 def _load_request(
-    recipe: Recipe, paths: Any, lora_dir: Path | str | None, encoder: bool
+    recipe: Recipe,
+    paths: Any,
+    lora_dir: Path | str | None,
+    encoder: bool,
+    family: str | None = None,
 ) -> LoadRequest:
     from distill_tui.engine.protocol import LoadRequest
 
     rec = recipe.record()
+    fam, slots = model_slots(paths, family)
+    named = {"family": fam} if "family" in LoadRequest.model_fields else {}
     return LoadRequest(
-        diffusion_model_path=str(paths.diffusion),
-        llm_path=str(paths.text_encoder),
-        vae_path=str(paths.vae),
+        **slots,
+        **named,
         vae_decode_only=not encoder,
         lora_model_dir=str(lora_dir if lora_dir is not None else Path(".")),
         **{p.name: rec[p.name] for p in PARAMS if p.side == "load"},

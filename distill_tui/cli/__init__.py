@@ -294,6 +294,13 @@ def _add_generate_recipe(gen: _Parser) -> None:
     )
     _add_params(gen, *_rows("recipe"))
     gen.add_argument("--model", metavar="ID", help="default: the active model (ids below)")
+    gen.add_argument(
+        "--quant",
+        action="append",
+        metavar="ROLE=Q",
+        help="generate with this quant of a component (repeat per role, e.g. diffusion=Q8_0, "
+        "text-encoder=Q4_K_M); default: the model's selected ones",
+    )
 
 
 def _add_generate_inputs(gen: _Parser) -> None:
@@ -354,6 +361,13 @@ def _add_compare_parser(sub: _Subcommands) -> None:
         "--diffusion", action="append", metavar="Q,Q", help="diffusion quants (comma-separated)"
     )
     cmp.add_argument("--text-encoder", action="append", metavar="Q,Q", help="text encoder quants")
+    cmp.add_argument(
+        "--quant",
+        action="append",
+        metavar="ROLE=Q,Q",
+        help="the quants of a component to compare (diffusion=Q4_K,Q8_0 or text-encoder=...; "
+        "--diffusion / --text-encoder are the same)",
+    )
     # the picture's parameters and the engine knobs: the rows of distill_tui.recipe.PARAMS
     _add_params(cmp, *(n for n in _rows("recipe") if n not in ("seed", "batch_count")))
     knobs = cmp.add_argument_group("engine knobs (default: the generation settings)")

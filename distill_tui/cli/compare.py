@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill_tui.cli import CliError
-from distill_tui.cli.generate import phase_task, pick_bounded, step_column
+from distill_tui.cli.generate import generator_or_refuse, phase_task, pick_bounded, step_column
 from distill_tui.compare import (
     Cell,
     CompareError,
@@ -51,7 +51,30 @@ def build_recipe(args: argparse.Namespace, ctx: CoreContext) -> Recipe:
         model = ctx.resolver.model(args.model)
     except KeyError as e:
         raise CliError(visible(str(e))) from None
-    return pick_bounded(args, ctx, model)
+    return pick_bounded(args, ctx, generator_or_refuse(ctx, model))
+
+
+def quant_lists(args: argparse.Namespace, ctx: CoreContext) -> dict[str, list[str] | None]:
+    """The quants to compare per role: ``--quant ROLE=Q,Q`` (repeatable) and its aliases
+    ``--diffusion`` / ``--text-encoder`` (None: every downloaded quant of that role)."""
+    from distill_tui.quantflag import (
+        QuantFlagError,
+        merge_aliases,
+        parse_quant_flags,
+        resolve_roles,
+    )
+
+    model = ctx.resolver.model(args.model)
+    aliases = {
+        "diffusion": ",".join(args.diffusion) if args.diffusion else None,
+        "textEncoder": ",".join(args.text_encoder) if args.text_encoder else None,
+    }
+    try:
+        given = merge_aliases(parse_quant_flags(getattr(args, "quant", None)), aliases)
+        roles = resolve_roles(model, given, check_quants=False)
+    except QuantFlagError as e:
+        raise CliError(str(e)) from None
+    return {role: parse_quant_list(roles.get(role)) for role in ("diffusion", "textEncoder")}
 
 
 def build_params(args: argparse.Namespace, ctx: CoreContext) -> GenParams:
@@ -166,13 +189,14 @@ def _sheet_path(args: argparse.Namespace) -> Path | None:
 def run_compare(args: argparse.Namespace, ctx: CoreContext) -> int:
     recipe = build_recipe(args, ctx)
     sheet = _sheet_path(args)
+    quants = quant_lists(args, ctx)
     try:
         plan = plan_compare(
             ctx,
             GenParams.from_recipe(recipe),
             model_id=args.model,
-            diffusion=parse_quant_list(args.diffusion),
-            text_encoder=parse_quant_list(args.text_encoder),
+            diffusion=quants["diffusion"],
+            text_encoder=quants["textEncoder"],
             knobs=recipe,
         )
     except CompareError as e:

@@ -36,6 +36,7 @@ from distill_tui.outputs import History
 from distill_tui.recipe import BY_NAME, LOAD_SIDE, PARAMS, Recipe, knob_values
 from distill_tui.resolver import ActivePaths, ModelNotReadyError
 from distill_tui.settings import QuantSelection
+from distill_tui.textsafe import visible
 
 PHASE_TEXT = {
     "loading": "loading model",
@@ -100,7 +101,7 @@ def build_recipe(args: argparse.Namespace, ctx: CoreContext) -> tuple[Recipe, Ca
     the one table before anything starts (a refusal names where the value came from)."""
     model, _ = _model_of(args, ctx)
     gd = ctx.settings.settings.generation
-    base = Recipe.resolve(model.recommended, gd)
+    base = Recipe.resolve(model.recommended, gd, family=model.family)
     reused = _apply_reuse(args, ctx, base)
     if reused is not base:
         model, _ = _model_of(args, ctx)
@@ -117,7 +118,7 @@ def build_requests(
     recipe, _model = build_recipe(args, ctx)
     if not recipe["prompt"]:
         raise CliError("a prompt is needed (or --reuse ID to generate one of the history again)")
-    _model, paths = _resolve_model(args, ctx, getattr(args, "reused_selection", None))
+    model, paths = _resolve_model(args, ctx, getattr(args, "reused_selection", None))
     refs = _ref_images(list(recipe["ref_images"]))
     out_file, out_dir = _output_target(args, ctx, recipe["batch_count"])
     init_image = _init_image(args, recipe)
@@ -136,6 +137,7 @@ def build_requests(
             lora_dir,
             output_file=out_file,
             overwrite=bool(getattr(args, "overwrite", False)),
+            family=model.family,
         )
     except LoraError as e:  # named as given: the flag, or the reused record
         raise CliError(f"{recipe.sources.get('loras') or '--lora'}: {e}") from None
@@ -166,17 +168,48 @@ BOUND_ORDER = (
 
 def _model_of(args: argparse.Namespace, ctx: CoreContext) -> tuple[CatalogModel, None]:
     try:
-        return ctx.resolver.model(args.model), None
+        model = ctx.resolver.model(args.model)
     except UnknownModelError as e:
+        raise CliError(str(e)) from None
+    return generator_or_refuse(ctx, model), None
+
+
+def generator_or_refuse(ctx: CoreContext, model: CatalogModel) -> CatalogModel:
+    """``model`` when it makes images; else one line: what it is and what runs it."""
+    if model.spec.is_generator and model.type == "image-generation":
+        return model
+    ids = ", ".join(m.id for m in ctx.catalog.of_type("image-generation")) or "none"
+    if model.type == "upscaler":
+        what = f"an upscaler (distill upscale IMAGE --upscaler {model.id})"
+    else:
+        what = f"a model of type {model.type!r}"
+    raise CliError(
+        visible(f"{model.id} is {what}, not an image-generation model; those are: {ids}")
+    )
+
+
+def _quants(args: argparse.Namespace, model: CatalogModel) -> dict[str, str]:
+    """``--quant ROLE=Q`` (distill_tui.quantflag), keyed by the model's roles."""
+    from distill_tui.quantflag import QuantFlagError, parse_quant_flags, resolve_roles
+
+    try:
+        return resolve_roles(model, parse_quant_flags(getattr(args, "quant", None)))
+    except QuantFlagError as e:
         raise CliError(str(e)) from None
 
 
 def _resolve_model(
     args: argparse.Namespace, ctx: CoreContext, selection: QuantSelection | None
 ) -> tuple[CatalogModel, ActivePaths]:
-    """``--model`` (default: the active one) and its files; one line when it is not ready."""
+    """``--model`` (default: the active one) and its files (``--quant`` over ``selection``,
+    else the model's selected quants); one line when it is not ready."""
     try:
-        model = ctx.resolver.model(args.model)
+        model = generator_or_refuse(ctx, ctx.resolver.model(args.model))
+        quants = _quants(args, model)
+        if quants:
+            from distill_tui.quantflag import apply_to_selection
+
+            selection = apply_to_selection(selection or ctx.resolver.selection(model.id), quants)
         paths = ctx.resolver.active_paths(model.id, selection)
     except UnknownModelError as e:
         raise CliError(str(e)) from None
@@ -249,7 +282,9 @@ def _lora_dir(args: argparse.Namespace, ctx: CoreContext) -> Path:
 def pick_bounded(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel) -> Recipe:
     """``distill compare``'s recipe: the one precedence and the one check, as ``distill
     generate``'s."""
-    recipe = Recipe.resolve(model.recommended, ctx.settings.settings.generation)
+    recipe = Recipe.resolve(
+        model.recommended, ctx.settings.settings.generation, family=model.family
+    )
     recipe = recipe.given(_given(args), named={"prompt": "the prompt"})
     refused = recipe.refused(BOUND_ORDER)
     if refused is not None:
