@@ -483,6 +483,7 @@ class EngineChild:
                     req.llm_path,
                     req.vae_path,
                     need_vae_encoder=not req.vae_decode_only,
+                    family=req.family,
                 )
             except preflight.PreflightError as e:
                 self.emit(ErrorEvent(kind=e.kind, message=e.message))  # type: ignore[arg-type]

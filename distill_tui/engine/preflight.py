@@ -460,19 +460,64 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     return SafetensorsHeader(hlen, tensors, meta if isinstance(meta, dict) else {})
 
 
+# ---- signatures: what a file must look like for its role in a family -------------------------
+# distill_tui/families.py names, per family and component role, the signature its file must
+# show ("flux2-dit", "zimage-dit", "qwen3-llm", "flux2-vae", "flux1-vae"); the checks below
+# are keyed by those names. A wrong pairing is refused here, from the headers, before
+# stable-diffusion.cpp sees it: sd.cpp would otherwise abort the process (GGML_ASSERT on a
+# text-embedding width it does not expect) or load the wrong pipeline without a word.
+
+#: what a diffusion model of each DiT kind is, in a refusal's words
+DIT_WHAT = {
+    "flux2-dit": "a FLUX.2 Klein model",
+    "zimage-dit": "a Z-Image model",
+    "flux2-dev-dit": "FLUX.2 [dev]",
+    "flux1-dit": "a FLUX.1-style model",
+}
+#: the LLM hidden layers sd.cpp concatenates into the text embedding, per DiT signature
+#: (conditioner.hpp ``out_layers``: Klein 9/18/27; Z-Image 35, i.e. Qwen3-4B's second to last);
+#: a text encoder with fewer layers gives its final (normed) output, ``hidden`` wide
+LLM_OUT_LAYERS = {"flux2-dit": (9, 18, 27), "zimage-dit": (35,)}
+#: the text encoder each DiT needs, by its context width (a refusal's hint)
+LLM_HINTS = {
+    ("flux2-dit", 12288): "the 9B model needs the Qwen3-8B text encoder",
+    ("flux2-dit", 7680): "the 4B model needs the Qwen3-4B text encoder",
+    ("zimage-dit", 2560): "Z-Image needs the Qwen3-4B text encoder",
+}
+#: VAE signature -> latent channels (the decoder's conv_in input)
+VAE_CHANNELS = {"flux2-vae": 32, "flux1-vae": 16}
+VAE_WHAT = {
+    32: "a FLUX.2 VAE (32 latent channels)",
+    16: "a FLUX.1 VAE (16 latent channels)",
+    4: "an SD/SDXL VAE (4 latent channels)",
+}
+LLM_SIGNATURES = frozenset({"qwen3-llm"})
+
+
 @dataclass(frozen=True)
 class DitInfo:
     flux2: bool
     klein: bool
-    context_in_dim: int
+    context_in_dim: int  #: the text-embedding width the DiT takes
     single_blocks: int
+    kind: str = "flux2-dit"  #: a key of :data:`DIT_WHAT`
+
+    @property
+    def what(self) -> str:
+        w = DIT_WHAT[self.kind]
+        return f"{w} ({self.single_blocks} single blocks)" if self.kind == "flux2-dev-dit" else w
 
 
 @dataclass(frozen=True)
 class LlmInfo:
     layers: int
     hidden: int
-    out_dim: int  # hidden x (number of 9/18/27 <= layers), or hidden below 9 layers
+    out_dim: int  # hidden x (number of 9/18/27 <= layers), or hidden below 9 layers (Klein)
+
+    def width(self, out_layers: tuple[int, ...]) -> int:
+        """The embedding width sd.cpp builds from this LLM for a DiT reading ``out_layers``."""
+        n = sum(1 for k in out_layers if k <= self.layers)
+        return self.hidden * n if n else self.hidden
 
 
 @dataclass(frozen=True)
@@ -481,23 +526,30 @@ class VaeInfo:
     latent_channels: int
     has_encoder: bool
 
+    @property
+    def what(self) -> str:
+        z = self.latent_channels
+        return VAE_WHAT.get(z, f"a VAE with {z} latent channels")
+
 
 def inspect_dit(path: str | os.PathLike[str]) -> DitInfo:
     t = read_tensors(path, "diffusion")
+    cap = t.find("cap_embedder.0.weight")  # sd.cpp's VERSION_Z_IMAGE key (model.cpp)
+    if cap is not None and len(cap) == 1:
+        return DitInfo(False, False, cap[0], 0, kind="zimage-dit")
     txt_in = t.find("txt_in.weight")
     if txt_in is None or len(txt_in) != 2:
         raise PreflightError(
-            "bad_file", f"diffusion model {t.path.name} is not a FLUX model (no txt_in.weight)"
+            "bad_file",
+            f"diffusion model {t.path.name} is neither a FLUX model (no txt_in.weight) "
+            "nor a Z-Image model (no cap_embedder.0.weight)",
         )
     ctx = txt_in[1]
     flux2 = t.has("double_stream_modulation_img.lin.weight")
     singles = t.max_index(r"single_blocks\.(\d+)\.") + 1
-    return DitInfo(
-        flux2=flux2,
-        klein=flux2 and singles < 48,
-        context_in_dim=ctx,
-        single_blocks=singles,
-    )
+    klein = flux2 and singles < 48
+    kind = "flux2-dit" if klein else "flux2-dev-dit" if flux2 else "flux1-dit"
+    return DitInfo(flux2=flux2, klein=klein, context_in_dim=ctx, single_blocks=singles, kind=kind)
 
 
 def inspect_llm(path: str | os.PathLike[str]) -> LlmInfo:
@@ -525,52 +577,76 @@ def inspect_vae(path: str | os.PathLike[str]) -> VaeInfo:
     return VaeInfo(flux2=z == 32, latent_channels=z, has_encoder=t.has("encoder.conv_in.weight"))
 
 
+def family_signatures(family: str) -> tuple[str, dict[str, str]]:
+    """(the family's label, role -> signature) from distill_tui/families.py; an unknown family
+    or one that is not an image generator is a ``bad_request``."""
+    from distill_tui.families import UnknownFamilyError
+    from distill_tui.families import family as get_family
+
+    try:
+        fam = get_family(family)
+    except UnknownFamilyError as e:
+        raise PreflightError("bad_request", str(e)) from None
+    sig = dict(fam.signatures)
+    missing = [r for r in ("diffusion", "textEncoder", "vae") if r not in sig]
+    if missing:
+        raise PreflightError(
+            "bad_request",
+            f"model family {family!r} ({fam.label}) is not a diffusion model with a text "
+            "encoder and a VAE; it cannot be loaded for generation",
+        )
+    return fam.label, sig
+
+
 def check_load(
     diffusion: str | os.PathLike[str],
     text_encoder: str | os.PathLike[str],
     vae: str | os.PathLike[str],
     *,
     need_vae_encoder: bool = False,
+    family: str = "flux2-klein",
 ) -> None:
-    """All checks for one load; raises PreflightError on a problem."""
+    """All checks for one load of ``family``; raises PreflightError on a problem."""
+    label, sig = family_signatures(family)
+    want_dit, want_llm, want_vae = sig["diffusion"], sig["textEncoder"], sig["vae"]
+    unknown = [s for s in (want_dit, want_llm, want_vae) if s not in _KNOWN_SIGNATURES]
+    if unknown:
+        raise PreflightError(
+            "bad_request", f"the preflight has no check for signature {unknown[0]!r} ({label})"
+        )
     dit = inspect_dit(diffusion)
     llm = inspect_llm(text_encoder)
     v = inspect_vae(vae)
-    if not dit.flux2:
-        raise PreflightError(
-            "bad_file", f"{Path(diffusion).name} is a FLUX.1-style model, not FLUX.2 Klein"
-        )
-    if not dit.klein:
+    if dit.kind != want_dit:
         raise PreflightError(
             "bad_file",
-            f"{Path(diffusion).name} is FLUX.2 [dev] ({dit.single_blocks} single blocks), "
-            "not FLUX.2 Klein",
+            f"diffusion model {Path(diffusion).name} is {dit.what}, not {DIT_WHAT[want_dit]}",
         )
-    if llm.out_dim != dit.context_in_dim:
-        hint = ""
-        if dit.context_in_dim == 12288:
-            hint = " (the 9B model needs the Qwen3-8B text encoder)"
-        elif dit.context_in_dim == 7680:
-            hint = " (the 4B model needs the Qwen3-4B text encoder)"
+    width = llm.width(LLM_OUT_LAYERS[want_dit])
+    if width != dit.context_in_dim:
+        hint = LLM_HINTS.get((want_dit, dit.context_in_dim))
         raise PreflightError(
             "mismatch",
             f"text encoder {Path(text_encoder).name} does not fit diffusion model "
-            f"{Path(diffusion).name}: it produces {llm.out_dim}-wide embeddings "
+            f"{Path(diffusion).name}: it produces {width}-wide embeddings "
             f"({llm.layers} layers x hidden {llm.hidden}), the model expects "
-            f"{dit.context_in_dim}{hint}",
+            f"{dit.context_in_dim}" + (f" ({hint})" if hint else ""),
         )
-    if not v.flux2:
+    want_z = VAE_CHANNELS[want_vae]
+    if v.latent_channels != want_z:
         raise PreflightError(
             "bad_file",
-            f"VAE {Path(vae).name} has {v.latent_channels} latent channels; FLUX.2 needs 32 "
-            "(is it the FLUX.1 ae.safetensors?)",
+            f"VAE {Path(vae).name} is {v.what}; {label} needs {VAE_WHAT[want_z]}",
         )
     if need_vae_encoder and not v.has_encoder:
         raise PreflightError(
             "bad_file",
-            f"VAE {Path(vae).name} is decoder-only: reference-image edits need the full "
-            "FLUX.2 VAE (with its encoder)",
+            f"VAE {Path(vae).name} is decoder-only: reference-image edits and img2img need "
+            f"the full {VAE_WHAT[want_z].split(' (')[0].removeprefix('a ')} (with its encoder)",
         )
+
+
+_KNOWN_SIGNATURES = frozenset(LLM_OUT_LAYERS) | LLM_SIGNATURES | frozenset(VAE_CHANNELS)
 
 
 # ---- what a file looks like (distill models import: an unmatched file) ------------------------

@@ -105,6 +105,8 @@ class LoadRequest(_Msg):
     max_vram: float = 0.0
     diffusion_conv_direct: bool = False  # Conv2d "direct" kernels in the DiT (sd.cpp option)
     vae_conv_direct: bool = False  # the same in the VAE
+    # the model family (distill_tui/families.py): which file signatures the preflight wants
+    family: str = "flux2-klein"
 
     @model_validator(mode="after")
     def _in_bounds(self) -> LoadRequest:
