@@ -318,6 +318,7 @@ def test_upscale_keeps_generation_model_and_cancels(
                 if any(e.phase == "upscaling" for e in seen) or task.done():
                     break
                 await asyncio.sleep(0.05)
+            assert any(e.phase == "upscaling" and e.steps > 1 for e in seen)  # tiles
             assert await client.cancel()
             with pytest.raises(EngineError) as err:
                 await task
@@ -336,3 +337,70 @@ def test_upscale_keeps_generation_model_and_cancels(
 
     asyncio.run(asyncio.wait_for(go(), 300))
     assert len(list((tmp_path / "u").glob("*.png"))) == 2  # the cancelled one wrote nothing
+
+
+# ---- the upscaler from the catalog -------------------------------------------------------
+
+
+def _install_tiny_upscaler(app_paths, pth: Path, model_id: str = "tiny-esrgan") -> None:
+    """A user catalog (the bundled one + a tiny upscaler model: type "upscaler", family
+    "esrgan", one "upscaler" component) and its file installed as a download records it."""
+    import hashlib
+    import shutil
+
+    from distill_tui.context import CoreContext
+    from distill_tui.resources import bundled_catalog_path
+
+    rel = "upscalers/tiny-x4.pth"
+    data = pth.read_bytes()
+    cat = json.loads(bundled_catalog_path().read_text("utf-8"))
+    cat["models"].append(
+        {
+            "id": model_id,
+            "name": "Tiny ESRGAN x4",
+            "type": "upscaler",
+            "family": "esrgan",
+            "components": [
+                {
+                    "role": "upscaler",
+                    "name": "Tiny ESRGAN x4",
+                    "file": {
+                        "file": rel,
+                        "size": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "downloadUrl": "http://127.0.0.1:9/tiny-x4.pth",
+                    },
+                }
+            ],
+        }
+    )
+    app_paths.user_catalog_file.parent.mkdir(parents=True, exist_ok=True)
+    app_paths.user_catalog_file.write_text(json.dumps(cat), "utf-8")
+    ctx = CoreContext.build(app_paths)
+    dest = ctx.inventory.abs_path(rel)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pth, dest)
+    ctx.inventory.record(rel, len(data), hashlib.sha256(data).hexdigest(), "http://127.0.0.1:9/x")
+
+
+def test_upscale_uses_the_installed_catalog_upscaler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], app_paths, tiny_esrgan_pth: Path
+) -> None:
+    """No --upscaler: the first installed upscaler of the catalog (a catalog entry only, the
+    tiny file under the model directory); a bundled one not downloaded says how to get it."""
+    src = tmp_path / "s.png"
+    Image.new("RGB", (10, 10), (5, 5, 5)).save(src)
+    code, out, err = _run(capsys, str(src))
+    assert code == 2 and "no upscaler is downloaded; run: distill models download" in err
+    _install_tiny_upscaler(app_paths, tiny_esrgan_pth)
+    code, out, err = _run(capsys, str(src), "--json")
+    assert code == 0, err
+    up = json.loads(out)["upscaler"]
+    assert up["id"] == "tiny-esrgan" and up["name"] == "Tiny ESRGAN x4" and up["scale"] == 4
+    with Image.open(json.loads(out)["paths"][0]) as im:
+        assert im.size == (40, 40)
+        assert "Postprocess upscaler: Tiny ESRGAN x4" in im.text["parameters"]
+    code, out, err = _run(capsys, str(src), "--upscaler", "realesrgan-x4plus")
+    assert code == 2 and "realesrgan-x4plus is not downloaded" in err
+    code, out, err = _run(capsys, str(src), "--upscaler", "tiny-esrgan", "-q")
+    assert code == 0 and out.count("\n") == 1 and err == ""

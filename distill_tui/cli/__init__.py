@@ -402,8 +402,8 @@ def _add_upscale_parser(sub: _Subcommands) -> None:
         "--tile-size",
         type=int,
         metavar="PX",
-        help="tile side the engine works in (32-512, default 128): larger is faster and "
-        "needs more memory",
+        help="tile side the engine works in (32-256, default 128): larger needs more memory "
+        "(its square)",
     )
     up.add_argument(
         "--overwrite",
