@@ -5,8 +5,10 @@
   downloaded quant first — unless forced (``--force``, or ``--all``: the whole model), which
   clears the selection.
 - Removing another model's selected quant clears that model's selection of it.
-- A VAE that another model with downloaded files still uses is kept — unless forced (the
-  CLI's ``--force``; in the TUI, the confirmation that names the models it breaks).
+- A file another model uses too (the shared VAE, Klein 4B's Qwen3-4B text encoder that
+  Z-Image-Turbo loads as well: ``Catalog.users_of``) is kept while that model has downloaded
+  files of its own and would load it - unless forced (the CLI's ``--force``, or its question on
+  a terminal; in the TUI, the confirmation): both name the models it breaks.
 - Each file is removed under its download lock: a file another distill process is downloading
   is skipped and said so; its partial and sidecar go with it.
 - Space freed counts only bytes whose last link goes: a file hard-linked from the HF cache or
@@ -47,6 +49,8 @@ class RemovalPlan:
     kept: list[str] = field(default_factory=list)
     #: (model id, component) selections that removing the targets clears
     clears: list[tuple[str, str]] = field(default_factory=list)
+    #: file -> the names of the other models that use it (targets removed anyway, and kept ones)
+    shared: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -79,16 +83,53 @@ def _freed_by(path: os.PathLike[str] | str) -> tuple[int, str | None]:
     return st.st_blocks * 512, None
 
 
-def vae_users(core: CoreContext, model: CatalogModel) -> list[CatalogModel]:
-    """Other models that share ``model``'s VAE file and have downloaded files of their own."""
+def shared_users(core: CoreContext, model: CatalogModel, rel: str) -> list[CatalogModel]:
+    """The other models that use ``rel`` too: it is one of their files, they have a downloaded
+    file of their own (one that is not also a file of ``model``: a model set up only through
+    the shared files uses nothing yet), and - where ``rel`` is a quant - it is the quant they
+    chose for that component (or the recommended one, when they chose none)."""
     inv = core.inventory
-    return [
-        m
-        for m in core.catalog.models
-        if m.id != model.id
-        and m.vae.file == model.vae.file
-        and any(inv.is_present(f.file) for c, _q, f in m.files() if c != "vae")
-    ]
+    mine = {f.file for _c, _q, f in model.files()}
+    out = []
+    for m in core.catalog.users_of(rel):
+        if m.id == model.id:
+            continue
+        if not any(inv.is_present(f.file) for _c, _q, f in m.files() if f.file not in mine):
+            continue
+        sel = core.settings.selection(m.id)
+        uses = False
+        for role, qid, f in m.files():
+            if f.file != rel:
+                continue
+            if qid is None or (sel.get(role) or m.default_quant(role)) == qid:
+                uses = True
+        if uses:
+            out.append(m)
+    return out
+
+
+def vae_users(core: CoreContext, model: CatalogModel) -> list[CatalogModel]:
+    """Other models that share ``model``'s VAE file and use it (:func:`shared_users`)."""
+    comp = model.component("vae")
+    if comp is None or comp.file is None:
+        return []
+    return shared_users(core, model, comp.file.file)
+
+
+def _active_file(core: CoreContext) -> dict[str, str]:
+    """file -> the active model's component that loads it (what Generate uses now)."""
+    settings = core.settings
+    active = core.catalog.get(settings.settings.active_model_id)
+    if active is None:
+        return {}
+    sel = settings.selection(active.id)
+    out: dict[str, str] = {}
+    for comp in active.components:
+        if comp.has_quants:
+            q = comp.get(sel.get(comp.role) or "")
+            if q is not None:
+                out[q.file] = comp.role
+    return out
 
 
 def _on_disk(core: CoreContext, rel: str) -> int | None:
@@ -113,35 +154,51 @@ def plan_removal(
     *,
     force: bool = False,
     force_active: bool = False,
+    force_shared: bool = False,
 ) -> RemovalPlan:
-    """``items``: (component, quant id or None for the VAE) of ``model_id`` to remove.
-    ``force`` overrides both refusals; ``force_active`` only the active-quant one (removing a
-    whole model, ``--all``, says what it means: its selection is cleared)."""
+    """``items``: (component role, quant id or None for a component that is one file) of
+    ``model_id`` to remove. ``force`` overrides every refusal; ``force_active`` only the
+    active-quant one (removing a whole model, ``--all``, says what it means: its selection is
+    cleared); ``force_shared`` only the shared-file one (the person was asked, naming who uses
+    it). ``plan.shared`` names the other users of each shared file, removed or kept."""
     force_active = force_active or force
+    force_shared = force_shared or force
     model = core.catalog.require(model_id)
     settings = core.settings
     active_id = settings.settings.active_model_id
+    active_files = _active_file(core)
     plan = RemovalPlan(model.id)
     for component, qid in items:
-        if component == "vae":
-            rel = model.vae.file
-            users = vae_users(core, model)
-            if users and not force:
-                names = ", ".join(m.name for m in users)
-                plan.kept.append(f"kept {rel}: also used by {names} (force to remove it anyway)")
-                continue
+        comp = model.component(component)
+        if comp is None:
+            continue
+        if comp.file is not None:
+            rel, qid = comp.file.file, None
         else:
-            quant = model.section(component).get(qid or "")
+            quant = comp.get(qid or "")
             if quant is None:
                 continue
             rel = quant.file
-            label = COMPONENT_LABELS[component]
-            is_active = model.id == active_id and settings.selection(model.id).get(component) == qid
-            if is_active and not force_active:
-                plan.kept.append(
-                    f"kept {rel}: {qid} is the active {label.lower()} quant of {model.name}, "
-                    "the one Generate uses; select another downloaded quant first (or force)"
+            label = COMPONENT_LABELS.get(component, component)
+            if rel in active_files and not force_active:
+                owner = core.catalog.require(active_id)
+                whose = (
+                    f"the active {label.lower()} quant of {owner.name}"
+                    if owner.id == model.id
+                    else f"the {COMPONENT_LABELS.get(active_files[rel], 'file').lower()} the "
+                    f"active model {owner.name} loads"
                 )
+                plan.kept.append(
+                    f"kept {rel}: {qid} is {whose}, the one Generate uses; select another "
+                    "downloaded quant first (or force)"
+                )
+                continue
+        users = shared_users(core, model, rel)
+        if users:
+            plan.shared[rel] = [m.name for m in users]
+            if not force_shared:
+                names = ", ".join(m.name for m in users)
+                plan.kept.append(f"kept {rel}: also used by {names} (force to remove it anyway)")
                 continue
         size = _on_disk(core, rel)
         if size is None:
@@ -150,10 +207,10 @@ def plan_removal(
     removed = {t.rel for t in plan.targets}
     for m in core.catalog.models:  # selections that point at a removed file
         sel = settings.selection(m.id)
-        for component in ("diffusion", "textEncoder"):
-            q = m.section(component).get(sel.get(component) or "")
+        for comp in m.components:
+            q = comp.get(sel.get(comp.role) or "") if comp.has_quants else None
             if q is not None and q.file in removed:
-                plan.clears.append((m.id, component))
+                plan.clears.append((m.id, comp.role))
     return plan
 
 
@@ -200,8 +257,8 @@ def remove(core: CoreContext, plan: RemovalPlan) -> RemovalResult:
         out.freed += freed
     gone = set(out.removed)
     for model_id, component in plan.clears:
-        model = core.catalog.require(model_id)
-        q = model.section(component).get(core.settings.selection(model_id).get(component) or "")
+        comp = core.catalog.require(model_id).component(component)
+        q = comp.get(core.settings.selection(model_id).get(component) or "") if comp else None
         if q is not None and q.file in gone:
             core.settings.set_quant(model_id, component, None)
     return out

@@ -16,12 +16,22 @@ import fcntl
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from distill_tui.atomic import atomic_write_json, move_aside
 from distill_tui.jsonfile import JSONFileError
@@ -45,15 +55,73 @@ IMAGE_RENDERERS: tuple[str, ...] = ("auto", "sixel", "kitty", "halfcell", "unico
 
 
 class QuantSelection(BaseModel):
-    """The active quant of each component of one model."""
+    """The active quant of each component of one model that has quants, keyed by the
+    component's role (catalog v3: ``diffusion``, ``textEncoder`` ... whatever the family has).
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    On disk each role is a ``<role>Quant`` key: ``{"diffusionQuant": "Q4_K", "textEncoderQuant":
+    "Q4_K_M"}`` - the keys the two-component selection always had, so an older file reads as
+    it is and an older distill reads a newer file. A role without a choice has no key (an older
+    file's ``null`` reads as none). Any other key is refused by name (``extra_forbidden``: the
+    loader drops it and keeps the rest)."""
 
-    diffusion_quant: str | None = Field(default=None, alias="diffusionQuant")
-    text_encoder_quant: str | None = Field(default=None, alias="textEncoderQuant")
+    model_config = ConfigDict(extra="forbid")
+
+    #: {role: quant id}
+    quants: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_keys(cls, data: Any) -> Any:
+        if isinstance(data, QuantSelection):
+            return data
+        if not isinstance(data, dict):
+            return data
+        rest = dict(data)
+        inner = rest.pop("quants", None)
+        quants: dict[str, Any] = dict(inner) if isinstance(inner, dict) else {}
+        if inner is not None and not isinstance(inner, dict):
+            rest["quants"] = inner  # left for validation to name
+        for key in list(rest):
+            if isinstance(key, str) and key.endswith("Quant") and _ROLE_RE.match(key[:-5]):
+                value = rest.pop(key)
+                if value is not None:
+                    quants[key[:-5]] = value
+        if "quants" not in rest:
+            rest["quants"] = {r: q for r, q in quants.items() if q is not None}
+        return rest
+
+    @model_serializer(mode="plain")
+    def _as_role_keys(self) -> dict[str, str]:
+        return {f"{role}Quant": q for role, q in self.quants.items()}
 
     def get(self, component: str) -> str | None:
-        return self.diffusion_quant if component == "diffusion" else self.text_encoder_quant
+        """The chosen quant of one role (None: none chosen)."""
+        return self.quants.get(component)
+
+    def with_quant(self, component: str, quant_id: str | None) -> QuantSelection:
+        """A copy with ``component``'s choice set (None: cleared)."""
+        quants = {r: q for r, q in self.quants.items() if r != component}
+        if quant_id is not None:
+            quants[component] = quant_id
+        return QuantSelection(quants=quants)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing chosen: the model's recommended quants apply."""
+        return not self.quants
+
+    # the two roles of the image families, by their old names (callers not yet per-role)
+    @property
+    def diffusion_quant(self) -> str | None:
+        return self.quants.get("diffusion")
+
+    @property
+    def text_encoder_quant(self) -> str | None:
+        return self.quants.get("textEncoder")
+
+
+#: a component role as the catalog spells it (catalog._ROLE)
+_ROLE_RE = re.compile(r"^[a-z][A-Za-z0-9]{0,39}$")
 
 
 class GenerationDefaults(BaseModel):
@@ -106,8 +174,12 @@ class Settings(BaseModel):
         default=None, description="Where model files live; None = <data dir>/models"
     )
     active_model_id: str = Field(default="flux2-klein-4b", description="Model used to generate")
+    active_upscaler_id: str | None = Field(
+        default=None, description="Upscaler model used to upscale; None = the first installed"
+    )
     model_quant_selections: dict[str, QuantSelection] = Field(
-        default_factory=dict, description="{modelId: {diffusionQuant, textEncoderQuant}}"
+        default_factory=dict,
+        description="{modelId: {<role>Quant: quant id}}, e.g. {diffusionQuant, textEncoderQuant}",
     )
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
     output_dir: str | None = Field(default=None, description="None = <data dir>/outputs")
@@ -391,13 +463,10 @@ class SettingsStore:
         return self.settings.model_quant_selections.get(model_id) or QuantSelection()
 
     def set_quant(self, model_id: str, component: str, quant_id: str | None) -> bool:
-        sel = self.selection(model_id).model_copy()
-        if component == "diffusion":
-            sel.diffusion_quant = quant_id
-        elif component == "textEncoder":
-            sel.text_encoder_quant = quant_id
-        else:
-            raise ValueError(f"component {component!r} has no quant")
+        """Choose ``quant_id`` for one role of a model (None: clear the choice)."""
+        if not _ROLE_RE.match(component):
+            raise ValueError(f"component {component!r} is not a role name")
+        sel = self.selection(model_id).with_quant(component, quant_id)
         selections = dict(self.settings.model_quant_selections)
         selections[model_id] = sel
         self.settings = self.settings.model_copy(update={"model_quant_selections": selections})

@@ -3,6 +3,8 @@
 - ``fake_hub``: a started :class:`tests.fakehub.FakeHub` (``.add_file(repo, path, data,
   gated=False)``, ``.url``, ``.requests``, ``.faults``, ``.set_gated(repo)``, ``.rate``,
   ``.valid_token``); stopped after the test.
+- ``hub_catalog_v3``: the same for the whole bundled catalog v3 (every model: Klein, Z-Image,
+  Klein base, the ESRGAN upscalers; shared files served once): ``build_hub_catalog(full=True)``.
 - ``hub_catalog``: the fake Hub serving small payloads for every file of a 2-model catalog with
   the bundled catalog's shape (same model ids, quant ids, file names, repos), installed as the
   user catalog (loopback URLs, exact sizes and sha256; a file's mirrors serve the same bytes,
@@ -54,7 +56,11 @@ class HubCatalog:
 
     @property
     def vae_repo(self) -> str:
-        return _repo(self.raw["models"][0]["vae"]["downloadUrl"])
+        m = self.raw["models"][0]
+        if "vae" in m:
+            return _repo(m["vae"]["downloadUrl"])
+        vae = next(c for c in m["components"] if c["role"] == "vae")
+        return _repo(vae["file"]["downloadUrl"])
 
     def context(self):
         from distill_tui.context import CoreContext
@@ -82,12 +88,18 @@ def _repo(url: str) -> str:
 
 
 def build_hub_catalog(
-    hub: FakeHub, dest: Path, *, scale: int = 1, sizes: dict[str, int] | None = None
+    hub: FakeHub,
+    dest: Path,
+    *,
+    scale: int = 1,
+    sizes: dict[str, int] | None = None,
+    full: bool = False,
 ) -> HubCatalog:
-    """Mirror the bundled catalog on ``hub`` with small payloads; write it to ``dest``."""
-    from tests.catalog_raw import bundled_v2
+    """Mirror the bundled catalog on ``hub`` with small payloads; write it to ``dest``.
+    Default: the Klein pair in the v2 shape (bundled_v2); ``full``: every bundled model, v3."""
+    from tests.catalog_raw import bundled_v2, bundled_v3
 
-    raw = bundled_v2()
+    raw = bundled_v3() if full else bundled_v2()
     raw["catalogVersion"] = TEST_CATALOG_VERSION
     payloads: dict[str, bytes] = {}
     sizes = sizes or {}
@@ -117,12 +129,21 @@ def build_hub_catalog(
         entry["size"] = len(data)
         entry["sha256"] = hashlib.sha256(data).hexdigest()
 
+    base = {"diffusion": 96 * 1024, "textEncoder": 64 * 1024, "vae": 48 * 1024}
     for i, m in enumerate(raw["models"]):
-        for j, q in enumerate(m["diffusion"]["quants"]):
-            fix(q, 96 * 1024 + 8192 * j + 4096 * i)
-        for j, q in enumerate(m["textEncoder"]["quants"]):
-            fix(q, 64 * 1024 + 8192 * j + 4096 * i)
-        fix(m["vae"], 48 * 1024)
+        comps = m.get("components")
+        if comps is None:  # v2: the trio as keys
+            comps = [
+                {"role": "diffusion", **m["diffusion"]},
+                {"role": "textEncoder", **m["textEncoder"]},
+                {"role": "vae", "file": m["vae"]},
+            ]
+        for c in comps:
+            size = base.get(c["role"], 40 * 1024)
+            for j, q in enumerate(c.get("quants") or ()):
+                fix(q, size + 8192 * j + 4096 * i)
+            if c.get("file") is not None:
+                fix(c["file"], size)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(raw, indent=2))
     return HubCatalog(hub, dest, raw, payloads)
@@ -135,6 +156,13 @@ def fake_hub() -> Iterator[FakeHub]:
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def hub_catalog_v3(fake_hub: FakeHub, isolated_dirs: Path) -> HubCatalog:
+    from distill_tui.paths import AppPaths
+
+    return build_hub_catalog(fake_hub, AppPaths.from_env().user_catalog_file, full=True)
 
 
 @pytest.fixture

@@ -44,8 +44,10 @@ def test_list_json_first_run_seeds_only_inside_xdg(isolated_dirs, tmp_path):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["version"] == 1
-    assert [m["id"] for m in data["models"]] == ["flux2-klein-4b", "flux2-klein-9b"]
-    for m in data["models"]:
+    gen = ["flux2-klein-4b", "flux2-klein-9b", "z-image-turbo", "flux2-klein-base-4b"]
+    ups = ["realesrgan-x4plus", "realesrgan-x4plus-anime"]
+    assert [m["id"] for m in data["models"]] == gen + ups
+    for m in data["models"][:2]:
         assert len(m["components"]["diffusion"]["quants"]) == 5
         assert len(m["components"]["textEncoder"]["quants"]) == 5
         assert m["components"]["vae"]["file"] == "vae/flux2-vae.safetensors"
@@ -93,7 +95,8 @@ def test_use_refuses_a_quant_that_is_not_downloaded(app_paths):
     [
         (
             ["flux9", "--diffusion", "Q4_K_S"],
-            "unknown model 'flux9'; valid ids: flux2-klein-4b, flux2-klein-9b",
+            "unknown model 'flux9'; valid ids: flux2-klein-4b, flux2-klein-9b, z-image-turbo, "
+            "flux2-klein-base-4b, realesrgan-x4plus, realesrgan-x4plus-anime",
         ),
         (
             ["flux2-klein-4b", "--text-encoder", "Q2"],

@@ -35,12 +35,44 @@ def test_set_quant_persists_at_once(store):
     store.load()
     store.set_quant("flux2-klein-4b", "diffusion", "Q4_K_S")
     on_disk = json.loads(store.path.read_text())
-    assert on_disk["model_quant_selections"] == {
-        "flux2-klein-4b": {"diffusionQuant": "Q4_K_S", "textEncoderQuant": None}
-    }
+    # per role, each a <role>Quant key; a role with no choice has none
+    assert on_disk["model_quant_selections"] == {"flux2-klein-4b": {"diffusionQuant": "Q4_K_S"}}
     again = SettingsStore(store.paths)
     again.load()
     assert again.selection("flux2-klein-4b").diffusion_quant == "Q4_K_S"
+
+
+def test_quant_selection_is_stored_per_role(store):
+    """Issue 21: a selection is keyed by component role (``<role>Quant``), any role the
+    family has; an older file's keys (and its nulls) read as they are; another key is
+    dropped by name and the rest kept."""
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_text(
+        json.dumps(
+            {
+                "schema_version": 2,
+                "model_quant_selections": {
+                    "flux2-klein-4b": {"diffusionQuant": "Q6_K", "textEncoderQuant": None},
+                    "my-model": {"clipLQuant": "Q8_0", "bogus": 1},
+                },
+            }
+        )
+    )
+    store.load()
+    assert store.selection("flux2-klein-4b").quants == {"diffusion": "Q6_K"}
+    assert store.selection("my-model").get("clipL") == "Q8_0"
+    assert any("'model_quant_selections.my-model.bogus'" in w for w in store.warnings)
+    store.set_quant("flux2-klein-4b", "textEncoder", "Q8_0")
+    store.set_quant("my-model", "t5xxl", "Q4_0")
+    store.set_quant("my-model", "clipL", None)
+    on_disk = json.loads(store.path.read_text())["model_quant_selections"]
+    assert on_disk == {
+        "flux2-klein-4b": {"diffusionQuant": "Q6_K", "textEncoderQuant": "Q8_0"},
+        "my-model": {"t5xxlQuant": "Q4_0"},
+    }
+    again = SettingsStore(store.paths)
+    again.load()
+    assert again.selection("my-model").quants == {"t5xxl": "Q4_0"} and again.warnings == []
 
 
 def test_save_is_atomic_no_temp_left(store):

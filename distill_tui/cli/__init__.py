@@ -46,18 +46,23 @@ def _catalog_models_help() -> str:
     from distill_tui.paths import AppPaths
 
     cat = load_catalog(AppPaths.from_env().user_catalog_file, seed=False).catalog
-    lines = ["models (--model / MODEL; default quants marked *):"]
+    lines = ["models (--model / MODEL; --quant ROLE=Q per component; default quants marked *):"]
     for m in cat.models:
         r = m.recommended
-        lines.append(f"  {m.id}: {m.name}")
-        for comp, label in (("diffusion", "--diffusion"), ("textEncoder", "--text-encoder")):
-            d = m.default_quant(comp)
-            ids = " ".join(q + ("*" if q == d else "") for q in m.section(comp).ids)
+        lines.append(f"  {m.id}: {m.name}  ({m.spec.label}, {m.type})")
+        for comp in m.components:
+            if not comp.has_quants:
+                continue
+            d = m.default_quant(comp.role)
+            ids = " ".join(q + ("*" if q == d else "") for q in comp.ids)
+            alias = {"diffusion": "--diffusion", "textEncoder": "--text-encoder"}.get(comp.role)
+            label = alias or f"--quant {comp.role}="
             lines.append(f"    {label:<15} {ids}")
-        lines.append(
-            f"    recommended     {r.width}x{r.height}, {r.steps} steps, cfg {r.cfg_scale:g}, "
-            f"sampler {r.sampler}, scheduler {r.scheduler}"
-        )
+        if m.spec.is_generator:
+            lines.append(
+                f"    recommended     {r.width}x{r.height}, {r.steps} steps, cfg {r.cfg_scale:g}, "
+                f"sampler {r.sampler}, scheduler {r.scheduler}"
+            )
     return visible("\n".join(lines), multiline=True)
 
 
@@ -123,11 +128,18 @@ def _add_models_list(msub: _Subcommands) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output (stable shape)")
 
 
+_QUANT_HELP = (
+    "the quant of one component, repeatable: --quant diffusion=Q4_K --quant text-encoder=Q8_0 "
+    "(roles: the model's; te = text-encoder)"
+)
+
+
 def _add_models_use(msub: _Subcommands) -> None:
     use = msub.add_parser("use", help="choose the active quants (and make the model active)")
     use.add_argument("model")
-    use.add_argument("--diffusion", metavar="Q")
-    use.add_argument("--text-encoder", metavar="Q")
+    use.add_argument("--quant", action="append", metavar="ROLE=Q", help=_QUANT_HELP)
+    use.add_argument("--diffusion", metavar="Q", help="= --quant diffusion=Q")
+    use.add_argument("--text-encoder", metavar="Q", help="= --quant text-encoder=Q")
     use.add_argument("--no-activate", action="store_true", help="do not change active_model_id")
 
 
@@ -136,14 +148,19 @@ def _add_models_download(msub: _Subcommands) -> None:
     dl = msub.add_parser("download", help="download a model's files (resumable, verified)")
     dl.add_argument("model")
     dl.add_argument(
-        "--diffusion", metavar="Q", help="diffusion quant (default: selected/recommended)"
+        "--quant",
+        action="append",
+        metavar="ROLE=Q",
+        help=_QUANT_HELP + "; default: the selected, else recommended, quant of each",
     )
-    dl.add_argument("--text-encoder", metavar="Q", help="text encoder quant")
+    dl.add_argument("--diffusion", metavar="Q", help="= --quant diffusion=Q")
+    dl.add_argument("--text-encoder", metavar="Q", help="= --quant text-encoder=Q")
     dl.add_argument("--no-vae", action="store_true", help="skip the VAE")
     dl.add_argument(
         "--only",
         metavar="PARTS",
-        help="only these parts of the set, comma-separated: diffusion,text-encoder,vae",
+        help="only these components of the set, comma-separated roles: e.g. "
+        "diffusion,text-encoder,vae (an upscaler: upscaler)",
     )
     dl.add_argument("--connections", type=int, metavar="N", help="Range segments per file")
     dl.add_argument(
@@ -196,15 +213,22 @@ def _add_models_remove(msub: _Subcommands) -> None:
     rm = msub.add_parser("remove", help="delete downloaded files")
     rm.add_argument("model")
     g = rm.add_mutually_exclusive_group(required=True)
-    g.add_argument("--diffusion", metavar="Q")
-    g.add_argument("--text-encoder", metavar="Q")
+    g.add_argument("--quant", action="append", metavar="ROLE=Q", help=_QUANT_HELP)
+    g.add_argument("--diffusion", metavar="Q", help="= --quant diffusion=Q")
+    g.add_argument("--text-encoder", metavar="Q", help="= --quant text-encoder=Q")
     g.add_argument("--vae", action="store_true")
-    g.add_argument("--all", action="store_true")
-    rm.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    g.add_argument("--all", action="store_true", help="every file of the model")
+    rm.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="do not ask (a file other models use is then kept unless --force)",
+    )
     rm.add_argument(
         "--force",
         action="store_true",
-        help="also remove the active quant (its selection is cleared) and a VAE other models use",
+        help="also remove the active quant (its selection is cleared) and a file other models "
+        "use (a shared VAE or text encoder)",
     )
 
 

@@ -100,6 +100,12 @@ def _model_from_words(words: Sequence[str]) -> str | None:
     return None
 
 
+def _role_key(role: object) -> str:
+    """``text-encoder``, ``text_encoder`` and ``textEncoder`` are one role (quantflag.role_key,
+    not imported: a Tab press stays cheap)."""
+    return str(role or "").replace("-", "").replace("_", "").lower()
+
+
 def _role_quants(model: dict, role: str) -> Iterator[tuple[str, str]]:
     for key in ROLE_KEYS.get(role, (role,)):
         section = model.get(key)
@@ -110,7 +116,7 @@ def _role_quants(model: dict, role: str) -> Iterator[tuple[str, str]]:
     comps = model.get("components")  # catalog v3: components with a role
     if isinstance(comps, list):
         for c in comps:
-            if isinstance(c, dict) and str(c.get("role", "")).replace("_", "-") == role:
+            if isinstance(c, dict) and _role_key(c.get("role")) == _role_key(role):
                 for q in c.get("quants") or []:
                     if isinstance(q, dict) and _valid_word(q.get("id")):
                         yield str(q["id"]), _one_line(q.get("label") or "")

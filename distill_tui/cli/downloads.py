@@ -142,13 +142,13 @@ def resume_hint(a) -> str:
 
     if not a.model_id:
         return f"{distill_command()} models download"
+    from distill_tui.cli.roles import quant_flag, role_flag
+
     words = ["models", "download", a.model_id]
-    flag = {"diffusion": "--diffusion", "textEncoder": "--text-encoder"}.get(a.component or "")
-    if flag and a.quant_id:
-        words += [flag, a.quant_id]
-    part = {"diffusion": "diffusion", "textEncoder": "text-encoder", "vae": "vae"}
-    if a.component in part:
-        words += ["--only", part[a.component]]
+    if a.component and a.quant_id:
+        words += quant_flag(a.component, a.quant_id)
+    if a.component:
+        words += ["--only", role_flag(a.component)]
     return f"{distill_command()} {shlex.join(words)}"
 
 
@@ -184,33 +184,24 @@ def cmd_status(args: argparse.Namespace, ctx: CoreContext) -> int:
 
 
 def plan_for(args: argparse.Namespace, ctx: CoreContext, model: CatalogModel) -> list[tuple]:
+    """(model id, role, quant id or None) of every file of the set to download: each component
+    with quants at the quant given (``--quant ROLE=Q``, ``--diffusion``...), else the selected,
+    else the recommended one; each component of one file (a VAE unless ``--no-vae``, an
+    upscaler) as it is; ``--only`` keeps some roles."""
+    from distill_tui.cli.roles import parts_arg, quant_args
+
     sel = ctx.settings.selection(model.id)
-    diff = _quant(
-        model,
-        "diffusion",
-        args.diffusion or sel.diffusion_quant or model.default_quant("diffusion"),
-    )
-    te = _quant(
-        model,
-        "textEncoder",
-        args.text_encoder or sel.text_encoder_quant or model.default_quant("textEncoder"),
-    )
-    items: list[tuple] = [(model.id, "diffusion", diff), (model.id, "textEncoder", te)]
-    if not args.no_vae:
-        items.append((model.id, "vae", None))
+    chosen = quant_args(args, model)
+    items: list[tuple] = []
+    for comp in model.components:
+        if comp.has_quants:
+            qid = chosen.get(comp.role) or sel.get(comp.role) or model.default_quant(comp.role)
+            items.append((model.id, comp.role, _quant(model, comp.role, qid)))
+        elif not (comp.role == "vae" and args.no_vae):
+            items.append((model.id, comp.role, None))
     only = getattr(args, "only", None)
     if only:
-        names = {"diffusion": "diffusion", "text-encoder": "textEncoder", "vae": "vae"}
-        wanted = set()
-        for part in only.split(","):
-            part = part.strip().lower().replace("_", "-")
-            if part == "textencoder":
-                part = "text-encoder"
-            if part not in names:
-                raise CliError(
-                    f"--only: unknown part {part!r}; choose from diffusion, text-encoder, vae"
-                )
-            wanted.add(names[part])
+        wanted = parts_arg(only, model)
         items = [it for it in items if it[1] in wanted]
         if not items:
             raise CliError("--only leaves nothing to download (the VAE is skipped by --no-vae)")
@@ -259,7 +250,7 @@ def _refuse_offline(ctx: CoreContext, model: CatalogModel, items: list[tuple]) -
 
     if not offline():
         return
-    files = [ctx.resolver.file_for(m, c, q) if c != "vae" else model.vae for m, c, q in items]
+    files = [ctx.resolver.file_for(m, c, q) for m, c, q in items]
     todo = [f for f in files if not ctx.inventory.is_present(f.file)]
     dirs = tuple(ctx.settings.settings.import_dirs)
     index = lr.FolderIndex(dirs, skip=ctx.inventory.models_dir) if dirs and todo else None
@@ -281,7 +272,9 @@ PROGRESS_EVERY = 5.0
 
 
 def _label(ev) -> str:
-    comp = {"diffusion": "diffusion", "textEncoder": "text encoder", "vae": "vae"}[ev.component]
+    from distill_tui.cli.roles import role_word
+
+    comp = role_word(ev.component)
     q = f" {ev.quant_id}" if ev.quant_id else ""
     src = f" from {ev.source}" if getattr(ev, "source", None) else ""  # a file with mirrors
     return visible(f"{comp}{q}{src}")
@@ -384,10 +377,10 @@ async def _download(
             out.failure("nothing was downloaded; fix the problem above and rerun")
         code = 1
     else:
-        out.line(_selection_line(model.id, sel.diffusion_quant, sel.text_encoder_quant, ready))
+        out.line(_selection_line(model, sel, ready))
         code = 0
     if json_out:
-        out.dump_json(model.id, sel, ready, code)
+        out.dump_json(model, sel, ready, code)
     return code
 
 
@@ -396,27 +389,32 @@ def _set_sizes(model: CatalogModel, items: list[tuple], mgr) -> dict[str, int]:
     starts; its event's total replaces it then)."""
     out: dict[str, int] = {}
     for mid, comp, qid in items:
-        f = model.vae if comp == "vae" else model.section(comp).get(qid or "")
+        c = model.component(comp)
+        f = None if c is None else (c.file if c.file is not None else c.get(qid or ""))
         out[mgr.key_for(mid, comp, qid)] = int(getattr(f, "size", 0) or 0)
     return out
 
 
-def _selection_line(
-    model_id: str, diffusion: str | None, text_encoder: str | None, ready: bool
-) -> str:
+def _selection_line(model: CatalogModel, sel, ready: bool) -> str:
     """The last line of a download (and of a detached hand-off's log): the quants in use, or
-    that none is selected yet and how to choose (never "None", issue 23.9)."""
-    if diffusion and text_encoder:
-        return f"{model_id}: selected diffusion {diffusion}, text encoder {text_encoder}" + (
-            "  (ready)" if ready else ""
-        )
+    that none is selected yet and how to choose (never "None", issue 23.9). A model without
+    quants (an upscaler) says whether it is ready."""
+    from distill_tui.cli.roles import role_word
+
+    roles = model.quant_roles
+    if not roles:
+        return f"{model.id}: " + ("ready" if ready else "not ready")
+    if all(sel.get(r) for r in roles):
+        picked = ", ".join(f"{role_word(r)} {sel.get(r)}" for r in roles)
+        return f"{model.id}: selected {picked}" + ("  (ready)" if ready else "")
     parts = [
-        f"diffusion {diffusion}" if diffusion else "no diffusion quant selected yet",
-        f"text encoder {text_encoder}" if text_encoder else "no text encoder quant selected yet",
+        f"{role_word(r)} {sel.get(r)}" if sel.get(r) else f"no {role_word(r)} quant selected yet"
+        for r in roles
     ]
+    example = " ".join(f"--quant {r}=Q" for r in roles)
     return (
-        f"{model_id}: {', '.join(parts)} (download one, or `distill models use {model_id} "
-        "--diffusion Q --text-encoder Q`)"
+        f"{model.id}: {', '.join(parts)} (download one, or `distill models use {model.id} "
+        f"{example}`)"
     )
 
 
@@ -674,15 +672,12 @@ class _Output:
             }
         )
 
-    def dump_json(self, model_id: str, sel, ready: bool, code: int) -> None:
+    def dump_json(self, model: CatalogModel, sel, ready: bool, code: int) -> None:
         doc = {
             "version": 1,
-            "model": model_id,
+            "model": model.id,
             "files": self.results,
-            "selection": {
-                "diffusion": sel.diffusion_quant,
-                "textEncoder": sel.text_encoder_quant,
-            },
+            "selection": {role: sel.get(role) for role in model.quant_roles},
             "ready": ready,
             "exitCode": code,
         }
@@ -764,24 +759,26 @@ def cmd_verify(args: argparse.Namespace, ctx: CoreContext) -> int:
 
 # ---- remove --------------------------------------------------------------------------------
 def cmd_remove(args: argparse.Namespace, ctx: CoreContext) -> int:
-    """The Model Manager's del rules (distill_tui/removal.py), with a question on a terminal."""
+    """The Model Manager's del rules (distill_tui/removal.py), with a question on a terminal.
+    A file other models use (a shared VAE or text encoder) is removed only when the question,
+    which names them, is answered yes, or with --force."""
+    from distill_tui.cli.roles import quant_args
     from distill_tui.removal import plan_removal, remove
 
     model = _model(ctx, args.model)
     if args.all:
-        items: list[tuple[str, str | None]] = [
-            (comp, q.id)
-            for comp in ("diffusion", "textEncoder")
-            for q in model.section(comp).quants
-        ]
-        items.append(("vae", None))
+        items: list[tuple[str, str | None]] = [(role, qid) for role, qid, _f in model.files()]
     elif args.vae:
+        if model.component("vae") is None:
+            raise CliError(f"{model.id} has no VAE; its components: {', '.join(model.roles)}")
         items = [("vae", None)]
     else:
-        comp = "diffusion" if args.diffusion else "textEncoder"
-        items = [(comp, _quant(model, comp, args.diffusion or args.text_encoder))]
+        items = list(quant_args(args, model).items())
     force = bool(getattr(args, "force", False))
-    plan = plan_removal(ctx, model.id, items, force=force, force_active=bool(args.all))
+    ask = not args.yes and sys.stdin.isatty()
+    plan = plan_removal(
+        ctx, model.id, items, force=force, force_active=bool(args.all), force_shared=ask
+    )
     for note in plan.kept:
         print(f"  {note}")
     if not plan.targets:
@@ -789,17 +786,23 @@ def cmd_remove(args: argparse.Namespace, ctx: CoreContext) -> int:
         return 1 if plan.kept and not args.all else 0
     print(f"will delete from {ctx.inventory.models_dir}:")
     for t in plan.targets:
-        print(f"  {t.rel}")
+        users = plan.shared.get(t.rel)
+        shared = f"  ({t.rel} is also used by {', '.join(users)})" if users else ""
+        print(f"  {t.rel}{shared}")
     if plan.clears:
         cleared = ", ".join(
-            f"{mid} {COMPONENT_LABELS[c].lower()}" for mid, c in sorted(set(plan.clears))
+            f"{mid} {COMPONENT_LABELS.get(c, c).lower()}" for mid, c in sorted(set(plan.clears))
         )
         print(f"  (selection cleared: {cleared})")
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError("refusing to delete files without --yes (no terminal to ask)")
+        breaks = sorted({u for t in plan.targets for u in plan.shared.get(t.rel, ())})
+        warn = f" {', '.join(breaks)} will not be Ready without it." if breaks else ""
         try:
-            answer = input(f"delete {len(plan.targets)} file(s), {human_size(plan.size)}? [y/N] ")
+            answer = input(
+                f"delete {len(plan.targets)} file(s), {human_size(plan.size)}?{warn} [y/N] "
+            )
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):

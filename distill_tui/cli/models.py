@@ -1,20 +1,28 @@
 """``distill models list|use`` here; download/verify/remove/clean in ``cli.downloads``.
 
-``distill models list --json`` shape (stable, version 1)::
+``distill models list --json`` shape (stable, version 1; fields are only ever added)::
 
     {"version": 1, "modelsDir": str, "activeModelId": str,
      "storage": {"usedBytes": int, "freeBytes": int},
-     "models": [{"id", "name", "type", "ready": bool, "missing": [str],
+     "models": [{"id", "name", "type", "family", "familyLabel",
+                 "ready": bool, "missing": [str],
                  "active": bool, "usedBytes": int,
                  "license": {"name", "url", "commercialUse": bool|null} | null,
-                 "selection": {"diffusion": str|null, "textEncoder": str|null},
-                 "components": {
-                    "diffusion":   {"name": str, "quants": [QUANT...]},
-                    "textEncoder": {"name": str, "quants": [QUANT...]},
-                    "vae": {"file", "size", SOURCE..., "downloaded": bool,
-                            "verified": bool, "linkedOriginalGone": str|null}}}]}
+                 "selection": {ROLE: str|null, ...},      (each component with quants)
+                 "components": {ROLE: COMPONENT, ...}}],  (catalog order)
+     "files": [{"file", "size", "sha256", "downloaded": bool, "verified": bool,
+                "usedBy": [model id...]}]}                (each file once, shared ones too)
+    ROLE = "diffusion" | "textEncoder" | "vae" | "upscaler" | ... (the family's roles)
+    COMPONENT = {"role", "label", "name", "slot", "quants": [QUANT...]}     (quants)
+              | {"role", "label", "name", "slot", FILE...}                  (one file:
+                "file", "size", SOURCE..., "downloaded", "verified", "linkedOriginalGone",
+                PARTIAL, "sharedWith")
+    ("vae": {"file", "size", ...} as before: a component of one file keeps its file's
+    fields at its top level; "slot": the engine slot it loads into, e.g. "llm_path")
     QUANT = {"id", "label", "file", "size", SOURCE..., "downloaded": bool, "verified": bool,
-             "linkedOriginalGone": str|null, PARTIAL, "selected": bool}
+             "linkedOriginalGone": str|null, PARTIAL, "selected": bool, "sharedWith"}
+    ("sharedWith": the other models whose component is the same file - one copy on disk,
+    e.g. Klein 4B's Qwen3-4B text encoder quants and Z-Image-Turbo's)
     ("linkedOriginalGone": the file is a symlink whose original - e.g. an HF cache copy - was
     removed: that original's path; `models download` fetches the file again)
     ("verified": downloaded and checked against a reference sha256; false for a downloaded
@@ -30,7 +38,7 @@ import argparse
 import json
 import sys
 
-from distill_tui.catalog import UnknownModelError, UnknownQuantError
+from distill_tui.catalog import UnknownModelError
 from distill_tui.cli import CliError
 from distill_tui.context import CoreContext
 from distill_tui.formatting import human_size
@@ -84,51 +92,67 @@ def _source_json(f) -> dict:
     }
 
 
+def _file_json(inv, acts: dict, f, model_id: str, users: dict[str, list[str]]) -> dict:
+    """One file's facts: where it comes from, what is on disk, who else uses it."""
+    return {
+        "file": f.file,
+        "size": f.size,
+        **_source_json(f),
+        "downloaded": inv.is_present(f.file),
+        "verified": _verified(inv, f.file),
+        "linkedOriginalGone": _gone(inv, f.file),
+        **_partial_json(acts, f),
+        "sharedWith": [u for u in users.get(f.file, ()) if u != model_id],
+    }
+
+
 def models_json(ctx: CoreContext) -> dict:
     from distill_tui.downloads.activity import scan
 
     inv, res = ctx.inventory, ctx.resolver
     active = ctx.settings.settings.active_model_id
     acts = {a.key: a for a in scan(inv.models_dir, ctx.catalog)}
+    users: dict[str, list[str]] = {}  # file -> the models that have it (catalog order)
+    files: dict[str, object] = {}
+    for m in ctx.catalog.models:
+        for _r, _q, f in m.files():
+            if m.id not in users.setdefault(f.file, []):
+                users[f.file].append(m.id)
+            files.setdefault(f.file, f)
     out_models = []
     for m in ctx.catalog.models:
         sel = ctx.settings.selection(m.id)
         comps: dict = {}
-        for comp in ("diffusion", "textEncoder"):
-            section = m.section(comp)
-            comps[comp] = {
-                "name": section.name or m.name,
-                "quants": [
-                    {
-                        "id": q.id,
-                        "label": q.label,
-                        "file": q.file,
-                        "size": q.size,
-                        **_source_json(q),
-                        "downloaded": inv.is_present(q.file),
-                        "verified": _verified(inv, q.file),
-                        "linkedOriginalGone": _gone(inv, q.file),
-                        **_partial_json(acts, q),
-                        "selected": sel.get(comp) == q.id,
-                    }
-                    for q in section.quants
-                ],
+        for c in m.components:
+            head = {
+                "role": c.role,
+                "label": c.label,
+                "name": c.name or m.name,
+                "slot": c.engine_slot(m.family),
             }
-        comps["vae"] = {
-            "file": m.vae.file,
-            "size": m.vae.size,
-            **_source_json(m.vae),
-            "downloaded": inv.is_present(m.vae.file),
-            "verified": _verified(inv, m.vae.file),
-            "linkedOriginalGone": _gone(inv, m.vae.file),
-            **_partial_json(acts, m.vae),
-        }
+            if c.has_quants:
+                comps[c.role] = {
+                    **head,
+                    "quants": [
+                        {
+                            "id": q.id,
+                            "label": q.label,
+                            **_file_json(inv, acts, q, m.id, users),
+                            "selected": sel.get(c.role) == q.id,
+                        }
+                        for q in c.quants or ()
+                    ],
+                }
+            elif c.file is not None:
+                comps[c.role] = {**head, **_file_json(inv, acts, c.file, m.id, users)}
         missing = res.missing(m.id)
         out_models.append(
             {
                 "id": m.id,
                 "name": m.name,
                 "type": m.type,
+                "family": m.family,
+                "familyLabel": m.spec.label,
                 "ready": not missing,
                 "missing": missing,
                 "active": m.id == active,
@@ -142,10 +166,7 @@ def models_json(ctx: CoreContext) -> dict:
                     if m.license
                     else None
                 ),
-                "selection": {
-                    "diffusion": sel.diffusion_quant,
-                    "textEncoder": sel.text_encoder_quant,
-                },
+                "selection": {role: sel.get(role) for role in m.quant_roles},
                 "components": comps,
             }
         )
@@ -155,6 +176,17 @@ def models_json(ctx: CoreContext) -> dict:
         "activeModelId": active,
         "storage": {"usedBytes": inv.total_usage(), "freeBytes": inv.free_bytes()},
         "models": out_models,
+        "files": [
+            {
+                "file": rel,
+                "size": getattr(f, "size", None),
+                "sha256": getattr(f, "sha256", None),
+                "downloaded": inv.is_present(rel),
+                "verified": _verified(inv, rel),
+                "usedBy": users[rel],
+            }
+            for rel, f in files.items()
+        ],
     }
 
 
@@ -200,18 +232,28 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
     for m in data["models"]:
         badge = "Ready" if m["ready"] else "Setup Required"
         star = "*" if m["active"] else " "
-        w(f"{star} {m['name']} ({m['id']})  [{badge}]  on disk {human_size(m['usedBytes'])}\n")
-        for comp, title in (("diffusion", "Diffusion Model"), ("textEncoder", "Text Encoder")):
-            c = m["components"][comp]
-            name = f" ({c['name']})" if comp == "textEncoder" else ""
-            w(f"    {title}{name}\n")
-            for q in c["quants"]:
-                mark = ">" if q["selected"] else " "
-                have = _have(q, m["id"])
-                size = ("~" if q["sizeEstimated"] else "") + human_size(q["size"])
-                w(f"      {mark} {q['id']:<8} {size:>9}  {have}\n")
-        v = m["components"]["vae"]
-        w(f"    VAE  {v['file']}  {human_size(v['size'])}  {_have(v, m['id'])}\n")
+        w(
+            f"{star} {m['name']} ({m['id']})  [{badge}]  on disk {human_size(m['usedBytes'])}  "
+            f"{m['familyLabel']} ({m['family']}, {m['type']})\n"
+        )
+        for c in m["components"].values():
+            title = c["label"]
+            if c["name"] and c["name"] != m["name"] and c["label"].lower() not in c["name"].lower():
+                title += f" ({c['name']})"
+            if "quants" in c:
+                with_ = sorted({u for q in c["quants"] for u in q["sharedWith"]})
+                w(f"    {title}" + (f"  shared with {', '.join(with_)}" if with_ else "") + "\n")
+                for q in c["quants"]:
+                    mark = ">" if q["selected"] else " "
+                    have = _have(q, m["id"])
+                    size = ("~" if q["sizeEstimated"] else "") + human_size(q["size"])
+                    w(f"      {mark} {q['id']:<8} {size:>9}  {have}\n")
+            else:
+                shared = f"  shared with {', '.join(c['sharedWith'])}" if c["sharedWith"] else ""
+                w(
+                    f"    {title}  {c['file']}  {human_size(c['size'])}  {_have(c, m['id'])}"
+                    f"{shared}\n"
+                )
         if m["missing"]:
             w(f"    missing: {'; '.join(m['missing'])}\n")
         w("\n")
@@ -224,29 +266,34 @@ def cmd_list(args: argparse.Namespace, ctx: CoreContext) -> int:
 
 
 def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
+    from distill_tui.cli.roles import quant_args, quant_flag, role_word
+
     try:
         model = ctx.catalog.require(args.model)
     except UnknownModelError as e:
         raise CliError(str(e)) from None
-    if not args.diffusion and not args.text_encoder:
-        raise CliError("nothing to do: give --diffusion Q and/or --text-encoder Q")
-    changes = []
-    for comp, qid in (("diffusion", args.diffusion), ("textEncoder", args.text_encoder)):
-        if not qid:
-            continue
-        try:
-            f = ctx.resolver.file_for(model.id, comp, qid)
-        except UnknownQuantError as e:
-            raise CliError(str(e)) from None
+    if not model.spec.is_generator:
+        raise CliError(
+            f"{model.id} is an {model.type} ({model.spec.label}): it has no quants to choose and "
+            f"generates nothing; upscale with it: distill upscale --upscaler {model.id} IMAGE"
+        )
+    chosen = quant_args(args, model)
+    if not chosen:
+        roles = ", ".join(model.quant_roles)
+        raise CliError(
+            f"nothing to do: give --quant ROLE=Q (roles of {model.id}: {roles}; "
+            "--diffusion Q / --text-encoder Q are the same)"
+        )
+    for role, qid in chosen.items():
+        f = ctx.resolver.file_for(model.id, role, qid)
         if not ctx.inventory.is_present(f.file):
-            flag = "--diffusion" if comp == "diffusion" else "--text-encoder"
+            flag = " ".join(quant_flag(role, qid))
             raise CliError(
                 f"{model.id} {qid} is not downloaded; run: distill models download {model.id} "
-                f"{flag} {qid}"
+                f"{flag}"
             )
-        changes.append((comp, qid))
-    for comp, qid in changes:
-        ctx.settings.set_quant(model.id, comp, qid)
+    for role, qid in chosen.items():
+        ctx.settings.set_quant(model.id, role, qid)
     if not args.no_activate:
         ctx.settings.update(active_model_id=model.id)
     if ctx.settings.read_only_reason:
@@ -257,10 +304,6 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
         if ctx.resolver.is_model_ready(model.id)
         else ("not ready: " + "; ".join(ctx.resolver.missing(model.id)))
     )
-    print(
-        visible(
-            f"{model.id}: diffusion {sel.diffusion_quant}, text encoder "
-            f"{sel.text_encoder_quant} ({ready})"
-        )
-    )
+    picked = ", ".join(f"{role_word(r)} {sel.get(r) or '(none)'}" for r in model.quant_roles)
+    print(visible(f"{model.id}: {picked} ({ready})"))
     return 0

@@ -261,7 +261,7 @@ class DownloadManager:
         """
         asyncio.get_running_loop()  # raises RuntimeError outside the loop
         f = self._file(model_id, component, quant_id)
-        qid = None if component == "vae" else (quant_id or self._default_quant(model_id, component))
+        qid = self._job_quant(model_id, component, quant_id)
         job = self._jobs.get(f.file)
         if job is not None and not job.finished:
             return f.file
@@ -914,11 +914,7 @@ class DownloadManager:
         seen: dict[str, _Job] = {}
         for model_id, component, quant_id in items:
             f = self._file(model_id, component, quant_id)
-            qid = (
-                None
-                if component == "vae"
-                else (quant_id or self._default_quant(model_id, component))
-            )
+            qid = self._job_quant(model_id, component, quant_id)
             if f.file not in seen:
                 seen[f.file] = _Job(f.file, model_id, component, qid, f)
         return list(seen.values())
@@ -926,8 +922,16 @@ class DownloadManager:
     def _default_quant(self, model_id: str, component: str) -> str:
         return self.catalog.require(model_id).default_quant(component)
 
+    def _job_quant(self, model_id: str, component: str, quant_id: str | None) -> str | None:
+        """The quant a job fetches: None for a component that is one file (a VAE, an
+        upscaler), else ``quant_id`` or the recommended one."""
+        comp = self.catalog.require(model_id).component(component)
+        if comp is None or not comp.has_quants:
+            return None
+        return quant_id or self._default_quant(model_id, component)
+
     def _maybe_select(self, job: _Job) -> None:
-        if job.component == "vae" or not job.quant_id:
+        if not job.quant_id:  # one file: nothing to choose
             return
         if self.settings.selection(job.model_id).get(job.component) is None:
             self.settings.set_quant(job.model_id, job.component, job.quant_id)
@@ -1046,18 +1050,21 @@ class DownloadManager:
         model = self.catalog.get(model_id)
         if model is None:
             raise DownloadError("not_found", f"unknown model {model_id!r}")
-        if component == "vae":
-            return model.vae
-        try:
-            section = model.section(component)
-        except KeyError:
-            raise DownloadError("not_found", f"unknown component {component!r}") from None
+        comp = model.component(component)
+        if comp is None:
+            raise DownloadError(
+                "not_found",
+                f"{model_id} has no {component!r} component; its components: "
+                f"{', '.join(model.roles)}",
+            )
+        if comp.file is not None:  # one file (a VAE, an upscaler)
+            return comp.file
         qid = quant_id or model.default_quant(component)
-        q = section.get(qid)
+        q = comp.get(qid)
         if q is None:
             raise DownloadError(
                 "not_found",
-                f"unknown {component} quant {qid!r} for {model_id}; valid: {', '.join(section.ids)}",
+                f"unknown {component} quant {qid!r} for {model_id}; valid: {', '.join(comp.ids)}",
             )
         return q
 
