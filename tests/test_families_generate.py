@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from distill_tui.outputs import parse_parameters, read_parameters
@@ -241,3 +242,89 @@ def test_compare_by_role_with_alias(app_paths, tiny_models, tmp_path):
     p = distill("compare", "a cat", "--model", VARIANT, "--quant", "vae=X")
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1 and len(lines) == 1 and "vae" in lines[0], p.stderr
+
+
+# ---- Z-Image end to end: loopback Hub -> download -> use -> generate ----------------------
+
+
+def _serve_zimage(hub, app_paths, files: dict[str, Path]) -> dict[str, str]:
+    """The bundled catalog as the user's, with Z-Image-Turbo's recommended files (the DiT,
+    the Qwen3-4B text encoder Klein 4B shares, the FLUX.1 VAE) served by ``hub`` with the tiny
+    Z-Image bytes under their REAL repos and paths; every entry naming one of those files
+    (Klein 4B's text encoder too: one file, one sha256) points at the loopback Hub."""
+    from urllib.parse import urlsplit
+
+    from tests.catalog_raw import bundled_v3
+
+    raw = bundled_v3()
+    zi = next(m for m in raw["models"] if m["id"] == "z-image-turbo")
+    rec = zi["recommended"]["quants"]
+    source = {"diffusion": files["diffusion"], "textEncoder": files["text_encoder"]}
+    served: dict[str, tuple[str, Path]] = {}  # file -> (loopback url, tiny bytes)
+    for comp in zi["components"]:
+        if comp["role"] == "vae":
+            entry, data = comp["file"], files["vae"]
+        else:
+            entry = next(q for q in comp["quants"] if q["id"] == rec[comp["role"]])
+            data = source[comp["role"]]
+        url = entry["downloadUrl"]
+        repo = "/".join(urlsplit(url).path.strip("/").split("/")[:2])
+        in_repo = urlsplit(url).path.split("/resolve/", 1)[1].split("/", 1)[1]
+        hub.add_file(repo, in_repo, data)
+        served[entry["file"]] = (hub.resolve_url(repo, in_repo), data)
+
+    def fix(entry: dict) -> None:
+        if entry["file"] in served:
+            url, data = served[entry["file"]]
+            entry.update(
+                downloadUrl=url,
+                size=data.stat().st_size,
+                sha256=hashlib.sha256(data.read_bytes()).hexdigest(),
+            )
+            entry.pop("mirrors", None)
+            entry.pop("revision", None)
+            entry.pop("sizeEstimated", None)
+
+    for m in raw["models"]:
+        for comp in m["components"]:
+            for entry in comp.get("quants") or [comp["file"]]:
+                fix(entry)
+    app_paths.user_catalog_file.parent.mkdir(parents=True, exist_ok=True)
+    app_paths.user_catalog_file.write_text(json.dumps(raw, indent=2), "utf-8")
+    return {role: rec[role] for role in ("diffusion", "textEncoder")}
+
+
+@pytest.mark.slow
+def test_zimage_download_use_generate(fake_hub, app_paths, tmp_path):
+    from tests import tinymodels
+
+    files = tinymodels.make_zimage_set(tmp_path / "zset")
+    quants = _serve_zimage(fake_hub, app_paths, files)
+    p = distill("models", "download", "z-image-turbo", timeout=600)
+    assert p.returncode == 0, p.stderr
+    p = distill(
+        "models", "use", "z-image-turbo", "--quant", f"diffusion={quants['diffusion']}",
+        "--quant", f"text-encoder={quants['textEncoder']}",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "z.png"
+    p = distill(
+        "generate", "a lighthouse at dusk", "--width", "64", "--height", "64", "--steps", "2",
+        "--seed", "11", "-o", str(out), timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines() == [str(out)]
+    with Image.open(out) as im:
+        assert im.size == (64, 64)
+        chunk = json.loads(im.info["distill"])
+    params = parse_parameters(read_parameters(out) or "")
+    assert params["Model"] == "z-image-turbo"
+    assert params["Diffusion quant"] == quants["diffusion"]
+    assert params["Text encoder quant"] == quants["textEncoder"]
+    assert chunk["model_id"] == "z-image-turbo" and chunk["steps"] == 2
+    # the family's defaults: without --steps the recipe starts from 8 (Z-Image-Turbo's)
+    from distill_tui.context import CoreContext
+    from distill_tui.recipe import Recipe
+
+    model = CoreContext.build(app_paths).catalog.require("z-image-turbo")
+    assert Recipe.resolve(model.recommended, family=model.family)["steps"] == 8
