@@ -617,9 +617,10 @@ def _load_request(
 
     rec = recipe.record()
     fam, slots = model_slots(paths, family)
-    named = {"family": fam} if "family" in LoadRequest.model_fields else {}
+    named: dict[str, Any] = {**slots}  # the model's files by engine slot (+ its family)
+    if "family" in LoadRequest.model_fields:
+        named["family"] = fam
     return LoadRequest(
-        **slots,
         **named,
         vae_decode_only=not encoder,
         lora_model_dir=str(lora_dir if lora_dir is not None else Path(".")),
