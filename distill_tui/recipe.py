@@ -269,13 +269,13 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "cache_threshold", "float", "generate", None, "Cache threshold", "--cache-threshold",
-        form="advanced", form_id="cache-threshold", form_label="Threshold", metavar="T",
+        form="advanced", form_id="cache-threshold", form_label="Threshold", metavar="T|auto",
         help="easycache/ucache: more skips more steps (default auto: the engine's, easycache "
         "0.2, ucache 1)",
     ),
     Param(
         "flow_shift", "float", "generate", None, "Flow shift", "--flow-shift",
-        form="advanced", form_id="flow-shift", metavar="S", recommended="flow_shift",
+        form="advanced", form_id="flow-shift", metavar="S|auto", recommended="flow_shift",
         help="the flow models' time shift (SD3, Wan, Qwen-Image, Z-Image; FLUX.2 picks its "
         "own); default auto: the engine's",
     ),
