@@ -404,3 +404,48 @@ def test_upscale_uses_the_installed_catalog_upscaler(
     assert code == 2 and "realesrgan-x4plus is not downloaded" in err
     code, out, err = _run(capsys, str(src), "--upscaler", "tiny-esrgan", "-q")
     assert code == 0 and out.count("\n") == 1 and err == ""
+
+
+def test_download_then_upscale_from_the_loopback_hub(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], app_paths, fake_hub, tiny_esrgan_pth: Path
+) -> None:
+    """The bundled Real-ESRGAN x4plus entry, served by the loopback Hub under its real path
+    with the tiny bytes (a user catalog naming them): `distill models download` it, then
+    `distill upscale` picks it (no --upscaler) and writes a 4x PNG naming it."""
+    import hashlib
+    from urllib.parse import urlsplit
+
+    from tests.catalog_raw import bundled_v3
+
+    raw = bundled_v3()
+    data = tiny_esrgan_pth.read_bytes()
+    model = next(m for m in raw["models"] if m["id"] == "realesrgan-x4plus")
+    entry = model["components"][0]["file"]
+    url = urlsplit(entry["downloadUrl"]).path
+    repo, rest = url.strip("/").split("/resolve/", 1)
+    path_in_repo = rest.split("/", 1)[1]
+    assert path_in_repo == "RealESRGAN/RealESRGAN_x4plus.pth"
+    fake_hub.add_file(repo, path_in_repo, data)
+    entry.update(
+        downloadUrl=fake_hub.resolve_url(repo, path_in_repo),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    entry.pop("revision", None)
+    entry.pop("mirrors", None)
+    raw["catalogVersion"] = 1000
+    app_paths.user_catalog_file.parent.mkdir(parents=True, exist_ok=True)
+    app_paths.user_catalog_file.write_text(json.dumps(raw), "utf-8")
+
+    assert main(["models", "download", "realesrgan-x4plus", "-q"]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    src = tmp_path / "s.png"
+    Image.new("RGB", (24, 16), (90, 20, 160)).save(src)
+    code, out, err = _run(capsys, str(src), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["upscaler"]["id"] == "realesrgan-x4plus"
+    assert res["upscaler"]["sha256"] == hashlib.sha256(data).hexdigest()[:10]
+    with Image.open(res["paths"][0]) as im:
+        assert im.size == (96, 64)
+        assert "Postprocess upscaler: Real-ESRGAN x4plus" in im.text["parameters"]
