@@ -198,3 +198,38 @@ async def test_a_bad_engine_knob_is_refused_in_the_recipes_words(isolated_dirs):
         assert errors == [] and params is not None
         got = params.recipe()
         assert (got["cache_mode"], got["cache_threshold"]) == ("ucache", 0.3)
+
+
+async def test_a_restart_brings_back_the_engines_own_knobs(isolated_dirs):
+    """The form a generation ran with comes back at the next start with its advanced fields,
+    the engine's own knobs included (they were dropped: not in the saved form)."""
+    from textual.widgets import Select, TextArea
+
+    from tests.gen_helpers import wait_for
+    from tests.test_generate_ui import batch_files
+    from tests.test_session_ux import make_app
+
+    core = fake_ready_core()
+    app = make_app(core, batch_files(core, 1))
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        app.screen.query_one("#prompt", TextArea).text = "a lighthouse at dusk"
+        for field_id, value in (("cache-mode", "easycache"), ("cache-threshold", "0.3")):
+            form.set_value(field_id, value)
+        form.set_value("flow-shift", "2.5")
+        form.set_value("vae-conv-direct", True)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.generation.job and not app.generation.running, 10)
+        assert app.generation.job.params.recipe()["cache_mode"] == "easycache"
+
+    again = make_app(fake_ready_core(), [])
+    async with again.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        form = again.screen.query_one(GenerateForm)
+        form.open_advanced()
+        await pilot.pause()
+        await pilot.pause()
+        assert form.query_one("#cache-mode", Select).value == "easycache"
+        assert form.query_one("#cache-threshold", Input).value == "0.3"
+        assert form.query_one("#flow-shift", Input).value == "2.5"
+        assert form.query_one("#vae-conv-direct", Checkbox).value is True

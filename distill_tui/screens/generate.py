@@ -220,6 +220,7 @@ class GenerateScreen(DistillScreen):
         in settings.generation already)."""
         doc = dataclasses.asdict(params)
         doc.pop("knobs", None)
+        doc.update(doc.pop("extra", ()))  # the engine's own knobs, by their recipe names
         doc["loras"] = [{"name": n, "weight": w} for n, w in params.loras]
         try:
             atomic_write_json(self._form_file, {"version": 1, "params": doc})
