@@ -464,7 +464,12 @@ def _source_params(src: Source, rec: HistoryRecord | None) -> dict[str, Any]:
     if text:
         from distill_tui.outputs import parse_parameters
 
-        return {"prompt": parse_parameters(text).get("prompt", "")}
+        parsed = parse_parameters(text)
+        out: dict[str, Any] = {"prompt": parsed.get("prompt", "")}
+        seed = parsed.get("Seed", "")
+        if seed.lstrip("-").isdigit() and len(seed) < 20:  # the name a result gets in a folder
+            out["seed"] = int(seed)
+        return out
     return {"prompt": ""}
 
 

@@ -164,6 +164,7 @@ def test_upscale_several_to_out_dir_with_safetensors(
         texts = dict(im.text)
     assert texts["workflow"] == '{"nodes": []}'  # other tools' chunks are kept
     assert texts["parameters"].startswith("a cat\nSteps: 20, Seed: 5, Size: 16x16, Postprocess")
+    assert Path(lines[1]).name.split("_")[1] == "5"  # named by the source's seed
     assert err.count("loading upscaler") == 1
 
 
@@ -258,6 +259,14 @@ def test_upscale_output_file_rules(
     assert out.strip() == str(target)
     with Image.open(target) as im:
         assert im.size == (48, 40) and "Postprocess upscale by: 4" in im.text["parameters"]
+    jpg = tmp_path / "out.jpg"  # .jpg: the parameters in EXIF UserComment, as A1111 writes
+    code, out, err = _run(capsys, str(src), *ups, "-o", str(jpg))
+    assert code == 0, err
+    from distill_tui.outputs import read_parameters
+
+    with Image.open(jpg) as im:
+        assert im.format == "JPEG" and im.size == (48, 40)
+    assert "Postprocess upscaler: tiny-x4.pth" in (read_parameters(jpg) or "")
 
 
 # ---- the engine client: the generation model stays, cancel ------------------------------
