@@ -151,8 +151,6 @@ async def test_zimage_loads_and_generates_a_64px_png(tiny_zimage, tmp_path):
         assert parsed["Size"] == "64x64" and parsed["Model"] == "tiny-zimage"
     finally:
         await client.shutdown()
-    # for the memory model (tinyz notes): the engine's logged buffers at 64x64
-    buffers = [ln for ln in log.read_text("utf-8").splitlines() if "buffer size" in ln]
-    print(f"\nz-image 64x64 2 steps: {took:.1f} s; {res.timings}")
-    print("\n".join(buffers))
-    assert any("z_image params backend buffer size" in ln for ln in buffers), buffers
+    print(f"\nz-image 64x64 2 steps: {took:.1f} s wall; {res.timings}")
+    # the engine log names the detected pipeline (sd.cpp's INFO lines reach it)
+    assert "Z-Image" in log.read_text("utf-8")
