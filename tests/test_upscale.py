@@ -458,3 +458,20 @@ def test_download_then_upscale_from_the_loopback_hub(
     with Image.open(res["paths"][0]) as im:
         assert im.size == (96, 64)
         assert "Postprocess upscaler: Real-ESRGAN x4plus" in im.text["parameters"]
+
+
+def test_upscale_turns_a_camera_jpeg_upright(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_esrgan_pth: Path
+) -> None:
+    """A JPEG whose EXIF says "rotate 90" is upscaled as viewers show it (the result has no
+    orientation tag to carry it)."""
+    src = tmp_path / "cam.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to view
+    Image.new("RGB", (20, 10), (10, 120, 10)).save(src, exif=exif)
+    code, out, err = _run(capsys, str(src), "--upscaler", str(tiny_esrgan_pth), "--json")
+    assert code == 0, err
+    res = json.loads(out)["results"][0]
+    with Image.open(res["path"]) as im:
+        assert im.size == (40, 80)
+    assert (res["width"], res["height"]) == (40, 80)

@@ -616,11 +616,11 @@ class EngineChild:
         return False
 
     def _upscale_and_save(self, req: UpscaleRequest, load_s: float) -> None:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         try:
-            with Image.open(req.image) as im:
-                src = im.convert("RGB")
+            with Image.open(req.image) as im:  # a camera JPEG upright, as viewers show it
+                src = ImageOps.exif_transpose(im).convert("RGB")
         except (OSError, ValueError) as e:
             self.emit(ErrorEvent(id=req.id, kind="bad_file", message=f"{req.image}: {e}"))
             return
