@@ -2,9 +2,11 @@
 
 Why: the library aborts the whole process (``GGML_ASSERT`` -> SIGABRT) on the first
 generation when the text encoder's output width differs from the DiT's ``context_in_dim``
-(a 9B DiT needs Qwen3-8B, the 4B DiT Qwen3-4B), and a truncated file or a file of the wrong
-kind only shows up as a NULL context. Reading the GGUF / safetensors headers answers all of
-that with a clear message first. No textual import; the headers are read here with every
+(a 9B Klein DiT needs Qwen3-8B, the 4B DiT and Z-Image Qwen3-4B: both verified to SIGABRT),
+and a truncated file or a file of the wrong kind only shows up as a NULL context (a FLUX.2 VAE
+under a Z-Image DiT) or not at all (a Klein DiT loaded as a Z-Image model). Reading the GGUF /
+safetensors headers answers all of that with a clear message first; what each family's files
+must look like is its ``signatures`` in distill_tui/families.py, checked by :func:`check_load`. No textual import; the headers are read here with every
 count and length bounded by what the file still holds (``read_gguf_header``,
 ``read_safetensors_header``: a crafted header is one :class:`HeaderError` line, never a
 spin or a traceback); ``gguf`` gives only the tensor type sizes.
