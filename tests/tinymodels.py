@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -379,17 +380,28 @@ def make_zimage_set(out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def sparse_copy(src: str | Path, dst: str | Path, chunk: int = 1 << 20) -> Path:
-    """Copy keeping all-zero chunks as holes (``shutil.copyfile`` would write the Z-Image
-    DiT's 1.5 GB of zeros out for real)."""
-    zero = bytes(chunk)
+def sparse_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy only the data regions (SEEK_DATA / SEEK_HOLE), keeping the holes: ``shutil.copyfile``
+    would write the Z-Image DiT's 1.5 GB of zeros out for real."""
     with open(src, "rb") as fi, open(dst, "wb") as fo:
-        while block := fi.read(chunk):
-            if block == zero[: len(block)]:
-                fo.seek(len(block), 1)
-            else:
+        fd, size, pos = fi.fileno(), os.fstat(fi.fileno()).st_size, 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            fi.seek(start)
+            fo.seek(start)
+            left = end - start
+            while left > 0:
+                block = fi.read(min(left, 1 << 20))
+                if not block:
+                    break
                 fo.write(block)
-        fo.truncate(fo.tell())
+                left -= len(block)
+            pos = end
+        fo.truncate(size)
     return Path(dst)
 
 
