@@ -268,7 +268,7 @@ class FileCheck:
 
     @property
     def label(self) -> str:
-        comp = {"diffusion": "diffusion", "textEncoder": "text enc", "vae": "vae"}
+        comp = {"textEncoder": "text enc"}  # a short word: the table fits 80 columns
         return f"{comp.get(self.component, self.component)} {self.quant_id or ''}".strip()
 
     @property
@@ -423,6 +423,28 @@ def _moved(url: object, endpoint: str | None) -> object:
     return url
 
 
+def _raw_entry(model: dict, role: str, quant_id: str | None) -> object:
+    """The raw JSON entry of one file of a raw catalog model: a v3 component (by role: its
+    quant, or its one ``file``), or a v2 model's ``diffusion`` / ``textEncoder`` quant or
+    ``vae`` file."""
+    comps = model.get("components")
+    if isinstance(comps, list):
+        section = next((c for c in comps if isinstance(c, dict) and c.get("role") == role), None)
+        if section is None:
+            return None
+        if quant_id is None:
+            return section.get("file")
+    elif quant_id is None:
+        return model.get(role)  # v2: the VAE's file entry
+    else:
+        section = model.get(role)
+    if not isinstance(section, dict) or not isinstance(section.get("quants"), list):
+        return None
+    return next(
+        (q for q in section["quants"] if isinstance(q, dict) and q.get("id") == quant_id), None
+    )
+
+
 def record_exact(user_path: Path, files: list[FileCheck]) -> WriteResult:
     """Record exact sizes, sha256 and revisions in the user catalog copy (atomic write).
 
@@ -446,20 +468,7 @@ def record_exact(user_path: Path, files: list[FileCheck]) -> WriteResult:
         if not change:
             continue
         m = models.get(fc.model_id)
-        entry = None
-        if isinstance(m, dict):
-            if fc.component == "vae":
-                entry = m.get("vae")
-            else:
-                section = m.get(fc.component) or {}
-                entry = next(
-                    (
-                        q
-                        for q in section.get("quants", [])
-                        if isinstance(q, dict) and q.get("id") == fc.quant_id
-                    ),
-                    None,
-                )
+        entry = _raw_entry(m, fc.component, fc.quant_id) if isinstance(m, dict) else None
         if (
             not isinstance(entry, dict)
             or entry.get("file") != fc.entry.file

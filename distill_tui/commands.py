@@ -95,9 +95,17 @@ def generate_commands(screen: GenerateScreen) -> Iterable[SystemCommand]:
 def models_commands(screen: ModelManagerScreen) -> Iterable[SystemCommand]:
     core = screen.core
     for model in core.catalog.models:
+        quants = [c.label.lower() for c in model.components if c.has_quants]
+        files = [c.label for c in model.components if not c.has_quants]
+        what = (
+            f"The {' + '.join(quants)} quants the catalog recommends"
+            + (f", and the {' + '.join(files)}" if files else "")
+            if quants
+            else f"Its {' + '.join(files)} file"
+        )
         yield SystemCommand(  # the palette parses titles as markup
             f"Download recommended set for {escape_markup(model.name)}",
-            "Diffusion + text encoder quants the catalog recommends, and the VAE",
+            what,
             partial(screen.download_set, model, recommended=True),
         )
 

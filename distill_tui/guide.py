@@ -64,24 +64,25 @@ def setup_need(
         return None
     sel = settings.selection(model.id)
     files: list[tuple[str, str | None, Any]] = []
-    for component in ("diffusion", "textEncoder"):
-        section = model.section(component)
-        qid = sel.get(component)
-        quant = section.get(qid) if qid else None
+    for comp in model.components:  # every component of the family, in catalog order
+        if comp.file is not None:
+            files.append((comp.role, None, comp.file))
+            continue
+        qid = sel.get(comp.role)
+        quant = comp.get(qid) if qid else None
         if quant is None and prefer:
-            quant = section.get(prefer.get(component, ""))
+            quant = comp.get(prefer.get(comp.role, ""))
         if quant is None:
-            quant = section.get(model.default_quant(component))
+            quant = comp.get(model.default_quant(comp.role))
         if quant is not None:
-            files.append((component, quant.id, quant))
-    files.append(("vae", None, model.vae))
+            files.append((comp.role, quant.id, quant))
     missing = tuple(x for x in files if not inventory.is_present(x[2].file))
     return SetupNeed(
         model_id=model.id,
         model_name=model.name,
         files=tuple(files),
         missing=missing,
-        recommended=sel.diffusion_quant is None and sel.text_encoder_quant is None,
+        recommended=sel.is_empty,
     )
 
 

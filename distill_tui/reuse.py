@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MissingFile:
-    component: str  #: "diffusion" | "textEncoder" | "vae"
+    component: str  #: the component's role: "diffusion", "textEncoder", "vae" ...
     quant_id: str | None
     file: CatalogFile
 
@@ -51,45 +51,64 @@ class ReusePlan:
 
     @property
     def quants(self) -> str:
-        return quant_pair(self.selection.diffusion_quant, self.selection.text_encoder_quant)
+        q = self.selection.quants
+        if set(q) == {"diffusion", "textEncoder"}:
+            return quant_pair(q["diffusion"], q["textEncoder"])
+        return " × ".join(q.values())
 
     def describe_missing(self) -> str:
         return ", ".join(f"{m.label} ({human_size(m.file.size)})" for m in self.missing)
 
 
+def record_quants(record: HistoryRecord) -> dict[str, str]:
+    """The quant of each component a history record was made with, by role."""
+    quants = {str(k): str(v) for k, v in (getattr(record, "quants", None) or {}).items() if v}
+    for role, qid in (
+        ("diffusion", record.diffusion_quant),
+        ("textEncoder", record.text_encoder_quant),
+    ):
+        if qid:
+            quants.setdefault(role, qid)
+    return quants
+
+
 def plan_reuse(core: CoreContext, record: HistoryRecord) -> ReusePlan:
-    sel = QuantSelection(
-        diffusionQuant=record.diffusion_quant, textEncoderQuant=record.text_encoder_quant
-    )
+    """The model and quants ``record`` was made with, and which of their files are missing.
+    Every component of the model counts (a component of one file: the VAE); a role the
+    record does not name (an older record) is the model's selected, else recommended, quant."""
+    quants = record_quants(record)
+    sel = QuantSelection(quants=quants)
     model = core.catalog.get(record.model_id)
     if model is None:
         return ReusePlan(
             record.model_id, sel, problem=f"model {record.model_id!r} is no longer in the catalog"
         )
+    chosen: dict[str, str] = {}
     missing: list[MissingFile] = []
-    for component, qid in (
-        ("diffusion", record.diffusion_quant),
-        ("textEncoder", record.text_encoder_quant),
-    ):
-        quant = model.section(component).get(qid)
+    current = core.settings.selection(model.id)
+    for comp in model.components:
+        if comp.file is not None:
+            if not core.inventory.is_present(comp.file.file):
+                missing.append(MissingFile(comp.role, None, comp.file))
+            continue
+        qid = quants.get(comp.role) or current.get(comp.role) or model.default_quant(comp.role)
+        quant = comp.get(qid)
         if quant is None:
-            label = COMPONENT_LABELS[component].lower()
+            label = COMPONENT_LABELS.get(comp.role, comp.role).lower()
             return ReusePlan(
                 model.id, sel, problem=f"{label} quant {qid!r} is no longer in the catalog"
             )
+        chosen[comp.role] = qid
         if not core.inventory.is_present(quant.file):
-            missing.append(MissingFile(component, qid, quant))
-    if not core.inventory.is_present(model.vae.file):
-        missing.append(MissingFile("vae", None, model.vae))
-    return ReusePlan(model.id, sel, missing)
+            missing.append(MissingFile(comp.role, qid, quant))
+    return ReusePlan(model.id, QuantSelection(quants=chosen), missing)
 
 
 def adopt_recipe(core: CoreContext, model_id: str, selection: QuantSelection) -> None:
     """The user generated with a reused recipe: its model and quants become the saved choice
     (the TUI's ctrl+g and ``distill generate --reuse`` alike)."""
     settings = core.settings
-    for component in ("diffusion", "textEncoder"):
-        quant = selection.get(component)
+    for component, quant in selection.quants.items():
         if quant and settings.selection(model_id).get(component) != quant:
             settings.set_quant(model_id, component, quant)
     if settings.settings.active_model_id != model_id:

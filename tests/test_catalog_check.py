@@ -375,6 +375,36 @@ def test_write_records_exact_sizes_sha256_and_revision(hub, capsys):
     assert "nothing to record" in capsys.readouterr().out
 
 
+def _v3(raw: dict) -> dict:
+    """A v2-shaped test catalog in the v3 shape (components by role), as users' copies are
+    now (seeded from the bundled v3 file)."""
+    for m in raw["models"]:
+        m["family"], m["type"] = "flux2-klein", "image-generation"
+        m["components"] = [
+            {"role": "diffusion", **m.pop("diffusion")},
+            {"role": "textEncoder", **m.pop("textEncoder")},
+            {"role": "vae", "file": m.pop("vae")},
+        ]
+    return raw
+
+
+def test_write_records_into_a_v3_catalogs_components(hub, capsys):
+    """Issue 21: ``--write`` finds each entry in a v3 catalog (components with a role)."""
+    raw = _v3(build_catalog())
+    q4 = raw["models"][0]["components"][0]["quants"][0]
+    q4["size"], q4["sizeEstimated"] = 50_000, True
+    del q4["sha256"]
+    path = write_catalog(raw)
+    capsys.readouterr()
+    assert main(["catalog", "check", "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "recorded 1 exact size, 1 sha256 and 4 revisions" in out, out
+    after = json.loads(path.read_text())["models"][0]["components"]
+    a4 = after[0]["quants"][0]
+    assert a4["size"] == 40_000 and a4["sha256"] == sha(DATA["Q4"]) and "sizeEstimated" not in a4
+    assert after[1]["quants"][0]["revision"] == COMMIT and after[2]["file"]["revision"] == COMMIT
+
+
 # ---- unreachable, timeouts, bounds ------------------------------------------------------------
 
 

@@ -199,8 +199,15 @@ def test_a_file_the_active_model_loads_is_kept_whichever_model_removes_it(hub_ca
 
 # ---- upscalers -----------------------------------------------------------------------------
 def test_upscaler_downloads_lists_and_removes_like_any_model(hub_catalog_v3, capsys):
+    code, out, err = run(capsys, "models", "use", UP)
+    assert code != 0 and f"run: distill models download {UP}" in err
     code, out, err = run(capsys, "models", "download", UP)
     assert code == 0, err + out
+    assert f"{UP}: ready" in out
+    code, out, err = run(capsys, "models", "use", UP)
+    assert code == 0 and "the active upscaler" in out, err
+    assert settings_on_disk()["active_upscaler_id"] == UP
+    assert settings_on_disk()["active_model_id"] == K4  # generation keeps its model
     rel = "upscalers/RealESRGAN_x4plus.pth"
     assert (models_dir() / rel).read_bytes() == hub_catalog_v3.payload(rel)
     doc = list_json(capsys)

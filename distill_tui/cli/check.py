@@ -76,7 +76,7 @@ def cmd_check(args: argparse.Namespace, ctx: CoreContext) -> int:
         if report.count("changed") or report.count("gone"):
             print(
                 "the installed files are still usable; to get the new ones: distill models remove "
-                "MODEL --diffusion Q (or --text-encoder Q / --vae), then distill models download"
+                "MODEL --quant ROLE=Q (or --vae / --all), then distill models download"
             )
     if report.count("changed") or report.count("gone"):
         return EXIT_CHANGED

@@ -104,6 +104,8 @@ def status_json(ctx: CoreContext, acts=None) -> dict:
                 "speed": a.speed,
                 # the holder stopped beating (SIGSTOP, ctrl+z, hung): seconds it has been quiet
                 "stalledFor": round(a.holder.quiet_for, 1) if a.stalled and a.holder else None,
+                # every model whose component is this file (one download serves them all)
+                "usedBy": [m.id for m in ctx.catalog.users_of(a.key)],
             }
             for a in acts
         ],

@@ -44,7 +44,7 @@ def _files(ctx: CoreContext, model: CatalogModel, items: list[tuple]) -> list[di
             {
                 "file": f.file,
                 "component": comp,
-                "quant": None if comp == "vae" else qid,
+                "quant": qid,  # None: a component of one file (a VAE, an upscaler)
                 "url": f.sources[0],
                 "installed": ctx.inventory.is_present(f.file),
                 "partialBytes": 0,

@@ -272,11 +272,8 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
         model = ctx.catalog.require(args.model)
     except UnknownModelError as e:
         raise CliError(str(e)) from None
-    if not model.spec.is_generator:
-        raise CliError(
-            f"{model.id} is an {model.type} ({model.spec.label}): it has no quants to choose and "
-            f"generates nothing; upscale with it: distill upscale --upscaler {model.id} IMAGE"
-        )
+    if model.type == "upscaler":
+        return _use_upscaler(args, ctx, model)
     chosen = quant_args(args, model)
     if not chosen:
         roles = ", ".join(model.quant_roles)
@@ -306,4 +303,19 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
     )
     picked = ", ".join(f"{role_word(r)} {sel.get(r) or '(none)'}" for r in model.quant_roles)
     print(visible(f"{model.id}: {picked} ({ready})"))
+    return 0
+
+
+def _use_upscaler(args: argparse.Namespace, ctx: CoreContext, model) -> int:
+    """``models use UPSCALER``: it becomes the active upscaler (what ``distill upscale`` and
+    the Gallery's u use without --upscaler). It has no quants to choose."""
+    if getattr(args, "quant", None) or args.diffusion or args.text_encoder:
+        raise CliError(f"{model.id} is an upscaler: it has no quants to choose")
+    missing = ctx.resolver.missing(model.id)
+    if missing:
+        raise CliError(f"{missing[0]}; run: distill models download {model.id}")
+    ctx.settings.update(active_upscaler_id=model.id)
+    if ctx.settings.read_only_reason:
+        raise CliError(ctx.settings.read_only_reason)
+    print(visible(f"{model.id}: the active upscaler (ready)"))
     return 0

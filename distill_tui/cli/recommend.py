@@ -36,7 +36,15 @@ def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
         }
     else:
         raise CliError("neither a GPU nor the size of the RAM is known: nothing to fit against")
-    models = [ctx.catalog.require(args.model)] if args.model else list(ctx.catalog.models)
+    if args.model:
+        models = [ctx.catalog.require(args.model)]
+        if not models[0].spec.is_generator:
+            raise CliError(
+                f"{models[0].id} is an {models[0].type}: the memory fit is for image-generation "
+                f"models ({', '.join(m.id for m in ctx.catalog.of_type('image-generation'))})"
+            )
+    else:  # the sets to fit are the image-generation models' (an upscaler has no quants)
+        models = ctx.catalog.of_type("image-generation")
     settings = ctx.settings.settings
     knobs = mm.knobs_from_settings(settings)
     out: list[dict[str, Any]] = []

@@ -22,16 +22,14 @@ from pathlib import Path
 def detach_command(model_id: str, items: list[tuple], connections: int | None = None) -> list[str]:
     """The argv of a ``distill models download`` that fetches exactly ``items`` of one model."""
     argv = [sys.executable, "-m", "distill_tui", "models", "download", model_id]
+    from distill_tui.quantflag import ALIASES
+
     parts = []
-    for _m, comp, qid in items:
-        if comp == "diffusion":
-            argv += ["--diffusion", str(qid)]
-            parts.append("diffusion")
-        elif comp == "textEncoder":
-            argv += ["--text-encoder", str(qid)]
-            parts.append("text-encoder")
-        else:
-            parts.append("vae")
+    for _m, comp, qid in items:  # each component by its role; a quant by its (old) flag
+        if qid:
+            alias = ALIASES.get(comp)
+            argv += [alias, str(qid)] if alias else ["--quant", f"{comp}={qid}"]
+        parts.append(comp)
     argv += ["--only", ",".join(parts)]
     if connections:
         argv += ["--connections", str(connections)]

@@ -251,7 +251,7 @@ def _link(
     finally:
         lock.release(unlink=True)
     for model_id, comp, qid in t.uses:
-        if comp != "vae" and qid and settings.selection(model_id).get(comp) is None:
+        if qid and settings.selection(model_id).get(comp) is None:  # a quant: choose it
             settings.set_quant(model_id, comp, qid)
     words = (
         "hard link, no copy"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from distill_tui.catalog import COMPONENT_LABELS
 from distill_tui.guide import setup_need
 from distill_tui.textsafe import escape_markup, visible
 
@@ -49,9 +50,9 @@ def empty_state_text(core: Any, busy: Collection[str] = (), prefer: Any = None) 
     lines = [head, what]
     if need is not None and need.missing:
         parts = [
-            f"{'text encoder' if c == 'textEncoder' else c} {escape_markup(visible(q))}"
+            f"{COMPONENT_LABELS.get(c, c).removesuffix(' Model').lower()} {escape_markup(visible(q))}"
             if q
-            else "VAE"
+            else COMPONENT_LABELS.get(c, c)  # a component of one file: "VAE"
             for c, q, _f in need.missing
         ]
         lines.append(f"{name}: {' + '.join(parts)}")
