@@ -475,3 +475,51 @@ def test_upscale_turns_a_camera_jpeg_upright(
     with Image.open(res["path"]) as im:
         assert im.size == (40, 80)
     assert (res["width"], res["height"]) == (40, 80)
+
+
+def test_upscaler_of_the_wrong_shape_is_refused_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_esrgan_pth: Path
+) -> None:
+    """An x2plus-shaped file (``conv_first`` takes 12 channels: basicsr pixel-unshuffles;
+    sd.cpp fixes 3): the library logs the wrong shape, hands back a context anyway and the
+    upscale segfaulted the engine. Now one line naming the tensor; the next upscale works."""
+    import numpy as np
+
+    state = tiny_esrgan.tensors()
+    state["conv_first.weight"] = np.zeros((64, 12, 3, 3), np.float32)
+    bad = tmp_path / "RealESRGAN_x2plus-like.pth"
+    import zipfile
+
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("archive/data.pkl", tiny_esrgan.data_pkl(state))
+        for key, arr in enumerate(state.values()):
+            z.writestr(f"archive/data/{key}", arr.astype("<f4").tobytes())
+    src = tmp_path / "s.png"
+    Image.new("RGB", (8, 8)).save(src)
+    code, out, err = _run(capsys, str(src), "--upscaler", str(bad))
+    assert code == 1 and out == ""
+    last = err.strip().splitlines()[-1]
+    assert "the upscaler could not be loaded" in last and "conv_first.weight" in last, err
+    assert "SIGSEGV" not in err
+    code, out, err = _run(capsys, str(src), "--upscaler", str(tiny_esrgan_pth))
+    assert code == 0, err
+    # one engine child (the TUI's): the refusal leaves it serving the next upscale
+    from distill_tui.engine.client import EngineClient, EngineError
+    from distill_tui.engine.protocol import UpscaleRequest
+
+    async def go() -> None:
+        client = EngineClient()
+        try:
+            req = UpscaleRequest(upscaler_path=str(bad), image=str(src), output_dir=str(tmp_path))
+            with pytest.raises(EngineError) as e:
+                await client.upscale(req)
+            assert e.value.kind == "load" and "conv_first.weight" in e.value.message
+            pid = client.pid
+            ok = await client.upscale(
+                req.model_copy(update={"upscaler_path": str(tiny_esrgan_pth)})
+            )
+            assert (ok.width, ok.height) == (32, 32) and client.pid == pid
+        finally:
+            await client.shutdown()
+
+    asyncio.run(asyncio.wait_for(go(), 120))

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import ctypes
 import gc
 import io
@@ -586,6 +587,24 @@ class EngineChild:
             except Exception as e:  # noqa: BLE001 - the wrapper raises ValueError on NULL
                 reasons = [x for x in self.errors if x] or [str(e)]
                 shown = "; ".join(dict.fromkeys(reasons[:4]))
+                self.emit(
+                    ErrorEvent(
+                        id=req.id,
+                        kind="load",
+                        message=f"the upscaler could not be loaded: {shown}",
+                        log_tail=self._log_tail(),
+                    )
+                )
+                return
+            if self.errors:  # the library logged a failed load and kept the context: its
+                # upscale would segfault (e.g. a tensor of the wrong shape, RealESRGAN_x2plus)
+                shown = "; ".join(dict.fromkeys(x for x in self.errors[:4] if x))
+                # freeing that context segfaults too: forget it (the wrapper then skips the
+                # free; its few MB stay with this process)
+                with contextlib.suppress(Exception):
+                    self._up._upscaler.upscaler = None
+                self._up = None
+                self._up_key = None
                 self.emit(
                     ErrorEvent(
                         id=req.id,
