@@ -523,3 +523,33 @@ def test_upscaler_of_the_wrong_shape_is_refused_not_a_crash(
             await client.shutdown()
 
     asyncio.run(asyncio.wait_for(go(), 120))
+
+
+def test_broken_upscaler_files_are_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_esrgan_pth: Path, tiny_esrgan_st: Path
+) -> None:
+    """A tensor missing, a truncated .pth, a truncated .safetensors: the engine's own reason
+    in one line (exit 1), never a crash."""
+    import zipfile
+
+    state = tiny_esrgan.tensors()
+    del state["conv_hr.weight"]
+    missing = tmp_path / "missing.pth"
+    with zipfile.ZipFile(missing, "w") as z:
+        z.writestr("archive/data.pkl", tiny_esrgan.data_pkl(state))
+        for key, arr in enumerate(state.values()):
+            z.writestr(f"archive/data/{key}", arr.astype("<f4").tobytes())
+    trunc_pth = tmp_path / "trunc.pth"
+    trunc_pth.write_bytes(tiny_esrgan_pth.read_bytes()[:1_000_000])
+    trunc_st = tmp_path / "trunc.safetensors"
+    trunc_st.write_bytes(tiny_esrgan_st.read_bytes()[:500_000])
+    src = tmp_path / "s.png"
+    Image.new("RGB", (8, 8)).save(src)
+    for bad, why in [
+        (missing, "'conv_hr.weight' not in model file"),
+        (trunc_pth, "init model loader from file failed"),
+        (trunc_st, "read tensor data failed"),
+    ]:
+        code, out, err = _run(capsys, str(src), "--upscaler", str(bad), "-q")
+        assert code == 1 and out == "" and err.count("\n") == 1, (bad, err)
+        assert "the upscaler could not be loaded" in err and why in err, (bad, err)
