@@ -194,7 +194,8 @@ class GenerateScreen(DistillScreen):
         rec = model.recommended if model else None
         from distill_tui.recipe import Recipe  # the one precedence (distill generate's too)
 
-        recipe = Recipe.resolve(rec, core.settings.settings.generation)
+        family = model.family if model else None
+        recipe = Recipe.resolve(rec, core.settings.settings.generation, family=family)
         return GenParams.from_recipe(recipe, knobs=False)
 
     def on_mount(self) -> None:
@@ -271,6 +272,7 @@ class GenerateScreen(DistillScreen):
         # F3 (or the CLI in another process) may have made a model ready meanwhile
         self.distill.core.inventory.refresh()
         self.query_one(ModelSelect).reload()
+        self._show_model()
         self.query_one(ImageView).refresh_renderer()
         self._refresh_all()
 
@@ -300,7 +302,16 @@ class GenerateScreen(DistillScreen):
     @on(ReadinessChanged)
     def _readiness_changed(self) -> None:
         self.query_one(ModelSelect).reload()
+        self._show_model()
         self._sync_empty_state()
+
+    def _show_model(self) -> None:
+        """The form shows what the model ctrl+g uses has (a recipe pinned from the Gallery's,
+        else the active one): its family's features (no edit references for Z-Image)."""
+        core = self.distill.core
+        reuse = getattr(self, "_reuse", None)
+        model_id = reuse[0] if reuse is not None else core.settings.settings.active_model_id
+        self.form.show_model(core.catalog.get(model_id))
 
     def _sync_empty_state(self) -> None:
         """The image pane before the first image: what to do (F3 and the size when no model
@@ -440,6 +451,7 @@ class GenerateScreen(DistillScreen):
             line = self.query_one("#reuse-line", Static)
         except Exception:
             return
+        self._show_model()
         if reuse is None:
             line.display = False
             return
@@ -495,6 +507,7 @@ class GenerateScreen(DistillScreen):
             return
         self._set_reuse(None)  # choosing a model here replaces a recipe from the Gallery
         core.settings.update(active_model_id=str(value))
+        self._show_model()
         self._switch_engine_model(str(value))
 
     def _switch_engine_model(self, model_id: str) -> None:

@@ -49,6 +49,7 @@ from distill_tui.widgets.model_select import ModelSelect
 if TYPE_CHECKING:
     from textual.widget import AwaitMount
 
+    from distill_tui.catalog import CatalogModel
     from distill_tui.context import CoreContext
 
 ADVANCED_TITLE = "Advanced: engine · img2img · LoRA  ^n"
@@ -226,6 +227,25 @@ FIELDS["size-preset"] = Choice("Size", tuple(f"{w}x{h}" for w, h in SIZE_PRESETS
 FIELDS["lora-pick"] = Choice("LoRA", None, prompt="add from the LoRA folder")
 FIELDS["loras"] = _field(BY_NAME["loras"])
 
+#: the fields a model may not have: field id -> the family feature it needs (families.FEATURES;
+#: ``CatalogModel.has_feature``). A model without the feature hides the field's row and sends
+#: the row's default (Z-Image: no edit references). The negative prompt stays for every model:
+#: sd.cpp encodes it whenever CFG is not 1 (stable-diffusion.cpp: ``txt_cfg != 1`` ->
+#: ``use_uncond``), distilled Klein's too, and the form lets CFG be raised.
+FEATURE_FIELDS: dict[str, str] = {
+    "ref-image": "edit_refs",
+    "init-image": "img2img",
+    "strength": "img2img",
+}
+
+
+def absent_fields(model: CatalogModel | None) -> frozenset[str]:
+    """The field ids ``model`` has no use for (None: every field is shown)."""
+    if model is None:
+        return frozenset()
+    return frozenset(f for f, feature in FEATURE_FIELDS.items() if not model.has_feature(feature))
+
+
 #: a row: its label (None: none) and its items - a field id, ("label", text) for an inline
 #: label, ("times", text) for the "x" between sizes, ("hint", text) for a hint after the fields
 Row = tuple[str | None, tuple[str | tuple[str, str], ...]]
@@ -343,6 +363,8 @@ class GenerateForm(VerticalScroll):
         #: its value while it is still being mounted (its row mounts it a frame later)
         self._fields: dict[str, Widget] = {}
         self.errors: list[str] = []
+        #: the fields the active model has no use for (hidden, not sent): FEATURE_FIELDS
+        self._absent = absent_fields(core.catalog.get(core.settings.settings.active_model_id))
 
     # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -378,7 +400,9 @@ class GenerateForm(VerticalScroll):
                     widget = _widget(item, FIELDS[item], values.get(item, ""))
                     self._fields[item] = widget
                     children.append(widget)
-            yield Horizontal(*children, classes="row")
+            row = Horizontal(*children, classes="row")
+            row.display = not any(i in self._absent for i in items if isinstance(i, str))
+            yield row
 
     def on_mount(self) -> None:
         self.query_one("#reuse-line", Static).display = False
@@ -482,13 +506,29 @@ class GenerateForm(VerticalScroll):
     def prompt(self) -> str:
         return self.query_one("#prompt", TextArea).text
 
+    # ---- the model's features ------------------------------------------------------------
+    def show_model(self, model: CatalogModel | None) -> None:
+        """Show the fields ``model`` has (its family's features); hide the rest. A hidden field
+        keeps what was typed (a model that has it shows it again) but is not sent."""
+        absent = absent_fields(model)
+        if absent == self._absent:
+            return
+        self._absent = absent
+        for field_id in FEATURE_FIELDS:
+            row = self._fields[field_id].parent if field_id in self._fields else None
+            if isinstance(row, Horizontal):
+                row.display = field_id not in absent
+        focused = self.screen.focused if self.is_attached else None
+        if focused is not None and focused.id in absent:  # a hidden field takes no keys
+            self.query_one("#prompt", TextArea).focus()
+
     # ---- form -> request ---------------------------------------------------------------
     def _field_errors(self) -> tuple[list[str], str | None]:
         """Every checked field's failure (in table order) and the first bad field's id."""
         errors: list[str] = []
         first_bad: str | None = None
         for field_id, field in FIELDS.items():
-            if not isinstance(field, Text) or field.check is None:
+            if not isinstance(field, Text) or field.check is None or field_id in self._absent:
                 continue
             reason = field.check(str(self.value(field_id)))
             if reason is not None:
@@ -512,11 +552,11 @@ class GenerateForm(VerticalScroll):
         too_long = text_problem("prompt", prompt)
         if not prompt or too_long:
             errors.insert(0, f"Prompt: {too_long or 'required'}")
-        refs = split_paths(self.text("ref-image"))
+        refs = [] if "ref-image" in self._absent else split_paths(self.text("ref-image"))
         for ref in refs:
             if not Path(ref).expanduser().is_file():
                 errors.append(f"Edit refs: no such file: {ref}")
-        init = self.text("init-image")
+        init = "" if "init-image" in self._absent else self.text("init-image")
         if init and not Path(init).expanduser().is_file():
             errors.append(f"Img2img: no such file: {init}")
         loras: list[tuple[str, float]] = []
@@ -541,7 +581,10 @@ class GenerateForm(VerticalScroll):
             if first_bad is not None:
                 self.focus_field(first_bad)
             return None, errors
-        recipe = Recipe({**dict(self._hidden), **self._values(PARAMS), "prompt": prompt})
+        values = self._values(PARAMS)
+        for field_id in self._absent:  # what the model has no use for: the row's default
+            values[_SHOWN[field_id].name] = _SHOWN[field_id].default
+        recipe = Recipe({**dict(self._hidden), **values, "prompt": prompt})
         problem = seed_problem(recipe["seed"], recipe["batch_count"])  # image i uses seed + i
         if problem:
             self.focus_field("seed")
