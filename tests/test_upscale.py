@@ -553,3 +553,14 @@ def test_broken_upscaler_files_are_one_line_each(
         code, out, err = _run(capsys, str(src), "--upscaler", str(bad), "-q")
         assert code == 1 and out == "" and err.count("\n") == 1, (bad, err)
         assert "the upscaler could not be loaded" in err and why in err, (bad, err)
+
+
+def test_upscale_shows_a_hostile_file_name_inert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_esrgan_pth: Path
+) -> None:
+    """A source named with a terminal escape (set the window title): stderr shows it inert."""
+    src = tmp_path / "evil\x1b]0;pwned\x07.png"
+    Image.new("RGB", (8, 8)).save(src)
+    code, out, err = _run(capsys, str(src), "--upscaler", str(tiny_esrgan_pth))
+    assert code == 0, err
+    assert "\x1b" not in err and "\x07" not in err and "pwned" in err

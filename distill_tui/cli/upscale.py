@@ -132,8 +132,9 @@ def run_upscale(args: argparse.Namespace, ctx: CoreContext) -> int:
     elif not args.quiet:
         for o in outs:
             print(
-                f"distill: {o.source.path.name} {o.source.width}x{o.source.height} -> "
-                f"{o.width}x{o.height} ({upscaler.name}, {o.timings['total']:.2f} s)",
+                f"distill: {visible(o.source.path.name)} {o.source.width}x{o.source.height} "
+                f"-> {o.width}x{o.height} ({visible(upscaler.name)}, "
+                f"{o.timings['total']:.2f} s)",
                 file=sys.stderr,
             )
     return 0
