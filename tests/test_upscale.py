@@ -351,7 +351,9 @@ def test_upscale_keeps_generation_model_and_cancels(
 # ---- the upscaler from the catalog -------------------------------------------------------
 
 
-def _install_tiny_upscaler(app_paths, pth: Path, model_id: str = "tiny-esrgan") -> None:
+def _install_tiny_upscaler(
+    app_paths, pth: Path, model_id: str = "tiny-esrgan", extra: tuple[str, ...] = ()
+) -> None:
     """A user catalog (the bundled one + a tiny upscaler model: type "upscaler", family
     "esrgan", one "upscaler" component) and its file installed as a download records it."""
     import hashlib
@@ -363,26 +365,8 @@ def _install_tiny_upscaler(app_paths, pth: Path, model_id: str = "tiny-esrgan") 
     rel = "upscalers/tiny-x4.pth"
     data = pth.read_bytes()
     cat = json.loads(bundled_catalog_path().read_text("utf-8"))
-    cat["models"].append(
-        {
-            "id": model_id,
-            "name": "Tiny ESRGAN x4",
-            "type": "upscaler",
-            "family": "esrgan",
-            "components": [
-                {
-                    "role": "upscaler",
-                    "name": "Tiny ESRGAN x4",
-                    "file": {
-                        "file": rel,
-                        "size": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                        "downloadUrl": "http://127.0.0.1:9/tiny-x4.pth",
-                    },
-                }
-            ],
-        }
-    )
+    for mid in (model_id, *extra):
+        cat["models"].append(_tiny_upscaler_entry(mid, rel, data))
     app_paths.user_catalog_file.parent.mkdir(parents=True, exist_ok=True)
     app_paths.user_catalog_file.write_text(json.dumps(cat), "utf-8")
     ctx = CoreContext.build(app_paths)
@@ -390,6 +374,30 @@ def _install_tiny_upscaler(app_paths, pth: Path, model_id: str = "tiny-esrgan") 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(pth, dest)
     ctx.inventory.record(rel, len(data), hashlib.sha256(data).hexdigest(), "http://127.0.0.1:9/x")
+
+
+def _tiny_upscaler_entry(model_id: str, rel: str, data: bytes) -> dict:
+    import hashlib
+
+    name = "Tiny ESRGAN x4" if model_id == "tiny-esrgan" else f"Tiny {model_id}"
+    return {
+        "id": model_id,
+        "name": name,
+        "type": "upscaler",
+        "family": "esrgan",
+        "components": [
+            {
+                "role": "upscaler",
+                "name": name,
+                "file": {
+                    "file": rel,
+                    "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "downloadUrl": "http://127.0.0.1:9/tiny-x4.pth",
+                },
+            }
+        ],
+    }
 
 
 def test_upscale_uses_the_installed_catalog_upscaler(
@@ -413,6 +421,25 @@ def test_upscale_uses_the_installed_catalog_upscaler(
     assert code == 2 and "realesrgan-x4plus is not downloaded" in err
     code, out, err = _run(capsys, str(src), "--upscaler", "tiny-esrgan", "-q")
     assert code == 0 and out.count("\n") == 1 and err == ""
+
+
+def test_upscale_uses_the_active_upscaler_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], app_paths, tiny_esrgan_pth: Path
+) -> None:
+    """Two installed upscalers: the `active_upscaler_id` setting (the Upscalers tab's `a`)
+    picks the one `distill upscale` uses; --upscaler ID overrides it."""
+    from distill_tui.context import CoreContext
+
+    _install_tiny_upscaler(app_paths, tiny_esrgan_pth, extra=("tiny-b",))
+    CoreContext.build(app_paths).settings.update(active_upscaler_id="tiny-b")
+    src = tmp_path / "s.png"
+    Image.new("RGB", (6, 6)).save(src)
+    code, out, err = _run(capsys, str(src), "--json")
+    assert code == 0, err
+    assert json.loads(out)["upscaler"]["id"] == "tiny-b"
+    code, out, err = _run(capsys, str(src), "--json", "--upscaler", "tiny-esrgan")
+    assert code == 0, err
+    assert json.loads(out)["upscaler"]["id"] == "tiny-esrgan"
 
 
 def test_download_then_upscale_from_the_loopback_hub(
