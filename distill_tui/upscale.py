@@ -258,7 +258,8 @@ def upscaler_models(ctx: CoreContext) -> list[Any]:
 
 def resolve_upscaler(ctx: CoreContext, ref: str | None = None) -> Upscaler:
     """The upscaler ``ref`` names (a catalog id or a file path); None: the active one (the
-    ``active_upscaler_id`` setting when there is one), else the first installed."""
+    ``active_upscaler_id`` setting; not downloaded: refused, naming it), else the first
+    installed."""
     models = upscaler_models(ctx)
     by_id = {m.id: m for m in models}
     if ref and ref not in by_id:
@@ -267,19 +268,20 @@ def resolve_upscaler(ctx: CoreContext, ref: str | None = None) -> Upscaler:
             return _from_file(p.resolve(), None, None, None)
         ids = ", ".join(by_id) or "none in the catalog"
         raise UpscaleError(f"unknown upscaler {ref!r} (upscalers: {ids}; or a .pth file path)")
-    if ref:
-        chosen = [by_id[ref]]
-    else:
-        active = getattr(ctx.settings.settings, "active_upscaler_id", None)
-        chosen = ([by_id[active]] if active in by_id else []) + [
-            m for m in models if m.id != active
-        ]
+    active = getattr(ctx.settings.settings, "active_upscaler_id", None)
+    if not ref and active in by_id:  # the one chosen (a stale id: as if none was)
+        ref = active
+    chosen = [by_id[ref]] if ref else models
     for m in chosen:
         got = _installed_file(ctx, m)
         if got is not None:
             return _from_file(got[0], m.name, m.id, got[1])
     if ref:
-        raise UpscaleError(f"upscaler {ref} is not downloaded; run: distill models download {ref}")
+        which = "the active upscaler" if ref == active else "upscaler"
+        raise UpscaleError(
+            f"{which} {ref} is not downloaded; run: distill models download {ref} "
+            "(or --upscaler ID|PATH)"
+        )
     if models:
         raise UpscaleError(
             "no upscaler is downloaded; run: distill models download "

@@ -440,6 +440,10 @@ def test_upscale_uses_the_active_upscaler_setting(
     code, out, err = _run(capsys, str(src), "--json", "--upscaler", "tiny-esrgan")
     assert code == 0, err
     assert json.loads(out)["upscaler"]["id"] == "tiny-esrgan"
+    # the active one not downloaded: said, not silently another
+    CoreContext.build(app_paths).settings.update(active_upscaler_id="realesrgan-x4plus")
+    code, out, err = _run(capsys, str(src))
+    assert code == 2 and "the active upscaler realesrgan-x4plus is not downloaded" in err
 
 
 def test_download_then_upscale_from_the_loopback_hub(
