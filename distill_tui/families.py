@@ -92,7 +92,37 @@ FAMILIES: MappingProxyType[str, Family] = MappingProxyType(
                     flow_shift=None,
                 ),
                 signatures=_ro(diffusion="flux2-dit", textEncoder="qwen3-llm", vae="flux2-vae"),
-                memory=_ro(latent_channels=32, vae_factor=16),
+                # memory_model.py: bench/memory_model.md (a Klein-4B-wide DiT, the ch-128 VAE)
+                memory=_ro(
+                    latent_channels=32,
+                    vae_factor=16,  # pixels per latent side (a 32-latent VAE tile: 512 px)
+                    patch=16,  # pixels per DiT token side
+                    txt_tokens=512,  # the Qwen3 prompt is padded to 512
+                    seq_multiple=1,
+                    dit_flash=84.5,  # B per token per unit of DiT width, flash attention on
+                    dit_no_flash=57.5,  # off (plus heads x tokens^2 x 4 B of scores)
+                    dit_flash_base=0,
+                    dit_no_flash_base=0,
+                    vae_ch=128,
+                    vae_per_pixel_per_ch=52.0,
+                    # the DiT/encoder by the largest diffusion file (a model id picks its own)
+                    variants=(
+                        _ro(
+                            name="flux2-klein-4b",
+                            max_diffusion_bytes=6 * 2**30,
+                            dit_hidden=3072,
+                            dit_heads=24,
+                            te_compute=256 * 2**20,
+                        ),
+                        _ro(
+                            name="flux2-klein-9b",
+                            max_diffusion_bytes=None,
+                            dit_hidden=4096,
+                            dit_heads=32,
+                            te_compute=320 * 2**20,
+                        ),
+                    ),
+                ),
                 licence_note="4B: Apache-2.0; 9B: FLUX Non-Commercial (gated upstream)",
             ),
             Family(
@@ -111,7 +141,32 @@ FAMILIES: MappingProxyType[str, Family] = MappingProxyType(
                     flow_shift=None,  # sd.cpp's auto: 3.0
                 ),
                 signatures=_ro(diffusion="zimage-dit", textEncoder="qwen3-llm", vae="flux1-vae"),
-                memory=_ro(latent_channels=16, vae_factor=8),
+                # memory_model.py: the engine's buffers on the real-shape DiT of
+                # tests/tinymodels.make_zimage_set (tests/test_memory_model.py has them)
+                memory=_ro(
+                    latent_channels=16,
+                    vae_factor=8,  # a 32-latent VAE tile: 256 px
+                    patch=16,  # VAE 8 x DiT patch 2
+                    # the prompt's own length (no padding to 512), padded to 32: assumed a
+                    # long prompt (~190 words); a 10-word one is 32
+                    txt_tokens=256,
+                    seq_multiple=32,  # image and text tokens each padded to 32 (SEQ_MULTI_OF)
+                    dit_flash=46.0,
+                    dit_no_flash=28.5,
+                    dit_flash_base=2 * 2**20,  # so that no logged size is under the formula
+                    dit_no_flash_base=17 * 2**19,  # 8.5 MiB
+                    vae_ch=128,  # the FLUX.1 decoder: the same stack as FLUX.2's
+                    vae_per_pixel_per_ch=52.0,
+                    variants=(
+                        _ro(
+                            name="z-image-6b",
+                            max_diffusion_bytes=None,
+                            dit_hidden=3840,
+                            dit_heads=30,
+                            te_compute=256 * 2**20,  # Qwen3-4B, as Klein 4B's (estimated)
+                        ),
+                    ),
+                ),
                 licence_note="Apache-2.0 (Tongyi-MAI)",
             ),
             Family(

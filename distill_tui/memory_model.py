@@ -6,7 +6,8 @@ screen's warning share it.
 The model
 =========
 
-stable-diffusion.cpp keeps three runners (text encoder ``qwen3``, DiT ``flux``, ``vae``).
+stable-diffusion.cpp keeps three runners (text encoder ``qwen3``, DiT ``flux`` / ``z_image``,
+``vae``).
 Each owns a *params* buffer (the weights, loaded once) and allocates a *compute* buffer when it
 runs, freed after its phase (encode -> sample -> decode; a batch is sampled and decoded one
 image after another, so ``batch`` does not raise the peak: measured, the buffers of batch 2 are
@@ -23,14 +24,27 @@ device only while it runs::
 
     peak = CONTEXT + max(W_te' + C_te', W_dit + C_dit, W_vae' + C_vae')
 
-Compute buffers (bytes), ``T = ceil16(w)/16 * ceil16(h)/16`` image tokens (FLUX.2 patches
-16x16 pixels), ``Ttxt = 512`` text tokens (the Qwen3 prompt is padded: the buffers do not move
-with a 2- or 200-word prompt), ``H``/``heads`` the DiT width, ``P = ceil16(w) * ceil16(h)``::
+Each family's coefficients live in ``families.Family.memory`` (the model's ``spec``; read by
+:func:`arch_of`, never by model id alone): the DiT's width ``H`` and ``heads`` (per variant:
+Klein 4B / 9B), bytes per token per unit of width, the text tokens, the padding of the token
+counts, the VAE's pixels per latent. Compute buffers (bytes), ``T`` image tokens (16x16 pixels
+each: FLUX.2's VAE 16 px per latent; Z-Image's VAE 8 px x its DiT's 2x2 patches), ``Ttxt`` text
+tokens, each padded to ``seq_multiple``; ``P = ceil16(w) * ceil16(h)``::
 
-    C_dit = (T + Ttxt) * H * DIT_FLASH                                      (flash_attn on)
-    C_dit = (T + Ttxt) * H * DIT_NO_FLASH + heads * (T + Ttxt)^2 * 4   (off: f32 scores)
-    C_vae = VAE_PER_PIXEL_PER_CH * 128 * P           (vae_tiling: P capped at 512 x 512)
-    C_te  = TE_COMPUTE[arch]                          (prompt-bound, not resolution-bound)
+    C_dit = (T + Ttxt) * H * dit_flash + dit_flash_base                     (flash_attn on)
+    C_dit = (T + Ttxt) * H * dit_no_flash + heads * (T + Ttxt)^2 * 4 + base  (off: f32 scores)
+    C_vae = vae_per_pixel_per_ch * vae_ch * P   (vae_tiling: P capped at a tile: 32 latents)
+    C_te  = te_compute                          (prompt-bound, not resolution-bound)
+
+* FLUX.2 Klein: ``Ttxt = 512`` (the Qwen3 prompt is padded: the buffers do not move with a 2-
+  or 200-word prompt), no token padding, no base, tiles of 512 px.
+* Z-Image (6B, H 3840, 30 heads): ``Ttxt`` is the prompt's own length padded to 32 (the model
+  assumes 256: a long prompt), ``T`` padded to 32, ``dit_flash = 46.0`` + 2 MiB,
+  ``dit_no_flash = 28.5`` + 8.5 MiB, tiles of 256 px (FLUX.1 VAE, 8 px per latent). Fitted on
+  the buffers sd.cpp logged for the real-shape DiT of ``tests/tinymodels.make_zimage_set`` at
+  64² .. 1024² (``tests/test_memory_model.py`` has them): never under a logged buffer; over by
+  3.2 / 7.8 / 3.8 / 1.1 % with flash attention, 49 / 0.5 / 3.4 / 0.4 % without (64²: 5 MiB).
+* ESRGAN (an upscaler) has no formula: :class:`NoMemoryFormula`, its fit is unknown.
 
 Constants and where they come from (``bench/memory_model.md``, reproduced by
 ``python bench/memory_model.py``, real engine, CPU build, sd.cpp's own DEBUG lines
@@ -40,7 +54,7 @@ Constants and where they come from (``bench/memory_model.md``, reproduced by
   at 128² and 416.13 MiB at 256² (6657 B/pixel, exactly linear; ch 32: 1666 B/pixel at 64²..512²).
   At 1024² that is 6.5 GiB: the largest single buffer of a Klein run. With ``vae_tiling`` the
   buffer stayed at the 512² value for 512², 768² and 1024² (tiles of 512 px).
-* ``DIT_FLASH = 84.5``, ``DIT_NO_FLASH = 57.5`` bytes per token per unit of width: fitted on a
+* ``DIT_FLASH = 84.5``, ``DIT_NO_FLASH = 57.5`` (Klein) bytes per token per unit of width: fitted on a
   DiT of Klein 4B's width (H 3072, 24 heads, 1+1 blocks; depth does not change the buffer:
   1+1 and 2+2 blocks logged the same) at 128², 256², 512². Flash on logged 134.9 / 159.9 /
   350.1 MiB (the model: 142.6 / 190.1 / 380.2, the slope of the two larger sizes, so it errs
@@ -74,34 +88,97 @@ DIT_FLASH = 84.5  # bytes per token per unit of DiT width, flash attention on
 DIT_NO_FLASH = 57.5  # the same with flash attention off (plus the f32 score matrix)
 VAE_PER_PIXEL_PER_CH = 52.0
 VAE_CH = 128
-VAE_TILE = 512  # pixels per side of a tile
+VAE_TILE = 512  # pixels per side of a tile (FLUX.2: 32 latents x 16)
+VAE_TILE_LATENT = 32  # sd.cpp's default decode tile, in latents
 CONTEXT = 512 * MiB
 MARGIN = 0.10
 
 
 @dataclass(frozen=True)
 class Arch:
-    """What the compute buffers depend on, per model family."""
+    """What the buffers depend on: one family's coefficients (``families.Family.memory``) with
+    one of its variants' DiT and text encoder (Klein 4B / 9B)."""
 
     dit_hidden: int
     dit_heads: int
     te_compute: int  # bytes
+    dit_flash: float = DIT_FLASH
+    dit_no_flash: float = DIT_NO_FLASH
+    dit_flash_base: int = 0  # bytes added to C_dit (flash on / off)
+    dit_no_flash_base: int = 0
+    txt_tokens: int = TXT_TOKENS
+    seq_multiple: int = 1  # image and text tokens are each padded to a multiple of this
+    patch: int = PATCH  # pixels per DiT token side
+    vae_factor: int = 16  # pixels per latent side: a VAE tile is VAE_TILE_LATENT of them
+    vae_ch: int = VAE_CH
+    vae_per_pixel_per_ch: float = VAE_PER_PIXEL_PER_CH
+    name: str = ""
+    family: str = ""
+
+    @property
+    def vae_tile(self) -> int:
+        """Pixels per side of a decode tile (sd.cpp's default: 32 latents)."""
+        return VAE_TILE_LATENT * self.vae_factor
 
 
+class NoMemoryFormula(ValueError):
+    """The family has no memory formula (an upscaler): its fit is unknown."""
+
+    def __init__(self, family_id: str) -> None:
+        self.family_id = family_id
+        super().__init__(f"no memory formula for family {family_id!r}: its fit is unknown")
+
+
+_VARIANT_KEYS = ("dit_hidden", "dit_heads", "te_compute")
+_ARCH_KEYS = tuple(f.name for f in fields(Arch) if f.name not in (*_VARIANT_KEYS, "name", "family"))
+
+
+def _arch(spec: Any, variant: Any) -> Arch:
+    mem = spec.memory
+    return Arch(
+        **{k: variant[k] for k in _VARIANT_KEYS},
+        **{k: mem[k] for k in _ARCH_KEYS if k in mem},
+        name=variant["name"],
+        family=spec.id,
+    )
+
+
+def _family_archs() -> dict[str, Arch]:
+    from distill_tui.families import FAMILIES
+
+    return {
+        v["name"]: _arch(spec, v)
+        for spec in FAMILIES.values()
+        for v in spec.memory.get("variants", ())
+    }
+
+
+#: every family variant's Arch by name, from ``families.FAMILIES``' memory entries.
 #: FLUX.2 Klein 4B: hidden 3072 / 24 heads (5 double + 20 single blocks), Qwen3-4B encoder;
-#: Klein 9B: hidden 4096 / 32 heads (8 + 24), Qwen3-8B. (Checked against the parameter count
-#: of the Q8_0 files: 4.0 B and 9.4 B.)
-ARCHS: dict[str, Arch] = {
-    "flux2-klein-4b": Arch(3072, 24, 256 * MiB),
-    "flux2-klein-9b": Arch(4096, 32, 320 * MiB),
-}
+#: Klein 9B: hidden 4096 / 32 heads (8 + 24), Qwen3-8B (checked against the parameter count
+#: of the Q8_0 files: 4.0 B and 9.4 B). Z-Image 6B: hidden 3840 / 30 heads x 128 (30 layers
+#: + 2 + 2 refiners, sd.cpp's fixed ZImageParams), Qwen3-4B.
+ARCHS: dict[str, Arch] = _family_archs()
 
 
-def arch_for(model_id: str, largest_diffusion_bytes: int = 0) -> Arch:
-    """The known arch of a catalog model, else a guess from its largest diffusion file."""
-    if model_id in ARCHS:
-        return ARCHS[model_id]
-    return ARCHS["flux2-klein-9b" if largest_diffusion_bytes > 6 * GiB else "flux2-klein-4b"]
+def arch_of(model: Any) -> Arch:
+    """The Arch of a catalog model: its family's coefficients (``model.spec.memory``) and the
+    variant named by the model's id, else the first whose ``max_diffusion_bytes`` bound holds
+    for the model's largest diffusion file. :class:`NoMemoryFormula` for a family without one
+    (an upscaler)."""
+    spec = model.spec
+    variants = spec.memory.get("variants", ())
+    if not variants:
+        raise NoMemoryFormula(spec.id)
+    for v in variants:
+        if v["name"] == model.id:
+            return _arch(spec, v)
+    largest = max((q.size for q in model.section("diffusion").quants or ()), default=0)
+    for v in variants:
+        bound = v.get("max_diffusion_bytes")
+        if bound is None or largest <= bound:
+            return _arch(spec, v)
+    return _arch(spec, variants[-1])
 
 
 @dataclass(frozen=True)
@@ -138,22 +215,42 @@ def _ceil16(n: int) -> int:
     return (max(int(n), 1) + PATCH - 1) // PATCH * PATCH
 
 
-def image_tokens(width: int, height: int) -> int:
-    return (_ceil16(width) // PATCH) * (_ceil16(height) // PATCH)
+def _ceil(n: int, m: int) -> int:
+    return (max(int(n), 1) + m - 1) // m * m
 
 
-def dit_compute(arch: Arch, width: int, height: int, flash_attn: bool = True) -> int:
-    t = image_tokens(width, height) + TXT_TOKENS
+def image_tokens(width: int, height: int, arch: Arch | None = None) -> int:
+    patch = arch.patch if arch is not None else PATCH
+    t = (_ceil(width, patch) // patch) * (_ceil(height, patch) // patch)
+    return _ceil(t, arch.seq_multiple) if arch is not None else t
+
+
+def dit_tokens(arch: Arch, width: int, height: int, txt_tokens: int | None = None) -> int:
+    """Image tokens + text tokens as the DiT sees them (each padded to ``seq_multiple``)."""
+    txt = arch.txt_tokens if txt_tokens is None else txt_tokens
+    return image_tokens(width, height, arch) + _ceil(txt, arch.seq_multiple)
+
+
+def dit_compute(
+    arch: Arch, width: int, height: int, flash_attn: bool = True, txt_tokens: int | None = None
+) -> int:
+    """C_dit in bytes; ``txt_tokens`` None: the family's assumption (Klein's padded 512)."""
+    t = dit_tokens(arch, width, height, txt_tokens)
     if flash_attn:
-        return int(t * arch.dit_hidden * DIT_FLASH)
-    return int(t * arch.dit_hidden * DIT_NO_FLASH + arch.dit_heads * t * t * 4)
+        return int(t * arch.dit_hidden * arch.dit_flash) + arch.dit_flash_base
+    return (
+        int(t * arch.dit_hidden * arch.dit_no_flash + arch.dit_heads * t * t * 4)
+        + arch.dit_no_flash_base
+    )
 
 
-def vae_compute(width: int, height: int, tiling: bool = False) -> int:
+def vae_compute(width: int, height: int, tiling: bool = False, arch: Arch | None = None) -> int:
+    """C_vae in bytes (decode); ``arch`` None: FLUX.2's VAE (Klein)."""
+    a = arch if arch is not None else ARCHS["flux2-klein-4b"]
     w, h = _ceil16(width), _ceil16(height)
     if tiling:
-        w, h = min(w, VAE_TILE), min(h, VAE_TILE)
-    return int(VAE_PER_PIXEL_PER_CH * VAE_CH * w * h)
+        w, h = min(w, a.vae_tile), min(h, a.vae_tile)
+    return int(a.vae_per_pixel_per_ch * a.vae_ch * w * h)
 
 
 @dataclass(frozen=True)
@@ -189,7 +286,7 @@ def estimate(
     change the peak (images of a batch go through the runners one after another)."""
     del batch
     c_te, c_dit = arch.te_compute, dit_compute(arch, width, height, knobs.flash_attn)
-    c_vae = vae_compute(width, height, knobs.vae_tiling)
+    c_vae = vae_compute(width, height, knobs.vae_tiling, arch)
     te_dev = not knobs.keep_clip_on_cpu
     vae_dev = not knobs.keep_vae_on_cpu
     w = {
@@ -322,7 +419,7 @@ def set_fit(
     t = model.text_encoder.get(text_encoder)
     if d is None or t is None:
         raise KeyError(f"{model.id}: no set {diffusion}/{text_encoder}")
-    arch = arch_for(model.id, max(q.size for q in model.diffusion.quants))
+    arch = arch_of(model)
     return fit(
         budget,
         knobs=knobs,

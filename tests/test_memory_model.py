@@ -1,4 +1,5 @@
-"""The memory model: formula, knobs, and which Klein sets fit an 8 GB card at 1024² / 512²."""
+"""The memory model: each family's formula against the buffers sd.cpp logged, knobs, and which
+sets fit an 8 GB card at 1024² / 512² (the models recommend CLI included)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_peak_formula_and_knobs():
 
 def table(catalog, size):
     out = {}
-    for m in catalog.models:
+    for m in catalog.of_type("image-generation"):  # an upscaler has no sets
         for s in mm.all_sets(m, budget=GB8, width=size, height=size):
             out[(m.id, s.diffusion, s.text_encoder)] = s.fit
     return out
@@ -103,3 +104,195 @@ def test_cpu_only_budget_is_none():
     from distill_tui.devices import detect_machine
 
     assert mm.gpu_budget(detect_machine(fake_devices=[], fake_build="cpu")) is None
+
+
+# ---- per family: Z-Image -------------------------------------------------------------------
+#: sd.cpp's own DEBUG lines on tests/tinymodels.make_zimage_set (the REAL Z-Image DiT shape,
+#: TQ2_0 zero weights stored sparse: its compute buffers are the real DiT's), CPU build 0.4.7,
+#: prompt "a lighthouse at dusk" (< 32 tokens with its template: 32). Source: engineer tinyz's
+#: /tmp/tinyz/bufs.py, which runs for each size and flash setting
+#:   StableDiffusion(diffusion_model_path=zimage-dit.gguf, llm_path=zimage-llm.gguf,
+#:                   vae_path=flux1-vae.safetensors, vae_decode_only=True, n_threads=2,
+#:                   verbose=True, diffusion_flash_attn=FLASH, flash_attn=FLASH, enable_mmap=True)
+#:   .generate_image(prompt="a lighthouse at dusk", width=W, height=W, sample_steps=1, seed=1)
+#: and keeps the line "z_image compute buffer size: X MB(RAM)" (MiB). Params (every size):
+#: "z_image params backend buffer size = 1520.19 MB(RAM) (453 tensors)"; the decoder-only
+#: ch-32 FLUX.1 VAE: "vae compute buffer size: 6.50 MB" at 64x64.
+ZIMAGE_LOGGED = {  # (size, flash_attn): MiB
+    (64, True): 12.38,
+    (256, True): 46.88,
+    (512, True): 173.35,
+    (1024, True): 690.10,
+    (64, False): 10.51,
+    (256, False): 47.81,
+    (512, False): 238.24,
+    (1024, False): 2379.49,
+}
+ZIMAGE_DIT_FILE = 1_593_573_856  # bytes of the tiny set's DiT file (the full shape in TQ2_0)
+ZIMAGE_DIT_PARAMS_LOGGED = 1520.19  # MiB
+
+
+def zimage_arch():
+    return mm.ARCHS["z-image-6b"]
+
+
+def test_zimage_compute_buffers_match_what_sdcpp_logged():
+    """The Z-Image formula (families.py's z-image memory entry) never under the logged DiT
+    buffer, within 8 % from 256² up (the sizes that matter: 1024² is 1.1 % / 0.4 % high)."""
+    a = zimage_arch()
+    assert (a.dit_hidden, a.dit_heads, a.family) == (3840, 30, "z-image")
+    for (size, flash), logged in ZIMAGE_LOGGED.items():
+        est = mm.dit_compute(a, size, size, flash_attn=flash, txt_tokens=32) / MiB
+        assert est >= logged, (size, flash, est, logged)
+        if size >= 256:
+            assert est <= logged * 1.08, (size, flash, est, logged)
+        else:  # 64²: 32 + 32 tokens; a few MiB next to GiBs of weights
+            assert est - logged <= 6, (size, flash, est, logged)
+    # the tokens the DiT sees: image and text each padded to 32
+    assert mm.dit_tokens(a, 64, 64, 20) == 64
+    assert mm.dit_tokens(a, 1024, 1024, 32) == 4128
+    # the weights are the file: the logged params buffer is the file's tensors (+0.03 %)
+    assert ZIMAGE_DIT_FILE / MiB == pytest.approx(ZIMAGE_DIT_PARAMS_LOGGED, rel=0.001)
+    # the FLUX.1 decoder: the tiny ch-32 one logged 6.50 MiB at 64²: 52 B per channel per
+    # pixel, as FLUX.2's; the real decoder is ch 128
+    from dataclasses import replace
+
+    assert mm.vae_compute(64, 64, arch=replace(a, vae_ch=32)) / MiB == pytest.approx(6.50, rel=0.01)
+    assert a.vae_ch == 128
+
+
+def test_zimage_vae_tile_is_256px_and_klein_keeps_512():
+    """sd.cpp tiles the decode by 32 latents: 512 px for FLUX.2 (16 px per latent), 256 px for
+    the FLUX.1 VAE of Z-Image (8 px)."""
+    z, k = zimage_arch(), mm.ARCHS["flux2-klein-4b"]
+    assert mm.vae_compute(1024, 1024, tiling=True, arch=z) == mm.vae_compute(256, 256, arch=z)
+    assert mm.vae_compute(1024, 1024, tiling=True, arch=k) == mm.vae_compute(512, 512, arch=k)
+    assert mm.vae_compute(1024, 1024, arch=z) == mm.vae_compute(1024, 1024, arch=k)
+
+
+def test_each_catalog_model_reads_its_family_formula(catalog):
+    """The memory model reads model.spec.memory: Z-Image-Turbo is not a Klein (its Q8_0 file,
+    6.6 GB, once made it a 'Klein 9B'); Klein base 4B is a Klein 4B; an upscaler has none."""
+    got = {m.id: mm.arch_of(m).name for m in catalog.of_type("image-generation")}
+    assert got["z-image-turbo"] == "z-image-6b"
+    assert got["flux2-klein-4b"] == got["flux2-klein-base-4b"] == "flux2-klein-4b"
+    assert got["flux2-klein-9b"] == "flux2-klein-9b"
+    for m in catalog.of_type("upscaler"):
+        with pytest.raises(mm.NoMemoryFormula, match="unknown"):
+            mm.arch_of(m)
+    # every image-generation family has a formula
+    from distill_tui.families import FAMILIES
+
+    for f in FAMILIES.values():
+        assert bool(f.memory.get("variants")) == f.is_generator, f.id
+
+
+def test_zimage_dit_buffers_on_the_real_engine(tmp_path):
+    """ONE real-engine check, ~5 s: sd.cpp loads the tiny Z-Image set (the real DiT shape) and
+    allocates the DiT's compute buffer for a 512² image; the process is stopped once the
+    line is logged (before the 15-40 s step). The formula is over it by < 8 %, and the logged
+    params buffer is the DiT file within 0.1 %."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from tests.tinymodels import make_zimage_set
+
+    paths = make_zimage_set(tmp_path / "set")
+    script = (
+        "import sys, stable_diffusion_cpp as s\n"
+        "d, l, v = sys.argv[1:4]\n"
+        "sd = s.StableDiffusion(diffusion_model_path=d, llm_path=l, vae_path=v,"
+        " vae_decode_only=True, n_threads=2, verbose=True, diffusion_flash_attn=True,"
+        " flash_attn=True, enable_mmap=True)\n"
+        "sd.generate_image(prompt='a lighthouse at dusk', width=512, height=512,"
+        " sample_steps=1, cfg_scale=1.0, seed=1)\n"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        script,
+        *(str(paths[k]) for k in ("diffusion", "text_encoder", "vae")),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    params = compute = None
+    deadline = time.monotonic() + 120
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            m = re.search(r"z_image params backend buffer size =\s*([\d.]+) MB", line)
+            params = float(m.group(1)) if m else params
+            m = re.search(r"z_image compute buffer size: ([\d.]+) MB", line)
+            if m:
+                compute = float(m.group(1))
+                break
+            if time.monotonic() > deadline:
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert params is not None and compute is not None, "sd.cpp logged no z_image buffers"
+    est = mm.dit_compute(zimage_arch(), 512, 512, flash_attn=True, txt_tokens=32) / MiB
+    assert compute <= est <= compute * 1.08, (compute, est)
+    assert paths["diffusion"].stat().st_size / MiB == pytest.approx(params, rel=0.001)
+
+
+# ---- through the CLI: distill models recommend ------------------------------------------
+CARD_8 = '[{"name":"NVIDIA RTX 4060","backend":"cuda","total":8e9,"free":7.5e9}]'
+
+
+@pytest.fixture
+def card8(monkeypatch):
+    monkeypatch.setenv("DISTILL_FAKE_DEVICES", CARD_8)
+    monkeypatch.setenv("DISTILL_FAKE_BUILD", "cuda")
+
+
+def _recommend(capsys, *extra: str) -> dict:
+    import json
+
+    from distill_tui.cli import main as cli_main
+
+    assert cli_main(["models", "recommend", "--json", "--all", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_recommend_zimage_on_an_8gb_card(app_paths, capsys, card8, catalog):
+    """Z-Image-Turbo's sets at 1024² on 8 GB, with Z-Image's arithmetic: its 256 px VAE tiles
+    (416 MiB) and 3840-wide DiT (~0.7 GiB), not Klein 9B's (1.6 GiB tiles, 1.5 GiB DiT)."""
+    doc = _recommend(capsys, "--width", "1024", "--height", "1024")
+    z = next(m for m in doc["models"] if m["model"] == "z-image-turbo")
+    sets = {(s["diffusion"], s["text_encoder"]): s for s in z["sets"]}
+    assert len(sets) == 25
+    # the smallest set fits with VAE tiling alone (Klein 9B arithmetic: offload)
+    assert sets[("Q3_K", "Q3_K_M")]["fit"] == "fits: VAE tiling"
+    # the 6.6 GB Q8_0 DiT leaves no room (10 % kept free) whatever the encoder
+    assert all(sets[("Q8_0", t)]["level"] == "no" for t in ("Q3_K_M", "Q8_0"))
+    assert z["best"]["fit"].startswith("fits") and z["best"]["diffusion"] != "Q8_0"
+    # each peak is the Z-Image formula on the catalog's sizes
+    model = catalog.get("z-image-turbo")
+    a = mm.ARCHS["z-image-6b"]
+    for (d, t), s in sets.items():
+        est = mm.estimate(
+            diffusion_bytes=model.diffusion.get(d).size,
+            text_encoder_bytes=model.text_encoder.get(t).size,
+            vae_bytes=model.vae.size,
+            width=1024,
+            height=1024,
+            arch=a,
+        )
+        assert s["plain_peak"] == est.peak
+    # plain (no knobs) the 6.5 GiB decode buffer sets the peak, as for Klein
+    assert sets[("Q4_K", "Q4_K_M")]["plain_peak"] > 12 * 2**30
+    # Klein's answers do not move
+    k4 = next(m for m in doc["models"] if m["model"] == "flux2-klein-4b")
+    assert (k4["best"]["diffusion"], k4["best"]["text_encoder"]) == ("Q8_0", "Q8_0")
+
+
+def test_recommend_an_upscaler_says_its_fit_is_not_modelled(app_paths, capsys, card8):
+    from distill_tui.cli import main as cli_main
+
+    rc = cli_main(["models", "recommend", "--model", "realesrgan-x4plus"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err
+    assert "upscaler" in err and len(err.strip().splitlines()) == 1
