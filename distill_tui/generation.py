@@ -321,6 +321,9 @@ class GenerationService:
         self.backend: str = ""
         self.loaded_label: str = ""
         self._listeners: Listeners[ChangeKind] = Listeners("generation")
+        #: the engine's events while no generation runs: an upscale's phases and tiles
+        #: (distill_tui.upscale, run by the Gallery's u and the Generate form's option)
+        self.upscale_events: Listeners[EngineEvent] = Listeners("upscale")
         self._count = 0
 
     # ---- wiring ---------------------------------------------------------------------
@@ -397,6 +400,7 @@ class GenerationService:
             return
         job = self.job
         if job is None or not job.running:
+            self.upscale_events.publish(ev)
             return
         if isinstance(ev, PhaseEvent):
             job.image_index = ev.image_index

@@ -2,7 +2,11 @@
 inline; ``enter`` views it large, ``r`` reuses its parameters in the Generate form,
 ``delete`` removes the record and its images after a confirmation — only images that are still
 the generated ones (``outputs.deletable``); any other is kept and named. Files deleted outside
-the app are listed as missing (a red ✗ in the list, "missing" in the pane), never as errors."""
+the app are listed as missing (a red ✗ in the list, "missing" in the pane), never as errors.
+
+``u`` upscales the image shown with the active upscaler (``screens.upscaling``, through the
+App's engine child): the result is a new entry (its Size is the result's, its caption says
+"upscaled 4x from <source>"), the source's entry stays; ``ctrl+x`` stops it."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from distill_tui.generation import GenParams
 from distill_tui.outputs import History, HistoryRecord
 from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
+from distill_tui.screens.upscaling import UpscaleState, upscales
 from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.image_view import Frame, ImageView
 
@@ -48,6 +53,21 @@ class GalleryScreen(DistillScreen):
             "Delete",
             id="gallery.delete",
             tooltip="Delete the image files and the record (asks first)",
+        ),
+        Binding(
+            "u",
+            "upscale",
+            "Upscale",
+            id="gallery.upscale",
+            tooltip="Upscale the image shown with the active upscaler (4x with Real-ESRGAN "
+            "x4plus; the Model Manager's Upscalers tab has them): a new entry, linked to it",
+        ),
+        Binding(
+            "ctrl+x",
+            "stop_upscale",
+            "Stop upscale",
+            id="gallery.stop_upscale",
+            tooltip="Stop the running upscale (ends the engine process)",
         ),
         Binding(
             "[",
@@ -89,6 +109,8 @@ class GalleryScreen(DistillScreen):
         self.records: list[HistoryRecord] = []
         self._narrow: bool | None = None  # the column set the table has now
         self._note = ""  # what the last delete kept (shown in the status line)
+        self._upscale_line = ""  # the running upscale (shown in the status line)
+        self._select_next: str | None = None  # a record to select at the next reload
 
     @property
     def history(self) -> History:
@@ -103,6 +125,7 @@ class GalleryScreen(DistillScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         self.distill.generation_signal.subscribe(self, self._on_generation, immediate=True)
+        self._unsubscribe_upscales = upscales(self.distill).subscribe(self._on_upscale)
         self.reload()
         table.focus()
 
@@ -114,6 +137,25 @@ class GalleryScreen(DistillScreen):
         if self._narrow is not None and (self.app.size.width < 100) != self._narrow:
             self.reload()
 
+    def on_unmount(self) -> None:
+        self._unsubscribe_upscales()
+
+    def _on_upscale(self, state: UpscaleState) -> None:
+        """The App's upscale changed: its line in the status bar; a result is a new entry,
+        selected when this screen asked for it."""
+        if not self.is_mounted:
+            return
+        self._upscale_line = state.line() if state.running else ""
+        if state.results and state.results[-1].history_id and not state.running:
+            if state.origin == "gallery":
+                self._select_next = state.results[-1].history_id
+            self.reload()
+        elif state.running and state.results and state.phase == "starting":
+            self.reload()  # the previous image's entry is there
+        else:
+            self._show_status()
+        self.refresh_bindings()
+
     def _on_generation(self, kind: str) -> None:
         if kind == "finished" and self.is_mounted:
             self.reload()
@@ -122,6 +164,7 @@ class GalleryScreen(DistillScreen):
     def reload(self) -> None:
         table = self.query_one(DataTable)
         keep = self.selected.id if self.selected else None
+        keep, self._select_next = self._select_next or keep, None
         history = self.history
         self.records = history.records()
         narrow = self.app.size.width < 100
@@ -146,24 +189,31 @@ class GalleryScreen(DistillScreen):
                 Text(visible(rec.model_id)),
                 Text(visible(f"{rec.diffusion_quant}/{rec.text_encoder_quant}")),
                 Text(str(rec.seed)),
-                Text(visible(f"{rec.params.get('width')}x{rec.params.get('height')}")),
+                Text(visible(_size_of(rec))),
             ]
             if narrow:
                 del cells[5]
             table.add_row(*cells, key=rec.id)
-        count = len(self.records)
-        status = f"{count} generation{'s' if count != 1 else ''}"
-        if history.warnings:
-            status += " · " + "; ".join(history.warnings[:2])
-        if self._note:  # what the last delete kept
-            status += " · " + self._note
-        self.query_one("#gallery-status", Static).update(Content(visible(status)))
+        self._warnings = list(history.warnings[:2])
+        self._show_status()
         if keep:
             for i, rec in enumerate(self.records):
                 if rec.id == keep:
                     table.move_cursor(row=i)
                     break
         self._show_selected()
+
+    def _show_status(self) -> None:
+        count = len(self.records)
+        status = f"{count} generation{'s' if count != 1 else ''}"
+        warnings = getattr(self, "_warnings", [])
+        if warnings:
+            status += " · " + "; ".join(warnings)
+        if self._note:  # what the last delete kept
+            status += " · " + self._note
+        if self._upscale_line:  # the running upscale: phase and tiles
+            status += " · " + self._upscale_line
+        self.query_one("#gallery-status", Static).update(Content(visible(status)))
 
     @property
     def selected(self) -> HistoryRecord | None:
@@ -174,12 +224,17 @@ class GalleryScreen(DistillScreen):
 
     def _frames(self, rec: HistoryRecord) -> list[Frame]:
         w, h = rec.params.get("width", 0), rec.params.get("height", 0)
+        up = _upscale_of(rec)
+        if up is not None:  # the result's size; the params keep the source's
+            w, h = up.get("width", w), up.get("height", h)
         recipe = recipe_label(rec.model_id, rec.diffusion_quant, rec.text_encoder_quant)
         frames = []
         for i, p in enumerate(rec.images):
             shown = self.shown_path(p)
             caption = image_caption(shown, rec.seed + i, w, h, rec.timings)
             caption += f"\n{escape_markup(recipe)}"
+            if up is not None:
+                caption += f"\n{escape_markup(self._upscale_caption(up))}"
             if not Path(p).is_file():
                 caption = "[b]missing[/b] (deleted outside distill)\n" + caption
             frames.append(Frame(path=p, caption=caption, label=shown))
@@ -202,10 +257,45 @@ class GalleryScreen(DistillScreen):
         self.action_view_large()
 
     # ---- actions ---------------------------------------------------------------------
+    def _upscale_caption(self, up: dict) -> str:  # type: ignore[type-arg]
+        """ "upscaled 4x from <source> · <upscaler>" (the source: its entry's time when it is
+        in the history, else its file)."""
+        source = str(up.get("source") or "")
+        name = Path(source).name if source else "an image"
+        linked = next((r for r in self.records if r.id == up.get("source_record")), None)
+        where = f" (the entry of {record_time(linked.created)})" if linked is not None else ""
+        scale = up.get("scale")
+        return visible(
+            f"upscaled {scale}x from {name}{where} · {up.get('upscaler') or 'ESRGAN'}"
+        )
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("view_large", "reuse", "delete_record"):
+        if action in ("view_large", "reuse", "delete_record", "upscale"):
             return True if self.selected is not None else None
+        if action == "stop_upscale":
+            return upscales(self.distill).running
         return True
+
+    def action_upscale(self) -> None:
+        """u: the image shown (a batch's current one) through the active upscaler."""
+        rec = self.selected
+        frame = self.query_one(ImageView).current
+        if rec is None or frame is None or not frame.path:
+            return
+        if not Path(frame.path).is_file():
+            self.notify(
+                "That image is missing (deleted outside distill): nothing to upscale",
+                title="Upscale",
+                severity="warning",
+            )
+            return
+        upscales(self.distill).start([frame.path], origin="gallery")
+        self.refresh_bindings()
+
+    def action_stop_upscale(self) -> None:
+        job = upscales(self.distill)
+        if job.running:
+            self.app.run_worker(job.cancel(), group="upscale-stop", exit_on_error=False)
 
     def action_view_large(self) -> None:
         rec = self.selected
@@ -343,3 +433,17 @@ class GalleryScreen(DistillScreen):
 
     def action_reload(self) -> None:
         self.reload()
+
+
+def _upscale_of(rec: HistoryRecord) -> dict | None:  # type: ignore[type-arg]
+    """The record's ``upscale`` object (distill_tui.upscale) when it is an upscaled image."""
+    up = rec.params.get("upscale")
+    return up if isinstance(up, dict) else None
+
+
+def _size_of(rec: HistoryRecord) -> str:
+    """The Size column: the image's (an upscaled one: the result's and its scale)."""
+    up = _upscale_of(rec)
+    if up is not None:
+        return f"{up.get('width')}x{up.get('height')} ({up.get('scale')}x)"
+    return f"{rec.params.get('width')}x{rec.params.get('height')}"
