@@ -82,3 +82,20 @@ async def test_klein_base_has_a_negative_prompt_and_edit_references(isolated_dir
     async with app.run_test(size=(120, 40)):
         form = app.screen.query_one(GenerateForm)
         assert shown(form, "negative-prompt") and shown(form, "ref-image")
+
+
+async def test_choosing_a_model_brings_its_defaults_but_keeps_what_was_typed(isolated_dirs):
+    """Z-Image-Turbo starts at 8 steps, CFG 1 (its family's and entry's); Klein base at 20
+    steps, CFG 4. A field still at the old model's default takes the new one's; a typed one
+    stays."""
+    app = DistillApp(core_with("z-image-turbo", "flux2-klein-base-4b"), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        assert form.value("steps") == "8" and form.value("cfg") == "1"
+        app.screen.query_one(ModelSelect).value = "flux2-klein-base-4b"
+        await pilot.pause()
+        assert form.value("steps") == "20" and form.value("cfg") == "4"
+        form.set_value("steps", "6")
+        app.screen.query_one(ModelSelect).value = "z-image-turbo"
+        await pilot.pause()
+        assert form.value("steps") == "6" and form.value("cfg") == "1"

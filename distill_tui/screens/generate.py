@@ -506,6 +506,7 @@ class GenerateScreen(DistillScreen):
             self.distill.show_models(None if value == MANAGE else str(value))
             return
         self._set_reuse(None)  # choosing a model here replaces a recipe from the Gallery
+        self.form.follow_model(self._defaults(active), self._defaults(str(value)))
         core.settings.update(active_model_id=str(value))
         self._show_model()
         self._switch_engine_model(str(value))
