@@ -296,3 +296,58 @@ def test_recommend_an_upscaler_says_its_fit_is_not_modelled(app_paths, capsys, c
     err = capsys.readouterr().err
     assert rc != 0 and "Traceback" not in err
     assert "upscaler" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- the Model Manager's fit column ---------------------------------------------------------
+async def test_model_manager_fit_column_for_zimage_and_none_for_an_upscaler(card8):
+    """F3 with an 8 GB card: Z-Image-Turbo's rows show the Z-Image formula's fit (its smallest
+    DiT in 6.6 GB fits with offload at 1024²), an upscaler's card shows no fit mark (its fit
+    is unknown: no Klein number)."""
+    import asyncio
+
+    from tests.test_snapshots_models import build_app
+
+    app = build_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):
+            if app.machine is not None:
+                break
+            await asyncio.sleep(0.02)
+        await pilot.press("f3")
+        await pilot.pause()
+        card = next(c for c in app.screen.cards if c.model.id == "z-image-turbo")
+        card.collapsed = False
+        await pilot.pause()
+        model = app.core.catalog.require("z-image-turbo")
+        w, h = mm.generation_size(app.core.settings.settings, model)
+        assert (w, h) == (1024, 1024)
+        fits = mm.card_fits(
+            model, app.core.settings.selection(model.id), budget=GB8, width=w, height=h
+        )
+        marks = {r.quant_id: r.fit_mark.plain.strip() for r in card.sets["diffusion"].rows}
+        assert set(marks) == {"Q3_K", "Q4_0", "Q4_K", "Q6_K", "Q8_0"}
+        for row in card.sets["diffusion"].rows:
+            assert row.fit_mark.plain.strip().startswith(
+                {"fits": "✓", "knobs": "≈", "no": "✗"}[fits.rows[row.key].level]
+            )
+        # the marks are the Z-Image formula's (Klein 9B arithmetic, 1.6 GiB VAE tiles, marked
+        # the small sets "offload")
+        te = card.best_set["textEncoder"] if card.best_set else None
+        assert te is not None and card.fit_header is not None
+        for row in card.sets["diffusion"].rows:
+            want = mm.fit(
+                GB8,
+                diffusion_bytes=model.diffusion.get(row.quant_id).size,
+                text_encoder_bytes=model.text_encoder.get(te).size,
+                vae_bytes=model.vae.size,
+                width=w,
+                height=h,
+                arch=mm.ARCHS["z-image-6b"],
+            )
+            assert fits.rows[row.key] == want, row.quant_id
+        # the 6.6 GB Q8_0 DiT + its 0.7 GiB buffer fit with offload (a "Klein 9B" said too big:
+        # 1.5 GiB); the best set (10 % kept free) is Q6_K + Q8_0 (the "Klein 9B": Q4_K)
+        assert marks["Q8_0"] == "≈ offload", marks
+        assert card.best_set == {"diffusion": "Q6_K", "textEncoder": "Q8_0"}
+        for up in (c for c in app.screen.cards if c.model.type == "upscaler"):
+            assert up.fit_header is None and up.best_set is None
