@@ -88,7 +88,7 @@ class CompareModal(ModalScreen[Path | None]):
         core = self.distill.core
         model = core.resolver.model(self.model_id)
         out = []
-        for q in model.section(component).quants:
+        for q in model.section(component).quants or ():
             if core.inventory.is_present(q.file):
                 text = Content(f"{visible(q.id):<7} ") + Content.styled(
                     human_size(q.size, 2), "dim"
