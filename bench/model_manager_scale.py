@@ -39,6 +39,14 @@ sys.path.insert(0, str(ROOT))
 from bench.tui_latency import PtyTerm, stats  # noqa: E402
 
 
+def _files(m: dict) -> list[dict]:
+    """Every file entry of a catalog model: v3 components (quants or one file) or the v2
+    sections (diffusion / textEncoder quants and the VAE)."""
+    if "components" in m:
+        return [f for c in m["components"] for f in (c.get("quants") or [c["file"]])]
+    return [q for sec in ("diffusion", "textEncoder") for q in m[sec]["quants"]] + [m["vae"]]
+
+
 def big_catalog(n: int) -> dict:
     """The bundled catalog plus copies of its first model up to ``n`` models in all."""
     bundled = json.loads((ROOT / "catalog" / "model-catalog.json").read_text())
@@ -51,15 +59,15 @@ def big_catalog(n: int) -> dict:
         m["id"] = f"scale-{i:05d}"
         m["name"] = f"Scale test model {i:05d}"
         m["description"] = f"Copy {i} of {template['name']} (bench/model_manager_scale.py)."
-        for sec in ("diffusion", "textEncoder"):
-            for q in m[sec]["quants"]:
-                q["file"] = f"scale/{i:05d}/{q['file']}"
-                q.pop("sha256", None)
-                q["downloadUrl"] = q["downloadUrl"].replace(".gguf", f"-{i}.gguf")
-        m["vae"]["file"] = f"scale/{i:05d}/{m['vae']['file']}"
-        m["vae"].pop("sha256", None)
-        m["vae"].pop("mirrors", None)
-        m["vae"]["downloadUrl"] += f"?copy={i}"
+        for f in _files(m):
+            f["file"] = f"scale/{i:05d}/{f['file']}"
+            f.pop("sha256", None)
+            f.pop("mirrors", None)
+            f["downloadUrl"] = (
+                f["downloadUrl"].replace(".gguf", f"-{i}.gguf")
+                if f["downloadUrl"].endswith(".gguf")
+                else f"{f['downloadUrl']}?copy={i}"
+            )
         models.append(m)
     return {"catalogVersion": bundled["catalogVersion"], "models": models[:n]}
 

@@ -32,9 +32,10 @@ from distill_tui.formatting import home_path, human_size
 from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
 from distill_tui.screens.confirm import ConfirmModal
+from distill_tui.textsafe import visible
 from distill_tui.widgets.file_row import FileRow
 from distill_tui.widgets.file_status import ACTIVE_STATES, fit_mark, state_name
-from distill_tui.widgets.model_card import ModelCard, same_content
+from distill_tui.widgets.model_card import ModelCard, css_id, same_content
 from distill_tui.widgets.quant_radio_set import QuantRadioSet
 from distill_tui.widgets.quant_row import QuantRow
 
@@ -45,13 +46,24 @@ log = logging.getLogger(__name__)
 
 Row = QuantRow | FileRow
 
-#: (tab id, label, catalog model type or None for all, enabled)
-CATEGORIES: tuple[tuple[str, str, str | None, bool], ...] = (
-    ("tab-all", "All Models", None, True),
-    ("tab-image-generation", "Image Generation", "image-generation", True),
-    ("tab-upscalers", "Upscalers (soon)", "upscaler", False),
-    ("tab-video", "Video (soon)", "video", False),
-)
+#: the tab of each catalog model type (an unknown type gets a tab named after it)
+TYPE_TABS: dict[str, str] = {
+    "image-generation": "Image Generation",
+    "upscaler": "Upscalers",
+    "video": "Video",
+}
+ALL_TAB = "tab-all"
+
+
+def categories(models: list[CatalogModel]) -> list[tuple[str, str, str | None]]:
+    """(tab id, label, model type or None for all): "All Models", then one tab per model type
+    the catalog has, known types first in TYPE_TABS' order. No tab without a model behind it."""
+    present = list(dict.fromkeys(m.type for m in models))
+    ordered = [t for t in TYPE_TABS if t in present] + [t for t in present if t not in TYPE_TABS]
+    return [(ALL_TAB, "All Models", None)] + [
+        (f"tab-{css_id(t)}", TYPE_TABS.get(t) or visible(t).replace("-", " ").title(), t)
+        for t in ordered
+    ]
 
 
 class ModelList(VerticalScroll, can_focus=False, inherit_bindings=False):
@@ -82,10 +94,14 @@ class ModelManagerScreen(DistillScreen):
     """Cards per model; rows per file; keys d / x / r / del act on the focused row."""
 
     COMPACT_FOOTER = True
-    #: cards mounted before the first paint (more than a tall terminal shows); the rest are
-    #: mounted after it, CARD_CHUNK at a time, keys answered between chunks
+    #: A large catalog mounts only the cards near the viewport (a window over the tab's
+    #: cards): FIRST_CARDS (more than a tall terminal shows) and WINDOW_MARGIN more on each
+    #: side of what is visible; spacers above and below stand for the others (their heights
+    #: as last laid out, else CARD_HEIGHT), so the scroll bar and page keys cover the whole
+    #: list. Cards leave the DOM and come back as the same widgets (state, rows kept).
     FIRST_CARDS = 12
-    CARD_CHUNK = 12
+    WINDOW_MARGIN = 8
+    CARD_HEIGHT = 3
 
     HELP_TITLE = "Model Manager"
     SUB_TITLE = "Models"
@@ -140,6 +156,13 @@ class ModelManagerScreen(DistillScreen):
             tooltip="Back to the screen you came from",
         ),
         Binding(
+            "a",
+            "activate",
+            "Use",
+            id="models.activate",
+            tooltip="Make the focused upscaler the active one (what distill upscale uses)",
+        ),
+        Binding(
             "enter",
             "link_file",
             "Link",
@@ -185,86 +208,260 @@ class ModelManagerScreen(DistillScreen):
         #: catalog file -> where a same-size local copy is ("the HF cache", a folder); looked
         #: up on a thread (_scan_import_dirs), never on the event loop (issue 19.22)
         self._found: dict[str, str] = {}
-        #: every card, in catalog order (composed once; a query walks the whole DOM)
-        self._cards: list[ModelCard] = []
-        #: cards not mounted yet (a large catalog: mounted after the first paint)
-        self._unmounted: list[ModelCard] = []
+        #: the catalog's models; their cards, made when first needed (the window's), by
+        #: catalog index (a query walks the whole DOM; hundreds of cards take a while to make)
+        self._models: list[CatalogModel] = []
+        self._index: dict[str, int] = {}
+        self._cards: list[ModelCard | None] = []
+        self._expanded: str | None = None
+        #: the current tab's models (catalog indices) and the window of them mounted
+        self._shown: list[int] = []
+        self._shown_ids: set[int] = set()
+        self._lo = 0
+        self._hi = 0
+        #: catalog index -> the card's height (margin included) when last laid out
+        self._height: dict[int, int] = {}
+        self._card_height = self.CARD_HEIGHT
+        self._windowing = False
+        self._window_dirty = False
         self._synced_on_compose = False
+        #: the card the focus is in (tinted: ModelCard.set_focus_within)
+        self._tinted: ModelCard | None = None
+        #: the tabs: (tab id, label, model type or None for all)
+        self._categories: list[tuple[str, str, str | None]] = []
+        #: file key -> ids of the models that list it (a shared text encoder, the VAE)
+        self._users: dict[str, list[str]] | None = None
 
     # ---- layout ----------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
+        models = self.core.catalog.models
+        self._categories = categories(models)
         yield Tabs(
-            *(Tab(label, id=tab_id) for tab_id, label, _t, _on in CATEGORIES), id="model-tabs"
+            *(Tab(label, id=tab_id) for tab_id, label, _t in self._categories), id="model-tabs"
         )
         active = self.core.settings.settings.active_model_id
-        models = self.core.catalog.models
         expanded = (
             active if any(m.id == active for m in models) else models[0].id if models else None
         )
         self.core.inventory.refresh()  # another process (the CLI) may have changed it
         self._read_events()
         events = self._merged_events()
-        for i, model in enumerate(models):
-            card = ModelCard(model, collapsed=model.id != expanded)
-            card.on_body_built = self._body_built
-            card.name_of = self._model_name
-            self._cards.append(card)
-            if i >= self.FIRST_CARDS and model.id != expanded:
-                self._unmounted.append(card)
+        self._models = list(models)
+        self._index = {m.id: i for i, m in enumerate(models)}
+        self._cards = [None] * len(models)
+        self._expanded = expanded
+        self._shown = list(range(len(models)))
+        self._shown_ids = set(self._shown)
+        self._lo, self._hi = 0, min(len(self._shown), self.FIRST_CARDS + self.WINDOW_MARGIN)
         with ModelList(id="model-list"):
-            for card in self._cards:
-                if card in self._unmounted:
-                    continue
-                # each header is drawn from the facts before it mounts: hundreds of cards are
-                # styled and laid out once, not once as composed and again on the first sync
+            yield self._spacer("models-above", 0)
+            for card in self._window_cards(self._lo, self._hi):
+                # each header is drawn from the facts before it mounts: styled and laid out
+                # once, not once as composed and again on the first sync
                 self._sync_card(card, events, active)
                 yield card
+            yield self._spacer("models-below", self._spare(self._hi, len(self._shown)))
             yield Static("No models in this category yet.", id="models-empty")
         yield Static("", id="models-dir-line")
 
     @property
     def cards(self) -> list[ModelCard]:
-        """Every card, in catalog order (mounted or still waiting to be)."""
-        return list(self._cards)
+        """The cards made so far (the window's, and any shown before), in catalog order."""
+        return [c for c in self._cards if c is not None]
 
-    # ---- a large catalog: the cards after the first screenful mount after the first paint --
-    def _mount_more(self, through: ModelCard | None = None) -> None:
-        """Mount the next CARD_CHUNK waiting cards (or every one up to ``through``), each at
-        its place in catalog order, drawn from the facts first; then schedule the next chunk,
-        so keys are answered between chunks."""
-        if not self._unmounted or not self.is_attached:
+    def _card(self, i: int) -> ModelCard:
+        """The card of catalog model ``i``, made on first need."""
+        card = self._cards[i]
+        if card is None:
+            model = self._models[i]
+            card = ModelCard(model, collapsed=model.id != self._expanded)
+            card.on_body_built = self._body_built
+            card.name_of = self._model_name
+            card.shared_with = partial(self._shared_with, model.id)
+            card.display = i in self._shown_ids
+            self._cards[i] = card
+        return card
+
+    def card_of(self, model_id: str) -> ModelCard | None:
+        i = self._index.get(model_id)
+        return None if i is None else self._card(i)
+
+    def _window_cards(self, lo: int, hi: int) -> list[ModelCard]:
+        return [self._card(i) for i in self._shown[lo:hi]]
+
+    # ---- a large catalog: only the cards near the viewport are mounted ------------------
+    @staticmethod
+    def _spacer(css_id: str, height: int) -> Static:
+        spacer = Static("", id=css_id, classes="models-spacer")
+        spacer.styles.height = height
+        return spacer
+
+    def _heights(self) -> list[int]:
+        """Each shown card's height: as laid out (mounted), as last laid out, else a
+        collapsed card's."""
+        out = []
+        for i in self._shown:
+            card = self._cards[i]
+            h = card.virtual_region_with_margin.height if card and self._mounted(card) else 0
+            if h:
+                self._height[i] = h
+                if card is not None and card.collapsed:
+                    self._card_height = h
+            else:
+                h = self._height.get(i, self._card_height)
+            out.append(h)
+        return out
+
+    def _spare(self, lo: int, hi: int, heights: list[int] | None = None) -> int:
+        """Rows the unmounted cards ``lo:hi`` of the tab take."""
+        if heights is not None:
+            return sum(heights[lo:hi])
+        return sum(self._height.get(i, self._card_height) for i in self._shown[lo:hi])
+
+    @staticmethod
+    def _mounted(card: ModelCard) -> bool:
+        return card.parent is not None and card.is_attached
+
+    def _wanted_window(self) -> tuple[int, int] | None:
+        """The window the viewport needs now, or None while the mounted one still covers it
+        with half a margin to spare (no work on most scrolls)."""
+        n = len(self._shown)
+        model_list = self.query_one("#model-list", ModelList)
+        top = model_list.scroll_y
+        bottom = top + max(model_list.size.height, 1)
+        heights = self._heights()
+        first, last, y = n, 0, 0
+        for i, h in enumerate(heights):
+            if y + h > top and first == n:
+                first = i
+            if y < bottom:
+                last = i
+            y += h
+        first = min(first, last)
+        m = self.WINDOW_MARGIN
+        lo, hi = max(0, first - m), min(n, last + 1 + m)
+        if (
+            self._lo <= max(0, first - m // 2)
+            and self._hi >= min(n, last + 1 + m // 2)
+            and self._hi - self._lo <= (last - first + 1) + 4 * m
+        ):
+            return None
+        return lo, hi
+
+    def _check_window(self, *_args: object) -> None:
+        """After a scroll or a resize: keep the cards near the viewport mounted."""
+        if self.is_attached and self._shown and not self._windowing:
+            if self._wanted_window() is not None:
+                self.call_next(self._apply_window)
+        elif self._windowing:
+            self._window_dirty = True
+
+    async def _apply_window(self, want: tuple[int, int] | None = None) -> None:
+        """Move the window (one change at a time: a card leaves the DOM before it may come
+        back)."""
+        if self._windowing:
+            self._window_dirty = True
             return
-        if through is not None and through in self._unmounted:
-            n = self._unmounted.index(through) + 1
-        else:
-            n = self.CARD_CHUNK
-        chunk, self._unmounted = self._unmounted[:n], self._unmounted[n:]
-        waiting = set(map(id, self._unmounted)) | set(map(id, chunk))
+        self._windowing = True
+        try:
+            while self.is_attached:
+                self._window_dirty = False
+                target = want or self._wanted_window()
+                want = None
+                if target is not None:
+                    await self._set_window(*target)
+                if not self._window_dirty:
+                    break
+        finally:
+            self._windowing = False
+
+    async def _set_window(self, lo: int, hi: int) -> None:
+        """Mount the tab's cards ``lo:hi`` (and only those), spacers standing for the rest;
+        the scroll offset is corrected by what the cards that came in above the viewport
+        took beyond their estimated heights, so what is on screen does not move."""
+        model_list = self.query_one("#model-list", ModelList)
+        heights = self._heights()
+        old = [c for i in self._shown[self._lo : self._hi] if (c := self._cards[i]) is not None]
+        new = self._window_cards(lo, hi)
+        keep = {id(c) for c in new}
+        leaving = [c for c in old if id(c) not in keep or not self._mounted(c)]
+        mounted = [c for c in new if self._mounted(c) and c not in leaving]
+        entering = [c for c in new if not self._mounted(c) or c in leaving]
+        first_kept = mounted[0] if mounted else None
+        above = [
+            c for c in entering if first_kept is not None and new.index(c) < new.index(first_kept)
+        ]
+        below = [c for c in entering if c not in above]
+        focused = self.focused_card()
+        if focused is not None and focused in leaving and mounted:
+            self.set_focus(mounted[0].title_widget, scroll_visible=False)
         events = self._merged_events()
         active = self.core.settings.settings.active_model_id
-        model_list = self.query_one("#model-list", ModelList)
-        run: list[ModelCard] = []
-        for card in self._cards:  # consecutive chunk cards go in before the next mounted one
-            if card in chunk:
-                self._sync_card(card, events, active)
-                run.append(card)
-            elif run and id(card) not in waiting:
-                model_list.mount(*run, before=card)
-                run = []
-        if run:
-            model_list.mount(*run, before=self.query_one("#models-empty"))
-        if self._unmounted:
-            self.set_timer(0.02, self._mount_more)
+        for card in entering:
+            self._sync_card(card, events, active)
+        self._lo, self._hi = lo, hi
+        at = {i: j for j, i in enumerate(self._shown)}
+        estimated_above = sum(heights[at[self._index[c.model.id]]] for c in above)
+        with self.app.batch_update():
+            if leaving:
+                await model_list.remove_children(leaving)
+            self.query_one("#models-above").styles.height = self._spare(0, lo, heights)
+            self.query_one("#models-below").styles.height = self._spare(
+                hi, len(self._shown), heights
+            )
+            if above:
+                await model_list.mount_all(above, after="#models-above")
+            if below:
+                await model_list.mount_all(below, before="#models-below")
+        if above:
+            self.call_after_refresh(self._correct_scroll, above, estimated_above)
+
+    def _correct_scroll(self, above: list[ModelCard], estimated: int) -> None:
+        actual = sum(c.virtual_region_with_margin.height for c in above if self._mounted(c))
+        if actual and actual != estimated:
+            model_list = self.query_one("#model-list", ModelList)
+            model_list.scroll_to(
+                y=model_list.scroll_y + actual - estimated, animate=False, immediate=True
+            )
+
+    def _reveal(self, card: ModelCard, then: Any) -> None:
+        """Mount the window around ``card`` (a card of the tab not mounted), then ``then()``
+        after the refresh."""
+        k = self._shown.index(self._index[card.model.id])
+        m = self.WINDOW_MARGIN
+        want = (max(0, k - m), min(len(self._shown), k + m + 1))
+
+        async def go() -> None:
+            await self._apply_window(want)
+            self.call_after_refresh(then)
+
+        self.call_next(go)
 
     def rows_for(self, key: str) -> list[Row]:
-        return [row for card in self._cards for row in card.rows if row.key == key]
+        return [row for card in self.cards for row in card.rows if row.key == key]
 
     # ---- lifecycle -------------------------------------------------------------------
+    def _shared_with(self, model_id: str, component: Any) -> list[str]:
+        """Names of the other models that list one of ``component``'s files (one copy on
+        disk serves them all). The index is built on the first call (a card body built)."""
+        from distill_tui.safepaths import file_key
+
+        if self._users is None:
+            users: dict[str, list[str]] = {}
+            for m in self.core.catalog.models:
+                for _r, _q, f in m.files():
+                    ids = users.setdefault(file_key(f.file), [])
+                    if m.id not in ids:
+                        ids.append(m.id)
+            self._users = users
+        others: list[str] = []
+        for _q, f in component.files():
+            for mid in self._users.get(file_key(f.file), []):
+                if mid != model_id and mid not in others:
+                    others.append(mid)
+        return [self._model_name(mid) for mid in others]
+
     def on_mount(self) -> None:
-        tabs = self.query_one("#model-tabs", Tabs)
-        for tab_id, _label, _type, enabled in CATEGORIES:
-            if not enabled:
-                tabs.disable(tab_id)
         self.query_one("#models-empty").display = False
         app = self.distill
         app.download_signal.subscribe(self, self._on_download_event, immediate=True)
@@ -273,8 +470,8 @@ class ModelManagerScreen(DistillScreen):
         self.call_after_refresh(self._poll_elsewhere)
         app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         app.machine_changed.subscribe(self, lambda _m: self.sync_all())  # fit marks: the GPU
-        if self._unmounted:
-            self.call_after_refresh(self._mount_more)
+        model_list = self.query_one("#model-list", ModelList)
+        self.watch(model_list, "scroll_y", self._check_window, init=False)
         # The cards were drawn from the facts as they were composed (compose_body); a
         # download event published before the subscription above is read here.
         seen = dict(self._events)
@@ -293,6 +490,9 @@ class ModelManagerScreen(DistillScreen):
         except Exception:  # an empty registry is fine; never fail to draw the screen
             log.exception("cannot read download events")
 
+    def on_resize(self, _event: events.Resize) -> None:
+        self.call_after_refresh(self._check_window)
+
     def on_screen_resume(self) -> None:
         # Another process (the CLI) may have changed the inventory meanwhile. (The first
         # resume follows the mount: the cards were just drawn from the facts.)
@@ -308,16 +508,15 @@ class ModelManagerScreen(DistillScreen):
     def show_model(self, model_id: str) -> None:
         """Expand ``model_id``'s card and put the cursor on its header (the "All Models" tab
         when the current tab hides it)."""
-        card = next((c for c in self.cards if c.model.id == model_id), None)
+        card = self.card_of(model_id)
         if card is None:
             return
-        if card in self._unmounted:  # not mounted yet: it and the cards before it, now
-            self._mount_more(through=card)
-            self.call_after_refresh(self.show_model, model_id)
+        if self._index[model_id] not in self._shown_ids:  # another tab: "All Models" shows it
+            self.query_one("#model-tabs", Tabs).active = ALL_TAB
+            self._show_tab(None)
+        if not self._mounted(card):  # outside the window: mount the cards around it first
+            self._reveal(card, partial(self.show_model, model_id))
             return
-        if not card.display:
-            self.query_one("#model-tabs", Tabs).active = CATEGORIES[0][0]
-            card.display = True
         card.collapsed = False
         card.title_widget.focus()
         self.call_after_refresh(card.title_widget.scroll_visible, top=True, animate=False)
@@ -334,7 +533,7 @@ class ModelManagerScreen(DistillScreen):
         active = self.core.settings.settings.active_model_id
         events = self._merged_events()
         for card in self._cards:
-            if card.parent is not None:  # (a card waiting to mount is drawn as it mounts)
+            if card is not None and self._mounted(card):  # (the others: as they mount)
                 self._sync_card(card, events, active)
         self._sync_dir_line()
         self.refresh_bindings()
@@ -352,7 +551,7 @@ class ModelManagerScreen(DistillScreen):
             selection=core.settings.selection(mid),
             events=events,
             ready=ready,
-            active=mid == active,
+            active=mid == active or mid == core.settings.settings.active_upscaler_id,
         )
         if card.built:
             self._apply_found(card)
@@ -373,16 +572,19 @@ class ModelManagerScreen(DistillScreen):
         budget = mm.gpu_budget(self.distill.machine)
         settings = self.core.settings.settings
         fits = None
-        if budget is not None:
+        if budget is not None and card.model.quant_roles:
             w, h = mm.generation_size(settings, card.model)
-            fits = mm.card_fits(
-                card.model,
-                self.core.settings.selection(card.model.id),
-                budget=budget,
-                width=w,
-                height=h,
-                knobs=mm.knobs_from_settings(settings),
-            )
+            try:
+                fits = mm.card_fits(
+                    card.model,
+                    self.core.settings.selection(card.model.id),
+                    budget=budget,
+                    width=w,
+                    height=h,
+                    knobs=mm.knobs_from_settings(settings),
+                )
+            except (KeyError, ValueError):  # a family the memory model has no formula for
+                log.debug("no fit for %s", card.model.id, exc_info=True)
         card.best_set = fits.best if fits else None
         card.fit_header = fits.header if fits else None
         for qset in card.sets.values():
@@ -520,7 +722,7 @@ class ModelManagerScreen(DistillScreen):
             for row in self.rows_for(event.key):
                 row.set_status(row.present, event)
             # the header's one progress and ETA for the set (issue 22.11)
-            cards = [c for c in self._cards if event.key in c.keys and c.parent is not None]
+            cards = [c for c in self.cards if event.key in c.keys and self._mounted(c)]
             if cards:
                 events = self._merged_events()
                 for card in cards:
@@ -552,16 +754,27 @@ class ModelManagerScreen(DistillScreen):
     def _row_name(self, row: Row) -> str:
         model = self.core.catalog.get(row.model_id)
         name = model.name if model else row.model_id
+        label = COMPONENT_LABELS.get(row.component, row.component)
         if isinstance(row, QuantRow):
-            return f"{name} {COMPONENT_LABELS[row.component]} {row.quant_id}"
-        return f"{name} {COMPONENT_LABELS.get(row.component, row.component)}"
+            return f"{name} {label} {row.quant_id}"
+        return f"{name} {label}"
 
     def on_descendant_focus(self, _event: events.DescendantFocus) -> None:
+        card = self.focused_card()
+        if card is not self._tinted:
+            if self._tinted is not None:
+                self._tinted.set_focus_within(False)
+            if card is not None:
+                card.set_focus_within(True)
+            self._tinted = card
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show d / x / r / del in the footer only where they can act (at 80 columns the
         footer has no room for keys that would do nothing here)."""
+        if action == "activate":
+            card = self.focused_card()
+            return card is not None and card.model.type == "upscaler"
         if action not in ("download", "cancel_download", "retry", "remove_file"):
             return True
         row = self.focused_row()
@@ -607,15 +820,13 @@ class ModelManagerScreen(DistillScreen):
         focused = self.focused
         if card is None or focused is None:
             return None
-        cards = [c for c in self._cards if c.display and c.parent is not None]
-        if card not in cards:
+        index = self._index.get(card.model.id)
+        if index not in self._shown_ids:
             return None
+        shown = self._shown
 
         def stops(c: ModelCard) -> list[Widget]:
-            out: list[Widget] = [c.title_widget]
-            if c.built and not c.collapsed and c.vae_row is not None:
-                out += [c.sets["diffusion"], c.sets["textEncoder"], c.vae_row]
-            return out
+            return [c.title_widget, *c.stops()]
 
         mine = stops(card)
         if focused not in mine:
@@ -624,10 +835,14 @@ class ModelManagerScreen(DistillScreen):
         if 0 <= i < len(mine):
             target = mine[i]
         else:
-            k = cards.index(card) + step
-            if not 0 <= k < len(cards):
+            k = shown.index(index) + step
+            if not 0 <= k < len(shown):
                 return None
-            near = stops(cards[k])
+            nxt = self._card(shown[k])
+            if not self._mounted(nxt):  # past the window (keys faster than scrolling)
+                self._reveal(nxt, lambda: self.set_focus(stops(nxt)[0 if step > 0 else -1]))
+                return focused
+            near = stops(nxt)
             target = near[0] if step > 0 else near[-1]
         if not target.focusable:
             return None
@@ -636,13 +851,57 @@ class ModelManagerScreen(DistillScreen):
 
     @on(Tabs.TabActivated, "#model-tabs")
     def _tab_activated(self, event: Tabs.TabActivated) -> None:
-        wanted = next((t for tid, _l, t, _e in CATEGORIES if tid == event.tab.id), None)
-        shown = 0
-        for card in self.cards:
-            visible = wanted is None or card.model.type == wanted
-            card.display = visible
-            shown += visible
-        self.query_one("#models-empty").display = shown == 0
+        wanted = next((t for tid, _l, t in self._categories if tid == event.tab.id), None)
+        self._show_tab(wanted)
+
+    def _show_tab(self, wanted: str | None) -> None:
+        """The cards of one model type (None: all), from the top: the window over them is
+        mounted anew (the cards both tabs show stay mounted)."""
+        shown = [i for i, m in enumerate(self._models) if wanted is None or m.type == wanted]
+        if shown == self._shown:
+            return
+        self._shown, self._shown_ids = shown, set(shown)
+        for i, card in enumerate(self._cards):
+            if card is not None:
+                card.display = i in self._shown_ids
+        self.query_one("#models-empty").display = not shown
+        self._lo, self._hi = 0, min(len(shown), self.FIRST_CARDS + self.WINDOW_MARGIN)
+        self.call_next(self._remount, self._window_cards(self._lo, self._hi))
+
+    async def _remount(self, new: list[ModelCard]) -> None:
+        """Exactly ``new`` mounted (in order), the view at the top."""
+        if not self.is_attached:
+            return
+        self._windowing = True
+        try:
+            model_list = self.query_one("#model-list", ModelList)
+            wanted = {id(c) for c in new}
+            mounted = [c for c in self.cards if self._mounted(c)]
+            stay = {id(c) for c in mounted if id(c) in wanted}
+            events = self._merged_events()
+            active = self.core.settings.settings.active_model_id
+            with self.app.batch_update():
+                leaving = [c for c in mounted if id(c) not in wanted]
+                if leaving:
+                    await model_list.remove_children(leaving)
+                run: list[ModelCard] = []
+                for card in new:
+                    if id(card) in stay:
+                        if run:
+                            await model_list.mount_all(run, before=card)
+                            run = []
+                    else:
+                        self._sync_card(card, events, active)
+                        run.append(card)
+                if run:
+                    await model_list.mount_all(run, before="#models-below")
+                self.query_one("#models-above").styles.height = 0
+                self.query_one("#models-below").styles.height = self._spare(
+                    self._hi, len(self._shown)
+                )
+                model_list.scroll_to(y=0, animate=False, immediate=True)
+        finally:
+            self._windowing = False
 
     # ---- choosing a quant ------------------------------------------------------------
     @on(QuantRadioSet.Changed)
@@ -679,21 +938,17 @@ class ModelManagerScreen(DistillScreen):
 
     def download_set(self, model: CatalogModel, *, recommended: bool = False) -> int:
         """Queue the selected (or recommended) set of a model; returns how many files."""
-        card = next((c for c in self.cards if c.model.id == model.id), None)
+        card = self.card_of(model.id)
+        if card is not None and not self._mounted(card):  # (the set that fits: its best set)
+            self._apply_fit(card)
         selection = self.core.settings.selection(model.id)
+        files: list[tuple[str, str | None, Any]]
         if recommended:
             files = [
-                (
-                    "diffusion",
-                    model.default_quant("diffusion"),
-                    model.diffusion.get(model.default_quant("diffusion")),
-                ),
-                (
-                    "textEncoder",
-                    model.default_quant("textEncoder"),
-                    model.text_encoder.get(model.default_quant("textEncoder")),
-                ),
-                ("vae", None, model.vae),
+                (c.role, None, c.file)
+                if c.file is not None
+                else (c.role, model.default_quant(c.role), c.get(model.default_quant(c.role)))
+                for c in model.components
             ]
         elif card is not None:
             files, _rec = card.selected_set(selection)
@@ -809,10 +1064,28 @@ class ModelManagerScreen(DistillScreen):
         for component, quant_id in failed:
             self._enqueue(card.model.id, component, quant_id)
 
+    # ---- the active upscaler ---------------------------------------------------------
+    def action_activate(self) -> None:
+        """a on an upscaler's card: the one `distill upscale` and the Gallery's u use."""
+        card = self.focused_card()
+        if card is None or card.model.type != "upscaler":
+            self.notify("Move to an upscaler's card to make it the active one.", title="Use")
+            return
+        settings = self.core.settings
+        if not settings.update(active_upscaler_id=card.model.id):
+            self.distill.report_failure(
+                "Active upscaler not saved",
+                settings.read_only_reason or "settings.json not written",
+            )
+        else:
+            tail = "" if card.ready else " (download it: d on the header)"
+            self.notify(f"{card.model.name} is the active upscaler{tail}.", title="Upscaler")
+        self.sync_all()
+
     # ---- removal ---------------------------------------------------------------------
     def action_remove_file(self) -> None:
         """del: the same rules as `distill models remove` (distill_tui/removal.py)."""
-        from distill_tui.removal import plan_removal, vae_users
+        from distill_tui.removal import plan_removal, shared_users
 
         row = self.focused_row()
         if row is None or row.state != "done":
@@ -823,10 +1096,13 @@ class ModelManagerScreen(DistillScreen):
         model = core.catalog.get(row.model_id)
         assert model is not None
         item = (row.component, getattr(row, "quant_id", None))
-        plan = plan_removal(core, model.id, [item])
-        users = vae_users(core, model) if row.component == "vae" else []
-        if not plan.targets and not users:
-            if plan.kept and isinstance(row, QuantRow):  # the active quant of the active model
+        # a file other models use too (the VAE, a shared text encoder quant): removing it is
+        # asked, naming them (the active quant stays refused)
+        users = shared_users(core, model, row.key)
+        plan = plan_removal(core, model.id, [item], force_shared=bool(users))
+        if not plan.targets:
+            mine = model.id == core.settings.settings.active_model_id
+            if plan.kept and isinstance(row, QuantRow) and mine:  # the active model's quant
                 label = COMPONENT_LABELS.get(row.component, row.component)
                 reason = (
                     f"{row.quant_id} is the active {label} quant of {model.name}, the model "
@@ -837,13 +1113,12 @@ class ModelManagerScreen(DistillScreen):
                 reason = plan.kept[0] if plan.kept else "Nothing to remove."
             self.notify(reason, title="Not removed", severity="warning", timeout=10)
             return
-        if users:  # the shared VAE: removing it is a forced removal, and the modal says so
-            plan = plan_removal(core, model.id, [item], force=True)
         size = plan.size or row.file.size
         body = f"Delete {row.key} ({human_size(size)}) from the models folder?"
         if users:
             names = ", ".join(m.name for m in users)
-            body += f"\nThe VAE is shared: {names} will not be Ready without it."
+            label = COMPONENT_LABELS.get(row.component, row.component)
+            body += f"\nThe {label} is shared: {names} will not be Ready without it."
         self.app.push_screen(
             ConfirmModal(f"Remove {self._row_name(row)}?", body),
             callback=partial(self._removal_confirmed, plan),

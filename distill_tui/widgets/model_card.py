@@ -1,8 +1,10 @@
 """One model of the catalog as a collapsible card.
 
 Header: name, readiness badge (Ready / Setup Required), size of the selected set, description.
-Body: a storage line, the Diffusion Model and Text Encoder sections (one QuantRadioSet each)
-and the VAE row. The card only draws state; the screen feeds it facts (inventory, settings,
+Body: a storage line, then one section per component of the model, in catalog order (catalog
+v3): a component with quants is a QuantRadioSet (Diffusion Model, Text Encoder), a component
+of one file is one file row (VAE, Upscaler). A component whose files other models use too
+says so in its title ("shared with Z-Image-Turbo"). The card only draws state; the screen feeds it facts (inventory, settings,
 download events) and handles the keys, so collapsing a card never touches a download.
 
 The body is built when the card first expands, not before: a collapsed card is its header
@@ -22,7 +24,7 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Collapsible, Static
 
-from distill_tui.catalog import COMPONENT_LABELS, CatalogModel
+from distill_tui.catalog import COMPONENT_LABELS, CatalogModel, Component
 from distill_tui.downloads.events import Elsewhere
 from distill_tui.formatting import human_size
 from distill_tui.inventory import Inventory
@@ -54,8 +56,27 @@ def css_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)
 
 
-class ModelCard(Collapsible):
-    """A model card. ``rows`` lists every file row (quant rows and the VAE row)."""
+class ModelCard(Collapsible, inherit_css=False):
+    """A model card. ``rows`` lists every file row (quant rows and single-file rows).
+
+    Collapsible's CSS is not inherited: its ``:focus-within`` rule restyles the whole card
+    (every row) whenever the focus moves, inside the card too (tens of ms a key). The same
+    tint is a ``-focus-within`` class the screen sets on the card the focus enters, and
+    restyles that card alone (:meth:`set_focus_within`)."""
+
+    DEFAULT_CSS = """
+    ModelCard {
+        width: 1fr;
+        height: auto;
+        background: $surface;
+        &.-focus-within {
+            background-tint: $foreground 5%;
+        }
+        &:ansi {
+            background: $panel;
+        }
+    }
+    """
 
     def __init__(self, model: CatalogModel, *, collapsed: bool = True) -> None:
         name = Content(visible(model.name))  # catalog text: never markup, controls shown
@@ -71,12 +92,17 @@ class ModelCard(Collapsible):
             label=name, collapsed_symbol="▶", expanded_symbol="▼", collapsed=collapsed
         )
         self.ready = False
-        labels = [q.label for sec in (model.diffusion, model.text_encoder) for q in sec.quants]
-        self._label_width = max(len(x) for x in labels)
-        #: the body's widgets, built on the first expansion (:meth:`_build_body`)
+        labels = [q.label for c in model.components for q in c.quants or ()]
+        self._label_width = max((len(x) for x in labels), default=5)
+        #: the body's widgets, built on the first expansion (:meth:`_build_body`): a radio
+        #: set per component with quants, a file row per single-file component (by role)
         self.sets: dict[str, QuantRadioSet] = {}
-        self.vae_row: FileRow | None = None
+        self.file_rows: dict[str, FileRow] = {}
+        self._built = False
         self.storage: Static | None = None
+        #: component -> names of the other models that list one of its files (set by the
+        #: screen: "shared with Z-Image-Turbo" in the section's title)
+        self.shared_with: Callable[[Component], list[str]] = lambda _c: []
         #: called (by the card) once a body was built after mount, so the screen feeds the new
         #: rows their facts (fit marks, local copies) before they are first drawn
         self.on_body_built: Callable[[ModelCard], None] | None = None
@@ -100,44 +126,82 @@ class ModelCard(Collapsible):
     @property
     def built(self) -> bool:
         # (read by Collapsible's collapsed watcher while __init__ runs: not set yet)
-        return getattr(self, "vae_row", None) is not None
+        return getattr(self, "_built", False)
+
+    def set_focus_within(self, on: bool) -> None:
+        """Tint the card (the focus is inside it) or not: the card's own style changes, its
+        rows only repaint (they draw on its background)."""
+        if self.has_class("-focus-within") == on:
+            return
+        self.set_class(on, "-focus-within", update=False)
+        if not self.is_attached:
+            return
+        self.app.stylesheet.update_nodes([self], animate=False)
+        for widget in self.walk_children(with_self=True):
+            widget.refresh()
+
+    @property
+    def vae_row(self) -> FileRow | None:
+        """The VAE's file row (a body built, the model has a VAE)."""
+        return self.file_rows.get("vae")
+
+    def stops(self) -> list[Any]:
+        """The body's focus stops in order (a radio set or a file row per component); none
+        while the body is not built or the card is collapsed."""
+        if not self.built or self.collapsed:
+            return []
+        return [
+            self.sets.get(c.role) or self.file_rows[c.role]
+            for c in self.model.components
+            if c.role in self.sets or c.role in self.file_rows
+        ]
+
+    def _section_title(self, component: Component) -> Static:
+        """The component's label; the name of a component with quants where it says more
+        than the model's name ("Text Encoder (Qwen3-4B)"; a single file's row names the file);
+        "shared with ..." where other models list its files."""
+        title = Content.from_markup("[b]$name[/b]", name=component.label)
+        name = component.name
+        if component.has_quants and name and name != self.model.name:
+            title = Content.assemble(title, Content.styled(f" ({visible(name)})", "bold"))
+        others = self.shared_with(component)
+        if others:
+            shown = ", ".join(visible(n) for n in others[:3])
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            title = Content.assemble(
+                title, Content.styled(f" · shared with {shown}{more}", "$text-muted")
+            )
+        return Static(title, classes="section-title")
 
     def _build_body(self) -> Collapsible.Contents:
         model = self.model
-        for component in ("diffusion", "textEncoder"):
-            section = model.section(component)
-            rows = [
-                QuantRow(model.id, component, q, label_width=self._label_width)
-                for q in section.quants
-            ]
-            self.sets[component] = QuantRadioSet(
-                model.id, component, *rows, id=f"set-{css_id(model.id)}-{component}"
-            )
-        self.vae_row = FileRow(
-            model.id,
-            "vae",
-            model.vae,
-            label=model.vae.file.rsplit("/", 1)[-1],
-            label_width=self._label_width + 2,
-        )
+        widgets: list[Any] = []
+        for comp in model.components:
+            role = comp.role
+            widgets.append(self._section_title(comp))
+            if comp.has_quants:
+                rows = [
+                    QuantRow(model.id, role, q, label_width=self._label_width)
+                    for q in comp.quants or ()
+                ]
+                for quant_row in rows:  # (RadioSet says so on mount, after the rows are
+                    quant_row.can_focus = False  # styled: a stale :can-focus dimmed them)
+                qset = QuantRadioSet(model.id, role, *rows, id=f"set-{css_id(model.id)}-{role}")
+                self.sets[role] = qset
+                widgets.append(qset)
+            elif comp.file is not None:
+                file_row = FileRow(
+                    model.id,
+                    role,
+                    comp.file,
+                    label=comp.file.file.rsplit("/", 1)[-1],
+                    label_width=self._label_width + 2,
+                )
+                self.file_rows[role] = file_row
+                widgets.append(file_row)
         self.storage = Static("", classes="card-storage")
-        te = model.text_encoder.name
-        te_title = COMPONENT_LABELS["textEncoder"] + (f" ({visible(te)})" if te else "")
-        return self.Contents(
-            self.storage,
-            Static(
-                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["diffusion"]),
-                classes="section-title",
-            ),
-            self.sets["diffusion"],
-            Static(Content.from_markup("[b]$name[/b]", name=te_title), classes="section-title"),
-            self.sets["textEncoder"],
-            Static(
-                Content.from_markup("[b]$name[/b]", name=COMPONENT_LABELS["vae"]),
-                classes="section-title",
-            ),
-            self.vae_row,
-        )
+        self._built = True
+        return self.Contents(self.storage, *widgets)
 
     def compose(self) -> ComposeResult:
         yield self._title
@@ -165,10 +229,11 @@ class ModelCard(Collapsible):
     @property
     def rows(self) -> list[QuantRow | FileRow]:
         out: list[QuantRow | FileRow] = []
-        for s in self.sets.values():
-            out.extend(s.rows)
-        if self.vae_row is not None:
-            out.append(self.vae_row)
+        for comp in self.model.components:
+            if comp.role in self.sets:
+                out.extend(self.sets[comp.role].rows)
+            elif comp.role in self.file_rows:
+                out.append(self.file_rows[comp.role])
         return out
 
     def file_states(self) -> list[tuple[str, str | None, Any, str]]:
@@ -200,18 +265,19 @@ class ModelCard(Collapsible):
         Returns ([(component, quant id, file)], True when nothing is selected at all)."""
         files: list[tuple[str, str | None, Any]] = []
         recommended = False
-        for component in ("diffusion", "textEncoder"):
-            qid = sel.get(component)
-            section = self.model.section(component)
-            quant = section.get(qid) if qid else None
+        for comp in self.model.components:
+            if comp.file is not None:
+                files.append((comp.role, None, comp.file))
+                continue
+            qid = sel.get(comp.role)
+            quant = comp.get(qid) if qid else None
             if quant is None and self.best_set:
-                quant = section.get(self.best_set.get(component, ""))
+                quant = comp.get(self.best_set.get(comp.role, ""))
             if quant is None:
-                quant = section.get(self.model.default_quant(component))
+                quant = comp.get(self.model.default_quant(comp.role))
             assert quant is not None
-            files.append((component, quant.id, quant))
-        files.append(("vae", None, self.model.vae))
-        recommended = sel.diffusion_quant is None and sel.text_encoder_quant is None
+            files.append((comp.role, quant.id, quant))
+        recommended = all(sel.get(role) is None for role in self.model.quant_roles)
         return files, recommended
 
     def sync(
