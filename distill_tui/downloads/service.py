@@ -931,10 +931,17 @@ class DownloadManager:
         return quant_id or self._default_quant(model_id, component)
 
     def _maybe_select(self, job: _Job) -> None:
+        """The first downloaded quant of a component becomes its selection - for every model
+        that has the file as that component (Klein 4B's Qwen3-4B quant is Z-Image-Turbo's
+        too), as ``models import`` does."""
         if not job.quant_id:  # one file: nothing to choose
             return
-        if self.settings.selection(job.model_id).get(job.component) is None:
-            self.settings.set_quant(job.model_id, job.component, job.quant_id)
+        users = [(job.model_id, job.component, job.quant_id)]
+        for m in self.catalog.users_of(job.key):
+            users += [(m.id, role, qid) for role, qid, f in m.files() if f.file == job.key and qid]
+        for model_id, role, qid in dict.fromkeys(users):
+            if self.settings.selection(model_id).get(role) is None:
+                self.settings.set_quant(model_id, role, qid)
 
     def _check_size(self, job: _Job, meta: HubMeta) -> HubMeta:
         """The Hub's size must be the catalog's exact one (unless the catalog only estimates
