@@ -215,7 +215,7 @@ def test_load_request_from_components_and_family(app_paths, tiny_models):
     load, _gen = Recipe.resolve(model.recommended, family=model.family).to_requests(
         paths, "/tmp", None
     )
-    assert getattr(load, "family", model.family) == "flux2-klein"
+    assert load.family == "flux2-klein"
     inv = ctx.inventory
     assert Path(load.diffusion_model_path) == inv.abs_path("variant/dit-A.gguf").resolve()
     assert Path(load.llm_path) == inv.abs_path("variant/llm.gguf").resolve()
@@ -225,6 +225,14 @@ def test_load_request_from_components_and_family(app_paths, tiny_models):
     assert r["steps"] == FAMILIES["z-image"].defaults["steps"] == 8
     r = Recipe.resolve(zi.recommended, family=zi.family)
     assert r["steps"] == 8 and r["cfg_scale"] == 1.0
+    # a Z-Image model's files: each role in the family's slot, and the family named (the
+    # engine child's preflight checks the Z-Image signatures by it)
+    from types import SimpleNamespace
+
+    slots = {"diffusion_model_path": "/m/z.gguf", "llm_path": "/m/q.gguf", "vae_path": "/m/a.st"}
+    zload = r.load_request(SimpleNamespace(slots=slots), None, family=zi.family)
+    assert zload.family == "z-image" and zload.diffusion_model_path == "/m/z.gguf"
+    assert (zload.llm_path, zload.vae_path) == ("/m/q.gguf", "/m/a.st")
 
 
 def test_compare_by_role_with_alias(app_paths, tiny_models, tmp_path):
