@@ -210,6 +210,28 @@ def test_a_file_the_active_model_loads_is_kept_whichever_model_removes_it(hub_ca
     assert code == 0 and not (models_dir() / TE_Q4).exists()  # forced: gone
 
 
+def test_status_shows_a_shared_partial_once_with_every_model_that_uses_it(hub_catalog_v3, capsys):
+    """A partial download of Qwen3-4B Q4_K_M is one row, naming the three models it serves."""
+    from distill_tui.downloads.sidecar import RangeSet, Sidecar, part_path, sidecar_path
+
+    dest = models_dir() / TE_Q4
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    data = hub_catalog_v3.payload(TE_Q4)
+    part_path(dest).write_bytes(data[: len(data) // 2])
+    Sidecar(
+        "http://127.0.0.1:1/x/y/resolve/main/te.gguf",
+        "r",
+        None,
+        len(data),
+        RangeSet([(0, len(data) // 2)]),
+    ).save(sidecar_path(dest))
+    code, out, err = run(capsys, "models", "status", "--json")
+    assert code == 0, err
+    rows = [d for d in json.loads(out)["downloads"] if d["file"] == TE_Q4]
+    assert len(rows) == 1 and rows[0]["usedBy"] == [K4, Z, BASE]
+    assert rows[0]["state"] == "partial"
+
+
 # ---- upscalers -----------------------------------------------------------------------------
 def test_upscaler_downloads_lists_and_removes_like_any_model(hub_catalog_v3, capsys):
     code, out, err = run(capsys, "models", "use", UP)
