@@ -177,6 +177,11 @@ def test_quant_flag_problems_are_one_line(app_paths, tiny_models):
         assert p.returncode != 0 and len(lines) == 1, (flags, p.stderr)
         assert words in lines[0], (flags, lines)
         assert "Traceback" not in p.stderr
+    # a terminal escape in a role or quant is shown, never sent to the terminal
+    for item in ("diffusion=\x1b]0;pwned\x07", "\x1b[2Jdiffusion=A"):
+        p = distill("generate", "x", "--model", VARIANT, "--quant", item)
+        assert p.returncode == 1 and "\x1b" not in p.stderr and "\x07" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 def test_not_downloaded_quant_names_the_download(app_paths, tiny_models):
