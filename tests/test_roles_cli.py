@@ -243,6 +243,9 @@ def test_upscaler_downloads_lists_and_removes_like_any_model(hub_catalog_v3, cap
     assert code == 0 and "the active upscaler" in out, err
     assert settings_on_disk()["active_upscaler_id"] == UP
     assert settings_on_disk()["active_model_id"] == K4  # generation keeps its model
+    listed = list_json(capsys)
+    assert listed["activeUpscalerId"] == UP and listed["activeModelId"] == K4
+    assert [m["id"] for m in listed["models"] if m["active"]] == [K4, UP]
     rel = "upscalers/RealESRGAN_x4plus.pth"
     assert (models_dir() / rel).read_bytes() == hub_catalog_v3.payload(rel)
     doc = list_json(capsys)

@@ -2,11 +2,11 @@
 
 ``distill models list --json`` shape (stable, version 1; fields are only ever added)::
 
-    {"version": 1, "modelsDir": str, "activeModelId": str,
+    {"version": 1, "modelsDir": str, "activeModelId": str, "activeUpscalerId": str|null,
      "storage": {"usedBytes": int, "freeBytes": int},
      "models": [{"id", "name", "type", "family", "familyLabel",
                  "ready": bool, "missing": [str],
-                 "active": bool, "usedBytes": int,
+                 "active": bool, "usedBytes": int,   ("active": the active upscaler, for one)
                  "license": {"name", "url", "commercialUse": bool|null} | null,
                  "selection": {ROLE: str|null, ...},      (each component with quants)
                  "components": {ROLE: COMPONENT, ...}}],  (catalog order)
@@ -111,6 +111,7 @@ def models_json(ctx: CoreContext) -> dict:
 
     inv, res = ctx.inventory, ctx.resolver
     active = ctx.settings.settings.active_model_id
+    active_up = getattr(ctx.settings.settings, "active_upscaler_id", None)
     acts = {a.key: a for a in scan(inv.models_dir, ctx.catalog)}
     users: dict[str, list[str]] = {}  # file -> the models that have it (catalog order)
     files: dict[str, object] = {}
@@ -155,7 +156,8 @@ def models_json(ctx: CoreContext) -> dict:
                 "familyLabel": m.spec.label,
                 "ready": not missing,
                 "missing": missing,
-                "active": m.id == active,
+                # the model Generate uses; for an upscaler: the one distill upscale uses
+                "active": m.id == (active if m.spec.is_generator else active_up),
                 "usedBytes": inv.model_usage(m),
                 "license": (
                     {
@@ -174,6 +176,7 @@ def models_json(ctx: CoreContext) -> dict:
         "version": 1,
         "modelsDir": str(inv.models_dir),
         "activeModelId": active,
+        "activeUpscalerId": active_up,
         "storage": {"usedBytes": inv.total_usage(), "freeBytes": inv.free_bytes()},
         "models": out_models,
         "files": [
