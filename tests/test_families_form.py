@@ -99,3 +99,40 @@ async def test_choosing_a_model_brings_its_defaults_but_keeps_what_was_typed(iso
         app.screen.query_one(ModelSelect).value = "z-image-turbo"
         await pilot.pause()
         assert form.value("steps") == "6" and form.value("cfg") == "1"
+
+
+async def test_ctrl_g_on_zimage_loads_its_files_as_z_image(isolated_dirs):
+    """The TUI's path (GenerationService): each component in its slot, the family named (the
+    engine child's preflight checks Z-Image's signatures by it), Z-Image's 8 steps."""
+    from tests.gen_helpers import wait_for
+    from tests.test_generate_ui import FakeEngine, batch_files
+
+    core = core_with("z-image-turbo")
+    files = batch_files(core, 1)
+    engines: list[FakeEngine] = []
+    loads = []
+
+    def factory(app):
+        engine = FakeEngine(app, files)
+        real = engine.generate
+
+        async def generate(load, gen):
+            loads.append(load)
+            return await real(load, gen)
+
+        engine.generate = generate  # type: ignore[method-assign]
+        engines.append(engine)
+        return engine
+
+    app = DistillApp(core, display_settings=STILL, engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*"a lighthouse")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: bool(loads) and not app.generation.running, 10)
+    [load] = loads
+    model = core.catalog.require("z-image-turbo")
+    assert load.family == "z-image"
+    dit = model.section("diffusion").get(model.default_quant("diffusion"))
+    assert dit is not None and load.diffusion_model_path.endswith(dit.file.split("/")[-1])
+    assert load.vae_path.endswith("flux1-ae.safetensors")
+    assert engines[0].requests[0].steps == 8 and engines[0].requests[0].model_id == model.id
