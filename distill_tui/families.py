@@ -175,6 +175,10 @@ FAMILIES: MappingProxyType[str, Family] = MappingProxyType(
                 type="upscaler",
                 roles=(RoleSpec("upscaler", "upscaler_path", "Upscaler"),),
                 signatures=_ro(upscaler="esrgan"),
+                # memory_model.upscale_estimate: sd.cpp's RRDBNet is num_feat 64 whatever its
+                # depth; the tiny one (tests/tiny_esrgan.py, x4) logged 26.01 / 104.05 / 416.19
+                # / 1664.75 MiB at tiles of 32 / 64 / 128 / 256 px, 1 or 2 blocks alike
+                memory=_ro(tile_bytes_per_px=26_634),  # x4: per input pixel of a tile
                 licence_note="Real-ESRGAN weights: BSD-3-Clause (xinntao)",
             ),
         )

@@ -44,7 +44,8 @@ tokens, each padded to ``seq_multiple``; ``P = ceil16(w) * ceil16(h)``::
   the buffers sd.cpp logged for the real-shape DiT of ``tests/tinymodels.make_zimage_set`` at
   64² .. 1024² (``tests/test_memory_model.py`` has them): never under a logged buffer; over by
   3.2 / 7.8 / 3.8 / 1.1 % with flash attention, 49 / 0.5 / 3.4 / 0.4 % without (64²: 5 MiB).
-* ESRGAN (an upscaler) has no formula: :class:`NoMemoryFormula`, its fit is unknown.
+* ESRGAN (an upscaler) has no generation formula (:func:`arch_of` raises
+  :class:`NoMemoryFormula`); :func:`upscale_estimate` is its own: weights + one tile's buffer.
 
 Constants and where they come from (``bench/memory_model.md``, reproduced by
 ``python bench/memory_model.py``, real engine, CPU build, sd.cpp's own DEBUG lines
@@ -306,6 +307,47 @@ def estimate(
     if knobs.offload_to_cpu:
         ram += sum(w.values())
     return Estimate(CONTEXT + per[phase], w, c, phase, ram)
+
+
+# ---- an upscaler (ESRGAN) ----------------------------------------------------------------
+@dataclass(frozen=True)
+class UpscaleEstimate:
+    """Peak device memory of one upscale: ``CONTEXT + W + C_tile``. ``W`` is the file's size
+    (sd.cpp loads the weights as F16: a F32 ``.pth`` logs half of it, so this errs high by
+    that half: 32 MiB for x4plus); ``C_tile = tile_bytes_per_px x tile²`` (the whole image
+    when it is no larger than a tile), the same for every tile, depth-free."""
+
+    tile: int
+    weights: int
+    compute: int
+    peak: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tile": self.tile,
+            "weights": self.weights,
+            "compute": self.compute,
+            "peak": self.peak,
+        }
+
+
+def upscale_compute(model: Any, tile: int, width: int = 0, height: int = 0) -> int:
+    """The upscaler's compute buffer at ``tile`` px (``width`` x ``height``: the source, when
+    known; an image within one tile is run whole)."""
+    per = model.spec.memory.get("tile_bytes_per_px")
+    if per is None:
+        raise NoMemoryFormula(model.spec.id)
+    if 0 < width <= tile and 0 < height <= tile:
+        return int(per * width * height)
+    return int(per * tile * tile)
+
+
+def upscale_estimate(model: Any, *, tile: int, width: int = 0, height: int = 0) -> UpscaleEstimate:
+    comp = model.component("upscaler")
+    if comp is None or comp.file is None:
+        raise NoMemoryFormula(model.spec.id)
+    c = upscale_compute(model, tile, width, height)
+    return UpscaleEstimate(tile, comp.file.size, c, CONTEXT + comp.file.size + c)
 
 
 # ---- fit -----------------------------------------------------------------------------------

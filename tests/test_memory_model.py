@@ -289,13 +289,90 @@ def test_recommend_zimage_on_an_8gb_card(app_paths, capsys, card8, catalog):
     assert (k4["best"]["diffusion"], k4["best"]["text_encoder"]) == ("Q8_0", "Q8_0")
 
 
-def test_recommend_an_upscaler_says_its_fit_is_not_modelled(app_paths, capsys, card8):
+#: sd.cpp's DEBUG lines for tests/tiny_esrgan.write_pth (RRDBNet x4 at the real num_feat 64,
+#: 1 block; 2 blocks logged the same), CPU build 0.4.7: /tmp/memfam/esr.py NB TILE SRC runs
+#: StableDiffusion(upscaler_path=P, upscale_tile_size=TILE, n_threads=2, verbose=True)
+#: .upscale(images=[SRC x SRC RGB], upscale_factor=4) and keeps "esrgan compute buffer size".
+ESRGAN_LOGGED = {  # (tile, source side): MiB
+    (32, 128): 26.01,
+    (64, 128): 104.05,
+    (128, 128): 416.19,
+    (256, 256): 1664.75,
+    (128, 64): 104.05,  # the image within one tile: run whole
+}
+
+
+def test_esrgan_tile_buffers_match_what_sdcpp_logged(catalog):
+    up = catalog.get("realesrgan-x4plus")
+    for (tile, src), logged in ESRGAN_LOGGED.items():
+        est = mm.upscale_compute(up, tile, src, src) / MiB
+        assert est == pytest.approx(logged, rel=0.001), (tile, src, est, logged)
+    e = mm.upscale_estimate(up, tile=128)
+    assert e.peak == mm.CONTEXT + 67_040_989 + e.compute
+    assert e.compute / MiB == pytest.approx(416.19, rel=0.001)
+
+
+def test_esrgan_tile_buffer_on_the_real_engine(tmp_path, catalog):
+    """ONE real-engine check, ~3 s: the tiny real-width ESRGAN at tile 64 on a 128² image."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from tests.tiny_esrgan import write_pth
+
+    pth = write_pth(tmp_path / "x4.pth")
+    script = (
+        "import sys, stable_diffusion_cpp as s\n"
+        "from PIL import Image\n"
+        "up = s.StableDiffusion(upscaler_path=sys.argv[1], upscale_tile_size=64, n_threads=2,"
+        " verbose=True)\n"
+        "up.upscale(images=[Image.new('RGB', (128, 128), (120, 80, 40))], upscale_factor=4)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(pth)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    m = None
+    deadline = time.monotonic() + 120
+    try:  # stopped once the buffer is logged (the tiles themselves take ~50 s on 2 cores)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            m = re.search(r"esrgan compute buffer size: ([\d.]+) MB", line)
+            if m or time.monotonic() > deadline:
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert m, "".join(seen)[-2000:]
+    est = mm.upscale_compute(catalog.get("realesrgan-x4plus"), 64, 128, 128) / MiB
+    assert est == pytest.approx(float(m.group(1)), rel=0.001)
+
+
+def test_recommend_an_upscaler_gives_its_memory(app_paths, capsys, card8):
+    """distill models recommend --model UPSCALER: its weights + one tile's buffer at distill
+    upscale's default tile (128 px), not a generation set (and no traceback)."""
+    import json
+
     from distill_tui.cli import main as cli_main
 
-    rc = cli_main(["models", "recommend", "--model", "realesrgan-x4plus"])
-    err = capsys.readouterr().err
-    assert rc != 0 and "Traceback" not in err
-    assert "upscaler" in err and len(err.strip().splitlines()) == 1
+    assert cli_main(["models", "recommend", "--model", "realesrgan-x4plus", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (m,) = doc["models"]
+    assert (m["model"], m["type"], m["tile"], m["fit"]) == (
+        "realesrgan-x4plus",
+        "upscaler",
+        128,
+        "fits",
+    )
+    assert m["peak"] == mm.CONTEXT + 67_040_989 + int(26_634 * 128 * 128)
+    assert cli_main(["models", "recommend", "--model", "realesrgan-x4plus"]) == 0
+    text = capsys.readouterr().out
+    assert "tile 128" in text and "fits" in text and "Traceback" not in text
 
 
 # ---- the Model Manager's fit column ---------------------------------------------------------

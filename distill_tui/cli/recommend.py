@@ -39,10 +39,7 @@ def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
     if args.model:
         models = [ctx.catalog.require(args.model)]
         if not models[0].spec.is_generator:
-            raise CliError(
-                f"{models[0].id} is an {models[0].type}: the memory fit is for image-generation "
-                f"models ({', '.join(m.id for m in ctx.catalog.of_type('image-generation'))})"
-            )
+            return _upscaler(args, models[0], budget, target)
     else:  # the sets to fit are the image-generation models' (an upscaler has no quants)
         models = ctx.catalog.of_type("image-generation")
     settings = ctx.settings.settings
@@ -94,4 +91,32 @@ def run_recommend(args: argparse.Namespace, ctx: CoreContext) -> int:
                     f"  {visible(s['diffusion']):<10} {visible(s['text_encoder']):<8} "
                     f"{human_size(s['size']):>8} {gib(s['plain_peak']):>9}  {s['fit']}"
                 )
+    return 0
+
+
+def _upscaler(args: argparse.Namespace, model: Any, budget: int, target: dict[str, Any]) -> int:
+    """An upscaler has no sets: its weights + one tile's buffer at distill upscale's default
+    tile (``--width``/``--height``: the source image, when smaller than a tile)."""
+    from distill_tui import memory_model as mm
+    from distill_tui.cli import CliError
+    from distill_tui.engine.protocol import UPSCALE_TILE_DEFAULT
+
+    try:
+        est = mm.upscale_estimate(
+            model, tile=UPSCALE_TILE_DEFAULT, width=args.width or 0, height=args.height or 0
+        )
+    except mm.NoMemoryFormula as e:
+        raise CliError(f"{model.id}: {e}") from None
+    fit = "fits" if est.peak <= budget * (1.0 - mm.MARGIN) else "too big"
+    if args.json:
+        row = {"model": model.id, "name": model.name, "type": model.type, **est.to_json()}
+        row.update(budget=budget, fit=fit)
+        doc = {"version": 1, "target": target, "margin": mm.MARGIN, "models": [row]}
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"fit against: {visible(target['name'])}, {human_size(budget)} (10 % kept free)")
+    print(
+        f"{visible(model.name)} (upscaler) at tile {est.tile}: peak ~{gib(est.peak)} "
+        f"({human_size(est.weights)} of weights, {human_size(est.compute)} per tile): {fit}"
+    )
     return 0
