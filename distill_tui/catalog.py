@@ -608,7 +608,10 @@ class Catalog(_Model):
         return [m for m in self.models if any(file_key(f.file) == key for _r, _q, f in m.files())]
 
     def to_json(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The catalog as JSON, with what each entry says and nothing more: a value an entry
+        leaves out (a recommended step count) must still read as left out after a rewrite (the
+        merge, HF_ENDPOINT), so the model's family default keeps applying."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
 
 
 class UnknownModelError(KeyError):

@@ -144,3 +144,25 @@ def test_every_family_row_is_complete():
         assert set(fam.signatures) == {r.role for r in fam.roles}, fam.id
         if fam.is_generator:
             assert {"steps", "cfg_scale", "sampler", "width", "height"} <= set(fam.defaults)
+
+
+def test_what_an_entry_leaves_out_stays_left_out_after_a_rewrite(tmp_path, monkeypatch):
+    """A user's Z-Image entry without a step count takes its family's (8), also after the
+    user copy is rewritten by a merge and under HF_ENDPOINT (a rewrite must not write the
+    schema's Klein-shaped defaults into it)."""
+    raw = bundled_v3()
+    z = copy.deepcopy(next(m for m in raw["models"] if m["id"] == "z-image-turbo"))
+    z["id"] = "my-zimage"
+    z["recommended"] = {"quants": {"diffusion": "Q4_K"}}
+    old = {"catalogVersion": 1, "models": [z]}
+    user = tmp_path / "model-catalog.json"
+    user.write_text(json.dumps(old))
+    load_catalog(user)  # merged with the newer bundled catalog and rewritten
+    written = next(m for m in json.loads(user.read_text())["models"] if m["id"] == "my-zimage")
+    assert written["recommended"] == {"quants": {"diffusion": "Q4_K"}}
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    cat = load_catalog(user).catalog
+    assert "steps" not in cat.require("my-zimage").recommended.model_fields_set
+    assert (
+        cat.require("my-zimage").recommended.steps == 4
+    )  # the row default; the family's 8 wins in Recipe.resolve
