@@ -52,7 +52,9 @@ def test_every_json_command_is_listed_here():
         " ".join(a for a in argv[:2] if not a.startswith("-") and a != "flux2-klein-4b")
         for argv, _ in COMMANDS
     }
-    assert have - {"generate", "catalog check"} == listed
+    # generate and upscale run the engine: tests/test_generate_cli.py and tests/test_upscale.py
+    # check their shape and version
+    assert have - {"generate", "upscale", "catalog check"} == listed
 
 
 @pytest.mark.parametrize(
