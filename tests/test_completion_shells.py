@@ -126,6 +126,14 @@ CASES = [
         "distill models use flux2-klein-4b --text-encoder Q6_K",
     ),
     ("distill generate cat --model flux2-klein-4", "distill generate cat --model flux2-klein-4b"),
+    (
+        "distill models use z-image-turbo --quant diffusion=Q6",
+        "distill models use z-image-turbo --quant diffusion=Q6_K",
+    ),
+    (
+        "distill models use z-image-turbo --quant textEnc",
+        "distill models use z-image-turbo --quant textEncoder=Q",
+    ),
     ("distill generate cat --lora water", "distill generate cat --lora watercolour-style"),
     ("distill generate cat --lora sub/", "distill generate cat --lora sub/ink"),
     ("distill generate --reuse abc123", f"distill generate --reuse {HIST_ID}"),
@@ -188,6 +196,9 @@ def test_completion_in_fish(user_files, tmp_path):
     assert complete("distill models download flux2-klein-9") == ["flux2-klein-9b"]
     assert complete("distill models download flux2-klein-9b --diffusion Q8") == ["Q8_0"]
     assert complete("distill models use flux2-klein-4b --text-encoder Q6") == ["Q6_K"]
+    assert complete("distill models use z-image-turbo --quant diffusion=Q6") == [
+        "diffusion=Q6_K"
+    ]
     assert complete("distill generate cat --lora ") == ["sub/ink", "watercolour-style"]
     assert sorted(complete("distill generate --reuse ")) == sorted(["last", HIST_ID])
     # fish shows the prompt beside the id

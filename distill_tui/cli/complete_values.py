@@ -136,6 +136,27 @@ def quants(paths, role: str, words: Sequence[str]) -> Iterator[str]:
                 yield f"{qid}\t{label}" if len(chosen) == 1 else f"{qid}\t{m.get('id')}"
 
 
+def role_quants(paths, words: Sequence[str]) -> Iterator[str]:
+    """``--quant ROLE=Q``: every role with quants of the model on the line (else the active
+    one for generate, else every model's), as ``role=quant``."""
+    all_models = _catalog_models(paths)
+    wanted = _model_from_words(words)
+    if wanted is None and words[1:2] == ["generate"]:
+        wanted = _settings(paths).get("active_model_id") or None
+    chosen = [m for m in all_models if m.get("id") == wanted] or all_models
+    seen: set[str] = set()
+    for m in chosen:
+        for c in m.get("components") or []:
+            role = c.get("role") if isinstance(c, dict) else None
+            if not _valid_word(role) or not isinstance(c.get("quants"), list):
+                continue
+            for qid, label in _role_quants(m, str(role)):
+                word = f"{role}={qid}"
+                if word not in seen:
+                    seen.add(word)
+                    yield f"{word}\t{label}" if len(chosen) == 1 else f"{word}\t{m.get('id')}"
+
+
 def _lora_dir(paths) -> Path:
     s = _settings(paths)
     gen = s.get("generation")
@@ -206,6 +227,8 @@ def values(kind: str, words: Sequence[str]) -> list[str]:
         return list(models(paths))
     if kind.startswith("quant:"):
         return list(quants(paths, kind.split(":", 1)[1], words))
+    if kind == "rolequant":
+        return list(role_quants(paths, words))
     if kind == "lora":
         return list(loras(paths, words))
     if kind == "history":
