@@ -196,9 +196,7 @@ def test_completion_in_fish(user_files, tmp_path):
     assert complete("distill models download flux2-klein-9") == ["flux2-klein-9b"]
     assert complete("distill models download flux2-klein-9b --diffusion Q8") == ["Q8_0"]
     assert complete("distill models use flux2-klein-4b --text-encoder Q6") == ["Q6_K"]
-    assert complete("distill models use z-image-turbo --quant diffusion=Q6") == [
-        "diffusion=Q6_K"
-    ]
+    assert complete("distill models use z-image-turbo --quant diffusion=Q6") == ["diffusion=Q6_K"]
     assert complete("distill generate cat --lora ") == ["sub/ink", "watercolour-style"]
     assert sorted(complete("distill generate --reuse ")) == sorted(["last", HIST_ID])
     # fish shows the prompt beside the id
