@@ -52,6 +52,9 @@ DEFAULT_STRENGTH = 0.75
 #: the word for "the engine's own default" of a row whose default is None (flow shift, cache
 #: threshold): ``--flow-shift auto``, an empty form field
 AUTO_WORD = "auto"
+#: the ``upscaler`` row's value that asks for the active upscaler (the Upscalers tab's choice;
+#: resolved to its id before a generation starts, so the record names the one used)
+UPSCALE_ACTIVE = "active"
 
 
 class _Auto:
@@ -127,6 +130,8 @@ class Param:
     json_key: str = ""  #: the ``--json`` key (""  : the name in camelCase)
     png: bool = True  #: written in the PNG ``parameters`` text (by ``label``)
     word: str = ""  #: one word for a narrow column (the Model Manager's fit marks)
+    #: the flag's value when it is given without one (``--upscale`` alone); None: it needs one
+    const: Any = None
 
     @property
     def bound(self) -> Bound | None:
@@ -294,6 +299,15 @@ PARAMS: tuple[Param, ...] = (
         "vae_conv_direct", "bool", "load", False, "Conv direct (VAE)", "--vae-conv-direct",
         form="advanced", form_id="vae-conv-direct", form_label="Conv direct VAE",
         help="direct Conv2d kernels in the VAE (faster on some GPU backends)",
+    ),
+    # ---- after the picture (issue 21.3): each result upscaled (distill_tui.upscale); the
+    # record keeps the upscaler's id, the word "active" is only what the form / flag ask for
+    Param(
+        "upscaler", "text", "generate", "", "Upscale", "--upscale", form="advanced",
+        form_id="upscale", form_label="each result (active one)", metavar="ID",
+        const=UPSCALE_ACTIVE, png=False,
+        help="upscale each image once it is made, with this upscaler (a catalog id or an ESRGAN "
+        "file; alone: the active one); each result is a PNG and a record of its own",
     ),
 )  # fmt: skip
 
@@ -667,4 +681,6 @@ def cli_options(p: Param) -> dict[str, Any]:
         kw["type"] = _number_or_auto if p.default is None else float
     if p.choices is not None:
         kw["choices"] = p.choices
+    if p.const is not None:
+        kw.update(nargs="?", const=p.const)
     return kw

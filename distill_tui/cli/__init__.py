@@ -297,6 +297,8 @@ def _rows(side: str) -> tuple[str, ...]:
     def part(p) -> str:  # type: ignore[no-untyped-def]
         if p.is_knob:
             return "knobs"
+        if p.name == "upscaler":  # after the picture: distill generate's output options
+            return "output"
         return (
             "inputs" if p.kind in ("path", "paths", "loras") or p.name == "strength" else "recipe"
         )
@@ -362,6 +364,7 @@ def _add_generate_output(gen: _Parser) -> None:
     gen.add_argument(
         "--quiet", "-q", action="store_true", help="no progress: only errors and the result"
     )
+    _add_params(gen, *_rows("output"))  # --upscale [ID]
 
 
 # ---- the other commands -----------------------------------------------------------------

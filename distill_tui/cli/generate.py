@@ -37,6 +37,7 @@ from distill_tui.recipe import BY_NAME, LOAD_SIDE, PARAMS, Recipe, knob_values
 from distill_tui.resolver import ActivePaths, ModelNotReadyError
 from distill_tui.settings import QuantSelection
 from distill_tui.textsafe import visible
+from distill_tui.upscale import UpscaleError, UpscaleOutcome, Upscaler
 
 PHASE_TEXT = {
     "loading": "loading model",
@@ -376,7 +377,15 @@ class _Reporter:
             self.progress = None
 
 
-async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext, quiet: bool = False):
+async def _run(
+    load: LoadRequest,
+    gen: GenerateRequest,
+    ctx: CoreContext,
+    quiet: bool = False,
+    upscaler: Upscaler | None = None,
+):
+    """Generate; with ``upscaler`` (``--upscale``) each image is then upscaled in the same
+    engine child: (the result, the upscale outcomes - a record each, linked to its source)."""
     reporter = _Reporter(gen.batch_count, quiet)
     client = EngineClient(
         on_event=reporter,
@@ -385,7 +394,18 @@ async def _run(load: LoadRequest, gen: GenerateRequest, ctx: CoreContext, quiet:
     )
     ctx.paths.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return await client.generate(load, gen)
+        result = await client.generate(load, gen)
+        upscaled: list[UpscaleOutcome] = []
+        if upscaler is not None:
+            from distill_tui.upscale import upscale_image
+
+            for path in result.paths:
+                upscaled.append(
+                    await upscale_image(
+                        ctx, client, path, upscaler, output_dir=str(Path(path).parent)
+                    )
+                )
+        return result, upscaled
     except asyncio.CancelledError:  # Ctrl-C: end the child before we go
         await client.cancel()
         raise
@@ -436,11 +456,33 @@ def result_json(gen: GenerateRequest, result, load: LoadRequest | None = None) -
     }
 
 
+def _upscaler(ctx: CoreContext, gen: GenerateRequest) -> Upscaler | None:
+    """``--upscale [ID]`` (or a reused record's): the upscaler, checked before the engine
+    starts (one line when there is none)."""
+    if not gen.upscaler:
+        return None
+    from distill_tui.recipe import UPSCALE_ACTIVE
+    from distill_tui.upscale import resolve_upscaler
+
+    try:
+        return resolve_upscaler(ctx, None if gen.upscaler == UPSCALE_ACTIVE else gen.upscaler)
+    except UpscaleError as e:  # the person's input: code 2, as distill upscale's
+        line = str(e).replace("--upscaler PATH", "--upscale PATH")
+        raise CliError(f"--upscale: {line}", e.code) from None
+
+
 def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
     load, gen = build_requests(args, ctx)
+    upscaler = _upscaler(ctx, gen)
+    if upscaler is not None:  # the record names the one used
+        gen = gen.model_copy(update={"upscaler": upscaler.model_id or str(upscaler.path)})
     reused = getattr(args, "reused_selection", None)
     try:
-        result = asyncio.run(_run(load, gen, ctx, bool(getattr(args, "quiet", False))))
+        result, upscaled = asyncio.run(
+            _run(load, gen, ctx, bool(getattr(args, "quiet", False)), upscaler=upscaler)
+        )
+    except UpscaleError as e:  # the image was made; its upscale was refused
+        raise CliError(f"--upscale: {e}", e.code) from None
     except EngineError as e:
         detail = ""
         if e.kind == "crash" and e.log_tail:
@@ -452,7 +494,10 @@ def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
         adopt_recipe(ctx, gen.model_id, reused)
     t = result.timings
     if getattr(args, "json", False):
-        print(json.dumps(result_json(gen, result, load), indent=2))
+        doc = result_json(gen, result, load)
+        if upscaler is not None:  # fields added (version 1): distill upscale --json's results
+            doc["upscaled"] = [o.json() for o in upscaled]
+        print(json.dumps(doc, indent=2))
         return 0
     if not getattr(args, "quiet", False):
         print(
@@ -470,4 +515,6 @@ def run_generate(args: argparse.Namespace, ctx: CoreContext) -> int:
         )
     for p in result.paths:
         print(p)
+    for o in upscaled:  # each upscaled image after the generated ones
+        print(o.path)
     return 0

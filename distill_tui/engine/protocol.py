@@ -195,6 +195,9 @@ class GenerateRequest(_Msg):
     # the flow models' time shift (sigma schedule); None: the engine's default ("auto": FLUX.2
     # picks it from the size and steps)
     flow_shift: float | None = None
+    # the upscaler each result is upscaled with after the generation (recipe's "upscaler" row;
+    # the client side does it, distill_tui.upscale): recorded only, not used by the library
+    upscaler: str = ""
 
     @model_validator(mode="after")
     def _in_bounds(self) -> GenerateRequest:

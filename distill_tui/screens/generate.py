@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Input, Select, Static, TextArea
+from textual.widgets import Input, ProgressBar, Select, Static, TextArea
 
 from distill_tui import jsonfile
 from distill_tui.atomic import atomic_write_json
@@ -34,7 +34,8 @@ from distill_tui.generation import (
 from distill_tui.guide import setup_need
 from distill_tui.resources import style_path
 from distill_tui.screens.base import DistillScreen
-from distill_tui.textsafe import visible
+from distill_tui.screens.upscaling import UpscaleState, recipe_upscaler, upscales
+from distill_tui.textsafe import escape_markup, visible
 from distill_tui.widgets.empty_state import busy_keys, empty_state_text
 from distill_tui.widgets.engine_status import EngineStatus
 from distill_tui.widgets.gen_progress import GenProgress
@@ -205,11 +206,40 @@ class GenerateScreen(DistillScreen):
         app.download_signal.subscribe(self, self._on_download, immediate=True)
         app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
         self.set_interval(0.5, self._tick)
+        # the form's "upscale each result": each image of a finished generation (App-wide)
+        upscales(app).follow_generations()
+        self._unsubscribe_upscales = upscales(app).subscribe(self._on_upscale)
         if self.service.job is None:  # a new start: what you left (the form, the last image)
             self._restore_form()
             self._restore_last_image()
         self._refresh_all()
         self.query_one("#prompt", TextArea).focus()
+
+    def on_unmount(self) -> None:
+        self._unsubscribe_upscales()
+
+    def _on_upscale(self, state: UpscaleState) -> None:
+        """The form's upscale of the results: its line and bar under the form; the results
+        join the image pane."""
+        if state.origin != "generate" or not self.is_mounted:
+            return
+        progress = self.query_one(GenProgress)
+        progress.query_one("#gen-phase", Static).update(Content(visible(state.line())))
+        progress.query_one("#gen-bar", ProgressBar).update(total=1.0, progress=state.fraction)
+        progress.set_class(state.phase == "failed", "-failed")
+        if state.phase == "done" and state.results:
+            view = self.query_one(ImageView)
+            frames = [
+                Frame(
+                    path=r.path,
+                    caption=f"[b]{escape_markup(self.shown_path(r.path))}[/b]\n"
+                    f"{r.width}x{r.height} · upscaled {r.scale}x from "
+                    f"{escape_markup(visible(r.source.path.name))}",
+                )
+                for r in state.results
+            ]
+            view.set_frames([*view.frames, *frames], index=len(view.frames))
+        self.refresh_bindings()
 
     # ---- what you come back to -------------------------------------------------------
     @property
@@ -522,8 +552,8 @@ class GenerateScreen(DistillScreen):
     # ---- actions ---------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # one of ctrl+g / ctrl+x in the footer at a time (80 columns have no room for both)
-        if action == "stop":
-            return self.service.running
+        if action == "stop":  # a generation, or the upscale of its results
+            return self.service.running or upscales(self.distill).running
         if action == "generate":
             return not self.service.running
         return True
@@ -534,12 +564,21 @@ class GenerateScreen(DistillScreen):
             return
         if getattr(self, "_reuse", None) is None and self._open_setup():
             return
+        if upscales(self.distill).running:
+            self.notify("An upscale is running (ctrl+x stops it)", severity="warning")
+            return
         params, errors = self.form.to_request()
         self.form.show_errors(errors)
         if params is None:
             return
         if self._warn_fit(params):
             return
+        if params.recipe()["upscaler"]:  # "upscale each result": which one, said before
+            named, problem = recipe_upscaler(self.distill.core, params.recipe()["upscaler"])
+            if problem:
+                self.notify(problem, title="Upscale", severity="warning", timeout=12)
+                return
+            params = GenParams.from_recipe(params.recipe().replace(upscaler=named))
         self._save_knobs(params.knobs)
         self._save_form(params)
         reuse = getattr(self, "_reuse", None)
@@ -585,6 +624,9 @@ class GenerateScreen(DistillScreen):
         return True
 
     def action_stop(self) -> None:
+        job = upscales(self.distill)
+        if job.running and not self.service.running:
+            self.app.run_worker(job.cancel(), group="engine-stop", exit_on_error=False)
         if self.service.running:
             self.app.run_worker(
                 self.service.cancel(), group="engine-stop", name="Stop", exit_on_error=False
@@ -624,6 +666,9 @@ class GenerateScreen(DistillScreen):
         self.form.show_errors(errors)
         if params is not None:
             from distill_tui.screens.compare import CompareModal
+
+            # the cells are not upscaled: their records must not say so
+            params = GenParams.from_recipe(params.recipe().replace(upscaler=""))
 
             self.app.push_screen(CompareModal(params))
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill_tui.listeners import Listeners
+from distill_tui.recipe import UPSCALE_ACTIVE
 from distill_tui.textsafe import visible
 
 if TYPE_CHECKING:
     from distill_tui.app import DistillApp
+    from distill_tui.engine.protocol import EngineEvent
     from distill_tui.upscale import UpscaleOutcome
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class Upscales:
         self._app = weakref.ref(app)
         self.state: UpscaleState | None = None
         self._listeners: Listeners[UpscaleState] = Listeners("upscales")
+        self._following = False
 
     @property
     def app(self) -> DistillApp:
@@ -133,15 +136,37 @@ class Upscales:
             return False
         return await self.app.engine.cancel()
 
-    def _on_event(self, ev: Any) -> None:
+    def follow_generations(self) -> None:
+        """From now on a generation whose recipe names an upscaler (the Generate form's
+        "upscale each result", ``recipe`` row ``upscaler``) has each image upscaled once it
+        is done (once: the App's generation service is followed by one subscription)."""
+        if self._following:
+            return
+        self._following = True
+        self.app.generation.subscribe(self._on_generation)
+
+    def _on_generation(self, kind: str) -> None:
+        if kind != "finished":
+            return
+        job = self.app.generation.job
+        if job is None or job.phase != "done" or not job.images:
+            return
+        ref = str(job.params.recipe()["upscaler"])
+        if ref:
+            sources = [im.path for im in job.images]
+            self.start(sources, None if ref == UPSCALE_ACTIVE else ref, origin="generate")
+
+    def _on_event(self, ev: EngineEvent) -> None:
         st = self.state
         if st is None or not st.running:
             return
-        phase = getattr(ev, "phase", None)
+        phase = getattr(ev, "phase", None)  # PhaseEvent, ProgressEvent
         if phase not in ("loading", "upscaling", "saving"):
             return
         st.phase = phase
-        if type(ev).__name__ == "ProgressEvent":
+        from distill_tui.engine.protocol import ProgressEvent
+
+        if isinstance(ev, ProgressEvent):
             st.step, st.steps = ev.step, ev.steps
         self._changed()
 
@@ -154,8 +179,7 @@ class Upscales:
         try:
             upscaler = await asyncio.to_thread(resolve_upscaler, core, ref)
         except UpscaleError as e:
-            first = str(e).split(";")[0].rstrip(".")
-            self._end(st, "failed", f"{first[:1].upper()}{first[1:]}: {UPSCALERS_TAB}.")
+            self._end(st, "failed", no_upscaler_line(e))
             return
         except Exception as e:  # a bug: one line, never a traceback on the screen
             log.exception("resolving the upscaler failed")
@@ -217,6 +241,26 @@ class Upscales:
             app.notify(visible(st.line()), title="Upscale", severity="error", timeout=12)
         elif phase == "cancelled":
             app.notify("The upscale was stopped", title="Upscale", severity="warning")
+
+
+def no_upscaler_line(error: Exception) -> str:
+    """An upscaler that cannot be used, said for the TUI: where to get one (the CLI's line
+    names a command)."""
+    first = str(error).split(";")[0].rstrip(".")
+    return f"{first[:1].upper()}{first[1:]}: {UPSCALERS_TAB}."
+
+
+def recipe_upscaler(core: Any, value: str) -> tuple[str, str | None]:
+    """The recipe's ``upscaler`` value as the record names it (the catalog id, else the
+    file), or the line why it cannot be used; read before a generation starts, so a missing
+    upscaler is said before the picture is made and the record names the one used."""
+    from distill_tui.upscale import UpscaleError, resolve_upscaler
+
+    try:
+        up = resolve_upscaler(core, None if value == UPSCALE_ACTIVE else value)
+    except UpscaleError as e:
+        return value, no_upscaler_line(e)
+    return up.model_id or str(up.path), None
 
 
 _BY_APP: weakref.WeakKeyDictionary[Any, Upscales] = weakref.WeakKeyDictionary()

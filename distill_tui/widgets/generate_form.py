@@ -40,7 +40,7 @@ from distill_tui.generation import (
     check_threads,
 )
 from distill_tui.loras import LoraError, format_lora_list, parse_lora_list, scan_loras, split_paths
-from distill_tui.recipe import AUTO_WORD, BY_NAME, PARAMS, Param, Recipe
+from distill_tui.recipe import AUTO_WORD, BY_NAME, PARAMS, UPSCALE_ACTIVE, Param, Recipe
 from distill_tui.recipe import KNOBS as RECIPE_KNOBS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.gen_progress import GenProgress
@@ -154,6 +154,8 @@ def _read(p: Param, text: str | bool) -> Any:
     """A field's (checked) text as the recipe value."""
     if p.kind == "bool":
         return bool(text)
+    if p.name == "upscaler":  # a switch: the active upscaler (the form keeps a reused id)
+        return UPSCALE_ACTIVE if text else ""
     t = str(text).strip()
     if p.name in ("seed", "n_threads"):
         return -1 if t in ("", "-1", "random", "auto") else int(t)
@@ -183,7 +185,7 @@ def _optional_problem(p: Param, text: str) -> str | None:
 
 def _field(p: Param) -> Field:
     """The field of one recipe.PARAMS row."""
-    if p.kind == "bool":
+    if p.kind == "bool" or p.name == "upscaler":  # upscaler: on (an id) or off ("")
         return Flag(p.short, partial(_flag_of, p))
     if p.kind == "choice":
         return Choice(p.short, p.choices, partial(_value_of, p))
@@ -278,7 +280,7 @@ def _knob_rows() -> tuple[Row, ...]:
 
 
 #: the advanced fields laid out by name below (img2img, LoRAs) or by :func:`_knob_rows`
-_PLACED = ("n_threads", "init_image", "strength", "loras")
+_PLACED = ("n_threads", "init_image", "strength", "loras", "upscaler")
 
 
 def _other_rows() -> tuple[Row, ...]:
@@ -309,6 +311,7 @@ ADVANCED_ROWS: tuple[Row, ...] = (
     ("Strength", ("strength", ("hint", "0 keep · 1 replace"))),
     ("LoRA", ("lora-pick",)),
     ("LoRAs", ("loras",)),
+    ("Upscale", ("upscale",)),
 )
 ADVANCED = frozenset(i for _, items in ADVANCED_ROWS for i in items if isinstance(i, str))
 #: the field ctrl+n focuses: the advanced section's first, in the recipe's order
@@ -360,6 +363,8 @@ class GenerateForm(VerticalScroll):
         self._initial = _values(defaults, knobs)
         #: the recipe rows no field shows (the engine's own knobs), as the last load gave them
         self._hidden: tuple[tuple[str, Any], ...] = defaults.extra
+        #: the upscaler a loaded recipe names (its switch on keeps it; "": the active one)
+        self._upscaler = str(defaults.recipe()["upscaler"])
         #: the advanced section's values while its widgets are not mounted
         self._pending = {k: v for k, v in self._initial.items() if k in ADVANCED}
         self._advanced_mounted = False
@@ -598,6 +603,8 @@ class GenerateForm(VerticalScroll):
         values = self._values(PARAMS)
         for field_id in self._absent:  # what the model has no use for: the row's default
             values[_SHOWN[field_id].name] = _SHOWN[field_id].default
+        if values.get("upscaler") == UPSCALE_ACTIVE and self._upscaler:
+            values["upscaler"] = self._upscaler  # a reused recipe's upscaler
         recipe = Recipe({**dict(self._hidden), **values, "prompt": prompt})
         problem = seed_problem(recipe["seed"], recipe["batch_count"])  # image i uses seed + i
         if problem:
@@ -638,6 +645,7 @@ class GenerateForm(VerticalScroll):
         section: what it uses is shown."""
         self.query_one("#prompt", TextArea).text = params.prompt
         self._hidden = params.extra
+        self._upscaler = str(params.recipe()["upscaler"])
         knobs = knobs or params.knobs
         for field_id, value in _values(params, knobs or EngineKnobs()).items():
             if knobs is not None or field_id not in KNOBS:
