@@ -258,16 +258,15 @@ class DistillApp(App[int]):
         from distill_tui.widgets.file_status import error_text
 
         model = self.core.catalog.get(event.model_id)
+        comp = model.component(event.component) if model is not None else None
         file = None
-        if model is not None and event.component == "vae":
-            file = model.vae
-        elif model is not None and event.component in ("diffusion", "textEncoder"):
-            file = model.section(event.component).get(event.quant_id or "")
+        if comp is not None:
+            file = comp.get(event.quant_id or "") if comp.has_quants else comp.file
         if model is None or file is None:
             what, text = event.key, event.error or "unknown error"
         else:
             label = COMPONENT_LABELS.get(event.component, event.component)
-            quant = f" {event.quant_id}" if event.component != "vae" else ""
+            quant = f" {event.quant_id}" if comp is not None and comp.has_quants else ""
             what, text = f"{model.name} {label}{quant}", error_text(event, file)
         self.report_failure(f"Download failed: {what}", text)
 

@@ -139,6 +139,16 @@ async def test_a_failed_download_is_reported_once_whatever_screen_shows(monkeypa
         assert {row.state for row in models.rows_for(stub.events()[0].key)} == {"failed"}
         # the Generate screen, in the background, still follows (Textual keeps its subscription)
         assert [s.state for s in seen][-2:] == ["queued", "failed"]
+        # a model of another shape (an upscaler: one file, no VAE) is named the same way
+        up = core.catalog.require("realesrgan-x4plus")
+        up_key = up.component("upscaler").file.file
+        for state in (DownloadState.DOWNLOADING, DownloadState.FAILED):
+            err = "HTTP 404: gone" if state == DownloadState.FAILED else None
+            stub.emit(
+                DownloadEvent(up_key, up.id, "upscaler", None, state, 0, 9, 0.0, None, error=err)
+            )
+        await pilot.pause()
+        assert failures[-1][0] == "Download failed: Real-ESRGAN x4plus Upscaler", failures[-1]
 
 
 async def test_a_failed_generation_is_reported_by_the_app_once(monkeypatch) -> None:
