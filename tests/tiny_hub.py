@@ -11,12 +11,24 @@ sha256 set to the tiny files' and every URL on the loopback Hub. The Hub serves
 * and the same VAE bytes at every ``mirrors`` URL of the catalog (BFL's ``FLUX.2-dev``
   ``vae/diffusion_pytorch_model.safetensors``), gated by default like the real repo.
 
+Optional extra models (catalog v3 entries taken from the bundled catalog):
+
+* ``zimage``: :func:`tests.tinymodels.make_zimage_set`'s files as ``z-image-turbo``: the DiT
+  (sd.cpp's fixed 6B shape, a SPARSE 1.6 GB file; served with ``sendfile``, never read into
+  memory) at ``leejet/Z-Image-Turbo-GGUF``, the 2560-wide Qwen3 at ``unsloth/Qwen3-4B-GGUF``
+  (the text encoder Klein 4B/9B list too: every model's entry for that file gets the tiny
+  bytes' size and sha256, so it stays one shared file) and the FLUX.1 VAE at
+  ``Comfy-Org/z_image_turbo``;
+* ``upscaler``: :mod:`tests.tiny_esrgan`'s x4 ``.pth`` as ``realesrgan-x4plus`` at
+  ``LykosAI/Upscalers`` ``RealESRGAN/RealESRGAN_x4plus.pth``.
+
 Every other catalog file answers 404 (or 401 RepoNotFound for repos that serve nothing).
 
 Library use: :func:`serve_tiny_set` on a started :class:`~tests.fakehub.FakeHub`, then
 :func:`write_user_catalog`. Standalone (the plain-install smoke, manual walkthroughs)::
 
     python -m tests.tiny_hub HOME [--hub-port 0] [--cdn-port 0] [--vae-404] [--open-mirror]
+                                  [--zimage] [--upscaler]
 
 writes the tiny set and ``HOME/config/distill/model-catalog.json``, prints ONE JSON line
 (``hub``, ``cdn``, ``catalog``, ``token``, ``files``, ``env``: the XDG variables) and serves
@@ -41,14 +53,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python tests/tiny_hub.py` as well as `-m tests.tiny_hub`
     sys.path.insert(0, str(ROOT))
 
-from tests.catalog_raw import bundled_v2  # noqa: E402
-from tests.fakehub import FakeHub  # noqa: E402
+from tests.catalog_raw import bundled_v2, bundled_v3  # noqa: E402
+from tests.fakehub import FakeHub, HubFile  # noqa: E402
 
 HF = "https://huggingface.co"
 BUNDLED_CATALOG = ROOT / "catalog" / "model-catalog.json"
 MODEL_ID = "flux2-klein-4b"
 DIFFUSION_QUANT = "Q4_K_S"
 TEXT_ENCODER_QUANT = "Q3_K_M"
+ZIMAGE_ID = "z-image-turbo"
+#: Z-Image's picks: its recommended quants. The text encoder is NOT Klein's pick (Q3_K_M):
+#: Z-Image needs a 2560-wide Qwen3, the tiny Klein DiT a 32-wide one; the Q4_K_M file is
+#: still the one Klein 4B/9B list (shared: one entry, the same tiny bytes, in every model)
+ZIMAGE_DIFFUSION_QUANT = "Q4_K"
+ZIMAGE_TEXT_ENCODER_QUANT = "Q4_K_M"
+UPSCALER_ID = "realesrgan-x4plus"
 #: a file in the VAE's first repo when ``vae_primary=False``: the repo exists, the VAE is 404
 PLACEHOLDER = "README.md"
 
@@ -64,11 +83,72 @@ def _rehost(url: str, endpoint: str) -> str:
     return endpoint + url[len(HF) :] if url.startswith(HF + "/") else url
 
 
-def _stamp(entry: dict[str, Any], src: Path) -> None:
-    data = src.read_bytes()
-    entry["size"] = len(data)
-    entry["sha256"] = hashlib.sha256(data).hexdigest()
+def _stamp(entry: dict[str, Any], src: Path | HubFile) -> None:
+    """Give ``entry`` the served bytes' size and sha256 (read in blocks: a sparse file's holes
+    are never held in memory)."""
+    if isinstance(src, HubFile):
+        entry["size"], entry["sha256"] = src.size, src.sha256
+    else:
+        h = hashlib.sha256()
+        with open(src, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        entry["size"], entry["sha256"] = src.stat().st_size, h.hexdigest()
     entry.pop("sizeEstimated", None)
+
+
+def _file_entries(model: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every file entry of a raw model, v2 (``diffusion``/``textEncoder``/``vae``) or v3
+    (``components``)."""
+    out: list[dict[str, Any]] = []
+    if "components" in model:
+        for comp in model["components"]:
+            out += comp.get("quants", [])
+            if "file" in comp:
+                out.append(comp["file"])
+        return out
+    for section in ("diffusion", "textEncoder"):
+        if section in model:
+            out += model[section]["quants"]
+    if "vae" in model:
+        out.append(model["vae"])
+    return out
+
+
+def _v3_entry(model: dict[str, Any], role: str, qid: str | None = None) -> dict[str, Any]:
+    comp = next((c for c in model["components"] if c["role"] == role), None)
+    if comp is None:
+        raise KeyError(f"{model['id']} has no {role} component")
+    if qid is None:
+        return comp["file"]
+    q = next((q for q in comp.get("quants", []) if q["id"] == qid), None)
+    if q is None:
+        raise KeyError(f"{model['id']} has no {role} quant {qid!r}")
+    return q
+
+
+def _serve_v3(
+    hub: FakeHub,
+    raw: dict[str, Any],
+    model_id: str,
+    picks: dict[tuple[str, str | None], Path],
+) -> list[dict[str, Any]]:
+    """Add the bundled v3 model ``model_id`` to ``raw`` with ``picks`` ((role, quant | None)
+    -> tiny file) served at their catalog URLs; return the stamped entries."""
+    model = next((m for m in bundled_v3()["models"] if m["id"] == model_id), None)
+    if model is None:
+        raise KeyError(f"{model_id!r} is not in the bundled catalog")
+    model = copy.deepcopy(model)
+    stamped = []
+    for (role, qid), src in picks.items():
+        entry = _v3_entry(model, role, qid)
+        served = hub.add_file(*repo_path(entry["downloadUrl"]), src)
+        _stamp(entry, served)
+        # the tiny bytes are at no pinned commit (the fake Hub ignores the revision anyway)
+        entry.pop("revision", None)
+        stamped.append(entry)
+    raw["models"] = [m for m in raw["models"] if m["id"] != model_id] + [model]
+    return stamped
 
 
 def serve_tiny_set(
@@ -83,6 +163,8 @@ def serve_tiny_set(
     vae_primary: bool = True,
     gated_mirror: bool = True,
     bump: int = 1000,
+    zimage: dict[str, str | Path] | None = None,
+    upscaler: str | Path | None = None,
 ) -> dict[str, Any]:
     """Add the tiny files to ``hub`` under ``catalog``'s paths; return the user catalog (JSON).
 
@@ -92,6 +174,9 @@ def serve_tiny_set(
     port, i.e. be started or have ``hub_port`` set). ``vae_primary=False``: the VAE's first
     source answers 404 EntryNotFound (its repo exists), so only the mirrors serve it.
     ``gated_mirror``: the mirror repos answer 401 GatedRepo without the Hub's token.
+    ``zimage``: :func:`tests.tinymodels.make_zimage_set`'s paths: ``z-image-turbo`` is added
+    (its Q4_K DiT, Q4_K_M text encoder and VAE served). ``upscaler``: a tiny ESRGAN file
+    (:mod:`tests.tiny_esrgan`): ``realesrgan-x4plus`` is added and its ``.pth`` served.
     """
     raw = copy.deepcopy(catalog) if catalog is not None else bundled_v2()
     raw["catalogVersion"] = int(raw["catalogVersion"]) + bump  # newer than bundled: kept as is
@@ -103,12 +188,14 @@ def serve_tiny_set(
         ("diffusion", diffusion): Path(tiny["diffusion"]),
         ("textEncoder", text_encoder): Path(tiny["text_encoder"]),
     }
+    stamped: list[dict[str, Any]] = []
     for (section, qid), src in picks.items():
         q = next((q for q in model[section]["quants"] if q["id"] == qid), None)
         if q is None:
             raise KeyError(f"{model_id} has no {section} quant {qid!r}")
         _stamp(q, src)
         hub.add_file(*repo_path(q["downloadUrl"]), src)
+        stamped.append(q)
     vae = model["vae"]
     vae_src = Path(tiny["vae"])
     _stamp(vae, vae_src)
@@ -124,9 +211,32 @@ def serve_tiny_set(
     for other in raw["models"]:
         if other is not model and other.get("vae", {}).get("file") == vae["file"]:
             other["vae"] = copy.deepcopy(vae)
+    if zimage is not None:
+        stamped += _serve_v3(
+            hub,
+            raw,
+            ZIMAGE_ID,
+            {
+                ("diffusion", ZIMAGE_DIFFUSION_QUANT): Path(zimage["diffusion"]),
+                ("textEncoder", ZIMAGE_TEXT_ENCODER_QUANT): Path(zimage["text_encoder"]),
+                ("vae", None): Path(zimage["vae"]),
+            },
+        )
+    if upscaler is not None:
+        stamped += _serve_v3(hub, raw, UPSCALER_ID, {("upscaler", None): Path(upscaler)})
+    # a shared file (Qwen3-4B's quants are Klein's and Z-Image's) is one file: every entry
+    # that names it gets the served bytes' size, sha256 and URL (the catalog refuses two shas)
+    for entry in stamped:
+        for m in raw["models"]:
+            for other in _file_entries(m):
+                if other is not entry and other["file"] == entry["file"]:
+                    other.update(
+                        {k: entry[k] for k in ("size", "sha256", "downloadUrl")},
+                    )
+                    other.pop("sizeEstimated", None)
+                    other.pop("revision", None)
     for m in raw["models"]:
-        entries = [m["vae"], *m["diffusion"]["quants"], *m["textEncoder"]["quants"]]
-        for entry in entries:
+        for entry in _file_entries(m):
             entry["downloadUrl"] = _rehost(entry["downloadUrl"], endpoint)
             if "mirrors" in entry:
                 entry["mirrors"] = [_rehost(u, endpoint) for u in entry["mirrors"]]
@@ -156,6 +266,8 @@ def start(
     tiny_dir: Path | None = None,
     vae_primary: bool = True,
     gated_mirror: bool = True,
+    zimage: bool = False,
+    upscaler: bool = False,
 ) -> tuple[FakeHub, dict[str, Any]]:
     """Make the tiny set, start a Hub for it and write the user catalog under ``home``.
 
@@ -163,11 +275,28 @@ def start(
     from tests import tinymodels  # numpy, gguf, safetensors: only here
 
     home = home.resolve()
-    tiny = tinymodels.make_set(tiny_dir or home / "tiny-src", tiny_set)
+    src = tiny_dir or home / "tiny-src"
+    tiny = tinymodels.make_set(src, tiny_set)
+    files: dict[str, Path] = dict(tiny)
+    zset = tinymodels.make_zimage_set(src) if zimage else None
+    if zset is not None:
+        files.update({f"zimage_{k}": v for k, v in zset.items()})
+    esrgan = None
+    if upscaler:
+        from tests import tiny_esrgan
+
+        esrgan = files["upscaler"] = tiny_esrgan.write_pth(src / "RealESRGAN_x4plus.pth")
     hub = FakeHub(root=home / "hub", rate=rate)
     hub.start(hub_port, cdn_port)
     try:
-        raw = serve_tiny_set(hub, tiny, vae_primary=vae_primary, gated_mirror=gated_mirror)
+        raw = serve_tiny_set(
+            hub,
+            tiny,
+            vae_primary=vae_primary,
+            gated_mirror=gated_mirror,
+            zimage=zset,
+            upscaler=esrgan,
+        )
         env = xdg_env(home)
         catalog = write_user_catalog(Path(env["XDG_CONFIG_HOME"]) / "distill", raw)
     except BaseException:
@@ -178,7 +307,7 @@ def start(
         "cdn": hub.cdn_url,
         "catalog": str(catalog),
         "token": hub.valid_token,
-        "files": {k: str(v) for k, v in tiny.items()},
+        "files": {k: str(v) for k, v in files.items()},
         "env": env,
     }
     return hub, info
@@ -216,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         "--vae-404", action="store_true", help="the VAE's first source answers 404 (mirror only)"
     )
     ap.add_argument("--open-mirror", action="store_true", help="do not gate the VAE mirror")
+    ap.add_argument("--zimage", action="store_true", help="also serve a tiny z-image-turbo")
+    ap.add_argument("--upscaler", action="store_true", help="also serve realesrgan-x4plus")
     ap.add_argument("--log", type=Path, default=None, help="one JSON line per request")
     ap.add_argument(
         "--exit-with-parent", action="store_true", help="stop when the parent process is gone"
@@ -230,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         tiny_dir=a.tiny_dir,
         vae_primary=not a.vae_404,
         gated_mirror=not a.open_mirror,
+        zimage=a.zimage,
+        upscaler=a.upscaler,
     )
     hub.log_path = a.log
     print(json.dumps(info), flush=True)

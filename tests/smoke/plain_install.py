@@ -1,17 +1,24 @@
 """The user's install path, end to end: wheel -> fresh venv (no test extra) -> distill.
 
-    bash tests/smoke/plain_install.sh [--keep] [--skip-tui-generate]
+    bash tests/smoke/plain_install.sh [--keep] [--skip-tui-generate] [--skip-upscale]
+                                      [--skip-zimage]
 
 1. builds the project's wheel (``pip wheel --no-deps``) and installs it into a FRESH venv
    (``.smoke/venv``, recreated every run) WITHOUT the test extra; pip's wheel cache makes
    stable-diffusion-cpp-python quick after its first build;
-2. starts the loopback fake Hub with the tiny synthetic Klein set under the real catalog's
-   repo paths (``tests/tiny_hub.py``, run by the dev venv's python: it needs numpy/gguf/
-   safetensors to write the tiny set), with isolated XDG dirs, HOME and no HF token;
+2. starts the loopback fake Hub with the tiny synthetic Klein set, a tiny Real-ESRGAN x4 and
+   the tiny Z-Image set under the real catalog's repo paths (``tests/tiny_hub.py``, run by the
+   dev venv's python: it needs numpy/gguf/safetensors to write the tiny files), with isolated
+   XDG dirs, HOME and no HF token;
 3. runs the fresh venv's ``distill``: ``--version``, ``models list --json``, ``models download``
    of a full set (VAE included, no token), ``models use``, ``generate`` (a 64x64 PNG with its
-   parameters), ``doctor``, the TUI in a pty (first paint, ctrl+q: rc 0, alternate screen left)
-   and ctrl+g in the TUI (a new PNG in the output dir).
+   parameters), ``models download realesrgan-x4plus`` and ``upscale --json`` of that PNG (a
+   256x256 PNG keeping the source's parameters), ``doctor``, the TUI in a pty (first paint,
+   ctrl+q: rc 0, alternate screen left), ctrl+g in the TUI (a new PNG in the output dir), and
+   last Z-Image-Turbo: ``models download`` (its DiT is sd.cpp's fixed 6B shape, a sparse
+   1.6 GB file the Hub streams: ~13 s over loopback, download and sha256 included, on the
+   shared 2-core box), ``models use``, ``generate --model z-image-turbo`` 64x64, 1 step
+   (~50 s there: the DiT's every multiply runs).
 
 Every step has a timeout and prints its elapsed time; a failing step prints its output and
 the tails of distill's log and the Hub's stderr, and the run exits 1. This file needs only the
@@ -41,6 +48,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 MODEL = "flux2-klein-4b"
 DIFFUSION, TEXT_ENCODER = "Q4_K_S", "Q3_K_M"
+UPSCALER = "realesrgan-x4plus"
+ZIMAGE = "z-image-turbo"
+#: tests.tiny_hub serves these Z-Image quants (its recommended ones); the Q4_K_M text encoder
+#: is also Klein 4B's (one shared file)
+ZIMAGE_QUANTS = {"diffusion": "Q4_K", "textEncoder": "Q4_K_M"}
+ZIMAGE_PROMPT = "a lighthouse at dusk"
 PROMPT = "a red fox"
 TUI_PROMPT = "a blue heron"
 COLS, ROWS = 120, 40
@@ -249,7 +262,9 @@ class Smoke:
         return info, env
 
     def start_hub(self) -> None:
-        info, self.env = self.spawn_hub(self.home)
+        flags = [] if self.args.skip_upscale else ["--upscaler"]
+        flags += [] if self.args.skip_zimage else ["--zimage"]
+        info, self.env = self.spawn_hub(self.home, *flags)
         self.tiny = info["files"]
 
     def mirror_download(self) -> None:
@@ -363,6 +378,112 @@ class Smoke:
         info = check_png(out, 64, 64, PROMPT)
         self.log(f"  {out.name}: {info}")
 
+    def download_upscaler(self) -> None:
+        p = self.distill("models", "download", UPSCALER, timeout=120)
+        pth = self.home / "data" / "distill" / "models" / "upscalers" / "RealESRGAN_x4plus.pth"
+        if not pth.is_file() or pth.read_bytes() != Path(self.tiny["upscaler"]).read_bytes():
+            raise StepFailed(f"{pth} missing or not the served bytes", p.stdout + p.stderr)
+        self.log(f"  {pth.name}: {pth.stat().st_size} bytes, the served ones")
+
+    def upscale(self) -> None:
+        """The PNG ``generate`` wrote, 4x, into the outputs folder (no -o: the default)."""
+        src = self.work / "out.png"
+        p = self.distill("upscale", src, "--json", timeout=300)
+        try:
+            data = json.loads(p.stdout)
+            result = data["results"][0]
+            out = Path(result["path"])
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
+            raise StepFailed(f"upscale --json: no result path ({e})", p.stdout + p.stderr) from None
+        if data.get("upscaler", {}).get("id") != UPSCALER:
+            raise StepFailed(f"upscale used {data.get('upscaler')}, not {UPSCALER}", p.stdout)
+        if (result.get("width"), result.get("height"), result.get("scale")) != (256, 256, 4):
+            raise StepFailed(f"upscale --json says {result}", p.stdout)
+        info = check_png(out, 256, 256, PROMPT)
+        src_params = png_text(png_chunks(src))["parameters"]
+        params = png_text(png_chunks(out))["parameters"]
+        # the source's parameters kept, A1111's postprocess fields added after them
+        if not params.startswith(src_params) or "Postprocess upscale by: 4" not in params:
+            raise StepFailed(
+                f"{out}: the source's parameters are not kept: {params!r}", p.stdout + p.stderr
+            )
+        self.log(f"  {out.name}: {info}")
+        self.log(f"  added: {params[len(src_params) :].strip(', ')}")
+
+    def download_zimage(self) -> None:
+        quants = [a for role, q in ZIMAGE_QUANTS.items() for a in ("--quant", f"{role}={q}")]
+        p = self.distill("models", "download", ZIMAGE, *quants, timeout=300)
+        models = self.home / "data" / "distill" / "models"
+        want = {
+            "zimage_diffusion": models / "diffusion" / "z_image_turbo-Q4_K.gguf",
+            "zimage_text_encoder": models / "text_encoders" / "Qwen3-4B-Q4_K_M.gguf",
+            "zimage_vae": models / "vae" / "flux1-ae.safetensors",
+        }
+        for key, path in want.items():
+            src = Path(self.tiny[key])
+            # the 1.6 GB DiT by size (distill checked its sha256; the generation reads it)
+            same = (
+                path.is_file()
+                and path.stat().st_size == src.stat().st_size
+                and (key == "zimage_diffusion" or _same_bytes(path, src))
+            )
+            if not same:
+                raise StepFailed(f"{path} missing or not the served bytes", p.stdout + p.stderr)
+        size = sum(p.stat().st_size for p in want.values())
+        self.log(f"  {len(want)} files, {size / 1e9:.2f} GB, verified under {models}")
+
+    def use_zimage(self) -> None:
+        quants = [a for role, q in ZIMAGE_QUANTS.items() for a in ("--quant", f"{role}={q}")]
+        self.distill("models", "use", ZIMAGE, *quants)
+        p = self.distill("models", "list", "--json", timeout=60)
+        try:
+            models = {m["id"]: m for m in json.loads(p.stdout)["models"]}
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise StepFailed(f"models list --json: {e}", p.stdout + p.stderr) from None
+        z = models.get(ZIMAGE, {})
+        if not z.get("ready") or not z.get("active") or z.get("selection") != ZIMAGE_QUANTS:
+            raise StepFailed(
+                f"after download+use: ready={z.get('ready')} active={z.get('active')} "
+                f"selection={z.get('selection')} missing={z.get('missing')}",
+                p.stdout,
+            )
+        # the text encoder is one file for both models: Klein 4B's Q4_K_M is there too
+        te = ZIMAGE_QUANTS["textEncoder"]
+        klein = {q["id"]: q for q in models[MODEL]["components"]["textEncoder"]["quants"]}[te]
+        if not klein.get("downloaded") or ZIMAGE not in klein.get("sharedWith", []):
+            raise StepFailed(f"{MODEL}'s {te} is not the shared downloaded file: {klein}")
+        self.log(f"  {ZIMAGE} ready, active; text encoder {te} shared with {MODEL}")
+
+    def generate_zimage(self) -> None:
+        out = self.work / "zimage.png"
+        p = self.distill(
+            "generate",
+            ZIMAGE_PROMPT,
+            "--model",
+            ZIMAGE,
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "1",
+            "--seed",
+            "7",
+            "-o",
+            out,
+            timeout=400,
+        )
+        if str(out) not in p.stdout:
+            raise StepFailed(f"{out} not printed on stdout", p.stdout + p.stderr)
+        info = check_png(out, 64, 64, ZIMAGE_PROMPT)
+        params = png_text(png_chunks(out))["parameters"]
+        if f"Model: {ZIMAGE}" not in params:
+            raise StepFailed(f"{out}: the parameters do not name {ZIMAGE}: {params!r}")
+        timing = [ln for ln in p.stderr.splitlines() if "total" in ln and "seed" in ln]
+        self.log(f"  {out.name}: {info}")
+        for ln in timing[-1:]:
+            self.log(f"  {ln.strip()[:160]}")
+
     def doctor(self) -> None:
         p = self.distill("doctor", timeout=120)
         text = p.stdout + p.stderr
@@ -430,10 +551,17 @@ class Smoke:
             self.step("distill models use", self.use)
             self.step("distill models list --json (ready)", self.models_list, True)
             self.step("distill generate", self.generate)
+            if not self.args.skip_upscale:
+                self.step(f"distill models download {UPSCALER}", self.download_upscaler)
+                self.step("distill upscale --json (4x)", self.upscale)
             self.step("distill doctor", self.doctor)
             self.step("TUI: first paint, ctrl+q", self.tui_quit)
             if not self.args.skip_tui_generate:
                 self.step("TUI: ctrl+g", self.tui_generate)
+            if not self.args.skip_zimage:  # last: it makes Z-Image the active model
+                self.step(f"distill models download {ZIMAGE}", self.download_zimage)
+                self.step(f"distill models use {ZIMAGE}", self.use_zimage)
+                self.step(f"distill generate --model {ZIMAGE}", self.generate_zimage)
             ok = True
         except StepFailed:
             pass
@@ -655,6 +783,19 @@ def _wait_png(outdir: Path, timeout: float, app: PtyApp) -> Path:
     raise StepFailed(f"no PNG in {outdir} within {timeout:.0f}s of ctrl+g", app.screen_text())
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    """The same contents, read in blocks (the tiny Z-Image files are sparse: 226 MB of holes)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 22), fb.read(1 << 22)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
 def _procs_of(venv: Path) -> list[str]:
     """Running processes started from ``venv`` (an engine child left behind, say)."""
     found = []
@@ -696,6 +837,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dir (XDG dirs, outputs)")
     ap.add_argument("--skip-mirror", action="store_true", help="no VAE-from-the-mirror step")
     ap.add_argument("--skip-tui-generate", action="store_true", help="no ctrl+g in the TUI")
+    ap.add_argument("--skip-upscale", action="store_true", help="no upscaler download/upscale")
+    ap.add_argument(
+        "--skip-zimage", action="store_true", help="no Z-Image-Turbo download/generate (~70 s)"
+    )
     ap.add_argument(
         "--install-timeout",
         type=float,
