@@ -163,7 +163,9 @@ FAMILIES: MappingProxyType[str, Family] = MappingProxyType(
                             max_diffusion_bytes=None,
                             dit_hidden=3840,
                             dit_heads=30,
-                            te_compute=256 * 2**20,  # Qwen3-4B, as Klein 4B's (estimated)
+                            # Qwen3-4B's real shape logged 14.06 / 28.03 / 64.24 MiB for
+                            # prompts of 128 / 254 / 508 tokens: 80 MiB, up to ~600 tokens
+                            te_compute=80 * 2**20,
                         ),
                     ),
                 ),
@@ -175,10 +177,11 @@ FAMILIES: MappingProxyType[str, Family] = MappingProxyType(
                 type="upscaler",
                 roles=(RoleSpec("upscaler", "upscaler_path", "Upscaler"),),
                 signatures=_ro(upscaler="esrgan"),
-                # memory_model.upscale_estimate: sd.cpp's RRDBNet is num_feat 64 whatever its
-                # depth; the tiny one (tests/tiny_esrgan.py, x4) logged 26.01 / 104.05 / 416.19
-                # / 1664.75 MiB at tiles of 32 / 64 / 128 / 256 px, 1 or 2 blocks alike
-                memory=_ro(tile_bytes_per_px=26_634),  # x4: per input pixel of a tile
+                # memory_model.upscale_estimate (bench/memory_families.py): sd.cpp's RRDBNet
+                # is num_feat 64 whatever its depth; the tiny one (tests/tiny_esrgan.py, x4)
+                # logged 26.01 / 104.05 / 416.19 / 1664.75 MiB at tiles of 32 / 64 / 128 /
+                # 256 px, 1 or 2 blocks alike
+                memory=_ro(tile_bytes_per_px=26_636),  # x4: per input pixel of a tile
                 licence_note="Real-ESRGAN weights: BSD-3-Clause (xinntao)",
             ),
         )

@@ -42,7 +42,7 @@ tokens, each padded to ``seq_multiple``; ``P = ceil16(w) * ceil16(h)``::
   assumes 256: a long prompt), ``T`` padded to 32, ``dit_flash = 46.0`` + 2 MiB,
   ``dit_no_flash = 28.5`` + 8.5 MiB, tiles of 256 px (FLUX.1 VAE, 8 px per latent). Fitted on
   the buffers sd.cpp logged for the real-shape DiT of ``tests/tinymodels.make_zimage_set`` at
-  64² .. 1024² (``tests/test_memory_model.py`` has them): never under a logged buffer; over by
+  64² .. 1024² (``python bench/memory_families.py``; ``tests/test_memory_model.py`` has them): never under a logged buffer; over by
   3.2 / 7.8 / 3.8 / 1.1 % with flash attention, 49 / 0.5 / 3.4 / 0.4 % without (64²: 5 MiB).
 * ESRGAN (an upscaler) has no generation formula (:func:`arch_of` raises
   :class:`NoMemoryFormula`); :func:`upscale_estimate` is its own: weights + one tile's buffer.
@@ -61,9 +61,12 @@ Constants and where they come from (``bench/memory_model.md``, reproduced by
   350.1 MiB (the model: 142.6 / 190.1 / 380.2, the slope of the two larger sizes, so it errs
   high); flash off 180.9 / 476.1 MiB at 256² / 512² (the model: 183.4 / 474.8). At 1024² that
   is 1.1 GiB with ``flash_attn``, 2.7 GiB without (Klein 4B).
-* ``TE_COMPUTE``: not measured at real width (the tiny Qwen3 logs 55 MiB, mostly the 32-head
-  512² scores); estimated from Qwen3's shapes: 512 tokens x (3 x intermediate + 4 x hidden)
-  f32 + scores, rounded up.
+* ``te_compute``: Klein's 256 / 320 MiB were estimated from Qwen3's shapes (512 tokens x (3 x
+  intermediate + 4 x hidden) f32 + scores, rounded up); measured since on a zero-weight Qwen3-4B
+  of the real shape (36 layers, hidden 2560, FFN 9728; bench/memory_families.py): 75.00 MiB for
+  Klein's padded 512 tokens (flash attention on or off alike), so Klein's figure errs high
+  (kept). Z-Image's prompt is not padded: 14.06 / 28.03 / 64.24 MiB at 128 / 254 / 508 tokens;
+  its figure, 80 MiB, covers a prompt of ~600 tokens.
 * ``CONTEXT = 0.5 GiB``: the CUDA context and cuBLAS workspace on the card. An assumption: no
   GPU was lent to this session, nothing here ran on CUDA.
 

@@ -109,8 +109,9 @@ def test_cpu_only_budget_is_none():
 # ---- per family: Z-Image -------------------------------------------------------------------
 #: sd.cpp's own DEBUG lines on tests/tinymodels.make_zimage_set (the REAL Z-Image DiT shape,
 #: TQ2_0 zero weights stored sparse: its compute buffers are the real DiT's), CPU build 0.4.7,
-#: prompt "a lighthouse at dusk" (< 32 tokens with its template: 32). Source: engineer tinyz's
-#: /tmp/tinyz/bufs.py, which runs for each size and flash setting
+#: prompt "a lighthouse at dusk" (< 32 tokens with its template: 32). Measured by engineer
+#: tinyz and again by ``python bench/memory_families.py --only zimage`` (the same numbers),
+#: which runs for each size and flash setting
 #:   StableDiffusion(diffusion_model_path=zimage-dit.gguf, llm_path=zimage-llm.gguf,
 #:                   vae_path=flux1-vae.safetensors, vae_decode_only=True, n_threads=2,
 #:                   verbose=True, diffusion_flash_attn=FLASH, flash_attn=FLASH, enable_mmap=True)
@@ -130,6 +131,13 @@ ZIMAGE_LOGGED = {  # (size, flash_attn): MiB
 }
 ZIMAGE_DIT_FILE = 1_593_573_856  # bytes of the tiny set's DiT file (the full shape in TQ2_0)
 ZIMAGE_DIT_PARAMS_LOGGED = 1520.19  # MiB
+
+
+#: the text encoder's buffer: a zero-weight Qwen3-4B of the real shape (36 layers, hidden
+#: 2560, FFN 9728, tests.tinymodels.write_zimage_llm(path, 2560, 36, 9728)), prompts of N x
+#: "lighthouse" (2 tokens each, + 8 of the template), bench/memory_families.py --only qwen3: "qwen3 compute buffer
+#: size" (MiB; flash attention on or off logged the same)
+QWEN3_4B_LOGGED = {"z-image": {128: 14.06, 254: 28.03, 508: 64.24}, "flux2-klein": {512: 75.00}}
 
 
 def zimage_arch():
@@ -159,6 +167,10 @@ def test_zimage_compute_buffers_match_what_sdcpp_logged():
 
     assert mm.vae_compute(64, 64, arch=replace(a, vae_ch=32)) / MiB == pytest.approx(6.50, rel=0.01)
     assert a.vae_ch == 128
+    # the text encoder's buffer is over what Qwen3-4B logged for a 508-token prompt (Klein's
+    # 256 MiB estimate is over its padded 512 tokens: it errs high)
+    assert a.te_compute / MiB >= max(QWEN3_4B_LOGGED["z-image"].values())
+    assert mm.ARCHS["flux2-klein-4b"].te_compute / MiB >= QWEN3_4B_LOGGED["flux2-klein"][512]
 
 
 def test_zimage_vae_tile_is_256px_and_klein_keeps_512():
@@ -290,7 +302,7 @@ def test_recommend_zimage_on_an_8gb_card(app_paths, capsys, card8, catalog):
 
 
 #: sd.cpp's DEBUG lines for tests/tiny_esrgan.write_pth (RRDBNet x4 at the real num_feat 64,
-#: 1 block; 2 blocks logged the same), CPU build 0.4.7: /tmp/memfam/esr.py NB TILE SRC runs
+#: 1 block; 2 blocks logged the same), CPU build 0.4.7: bench/memory_families.py --only esrgan runs
 #: StableDiffusion(upscaler_path=P, upscale_tile_size=TILE, n_threads=2, verbose=True)
 #: .upscale(images=[SRC x SRC RGB], upscale_factor=4) and keeps "esrgan compute buffer size".
 ESRGAN_LOGGED = {  # (tile, source side): MiB
@@ -369,7 +381,7 @@ def test_recommend_an_upscaler_gives_its_memory(app_paths, capsys, card8):
         128,
         "fits",
     )
-    assert m["peak"] == mm.CONTEXT + 67_040_989 + int(26_634 * 128 * 128)
+    assert m["peak"] == mm.CONTEXT + 67_040_989 + int(26_636 * 128 * 128)
     assert cli_main(["models", "recommend", "--model", "realesrgan-x4plus"]) == 0
     text = capsys.readouterr().out
     assert "tile 128" in text and "fits" in text and "Traceback" not in text
