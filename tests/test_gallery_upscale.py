@@ -165,6 +165,18 @@ async def test_gallery_u_without_an_upscaler_names_the_upscalers_tab(app_paths, 
         assert app.engine_pid() is None  # nothing was started
         assert len(History(core.paths.history_file).records()) == 1
         assert app.is_running
+        # the Generate form's option: said before anything is generated
+        app._notifications.clear()
+        await pilot.press("f2")
+        await pilot.pause()
+        await pilot.press(*"a cat")
+        app.screen.form.open_advanced()
+        await wait_for(pilot, lambda: app.screen.query("#upscale"), 10)
+        app.screen.query_one("#upscale", Checkbox).value = True
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: any("Upscalers" in n for n in notes(app)), 10)
+        assert app.generation.job is None and app.engine_pid() is None
 
 
 @pytest.mark.slow
@@ -197,6 +209,12 @@ async def test_generate_form_option_upscales_each_result_and_is_recorded(
         assert up["source"] == old.images[0] and up["source_record"] == old.id
         with Image.open(new.images[0]) as im:
             assert im.size == (256, 256)
+        # the form's line says it, the image pane has the result after the generated one
+        phase = app.screen.query_one("#gen-phase", Static)
+        await wait_for(pilot, lambda: "upscaled 1 image" in str(phase.render()), 10)
+        assert "Tiny ESRGAN x4 4x" in str(phase.render())
+        frames = app.screen.query_one("#image-view").frames
+        assert [f.path for f in frames] == [old.images[0], new.images[0]]
         # reuse restores the option: off in the form, then r on the record turns it on again
         box.value = False
         await pilot.press("f4")
@@ -240,3 +258,50 @@ def test_cli_generate_upscale_reads_the_same_row(
     doc = json.loads(capsys.readouterr().out)
     assert [u["upscaler"]["id"] for u in doc["upscaled"]] == [UPSCALER_ID]
     assert History(core.paths.history_file).records()[1].params["upscaler"] == UPSCALER_ID
+
+
+@pytest.mark.slow
+async def test_gallery_upscale_shows_tiles_and_ctrl_x_stops_it(
+    app_paths, tiny_models, tiny_esrgan_pth
+):
+    """A 512x512 source is many tiles: the status line counts them; ctrl+x ends the engine
+    child (nothing written, no record); a missing image is said, not upscaled."""
+    core = ready(app_paths, tiny_models, tiny_esrgan_pth)
+    outputs = core.settings.outputs_dir
+    big = save_png(Image.new("RGB", (512, 512), (40, 90, 200)), outputs, {"seed": 1})
+    gone = save_png(Image.new("RGB", (8, 8)), outputs, {"seed": 2})
+    history = History(core.paths.history_file)
+    for seed, path in ((1, big), (2, gone)):
+        history.add(
+            HistoryRecord(
+                model_id=TINY_MODEL_ID,
+                diffusion_quant="F16",
+                text_encoder_quant="F16",
+                params={"prompt": f"p{seed}", "width": 8, "height": 8},
+                seed=seed,
+                images=[str(path)],
+            )
+        )
+    gone.unlink()
+    app = DistillApp(core, image_renderer="halfcell", display_settings=STILL)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        from distill_tui.screens.upscaling import upscales
+
+        await pilot.press("f4")
+        await pilot.pause()
+        await pilot.press("u")  # the newest: its file is gone
+        await wait_for(pilot, lambda: any("missing" in n for n in notes(app)), 10)
+        assert not upscales(app).running and app.engine_pid() is None
+        app.screen.query_one(DataTable).move_cursor(row=1)
+        await pilot.pause()
+        await pilot.press("u")
+        status = app.screen.query_one("#gallery-status", Static)
+        await wait_for(pilot, lambda: "tile" in str(status.render()), 120)
+        assert "upscaling with Tiny ESRGAN x4 4x · tile" in str(status.render())
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: not upscales(app).running, 30)
+        assert upscales(app).state.phase == "cancelled"
+        await wait_for(pilot, lambda: any("stopped" in n for n in notes(app)), 10)
+        assert "tile" not in str(status.render())
+        assert len(History(core.paths.history_file).records()) == 2
+        assert sorted(p.name for p in outputs.iterdir()) == [big.name]
