@@ -42,8 +42,9 @@ tokens, each padded to ``seq_multiple``; ``P = ceil16(w) * ceil16(h)``::
   assumes 256: a long prompt), ``T`` padded to 32, ``dit_flash = 46.0`` + 2 MiB,
   ``dit_no_flash = 28.5`` + 8.5 MiB, tiles of 256 px (FLUX.1 VAE, 8 px per latent). Fitted on
   the buffers sd.cpp logged for the real-shape DiT of ``tests/tinymodels.make_zimage_set`` at
-  64² .. 1024² (``python bench/memory_families.py``; ``tests/test_memory_model.py`` has them): never under a logged buffer; over by
-  3.2 / 7.8 / 3.8 / 1.1 % with flash attention, 49 / 0.5 / 3.4 / 0.4 % without (64²: 5 MiB).
+  64² .. 1024² (``python bench/memory_families.py``; ``tests/test_memory_model.py`` has
+  them): never under a logged buffer; over by 3.2 / 7.8 / 3.8 / 1.1 % with flash attention,
+  49 / 0.5 / 3.4 / 0.4 % without (64²: 5 MiB).
 * ESRGAN (an upscaler) has no generation formula (:func:`arch_of` raises
   :class:`NoMemoryFormula`); :func:`upscale_estimate` is its own: weights + one tile's buffer.
 
@@ -55,9 +56,9 @@ Constants and where they come from (``bench/memory_model.md``, reproduced by
   at 128² and 416.13 MiB at 256² (6657 B/pixel, exactly linear; ch 32: 1666 B/pixel at 64²..512²).
   At 1024² that is 6.5 GiB: the largest single buffer of a Klein run. With ``vae_tiling`` the
   buffer stayed at the 512² value for 512², 768² and 1024² (tiles of 512 px).
-* ``DIT_FLASH = 84.5``, ``DIT_NO_FLASH = 57.5`` (Klein) bytes per token per unit of width: fitted on a
-  DiT of Klein 4B's width (H 3072, 24 heads, 1+1 blocks; depth does not change the buffer:
-  1+1 and 2+2 blocks logged the same) at 128², 256², 512². Flash on logged 134.9 / 159.9 /
+* ``DIT_FLASH = 84.5``, ``DIT_NO_FLASH = 57.5`` (Klein) bytes per token per unit of width:
+  fitted on a DiT of Klein 4B's width (H 3072, 24 heads, 1+1 blocks; depth does not change
+  the buffer: 1+1 and 2+2 blocks logged the same) at 128², 256², 512². Flash on logged 134.9 / 159.9 /
   350.1 MiB (the model: 142.6 / 190.1 / 380.2, the slope of the two larger sizes, so it errs
   high); flash off 180.9 / 476.1 MiB at 256² / 512² (the model: 183.4 / 474.8). At 1024² that
   is 1.1 GiB with ``flash_attn``, 2.7 GiB without (Klein 4B).

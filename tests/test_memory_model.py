@@ -135,8 +135,8 @@ ZIMAGE_DIT_PARAMS_LOGGED = 1520.19  # MiB
 
 #: the text encoder's buffer: a zero-weight Qwen3-4B of the real shape (36 layers, hidden
 #: 2560, FFN 9728, tests.tinymodels.write_zimage_llm(path, 2560, 36, 9728)), prompts of N x
-#: "lighthouse" (2 tokens each, + 8 of the template), bench/memory_families.py --only qwen3: "qwen3 compute buffer
-#: size" (MiB; flash attention on or off logged the same)
+#: "lighthouse" (2 tokens each, + 8 of the template), bench/memory_families.py --only qwen3:
+#: "qwen3 compute buffer size" (MiB; flash attention on or off logged the same)
 QWEN3_4B_LOGGED = {"z-image": {128: 14.06, 254: 28.03, 508: 64.24}, "flux2-klein": {512: 75.00}}
 
 
