@@ -58,9 +58,9 @@ Constants and where they come from (``bench/memory_model.md``, reproduced by
   buffer stayed at the 512² value for 512², 768² and 1024² (tiles of 512 px).
 * ``DIT_FLASH = 84.5``, ``DIT_NO_FLASH = 57.5`` (Klein) bytes per token per unit of width:
   fitted on a DiT of Klein 4B's width (H 3072, 24 heads, 1+1 blocks; depth does not change
-  the buffer: 1+1 and 2+2 blocks logged the same) at 128², 256², 512². Flash on logged 134.9 / 159.9 /
-  350.1 MiB (the model: 142.6 / 190.1 / 380.2, the slope of the two larger sizes, so it errs
-  high); flash off 180.9 / 476.1 MiB at 256² / 512² (the model: 183.4 / 474.8). At 1024² that
+  the buffer: 1+1 and 2+2 blocks logged the same) at 128², 256², 512². Flash on logged
+  134.9 / 159.9 / 350.1 MiB (the model: 142.6 / 190.1 / 380.2, the slope of the two larger
+  sizes, so it errs high); flash off 180.9 / 476.1 MiB at 256² / 512² (the model: 183.4 / 474.8). At 1024² that
   is 1.1 GiB with ``flash_attn``, 2.7 GiB without (Klein 4B).
 * ``te_compute``: Klein's 256 / 320 MiB were estimated from Qwen3's shapes (512 tokens x (3 x
   intermediate + 4 x hidden) f32 + scores, rounded up); measured since on a zero-weight Qwen3-4B
