@@ -305,3 +305,67 @@ async def test_gallery_upscale_shows_tiles_and_ctrl_x_stops_it(
         assert "tile" not in str(status.render())
         assert len(History(core.paths.history_file).records()) == 2
         assert sorted(p.name for p in outputs.iterdir()) == [big.name]
+
+
+# ---- how an upscaled entry looks ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param((120, 40), id="120x40"), pytest.param((80, 24), id="80x24")]
+)
+def test_gallery_upscaled_entry_snapshot(snap_compare, size):
+    """An upscaled entry above its source: the Size column says the result's size and scale,
+    the caption "upscaled 4x from <source> (the entry of <time>) · <upscaler>"."""
+    from tests.test_snapshots_generate import DATA, make_app
+
+    app = make_app()
+    out = app.core.settings.outputs_dir
+    out.mkdir(parents=True, exist_ok=True)
+    h = History(app.core.paths.history_file)
+    shutil.copy(DATA / "scene96x64.png", out / "11.png")
+    params = {"prompt": "a lighthouse on a cliff at dusk", "width": 96, "height": 64}
+    source = HistoryRecord(
+        created="2026-01-02T03:04:05+00:00",
+        model_id="flux2-klein-4b",
+        diffusion_quant="Q4_K_S",
+        text_encoder_quant="Q4_K_M",
+        params=params,
+        seed=11,
+        images=[str(out / "11.png")],
+        timings={"sample": 2.0, "total": 2.8},
+    )
+    h.add(source)
+    Image.open(DATA / "scene96x64.png").resize((384, 256)).save(out / "11-x4.png")
+    up = {
+        "upscaler": "Real-ESRGAN x4plus",
+        "upscaler_id": "realesrgan-x4plus",
+        "scale": 4,
+        "width": 384,
+        "height": 256,
+        "source": str(out / "11.png"),
+        "source_record": source.id,
+    }
+    h.add(
+        HistoryRecord(
+            created="2026-01-02T03:05:00+00:00",
+            model_id="flux2-klein-4b",
+            diffusion_quant="Q4_K_S",
+            text_encoder_quant="Q4_K_M",
+            params={**params, "upscale": up},
+            seed=11,
+            images=[str(out / "11-x4.png")],
+            timings={"upscale": 1.5, "total": 1.6},
+        )
+    )
+
+    async def run_before(pilot) -> None:
+        await pilot.press("f4")
+        await pilot.pause()
+        view = pilot.app.screen.query_one("#gallery-image")
+        for _ in range(100):
+            if view.shown is not None and view.shown_frame is view.current:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -183,6 +183,9 @@ class GalleryScreen(DistillScreen):
             prompt = one_line(str(rec.params.get("prompt", "")), 22 if narrow else 48)
             # Text cells: a str cell would be parsed as markup; all of it comes from the file
             prompt_cell = Text.assemble(("✗ ", "bold red"), prompt) if missing else Text(prompt)
+            up = _upscale_of(rec)
+            if up is not None:  # an upscaled image: its scale first (80 columns: no Size)
+                prompt_cell = Text.assemble((visible(f"{up.get('scale')}x "), "bold"), prompt_cell)
             cells: list[Text] = [
                 Text(record_time(rec.created)),
                 prompt_cell,
@@ -265,9 +268,7 @@ class GalleryScreen(DistillScreen):
         linked = next((r for r in self.records if r.id == up.get("source_record")), None)
         where = f" (the entry of {record_time(linked.created)})" if linked is not None else ""
         scale = up.get("scale")
-        return visible(
-            f"upscaled {scale}x from {name}{where} · {up.get('upscaler') or 'ESRGAN'}"
-        )
+        return visible(f"upscaled {scale}x from {name}{where} · {up.get('upscaler') or 'ESRGAN'}")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("view_large", "reuse", "delete_record", "upscale"):
