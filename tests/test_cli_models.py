@@ -160,3 +160,27 @@ def test_doctor_never_prints_the_token(monkeypatch):
     assert "HF token" in out.stdout and "yes (from HF_TOKEN)" in out.stdout
     assert secret not in out.stdout + out.stderr
     assert "models dir" in out.stdout and "free disk" in out.stdout
+
+
+def test_use_without_quants_activates_the_model_as_selected(app_paths):
+    """`distill models use MODEL` (no --quant): a downloaded model becomes the active one with
+    its selection; one that is not downloaded is one line naming what is missing."""
+    out = distill("models", "use", "flux2-klein-4b")
+    assert (
+        out.returncode != 0
+        and "flux2-klein-4b is not downloaded (Diffusion Model Q4_K_S" in out.stderr
+    )
+    assert "run: distill models download flux2-klein-4b" in out.stderr
+    assert not app_paths.settings_file.exists()
+    ctx = CoreContext.build(app_paths)
+    m = ctx.catalog.require("flux2-klein-4b")
+    for f in (m.diffusion.get(m.default_quant("diffusion")), m.text_encoder.get("Q4_K_M"), m.vae):
+        p = ctx.inventory.abs_path(f.file)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "wb") as fh:
+            fh.truncate(f.size)
+        ctx.inventory.record(f.file, f.size, "1" * 64)
+    out = distill("models", "use", "flux2-klein-4b")
+    assert out.returncode == 0, out.stderr
+    assert "(ready)" in out.stdout
+    assert json.loads(app_paths.settings_file.read_text())["active_model_id"] == "flux2-klein-4b"

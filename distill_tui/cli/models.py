@@ -279,11 +279,26 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
         return _use_upscaler(args, ctx, model)
     chosen = quant_args(args, model)
     if not chosen:
-        roles = ", ".join(model.quant_roles)
-        raise CliError(
-            f"nothing to do: give --quant ROLE=Q (roles of {model.id}: {roles}; "
-            "--diffusion Q / --text-encoder Q are the same)"
-        )
+        # `models use MODEL`: the model as it is selected becomes the active one (what `ollama
+        # run` does with a pulled model); the selection must be downloaded
+        if args.no_activate:
+            roles = ", ".join(model.quant_roles)
+            raise CliError(
+                f"nothing to do: give --quant ROLE=Q (roles of {model.id}: {roles}; "
+                "--diffusion Q / --text-encoder Q are the same)"
+            )
+        sel = ctx.settings.selection(model.id)
+        chosen = {r: sel.get(r) or model.default_quant(r) for r in model.quant_roles}
+        missing = [
+            f"{model.section(r).label} {q}"
+            for r, q in chosen.items()
+            if not ctx.inventory.is_present(ctx.resolver.file_for(model.id, r, q).file)
+        ]
+        if missing:
+            raise CliError(
+                f"{model.id} is not downloaded ({', '.join(missing)}); run: distill models "
+                f"download {model.id}, or choose downloaded quants with --quant ROLE=Q"
+            )
     for role, qid in chosen.items():
         f = ctx.resolver.file_for(model.id, role, qid)
         if not ctx.inventory.is_present(f.file):
