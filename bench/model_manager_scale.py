@@ -11,9 +11,11 @@ PtyTerm: keys written as bytes, output read with timestamps), and the bench meas
 1. F3 -> first paint of the Model Manager: from writing F3's bytes until the output holds the
    screen's tab bar and the expanded card's "Diffusion Model" section (``--f3-runs`` times, a
    fresh process each time);
-2. key -> repaint: ``down`` / ``up`` walking the rows and ``space`` collapsing/expanding a card
-   header, from writing the key until the terminal receives the changed frame (the focused row
-   or the card's ▶/▼ marker); p50 / p95 / max.
+2. key -> repaint: ``down`` / ``up`` walking the rows, ``space`` collapsing/expanding a card
+   header, and ``right`` / ``left`` on the tab bar switching between "All Models" and "Image
+   Generation" (the cards of the tab shown from the top), from writing the key until the
+   terminal receives the changed frame (the focused row, the card's ▶/▼ marker, any output
+   for a tab); p50 / p95 / max, and distill's CPU per key.
 3. ``distill models list`` wall time with the same catalog (``--list-models`` models, default
    1000: the largest catalog distill accepts).
 
@@ -37,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.tui_latency import PtyTerm, stats  # noqa: E402
+
+KEYS = {"Right": b"\x1b[C", "Left": b"\x1b[D", "ShiftTab": b"\x1b[Z"}
 
 
 def _files(m: dict) -> list[dict]:
@@ -143,6 +147,17 @@ def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]
         out["space"].append(term.wait_marker(term.press("Space"), marker, timeout=10))
         expanded = not expanded
         time.sleep(interval)
+    # the tab bar (shift+tab from the first header): right / left switch the category
+    out["tabs"] = []
+    t0 = time.perf_counter()
+    os.write(term.fd, KEYS["ShiftTab"])
+    term.wait_marker(t0, b"\x1b[", timeout=10)
+    time.sleep(0.5)
+    for i in range(presses // 2):
+        t0 = time.perf_counter()
+        os.write(term.fd, KEYS["Right" if i % 2 == 0 else "Left"])
+        out["tabs"].append(term.wait_marker(t0, b"\x1b[", timeout=10))
+        time.sleep(max(interval, 0.3))
     return out
 
 
@@ -205,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         results["down_up"] = stats("down/up (row cursor)", lat["down_up"])
         results["down_up_cpu"] = stats("down/up, distill's CPU per key", lat["down_up_cpu"])
         results["space"] = stats("space (card collapse/expand)", lat["space"])
-        results["all_keys"] = stats("all keys", lat["down_up"] + lat["space"])
+        results["tabs"] = stats("right/left (tab switch)", lat["tabs"])
+        results["all_keys"] = stats("all keys", lat["down_up"] + lat["space"] + lat["tabs"])
         if args.list_models:
             lenv = make_env(tmp / "list", args.list_models)
             results["models_list"] = stats(

@@ -208,6 +208,11 @@ class ModelManagerScreen(DistillScreen):
         #: catalog file -> where a same-size local copy is ("the HF cache", a folder); looked
         #: up on a thread (_scan_import_dirs), never on the event loop (issue 19.22)
         self._found: dict[str, str] = {}
+        #: catalog file -> the original a link of ours pointed at, removed since
+        self._gone: dict[str, str] = {}
+        self._folder_dirs: tuple[str, ...] | None = None
+        #: the first look was started (on mount): a body built after it looks for its files
+        self._scan_ready = False
         #: the catalog's models; their cards, made when first needed (the window's), by
         #: catalog index (a query walks the whole DOM; hundreds of cards take a while to make)
         self._models: list[CatalogModel] = []
@@ -561,8 +566,10 @@ class ModelManagerScreen(DistillScreen):
 
     def _body_built(self, card: ModelCard) -> None:
         """A card expanded for the first time: its new rows take the facts before they are
-        first drawn."""
+        first drawn; local copies of its files are looked for (the rows' hints)."""
         self._sync_card(card, self._merged_events(), self.core.settings.settings.active_model_id)
+        if self._scan_ready:
+            self._scan_import_dirs(card)
 
     def _apply_fit(self, card: ModelCard) -> None:
         """Fit marks on the card's quant rows and header, and its best set, for the GPU the
@@ -595,33 +602,40 @@ class ModelManagerScreen(DistillScreen):
     def _apply_found(self, card: ModelCard) -> None:
         """The "found in the HF cache — enter to link" hint on a not-downloaded row whose file has a
         same-size copy on this machine: read from what the last look found (no disk here)."""
-        gone = getattr(self, "_gone", {})
+        gone = self._gone
         for row in card.rows:
             row.set_found(self._found.get(row.key) if row.state == "missing" else None)
             row.set_gone(gone.get(row.key) if row.state == "missing" else None)
 
-    def _scan_import_dirs(self) -> None:
-        """Look for local copies of the catalog's files (the HF cache, the import_dirs folders)
-        on a thread, bounded (localreuse: a few stats per file, a bounded folder walk); the
-        rows' hints follow when it is done."""
+    def _scan_import_dirs(self, card: ModelCard | None = None) -> None:
+        """Look for local copies of the files of the cards with rows (the HF cache, the
+        import_dirs folders) on a thread, bounded (localreuse: a few stats per file, a bounded
+        folder walk); the rows' hints follow when it is done. ``card``: that card's files
+        only (its body was just built). Only rows show the hints: a catalog of hundreds of
+        models is not looked up file by file (thousands of stats on every visit)."""
+        self._scan_ready = True
         dirs = tuple(self.core.settings.settings.import_dirs)
+        cards = [card] if card is not None else [c for c in self.cards if c.built]
         self.run_worker(
-            self._look_for_local_copies(dirs),
-            group="import-dirs",
-            exclusive=True,
+            self._look_for_local_copies(dirs, cards, merge=card is not None),
+            group="import-dirs-card" if card is not None else "import-dirs",
+            exclusive=card is None,
             exit_on_error=False,
         )
 
-    async def _look_for_local_copies(self, dirs: tuple[str, ...]) -> None:
+    async def _look_for_local_copies(
+        self, dirs: tuple[str, ...], cards: list[ModelCard], *, merge: bool = False
+    ) -> None:
         from distill_tui.downloads import localreuse as lr
 
         skip = self.core.inventory.models_dir
-        files = {f.file: f for m in self.core.catalog.models for _c, _q, f in m.files()}
+        files = {f.file: f for c in cards for _c, _q, f in c.model.files()}
         inv = self.core.inventory
         gone: dict[str, str] = {}
+        known = self._folder_index if merge and self._folder_dirs == dirs else None
 
         def look() -> tuple[Any, dict[str, str]]:
-            index = lr.FolderIndex(dirs, skip=skip) if dirs else None
+            index = known or (lr.FolderIndex(dirs, skip=skip) if dirs else None)
             found: dict[str, str] = {}
             for key, f in files.items():
                 original = inv.gone_original(key)  # a symlink whose original was removed
@@ -636,10 +650,15 @@ class ModelManagerScreen(DistillScreen):
                     found[key] = where
             return index, found
 
-        self._folder_index, self._found = await asyncio.to_thread(look)
-        self._gone = gone
+        index, found = await asyncio.to_thread(look)
+        self._folder_index, self._folder_dirs = index, dirs
+        if merge:
+            self._found.update(found)
+            self._gone.update(gone)
+        else:
+            self._found, self._gone = found, gone
         if self.is_attached:
-            for card in self.cards:
+            for card in cards if merge else self.cards:
                 self._apply_found(card)
 
     def _sync_dir_line(self) -> None:
