@@ -429,16 +429,27 @@ class ModelManagerScreen(DistillScreen):
                 y=model_list.scroll_y + actual - estimated, animate=False, immediate=True
             )
 
+    async def _wait_window(self) -> None:
+        """Until no window change is in flight (bounded: one is a remove and a mount)."""
+        for _ in range(250):
+            if not self._windowing:
+                return
+            await asyncio.sleep(0.02)
+
     def _reveal(self, card: ModelCard, then: Any) -> None:
         """Mount the window around ``card`` (a card of the tab not mounted), then ``then()``
-        after the refresh."""
-        k = self._shown.index(self._index[card.model.id])
-        m = self.WINDOW_MARGIN
-        want = (max(0, k - m), min(len(self._shown), k + m + 1))
+        after the refresh (not if the card did not come: another tab was chosen meanwhile)."""
 
         async def go() -> None:
-            await self._apply_window(want)
-            self.call_after_refresh(then)
+            await self._wait_window()
+            index = self._index[card.model.id]
+            if index not in self._shown_ids:
+                return
+            k = self._shown.index(index)
+            m = self.WINDOW_MARGIN
+            await self._apply_window((max(0, k - m), min(len(self._shown), k + m + 1)))
+            if self._mounted(card):
+                self.call_after_refresh(then)
 
         self.call_next(go)
 
@@ -889,6 +900,7 @@ class ModelManagerScreen(DistillScreen):
 
     async def _remount(self, new: list[ModelCard]) -> None:
         """Exactly ``new`` mounted (in order), the view at the top."""
+        await self._wait_window()
         if not self.is_attached:
             return
         self._windowing = True
@@ -921,6 +933,8 @@ class ModelManagerScreen(DistillScreen):
                 model_list.scroll_to(y=0, animate=False, immediate=True)
         finally:
             self._windowing = False
+        if self._window_dirty:  # a scroll while the cards changed
+            self.call_after_refresh(self._check_window)
 
     # ---- choosing a quant ------------------------------------------------------------
     @on(QuantRadioSet.Changed)
