@@ -157,7 +157,7 @@ def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]
         t0 = time.perf_counter()
         os.write(term.fd, KEYS["Right" if i % 2 == 0 else "Left"])
         out["tabs"].append(term.wait_marker(t0, b"\x1b[", timeout=10))
-        time.sleep(max(interval, 0.3))
+        time.sleep(max(interval, 0.4))  # (the tab underline animates for 0.3 s)
     return out
 
 

@@ -896,7 +896,8 @@ class ModelManagerScreen(DistillScreen):
                 card.display = i in self._shown_ids
         self.query_one("#models-empty").display = not shown
         self._lo, self._hi = 0, min(len(shown), self.FIRST_CARDS + self.WINDOW_MARGIN)
-        self.call_next(self._remount, self._window_cards(self._lo, self._hi))
+        # after the next frame: the tab bar answers the key first, the cards follow
+        self.call_after_refresh(self._remount, self._window_cards(self._lo, self._hi))
 
     async def _remount(self, new: list[ModelCard]) -> None:
         """Exactly ``new`` mounted (in order), the view at the top."""
