@@ -131,9 +131,9 @@ async def test_page_keys_scroll_the_whole_list_and_a_far_model_is_shown(isolated
         assert ids[0] not in mounted(app)
         # what the viewport shows is mounted: some card lies inside it
         top, bottom = model_list.scroll_y, model_list.scroll_y + model_list.size.height
-        assert any(
-            top <= c.virtual_region.y < bottom for c in scr.query(ModelCard)
-        ), "the viewport shows a spacer"
+        assert any(top <= c.virtual_region.y < bottom for c in scr.query(ModelCard)), (
+            "the viewport shows a spacer"
+        )
         scr.show_model(last.id)
         for _ in range(100):
             card = scr.focused_card()
@@ -174,3 +174,34 @@ async def test_tabs_with_a_large_catalog_start_from_the_top(isolated_dirs) -> No
         await pilot.pause(0.2)
         assert_window(app, images)
         assert mounted(app)[0] == images[0]
+
+
+async def test_the_tint_follows_the_focus_as_a_full_restyle_draws_it(isolated_dirs) -> None:
+    """The focused card's tint is a class on the card alone (not Collapsible's :focus-within,
+    which restyled every row of the card on each key): after the focus moved across cards,
+    the screen reads exactly as after restyling and repainting everything."""
+    import re
+
+    from tests.test_snapshots_models import build_app
+
+    app = build_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press("down", "down", "up", "up", "space", "down", "down", "up")
+        await pilot.pause(0.2)
+        scr = screen(app)
+        card = scr.focused_card()
+        assert card is not None and card.model.id == "flux2-klein-9b"
+        assert [c.model.id for c in scr.cards if c.has_class("-focus-within")] == [card.model.id]
+        shown = app.export_screenshot()
+        app.update_styles(scr)
+        for widget in scr.walk_children(with_self=True):
+            widget.refresh()
+        await pilot.pause(0.2)
+        again = app.export_screenshot()
+
+        def norm(svg: str) -> str:
+            return re.sub(r"terminal-\d+", "terminal", svg)
+
+        assert norm(shown) == norm(again)

@@ -242,7 +242,8 @@ class ModelManagerScreen(DistillScreen):
         models = self.core.catalog.models
         self._categories = categories(models)
         yield Tabs(
-            *(Tab(label, id=tab_id) for tab_id, label, _t in self._categories), id="model-tabs"
+            *(Tab(Content(label), id=tab_id) for tab_id, label, _t in self._categories),
+            id="model-tabs",
         )
         active = self.core.settings.settings.active_model_id
         expanded = (

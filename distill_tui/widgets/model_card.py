@@ -138,6 +138,7 @@ class ModelCard(Collapsible, inherit_css=False):
             return
         self.app.stylesheet.update_nodes([self], animate=False)
         for widget in self.walk_children(with_self=True):
+            widget.notify_style_update()  # (their cached styles hold the old background)
             widget.refresh()
 
     @property
