@@ -332,6 +332,31 @@ def check(name: str, value: Any) -> str | None:
     return None
 
 
+#: the rows a model may not take: row name -> (the family feature it needs, what the row is
+#: called in a sentence, what the feature is called); ``families.FEATURES``
+FEATURE_ROWS: dict[str, tuple[str, str, str]] = {
+    "ref_images": ("edit_refs", "reference images", "edit references are"),
+    "init_image": ("img2img", "init image", "img2img is"),
+}
+
+
+def feature_refused(recipe: Recipe, model: Any) -> str | None:
+    """Why ``model`` (a ``catalog.CatalogModel``: its ``has_feature``) cannot take what the
+    recipe gives (reference images without ``edit_refs``, an init image without
+    ``img2img``), or None: the one rule (``distill generate``, ``--reuse`` and the Generate
+    form). The line starts with where the value came from (its flag, the reused record)."""
+    from distill_tui.families import FAMILIES
+
+    for name, (feature, what, called) in FEATURE_ROWS.items():
+        if not recipe[name] or model.has_feature(feature):
+            continue
+        having = [f.label for f in FAMILIES.values() if feature in f.features]
+        which = f" ({called} a {' / '.join(having)} feature)" if having else ""
+        where = recipe.sources.get(name) or BY_NAME[name].flag
+        return f"{where}: {model.name} takes no {what}{which}"
+    return None
+
+
 def check_text(name: str, text: str) -> str | None:
     """The same rule for a form field's text."""
     return text_problem(name, text)

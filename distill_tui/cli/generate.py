@@ -33,7 +33,7 @@ from distill_tui.engine.protocol import (
     ProgressEvent,
 )
 from distill_tui.outputs import History
-from distill_tui.recipe import BY_NAME, LOAD_SIDE, PARAMS, Recipe, knob_values
+from distill_tui.recipe import BY_NAME, LOAD_SIDE, PARAMS, Recipe, feature_refused, knob_values
 from distill_tui.resolver import ActivePaths, ModelNotReadyError
 from distill_tui.settings import QuantSelection
 from distill_tui.textsafe import visible
@@ -119,6 +119,9 @@ def build_requests(
     recipe, _model = build_recipe(args, ctx)
     if not recipe["prompt"]:
         raise CliError("a prompt is needed (or --reuse ID to generate one of the history again)")
+    lacking = feature_refused(recipe, _model)  # before its files: the model never takes them
+    if lacking is not None:
+        raise CliError(visible(lacking))
     model, paths = _resolve_model(args, ctx, getattr(args, "reused_selection", None))
     refs = _ref_images(list(recipe["ref_images"]))
     out_file, out_dir = _output_target(args, ctx, recipe["batch_count"])

@@ -40,7 +40,16 @@ from distill_tui.generation import (
     check_threads,
 )
 from distill_tui.loras import LoraError, format_lora_list, parse_lora_list, scan_loras, split_paths
-from distill_tui.recipe import AUTO_WORD, BY_NAME, PARAMS, UPSCALE_ACTIVE, Param, Recipe
+from distill_tui.recipe import (
+    AUTO_WORD,
+    BY_NAME,
+    FEATURE_ROWS,
+    PARAMS,
+    UPSCALE_ACTIVE,
+    Param,
+    Recipe,
+    feature_refused,
+)
 from distill_tui.recipe import KNOBS as RECIPE_KNOBS
 from distill_tui.textsafe import visible
 from distill_tui.widgets.gen_progress import GenProgress
@@ -373,7 +382,12 @@ class GenerateForm(VerticalScroll):
         self._fields: dict[str, Widget] = {}
         self.errors: list[str] = []
         #: the fields the active model has no use for (hidden, not sent): FEATURE_FIELDS
-        self._absent = absent_fields(core.catalog.get(core.settings.settings.active_model_id))
+        self._model = core.catalog.get(core.settings.settings.active_model_id)
+        self._absent = absent_fields(self._model)
+        #: what the last :meth:`to_request` left out because the model does not take it (a
+        #: hidden field that holds a value: a pinned recipe's references on Z-Image), one line
+        #: each (``recipe.feature_refused``'s)
+        self.dropped: list[str] = []
 
     # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -519,6 +533,7 @@ class GenerateForm(VerticalScroll):
     def show_model(self, model: CatalogModel | None) -> None:
         """Show the fields ``model`` has (its family's features); hide the rest. A hidden field
         keeps what was typed (a model that has it shows it again) but is not sent."""
+        self._model = model
         absent = absent_fields(model)
         if absent == self._absent:
             return
@@ -601,6 +616,7 @@ class GenerateForm(VerticalScroll):
                 self.focus_field(first_bad)
             return None, errors
         values = self._values(PARAMS)
+        self.dropped = self._dropped(values)
         for field_id in self._absent:  # what the model has no use for: the row's default
             values[_SHOWN[field_id].name] = _SHOWN[field_id].default
         if values.get("upscaler") == UPSCALE_ACTIVE and self._upscaler:
@@ -618,6 +634,22 @@ class GenerateForm(VerticalScroll):
                 f"{threshold.short}: needs {mode.short} {modes} (not {recipe[mode.name]})"
             ]
         return GenParams.from_recipe(recipe), []
+
+    def _dropped(self, values: dict[str, Any]) -> list[str]:
+        """The lines of what a hidden field holds that the model does not take (the one rule:
+        ``recipe.feature_refused``); it is not sent."""
+        if self._model is None:
+            return []
+        lines = []
+        for name in FEATURE_ROWS:
+            p = BY_NAME[name]
+            if p.form_id not in self._absent:
+                continue
+            alone = Recipe({name: values.get(name, p.default)}, {name: p.short})
+            line = feature_refused(alone, self._model)
+            if line is not None:
+                lines.append(f"{line}: not sent")
+        return lines
 
     def focus_field(self, field_id: str) -> None:
         """Focus a field; one in the advanced section opens it first (a bad field must be

@@ -1,0 +1,120 @@
+"""A user walk-through's findings (issues 20/21 polish): each through the surface a person
+meets - the CLI (a subprocess, or the in-process main) and the TUI (Pilot, the real App).
+
+* a model without a family feature (Z-Image: no edit references) refuses ``--ref-image`` in
+  one line before the engine loads - from the flags and from a reused record - and the form
+  says it does not send a pinned recipe's references;
+* a model change made by another process (``distill models use``) brings the new model's
+  defaults into the open form, as choosing it in the form does;
+* ctrl+g's refusal shows the first bad field even when it is below the fold;
+* the engine knobs' fields explain themselves (their PARAMS row's help as a tooltip);
+* ``distill generate --json`` holds every recorded row;
+* ``distill generate --help`` lists only image-generation models;
+* removal and upscaler wording.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from distill_tui.recipe import PARAMS
+
+ROOT = Path(__file__).resolve().parent.parent
+ZI = "z-image-turbo"
+
+
+def distill(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "distill_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+# ---- 1. a feature the model does not have -------------------------------------------------
+
+
+def test_ref_image_on_zimage_is_refused_for_the_model(isolated_dirs, tmp_path):
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(b"\x89PNG not read")
+    p = distill("generate", "x", "--model", ZI, "--ref-image", str(ref))
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Z-Image-Turbo takes no reference images" in lines[0]
+    assert "FLUX.2 Klein" in lines[0] and "VAE" not in lines[0]
+
+
+def test_reused_record_with_refs_on_zimage_is_refused(isolated_dirs, tmp_path):
+    from distill_tui.context import CoreContext
+    from distill_tui.outputs import History, HistoryRecord
+    from tests.test_families_form import ready
+
+    core = CoreContext.build()
+    ready(core, ZI)
+    sel = core.resolver.selection(ZI)
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(b"\x89PNG not read")
+    History(core.paths.history_file).add(
+        HistoryRecord(
+            id="abcdef0123456789",
+            model_id=ZI,
+            diffusion_quant=sel.diffusion_quant,
+            text_encoder_quant=sel.text_encoder_quant,
+            params={"prompt": "p", "width": 64, "height": 64, "ref_images": [str(ref)]},
+            seed=1,
+            images=[],
+        )
+    )
+    p = distill("generate", "--reuse", "abcdef012345")
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Z-Image-Turbo takes no reference images" in lines[0]
+    assert "abcdef012345" in lines[0]  # where the references came from
+
+
+def _notes(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def test_pinned_recipe_refs_on_zimage_are_said_not_sent(isolated_dirs, tmp_path):
+    """A Gallery recipe pinned onto Z-Image with edit references (the field is hidden):
+    ctrl+g generates without them and says so (the rule distill generate refuses by)."""
+    from distill_tui.app import DistillApp
+    from distill_tui.display import STILL
+    from distill_tui.generation import GenParams
+    from tests.gen_helpers import wait_for
+    from tests.test_families_form import core_with
+    from tests.test_generate_ui import FakeEngine, batch_files
+
+    core = core_with(ZI)
+    files = batch_files(core, 1)
+    engines: list[FakeEngine] = []
+
+    def factory(app):
+        engines.append(FakeEngine(app, files))
+        return engines[-1]
+
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(b"not read")
+    app = DistillApp(core, display_settings=STILL, engine_factory=factory)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        screen = app.screen
+        screen.apply_params(  # type: ignore[attr-defined]
+            GenParams(prompt="a cat", ref_images=(str(ref),)), ZI, core.resolver.selection(ZI)
+        )
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: bool(engines) and bool(engines[0].requests), 10)
+        said = [n for n in _notes(app) if "takes no reference images" in n]
+        assert said and "Z-Image-Turbo" in said[0] and "not sent" in said[0], _notes(app)
+    assert engines[0].requests[0].ref_images == []
