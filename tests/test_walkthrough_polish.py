@@ -118,3 +118,38 @@ async def test_pinned_recipe_refs_on_zimage_are_said_not_sent(isolated_dirs, tmp
         said = [n for n in _notes(app) if "takes no reference images" in n]
         assert said and "Z-Image-Turbo" in said[0] and "not sent" in said[0], _notes(app)
     assert engines[0].requests[0].ref_images == []
+
+
+# ---- 2. the active model changed by another process --------------------------------------
+
+
+async def test_models_use_elsewhere_brings_the_models_defaults(isolated_dirs):
+    """``distill models use z-image-turbo`` in another process (a second settings store
+    writing settings.json): the open form takes Z-Image's 8 steps as choosing it in the form's
+    Model list does; a typed value stays."""
+    import time
+
+    from distill_tui.app import DistillApp
+    from distill_tui.display import STILL
+    from distill_tui.paths import AppPaths
+    from distill_tui.settings import SettingsStore
+    from distill_tui.widgets.generate_form import GenerateForm
+    from tests.test_families_form import core_with
+
+    core = core_with("flux2-klein-4b", ZI)
+    app = DistillApp(core, display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        assert form.value("steps") == "4"
+        form.set_value("width", "512")  # typed
+        other = SettingsStore(AppPaths.from_env())  # another process
+        other.load()
+        other.update(active_model_id=ZI)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3 and core.settings.settings.active_model_id != ZI:
+            await pilot.pause(0.1)
+        assert core.settings.settings.active_model_id == ZI
+        await pilot.pause()
+        await pilot.pause()
+        assert form.value("steps") == "8", "the form kept the old model's default"
+        assert form.value("width") == "512"

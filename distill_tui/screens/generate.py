@@ -205,6 +205,8 @@ class GenerateScreen(DistillScreen):
         # readiness changes elsewhere (F3 downloads and quant choices) must reach the selector
         app.download_signal.subscribe(self, self._on_download, immediate=True)
         app.settings_signal.subscribe(self, self._on_settings_changed, immediate=True)
+        #: the model whose defaults the form shows (a change of the active one is followed)
+        self._form_model: str | None = app.core.settings.settings.active_model_id
         self.set_interval(0.5, self._tick)
         # the form's "upscale each result": each image of a finished generation (App-wide)
         upscales(app).follow_generations()
@@ -332,6 +334,9 @@ class GenerateScreen(DistillScreen):
     @on(ReadinessChanged)
     def _readiness_changed(self) -> None:
         self.query_one(ModelSelect).reload()
+        # the active model changed elsewhere (distill models use, the Model Manager): the form
+        # follows it as when it is chosen in the Model list
+        self._follow_model(self.distill.core.settings.settings.active_model_id)
         self._show_model()
         self._sync_empty_state()
 
@@ -536,10 +541,20 @@ class GenerateScreen(DistillScreen):
             self.distill.show_models(None if value == MANAGE else str(value))
             return
         self._set_reuse(None)  # choosing a model here replaces a recipe from the Gallery
-        self.form.follow_model(self._defaults(active), self._defaults(str(value)))
+        self._follow_model(str(value))
         core.settings.update(active_model_id=str(value))
         self._show_model()
         self._switch_engine_model(str(value))
+
+    def _follow_model(self, model_id: str) -> None:
+        """The form's picture fields follow a new active model (``GenerateForm.follow_model``:
+        a value still at the old model's default takes the new one's, a typed one stays),
+        whichever way it was chosen. A recipe pinned from the Gallery keeps its values."""
+        old = getattr(self, "_form_model", None)
+        self._form_model = model_id
+        if old is None or old == model_id or getattr(self, "_reuse", None) is not None:
+            return
+        self.form.follow_model(self._defaults(old), self._defaults(model_id))
 
     def _switch_engine_model(self, model_id: str) -> None:
         self.app.run_worker(
@@ -596,6 +611,7 @@ class GenerateScreen(DistillScreen):
                 )
                 return
             run_generation(self.distill, params, model_id, selection)
+            self._form_model = model_id  # the form holds its recipe: nothing to follow
             self._set_reuse(None)  # now the saved choice (the service persisted it)
             return
         run_generation(self.distill, params)
