@@ -153,3 +153,39 @@ async def test_models_use_elsewhere_brings_the_models_defaults(isolated_dirs):
         await pilot.pause()
         assert form.value("steps") == "8", "the form kept the old model's default"
         assert form.value("width") == "512"
+
+
+# ---- 3. ctrl+g's refusal is seen ---------------------------------------------------------
+
+
+async def test_refusal_below_the_fold_is_shown(isolated_dirs):
+    """The advanced section open, Flow shift 'abc', VRAM -3, no prompt: ctrl+g focuses the
+    first bad field, on screen, and one notification names every field to fix."""
+    from textual.widgets import TextArea
+
+    from distill_tui.app import DistillApp
+    from distill_tui.display import STILL
+    from distill_tui.widgets.generate_form import GenerateForm
+    from tests.test_families_form import core_with
+
+    app = DistillApp(core_with(ZI), display_settings=STILL)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        form.open_advanced()
+        await pilot.pause()
+        await pilot.pause()
+        form.set_value("flow-shift", "abc")
+        form.set_value("max-vram", "-3")
+        form.query_one("#max-vram").focus()
+        await pilot.pause()
+        form.scroll_end(animate=False)
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        await pilot.pause()
+        focused = app.focused
+        assert isinstance(focused, TextArea) and focused.id == "prompt", focused
+        assert focused.region.overlaps(form.region) and focused.region.height > 0
+        said = [n for n in _notes(app) if "need a fix" in n]
+        assert said, _notes(app)
+        assert "Prompt" in said[0] and "Flow shift" in said[0] and "VRAM GiB" in said[0]

@@ -583,7 +583,7 @@ class GenerateScreen(DistillScreen):
             self.notify("An upscale is running (ctrl+x stops it)", severity="warning")
             return
         params, errors = self.form.to_request()
-        self.form.show_errors(errors)
+        self._show_refusal(errors)
         if params is None:
             return
         for line in self.form.dropped:  # a pinned recipe's references on Z-Image: said
@@ -615,6 +615,14 @@ class GenerateScreen(DistillScreen):
             self._set_reuse(None)  # now the saved choice (the service persisted it)
             return
         run_generation(self.distill, params)
+
+    def _show_refusal(self, errors: list[str]) -> None:
+        """The form's error lines under it, and one notification naming the fields (the lines
+        are off screen when the advanced section is open)."""
+        self.form.show_errors(errors)
+        if errors:
+            summary = GenerateForm.fix_summary(errors)
+            self.notify(escape_markup(visible(summary)), severity="error", timeout=8)
 
     def _warn_fit(self, params: GenParams) -> bool:
         """Warn once before a generation whose set and size will not fit the GPU (the
@@ -681,7 +689,7 @@ class GenerateScreen(DistillScreen):
             self.notify("A generation is running (ctrl+x stops it)", severity="warning")
             return
         params, errors = self.form.to_request()
-        self.form.show_errors(errors)
+        self._show_refusal(errors)
         if params is not None:
             from distill_tui.screens.compare import CompareModal
 

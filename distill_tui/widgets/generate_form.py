@@ -586,6 +586,7 @@ class GenerateForm(VerticalScroll):
         too_long = text_problem("prompt", prompt)
         if not prompt or too_long:
             errors.insert(0, f"Prompt: {too_long or 'required'}")
+            first_bad = "prompt"  # the first line's field gets the focus
         refs = [] if "ref-image" in self._absent else split_paths(self.text("ref-image"))
         for ref in refs:
             if not Path(ref).expanduser().is_file():
@@ -652,8 +653,13 @@ class GenerateForm(VerticalScroll):
         return lines
 
     def focus_field(self, field_id: str) -> None:
-        """Focus a field; one in the advanced section opens it first (a bad field must be
-        seen to be fixed)."""
+        """Focus a field, scrolled into view; one in the advanced section opens it first (a
+        bad field must be seen to be fixed)."""
+        if field_id == "prompt":
+            prompt = self.query_one("#prompt", TextArea)
+            prompt.focus()
+            self.call_after_refresh(self.scroll_to_widget, prompt, animate=False)
+            return
         if field_id in ADVANCED:
             self.open_advanced()
         self._focus_when_there(field_id, tries=20)
@@ -667,6 +673,7 @@ class GenerateForm(VerticalScroll):
         found = self.query(f"#{field_id}")
         if found:
             found.first().focus()
+            self.call_after_refresh(self.scroll_to_widget, found.first(), animate=False)
         elif tries > 0:
             self.call_after_refresh(self._focus_when_there, field_id, tries - 1)
 
@@ -693,6 +700,17 @@ class GenerateForm(VerticalScroll):
             self.set_value(field_id, values[field_id])
 
     # ---- errors ------------------------------------------------------------------------
+    @staticmethod
+    def fix_summary(errors: list[str]) -> str:
+        """One line naming the fields a refusal's lines are about ("2 fields need a fix:
+        Prompt, Flow shift"): the error lines are under the form, off screen when the
+        advanced section is open."""
+        names = list(dict.fromkeys(e.split(":", 1)[0] for e in errors))
+        many = len(names) != 1
+        return f"{len(names)} field{'s' if many else ''} need{'' if many else 's'} a fix: " + (
+            ", ".join(names)
+        )
+
     def show_errors(self, errors: list[str]) -> None:
         self.errors = list(errors)
         box = self.query_one("#form-errors", Static)
