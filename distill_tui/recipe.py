@@ -159,6 +159,14 @@ class Param:
         return label if label[:2].isupper() else label[:1].lower() + label[1:]
 
     @property
+    def tooltip(self) -> str:
+        """The help as a sentence of its own (the form's tooltip): argparse's ``%(choices)s``
+        spelled out."""
+        text = self.help.replace("%(choices)s", ", ".join(self.choices or ()))
+        text = text.replace("%%", "%")
+        return text[:1].upper() + text[1:]
+
+    @property
     def is_knob(self) -> bool:
         """An engine knob: a memory/speed switch, not a property of the picture."""
         return self.side == "load" or self.name in _GENERATE_KNOBS

@@ -189,3 +189,30 @@ async def test_refusal_below_the_fold_is_shown(isolated_dirs):
         said = [n for n in _notes(app) if "need a fix" in n]
         assert said, _notes(app)
         assert "Prompt" in said[0] and "Flow shift" in said[0] and "VRAM GiB" in said[0]
+
+
+# ---- 4. the knobs explain themselves ------------------------------------------------------
+
+
+async def test_engine_knob_fields_have_their_rows_help_as_tooltip(isolated_dirs):
+    from distill_tui.app import DistillApp
+    from distill_tui.display import STILL
+    from distill_tui.recipe import BY_NAME
+    from distill_tui.widgets.generate_form import GenerateForm
+    from tests.test_families_form import core_with
+
+    app = DistillApp(core_with(ZI), display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen.query_one(GenerateForm)
+        form.open_advanced()
+        await pilot.pause()
+        await pilot.pause()
+        for name in (
+            "cache_mode", "cache_threshold", "flow_shift", "max_vram",
+            "diffusion_conv_direct", "vae_conv_direct", "keep_clip_on_cpu",
+        ):  # fmt: skip
+            p = BY_NAME[name]
+            tip = form.query_one(f"#{p.form_id}").tooltip
+            assert tip, f"{p.short} has no tooltip"
+            assert str(tip) == p.tooltip and "%(" not in str(tip)
+        assert "easycache" in str(form.query_one("#cache-mode").tooltip)

@@ -331,6 +331,18 @@ KNOBS = tuple(p.form_id for p in RECIPE_KNOBS if p.form != "hidden" and p.settin
 
 
 def _widget(field_id: str, field: Field, value: str | bool) -> Widget:
+    widget = _bare_widget(field_id, field, value)
+    p = _SHOWN.get(field_id)
+    if p is not None and p.help and p.name not in _NO_TOOLTIP:
+        widget.tooltip = Content(p.tooltip)  # what it does: its PARAMS row's help (one source)
+    return widget
+
+
+#: rows whose help speaks of the command line only (a flag's forms), not of the form's field
+_NO_TOOLTIP = frozenset({"seed", "upscaler"})
+
+
+def _bare_widget(field_id: str, field: Field, value: str | bool) -> Widget:
     if isinstance(field, Flag):
         return Checkbox(field.label, bool(value), id=field_id, compact=True)
     if isinstance(field, Choice):
