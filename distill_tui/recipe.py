@@ -100,6 +100,21 @@ SCHEDULERS: tuple[str, ...] = (
 )
 
 
+#: the rows ``distill generate --json`` has at the top of its document (the rest are its
+#: ``knobs``: :meth:`Recipe.json`)
+PICTURE_ROWS = (
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "seed",
+    "sampler",
+    "scheduler",
+    "batch_count",
+)
+
 #: the generate-side rows that are engine knobs (speed/memory), not the picture's properties
 _GENERATE_KNOBS = ("vae_tiling", "cache_mode", "cache_threshold")
 
@@ -536,11 +551,14 @@ class Recipe:
         return out
 
     def json(self) -> dict[str, Any]:
-        """The knobs' part of ``distill generate --json`` (by each row's ``key``)."""
+        """The ``knobs`` part of ``distill generate --json`` (by each row's ``key``): every
+        recorded row but the picture's (:data:`PICTURE_ROWS`, at the top of the document), so
+        --json holds what the history and the PNG hold."""
         rec = self.record()
-        out = {p.key: rec[p.name] for p in KNOBS}
-        for name in ("ref_images", "init_image", "strength", "loras"):
-            out[BY_NAME[name].key] = rec[name]
+        out = {p.key: rec[p.name] for p in KNOBS}  # the engine knobs first, as before
+        for p in PARAMS:
+            if p.name not in PICTURE_ROWS:
+                out.setdefault(p.key, rec[p.name])
         if not self["init_image"]:
             out[BY_NAME["strength"].key] = None
         return out

@@ -216,3 +216,23 @@ async def test_engine_knob_fields_have_their_rows_help_as_tooltip(isolated_dirs)
             assert tip, f"{p.short} has no tooltip"
             assert str(tip) == p.tooltip and "%(" not in str(tip)
         assert "easycache" in str(form.query_one("#cache-mode").tooltip)
+
+
+# ---- 5. --json holds every recorded row ---------------------------------------------------
+
+
+def test_generate_json_has_every_recorded_row(app_paths, tiny_models, tmp_path):
+    """The real engine child: ``--flow-shift 2`` is in the PNG and the history; --json has it
+    too, and every other PARAMS row (at the top or under ``knobs``)."""
+    from tests.test_families_generate import VARIANT, _variant
+
+    _variant(app_paths, tiny_models)
+    p = distill(
+        "generate", "a cat", "--model", VARIANT, "--flow-shift", "2", "--json",
+        "-o", str(tmp_path / "j.png"),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["knobs"]["flowShift"] == 2.0
+    missing = [r.name for r in PARAMS if r.key not in doc and r.key not in doc["knobs"]]
+    assert missing == [], missing

@@ -427,7 +427,10 @@ def result_json(gen: GenerateRequest, result, load: LoadRequest | None = None) -
      "timings": {"load", "encode", "sample", "decode", "total"},   (seconds)
      "knobs": {<each engine knob's json key>: value (None: not known),
                "refImages": [str], "initImage": str|null, "strength": float|null,
-               "loras": [{"name", "weight"}]}}
+               "loras": [{"name", "weight"}], <every other row's key>: value}}
+
+    ``knobs`` holds every recorded row the top does not (``Recipe.json``): what the history
+    and the PNG hold.
 
     The keys are the ``PARAMS`` rows' (``Param.key``).
     """
