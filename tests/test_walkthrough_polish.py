@@ -236,3 +236,23 @@ def test_generate_json_has_every_recorded_row(app_paths, tiny_models, tmp_path):
     assert doc["knobs"]["flowShift"] == 2.0
     missing = [r.name for r in PARAMS if r.key not in doc and r.key not in doc["knobs"]]
     assert missing == [], missing
+
+
+# ---- 6. generate --help lists what generates ----------------------------------------------
+
+
+def test_generate_help_lists_image_models_and_upscale_help_the_upscalers(isolated_dirs, capsys):
+    import pytest
+
+    from distill_tui.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    gen = capsys.readouterr().out
+    assert "z-image-turbo" in gen and "flux2-klein-4b" in gen
+    assert "realesrgan" not in gen.lower(), gen[gen.find("models") :]
+    assert "distill upscale --help" in gen
+    with pytest.raises(SystemExit):
+        main(["upscale", "--help"])
+    up = capsys.readouterr().out
+    assert "realesrgan-x4plus" in up and "z-image-turbo" not in up

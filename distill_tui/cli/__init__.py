@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, TypeAlias
 
 from distill_tui import __version__
@@ -40,14 +42,23 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def _catalog_models_help() -> str:
-    """The catalog's models, their quants and defaults (for --help)."""
+def _catalog_models_help(kind: str | None = None) -> str:
+    """The catalog's models (``kind``: only those of that type), their quants and defaults
+    (for --help)."""
     from distill_tui.catalog import load_catalog
     from distill_tui.paths import AppPaths
 
     cat = load_catalog(AppPaths.from_env().user_catalog_file, seed=False).catalog
-    lines = ["models (--model / MODEL; --quant ROLE=Q per component; default quants marked *):"]
+    head = {
+        None: "models (--model / MODEL; --quant ROLE=Q per component; default quants marked *):",
+        "image-generation": "image-generation models (--model ID; --quant ROLE=Q per "
+        "component; default quants marked *):",
+        "upscaler": "upscalers (--upscaler ID):",
+    }
+    lines = [head.get(kind, head[None])]
     for m in cat.models:
+        if kind is not None and m.type != kind:
+            continue
         r = m.recommended
         lines.append(f"  {m.id}: {m.name}  ({m.spec.label}, {m.type})")
         for comp in m.components:
@@ -68,7 +79,8 @@ def _catalog_models_help() -> str:
 
 def _generate_epilog() -> str:
     return (
-        _catalog_models_help()
+        _catalog_models_help("image-generation")
+        + "\n(upscalers, for --upscale: distill upscale --help)"
         + "\n\ndefaults, weakest first: the model's recommended values, the `generation` "
         "settings, the flags.\n-o FILE: .png (parameters in the A1111 `parameters` text chunk), "
         ".jpg/.jpeg or .webp (parameters in EXIF UserComment, as A1111 writes them); any other "
@@ -412,11 +424,14 @@ def _add_upscale_parser(sub: _Subcommands) -> None:
     up = sub.add_parser(
         "upscale",
         help="upscale images with an ESRGAN upscaler (4x with Real-ESRGAN x4plus)",
-        description="Upscale each IMAGE with the upscaler (a catalog upscaler, the active or "
-        "first installed one by default, or a .pth/.safetensors file). The result keeps the "
-        "source's metadata plus the upscaler, goes to the outputs folder (the Gallery lists "
-        "it, linked to its source) and its path is printed. Sources: PNG, JPEG, WebP or BMP, "
-        "at most 4096 px a side; results at most 16384 px a side and 67 megapixels.",
+        description=textwrap.fill(  # the raw formatter (the upscalers' list) keeps lines
+            "Upscale each IMAGE with the upscaler (a catalog upscaler, the active or "
+            "first installed one by default, or a .pth/.safetensors file). The result keeps the "
+            "source's metadata plus the upscaler, goes to the outputs folder (the Gallery lists "
+            "it, linked to its source) and its path is printed. Sources: PNG, JPEG, WebP or "
+            "BMP, at most 4096 px a side; results at most 16384 px a side and 67 megapixels.",
+            78,
+        ),
     )
     up.add_argument("images", nargs="+", metavar="IMAGE")
     out = up.add_mutually_exclusive_group()
@@ -439,6 +454,8 @@ def _add_upscale_parser(sub: _Subcommands) -> None:
     )
     up.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     up.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    up.epilog_fn = partial(_catalog_models_help, "upscaler")
+    up.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _add_catalog_parser(sub: _Subcommands) -> None:
