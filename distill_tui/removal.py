@@ -3,7 +3,9 @@
 
 - The active quant of the active model is refused (Generate would break): select another
   downloaded quant first — unless forced (``--force``, or ``--all``: the whole model), which
-  clears the selection.
+  clears the selection. The active upscaler's file likewise, unless ``--force`` (which leaves
+  no upscaler active). The CLI's lines name ``--force``; the Model Manager's (no force there)
+  say what to do instead.
 - Removing another model's selected quant clears that model's selection of it.
 - A file another model uses too (the shared VAE, Klein 4B's Qwen3-4B text encoder that
   Z-Image-Turbo loads as well: ``Catalog.users_of``) is kept while that model has downloaded
@@ -51,6 +53,8 @@ class RemovalPlan:
     clears: list[tuple[str, str]] = field(default_factory=list)
     #: file -> the names of the other models that use it (targets removed anyway, and kept ones)
     shared: dict[str, list[str]] = field(default_factory=dict)
+    #: nothing may go without a force (the active upscaler): a refusal even with ``--all``
+    refused: bool = False
 
     @property
     def size(self) -> int:
@@ -155,12 +159,17 @@ def plan_removal(
     force: bool = False,
     force_active: bool = False,
     force_shared: bool = False,
+    force_word: str | None = None,
 ) -> RemovalPlan:
     """``items``: (component role, quant id or None for a component that is one file) of
     ``model_id`` to remove. ``force`` overrides every refusal; ``force_active`` only the
     active-quant one (removing a whole model, ``--all``, says what it means: its selection is
     cleared); ``force_shared`` only the shared-file one (the person was asked, naming who uses
-    it). ``plan.shared`` names the other users of each shared file, removed or kept."""
+    it). ``plan.shared`` names the other users of each shared file, removed or kept.
+
+    The active upscaler's file needs ``force`` (``--force``) as the active quant does when it is
+    removed alone; ``force_word``: how the caller forces a refusal (the CLI: ``--force``; None:
+    the Model Manager, which has none - its lines say what to do there instead)."""
     force_active = force_active or force
     force_shared = force_shared or force
     model = core.catalog.require(model_id)
@@ -168,6 +177,18 @@ def plan_removal(
     active_id = settings.settings.active_model_id
     active_files = _active_file(core)
     plan = RemovalPlan(model.id)
+    hint = f" (or {force_word})" if force_word else ""
+    if not model.spec.is_generator and not force:
+        if model.id == getattr(settings.settings, "active_upscaler_id", None):
+            for component, _qid in items:
+                comp = model.component(component)
+                if comp is not None and comp.file is not None and _on_disk(core, comp.file.file):
+                    plan.kept.append(
+                        f"kept {comp.file.file}: {model.name} is the active upscaler, the one "
+                        f"upscaling uses; make another upscaler active first{hint}"
+                    )
+            plan.refused = bool(plan.kept)
+            return plan
     for component, qid in items:
         comp = model.component(component)
         if comp is None:
@@ -190,7 +211,7 @@ def plan_removal(
                 )
                 plan.kept.append(
                     f"kept {rel}: {qid} is {whose}, the one Generate uses; select another "
-                    "downloaded quant first (or force)"
+                    f"downloaded quant first{hint}"
                 )
                 continue
         users = shared_users(core, model, rel)
@@ -198,7 +219,8 @@ def plan_removal(
             plan.shared[rel] = [m.name for m in users]
             if not force_shared:
                 names = ", ".join(m.name for m in users)
-                plan.kept.append(f"kept {rel}: also used by {names} (force to remove it anyway)")
+                anyway = f" ({force_word} to remove it anyway)" if force_word else ""
+                plan.kept.append(f"kept {rel}: also used by {names}{anyway}")
                 continue
         size = _on_disk(core, rel)
         if size is None:
@@ -256,6 +278,11 @@ def remove(core: CoreContext, plan: RemovalPlan) -> RemovalResult:
         out.removed.append(t.rel)
         out.freed += freed
     gone = set(out.removed)
+    model = core.catalog.get(plan.model_id)
+    up = getattr(core.settings.settings, "active_upscaler_id", None)
+    if model is not None and model.id == up and any(t.component == "upscaler" for t in plan.targets):
+        if not any(core.inventory.is_present(f.file) for _c, _q, f in model.files()):
+            core.settings.update(active_upscaler_id=None)  # forced: no active upscaler now
     for model_id, component in plan.clears:
         comp = core.catalog.require(model_id).component(component)
         q = comp.get(core.settings.selection(model_id).get(component) or "") if comp else None

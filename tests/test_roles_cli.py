@@ -259,6 +259,9 @@ def test_upscaler_downloads_lists_and_removes_like_any_model(hub_catalog_v3, cap
     code, out, err = run(capsys, "models", "download", UP, "--quant", "upscaler=x")
     assert code != 0 and "roles with quants: none" in err
     code, out, err = run(capsys, "models", "remove", UP, "--all", "--yes")
+    assert code == 1 and "the active upscaler" in out and "(or --force)" in out, out + err
+    assert (models_dir() / rel).exists()  # the active upscaler needs --force (an active quant)
+    code, out, err = run(capsys, "models", "remove", UP, "--all", "--yes", "--force")
     assert code == 0, out + err
     assert not (models_dir() / rel).exists()
 

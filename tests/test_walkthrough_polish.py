@@ -256,3 +256,56 @@ def test_generate_help_lists_image_models_and_upscale_help_the_upscalers(isolate
         main(["upscale", "--help"])
     up = capsys.readouterr().out
     assert "realesrgan-x4plus" in up and "z-image-turbo" not in up
+
+
+# ---- 7. removal: the active upscaler, and the words for each surface ----------------------
+
+UP = "realesrgan-x4plus"
+
+
+def _upscaler_ready(core) -> Path:
+    from tests.test_families_form import ready
+
+    ready(core, UP)
+    core.settings.update(active_upscaler_id=UP)
+    comp = core.catalog.require(UP).components[0]
+    assert comp.file is not None
+    return core.inventory.abs_path(comp.file.file)
+
+
+def test_removing_the_active_upscaler_needs_force_as_an_active_quant_does(isolated_dirs):
+    from distill_tui.context import CoreContext
+    from tests.test_families_form import core_with
+
+    core = core_with("flux2-klein-4b")
+    path = _upscaler_ready(core)
+    p = distill("models", "remove", UP, "--all", "-y")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert path.is_file(), "the active upscaler was removed without --force"
+    assert "the active upscaler" in p.stdout and "(or --force)" in p.stdout, p.stdout
+    # the active model's quant: the same words
+    sel = core.resolver.selection("flux2-klein-4b")
+    p = distill("models", "remove", "flux2-klein-4b", "--diffusion", sel.diffusion_quant, "-y")
+    assert p.returncode == 1 and "(or --force)" in p.stdout and "(or force)" not in p.stdout
+    p = distill("models", "remove", UP, "--all", "-y", "--force")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not path.exists()
+    assert CoreContext.build().settings.settings.active_upscaler_id in (None, "")
+
+
+def test_removal_words_without_a_force_for_the_model_manager(isolated_dirs):
+    """The Model Manager has no force: its refusal says what to do there (plan_removal as the
+    del key calls it)."""
+    from distill_tui.removal import plan_removal
+    from tests.test_families_form import core_with
+
+    core = core_with("flux2-klein-4b", ZI)
+    _upscaler_ready(core)
+    # Z-Image-Turbo's text encoder quant is the one the active Klein 4B loads
+    te = core.resolver.selection(ZI).text_encoder_quant
+    plan = plan_removal(core, ZI, [("textEncoder", te)])
+    plan_up = plan_removal(core, UP, [("upscaler", None)])
+    for line in plan.kept + plan_up.kept:
+        assert "force" not in line, line
+    assert plan.kept and "select another downloaded quant" in plan.kept[0]
+    assert plan_up.kept and "make another upscaler active first" in plan_up.kept[0]

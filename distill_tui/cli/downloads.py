@@ -779,13 +779,14 @@ def cmd_remove(args: argparse.Namespace, ctx: CoreContext) -> int:
     force = bool(getattr(args, "force", False))
     ask = not args.yes and sys.stdin.isatty()
     plan = plan_removal(
-        ctx, model.id, items, force=force, force_active=bool(args.all), force_shared=ask
-    )
+        ctx, model.id, items, force=force, force_active=bool(args.all), force_shared=ask,
+        force_word="--force",
+    )  # fmt: skip
     for note in plan.kept:
         print(f"  {note}")
     if not plan.targets:
         print(f"nothing to remove for {model.id}")
-        return 1 if plan.kept and not args.all else 0
+        return 1 if plan.kept and (not args.all or plan.refused) else 0
     print(f"will delete from {ctx.inventory.models_dir}:")
     for t in plan.targets:
         users = plan.shared.get(t.rel)
