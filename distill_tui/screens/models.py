@@ -95,8 +95,8 @@ class ModelManagerScreen(DistillScreen):
 
     COMPACT_FOOTER = True
     #: A large catalog mounts only the cards near the viewport (a window over the tab's
-    #: cards): FIRST_CARDS (more than a tall terminal shows) and WINDOW_MARGIN more on each
-    #: side of what is visible; spacers above and below stand for the others (their heights
+    #: cards): FIRST_CARDS for the first paint (more than a tall terminal shows), then what
+    #: is visible and WINDOW_MARGIN more on each side; spacers above and below stand for the others (their heights
     #: as last laid out, else CARD_HEIGHT), so the scroll bar and page keys cover the whole
     #: list. Cards leave the DOM and come back as the same widgets (state, rows kept).
     FIRST_CARDS = 12
@@ -258,7 +258,7 @@ class ModelManagerScreen(DistillScreen):
         self._expanded = expanded
         self._shown = list(range(len(models)))
         self._shown_ids = set(self._shown)
-        self._lo, self._hi = 0, min(len(self._shown), self.FIRST_CARDS + self.WINDOW_MARGIN)
+        self._lo, self._hi = 0, min(len(self._shown), self.FIRST_CARDS)
         with ModelList(id="model-list"):
             yield self._spacer("models-above", 0)
             for card in self._window_cards(self._lo, self._hi):
@@ -489,6 +489,7 @@ class ModelManagerScreen(DistillScreen):
         app.machine_changed.subscribe(self, lambda _m: self.sync_all())  # fit marks: the GPU
         model_list = self.query_one("#model-list", ModelList)
         self.watch(model_list, "scroll_y", self._check_window, init=False)
+        self.call_after_refresh(self._check_window)  # the margin, after the first paint
         # The cards were drawn from the facts as they were composed (compose_body); a
         # download event published before the subscription above is read here.
         seen = dict(self._events)
@@ -896,7 +897,7 @@ class ModelManagerScreen(DistillScreen):
             if card is not None:
                 card.display = i in self._shown_ids
         self.query_one("#models-empty").display = not shown
-        self._lo, self._hi = 0, min(len(shown), self.FIRST_CARDS + self.WINDOW_MARGIN)
+        self._lo, self._hi = 0, min(len(shown), self.FIRST_CARDS)
         # after the next frame: the tab bar answers the key first, the cards follow
         self.call_after_refresh(self._remount, self._window_cards(self._lo, self._hi))
 
@@ -935,8 +936,7 @@ class ModelManagerScreen(DistillScreen):
                 model_list.scroll_to(y=0, animate=False, immediate=True)
         finally:
             self._windowing = False
-        if self._window_dirty:  # a scroll while the cards changed
-            self.call_after_refresh(self._check_window)
+        self.call_after_refresh(self._check_window)  # the margin (and a scroll meanwhile)
 
     # ---- choosing a quant ------------------------------------------------------------
     @on(QuantRadioSet.Changed)
