@@ -267,6 +267,12 @@ def resolve_upscaler(ctx: CoreContext, ref: str | None = None) -> Upscaler:
         if p.suffix or os.sep in ref or p.exists():
             return _from_file(p.resolve(), None, None, None)
         ids = ", ".join(by_id) or "none in the catalog"
+        other = ctx.catalog.get(ref)
+        if other is not None:  # a catalog model of another type: say what it is
+            what = "an image model" if other.type == "image-generation" else f"a {other.type}"
+            raise UpscaleError(
+                f"{other.id} is {what}, not an upscaler; upscalers: {ids} (or a .pth file path)"
+            )
         raise UpscaleError(f"unknown upscaler {ref!r} (upscalers: {ids}; or a .pth file path)")
     active = getattr(ctx.settings.settings, "active_upscaler_id", None)
     if not ref and active in by_id:  # the one chosen (a stale id: as if none was)
@@ -276,10 +282,10 @@ def resolve_upscaler(ctx: CoreContext, ref: str | None = None) -> Upscaler:
         got = _installed_file(ctx, m)
         if got is not None:
             return _from_file(got[0], m.name, m.id, got[1])
-    if ref:
-        which = "the active upscaler" if ref == active else "upscaler"
+    if ref:  # the active one by its name (the command names its id); one typed as typed
+        which = f"the active upscaler {by_id[ref].name}" if ref == active else f"upscaler {ref}"
         raise UpscaleError(
-            f"{which} {ref} is not downloaded; run: distill models download {ref} "
+            f"{which} is not downloaded; run: distill models download {ref} "
             "(or --upscaler ID|PATH)"
         )
     if models:

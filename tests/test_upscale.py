@@ -443,7 +443,8 @@ def test_upscale_uses_the_active_upscaler_setting(
     # the active one not downloaded: said, not silently another
     CoreContext.build(app_paths).settings.update(active_upscaler_id="realesrgan-x4plus")
     code, out, err = _run(capsys, str(src))
-    assert code == 2 and "the active upscaler realesrgan-x4plus is not downloaded" in err
+    assert code == 2 and "the active upscaler Real-ESRGAN x4plus is not downloaded" in err
+    assert "run: distill models download realesrgan-x4plus" in err
 
 
 def test_download_then_upscale_from_the_loopback_hub(

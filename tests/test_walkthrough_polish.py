@@ -309,3 +309,63 @@ def test_removal_words_without_a_force_for_the_model_manager(isolated_dirs):
         assert "force" not in line, line
     assert plan.kept and "select another downloaded quant" in plan.kept[0]
     assert plan_up.kept and "make another upscaler active first" in plan_up.kept[0]
+
+
+# ---- 8. wording ---------------------------------------------------------------------------
+
+
+async def test_gallery_upscale_without_the_active_upscaler_reads_as_a_sentence(isolated_dirs):
+    """u in the Gallery, the active upscaler not downloaded: 'upscale failed: the active
+    upscaler Real-ESRGAN x4plus is not downloaded: ...' (its name, lower case after the
+    colon)."""
+    from PIL import Image
+
+    from distill_tui.app import DistillApp
+    from distill_tui.display import STILL
+    from distill_tui.outputs import History, HistoryRecord, save_png
+    from tests.gen_helpers import wait_for
+    from tests.test_families_form import core_with
+
+    core = core_with("flux2-klein-4b")
+    core.settings.update(active_upscaler_id=UP)
+    src = save_png(Image.new("RGB", (8, 8)), core.settings.outputs_dir, {"seed": 1})
+    sel = core.resolver.selection("flux2-klein-4b")
+    History(core.paths.history_file).add(
+        HistoryRecord(
+            model_id="flux2-klein-4b",
+            diffusion_quant=sel.diffusion_quant,
+            text_encoder_quant=sel.text_encoder_quant,
+            params={"prompt": "p", "width": 8, "height": 8},
+            seed=1,
+            images=[str(src)],
+        )
+    )
+    app = DistillApp(core, display_settings=STILL)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        await pilot.press("u")
+        await wait_for(pilot, lambda: any("upscale failed" in n for n in _notes(app)), 10)
+        [line] = [n for n in _notes(app) if "upscale failed" in n]
+        assert line.startswith("upscale failed: the active upscaler Real-ESRGAN x4plus "), line
+
+
+def test_upscale_with_an_image_model_says_what_it_is(isolated_dirs, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(src)
+    p = distill("upscale", str(src), "--upscaler", ZI)
+    assert p.returncode != 0
+    [line] = p.stderr.strip().splitlines()
+    assert "z-image-turbo is an image model, not an upscaler; upscalers: " in line, line
+    assert "realesrgan-x4plus" in line and "unknown upscaler" not in line
+
+
+def test_models_use_says_the_model_is_now_active(isolated_dirs):
+    from tests.test_families_form import core_with
+
+    core_with("flux2-klein-4b", ZI)
+    p = distill("models", "use", ZI)
+    assert p.returncode == 0, p.stderr
+    assert "now the active model (Z-Image-Turbo)" in p.stdout, p.stdout

@@ -320,7 +320,8 @@ def cmd_use(args: argparse.Namespace, ctx: CoreContext) -> int:
         else ("not ready: " + "; ".join(ctx.resolver.missing(model.id)))
     )
     picked = ", ".join(f"{role_word(r)} {sel.get(r) or '(none)'}" for r in model.quant_roles)
-    print(visible(f"{model.id}: {picked} ({ready})"))
+    now = "" if args.no_activate else f"; now the active model ({model.name})"
+    print(visible(f"{model.id}: {picked} ({ready}){now}"))
     return 0
 
 

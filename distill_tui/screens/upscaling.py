@@ -179,7 +179,8 @@ class Upscales:
         try:
             upscaler = await asyncio.to_thread(resolve_upscaler, core, ref)
         except UpscaleError as e:
-            self._end(st, "failed", no_upscaler_line(e))
+            line = no_upscaler_line(e)  # after "upscale failed: ": lower case
+            self._end(st, "failed", line[:1].lower() + line[1:])
             return
         except Exception as e:  # a bug: one line, never a traceback on the screen
             log.exception("resolving the upscaler failed")
