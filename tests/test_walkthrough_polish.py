@@ -369,3 +369,33 @@ def test_models_use_says_the_model_is_now_active(isolated_dirs):
     p = distill("models", "use", ZI)
     assert p.returncode == 0, p.stderr
     assert "now the active model (Z-Image-Turbo)" in p.stdout, p.stdout
+
+
+async def test_gallery_recipe_line_shows_both_quants_at_120_columns(isolated_dirs):
+    """The recipe pinned from the Gallery: its line names the model and both quants whole
+    (the text encoder's was cut: 'Q4_K_S × Q3_K')."""
+    from textual.widgets import Static
+
+    from distill_tui.app import DistillApp
+    from distill_tui.display import STILL
+    from distill_tui.generation import GenParams
+    from tests.test_families_form import core_with
+
+    core = core_with("flux2-klein-4b")
+    # the Gallery's record: a text encoder quant not downloaded here (the line says so)
+    sel = core.resolver.selection("flux2-klein-4b").with_quant("textEncoder", "Q3_K_M")
+    app = DistillApp(core, display_settings=STILL)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.apply_params(  # type: ignore[attr-defined]
+            GenParams(prompt="a cat"), "flux2-klein-4b", sel
+        )
+        await pilot.pause()
+        await pilot.pause()
+        line = app.screen.query_one("#reuse-line", Static)
+        seen = line.region.intersection(app.screen.query_one("#generate-form").region)
+        strips = line.render_lines(line.region.reset_offset)  # what the form's width shows
+        shown = " ".join(" ".join(s.crop(0, seen.width).text for s in strips).split())
+        words = ("FLUX.2 Klein 4B", f"{sel.diffusion_quant} × Q3_K_M ", "not downloaded")
+        for word in words:
+            assert word in shown, (word, shown)
+        assert shown.endswith(")"), shown  # the state whole
