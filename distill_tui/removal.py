@@ -178,17 +178,17 @@ def plan_removal(
     active_files = _active_file(core)
     plan = RemovalPlan(model.id)
     hint = f" (or {force_word})" if force_word else ""
-    if not model.spec.is_generator and not force:
-        if model.id == getattr(settings.settings, "active_upscaler_id", None):
-            for component, _qid in items:
-                comp = model.component(component)
-                if comp is not None and comp.file is not None and _on_disk(core, comp.file.file):
-                    plan.kept.append(
-                        f"kept {comp.file.file}: {model.name} is the active upscaler, the one "
-                        f"upscaling uses; make another upscaler active first{hint}"
-                    )
-            plan.refused = bool(plan.kept)
-            return plan
+    active_up = getattr(settings.settings, "active_upscaler_id", None)
+    if not model.spec.is_generator and not force and model.id == active_up:
+        for component, _qid in items:
+            comp = model.component(component)
+            if comp is not None and comp.file is not None and _on_disk(core, comp.file.file):
+                plan.kept.append(
+                    f"kept {comp.file.file}: {model.name} is the active upscaler, the one "
+                    f"upscaling uses; make another upscaler active first{hint}"
+                )
+        plan.refused = bool(plan.kept)
+        return plan
     for component, qid in items:
         comp = model.component(component)
         if comp is None:
@@ -280,9 +280,13 @@ def remove(core: CoreContext, plan: RemovalPlan) -> RemovalResult:
     gone = set(out.removed)
     model = core.catalog.get(plan.model_id)
     up = getattr(core.settings.settings, "active_upscaler_id", None)
-    if model is not None and model.id == up and any(t.component == "upscaler" for t in plan.targets):
-        if not any(core.inventory.is_present(f.file) for _c, _q, f in model.files()):
-            core.settings.update(active_upscaler_id=None)  # forced: no active upscaler now
+    if (
+        model is not None
+        and model.id == up
+        and any(t.component == "upscaler" for t in plan.targets)
+        and not any(core.inventory.is_present(f.file) for _c, _q, f in model.files())
+    ):
+        core.settings.update(active_upscaler_id=None)  # forced: no active upscaler now
     for model_id, component in plan.clears:
         comp = core.catalog.require(model_id).component(component)
         q = comp.get(core.settings.selection(model_id).get(component) or "") if comp else None

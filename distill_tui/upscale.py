@@ -285,8 +285,7 @@ def resolve_upscaler(ctx: CoreContext, ref: str | None = None) -> Upscaler:
     if ref:  # the active one by its name (the command names its id); one typed as typed
         which = f"the active upscaler {by_id[ref].name}" if ref == active else f"upscaler {ref}"
         raise UpscaleError(
-            f"{which} is not downloaded; run: distill models download {ref} "
-            "(or --upscaler ID|PATH)"
+            f"{which} is not downloaded; run: distill models download {ref} (or --upscaler ID|PATH)"
         )
     if models:
         raise UpscaleError(

@@ -587,7 +587,9 @@ class GenerateScreen(DistillScreen):
         if params is None:
             return
         for line in self.form.dropped:  # a pinned recipe's references on Z-Image: said
-            self.notify(escape_markup(visible(line)), title="Not sent", severity="warning", timeout=12)
+            self.notify(
+                escape_markup(visible(line)), title="Not sent", severity="warning", timeout=12
+            )
         if self._warn_fit(params):
             return
         if params.recipe()["upscaler"]:  # "upscale each result": which one, said before
