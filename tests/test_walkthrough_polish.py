@@ -113,10 +113,12 @@ async def test_pinned_recipe_refs_on_zimage_are_said_not_sent(isolated_dirs, tmp
             GenParams(prompt="a cat", ref_images=(str(ref),)), ZI, core.resolver.selection(ZI)
         )
         await pilot.pause()
+        # said when it is pinned, before ctrl+g
+        assert any("takes no reference images" in n for n in _notes(app)), _notes(app)
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: bool(engines) and bool(engines[0].requests), 10)
         said = [n for n in _notes(app) if "takes no reference images" in n]
-        assert said and "Z-Image-Turbo" in said[0] and "not sent" in said[0], _notes(app)
+        assert said and "Z-Image-Turbo" in said[-1] and "not sent" in said[-1], _notes(app)
     assert engines[0].requests[0].ref_images == []
 
 

@@ -518,6 +518,10 @@ class GenerateScreen(DistillScreen):
         else:
             self._set_reuse(None)
         self.form.load(params)
+        for line in self.form.not_sent():  # its references on a model without: said now
+            self.notify(
+                escape_markup(visible(line)), title="Recipe", severity="warning", timeout=12
+            )
 
     # ---- events ----------------------------------------------------------------------
     def action_toggle_advanced(self) -> None:

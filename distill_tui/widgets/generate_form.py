@@ -648,6 +648,11 @@ class GenerateForm(VerticalScroll):
             ]
         return GenParams.from_recipe(recipe), []
 
+    def not_sent(self) -> list[str]:
+        """What the hidden fields hold now that ctrl+g would not send (a loaded recipe's
+        references on a model without edit references), one line each."""
+        return self._dropped(self._values(tuple(BY_NAME[n] for n in FEATURE_ROWS)))
+
     def _dropped(self, values: dict[str, Any]) -> list[str]:
         """The lines of what a hidden field holds that the model does not take (the one rule:
         ``recipe.feature_refused``); it is not sent."""
