@@ -15,7 +15,9 @@ PtyTerm: keys written as bytes, output read with timestamps), and the bench meas
    header, and ``right`` / ``left`` on the tab bar switching between "All Models" and "Image
    Generation" (the cards of the tab shown from the top), from writing the key until the
    terminal receives the changed frame (the focused row, the card's ▶/▼ marker, any output
-   for a tab); p50 / p95 / max, and distill's CPU per key.
+   for a tab), and ``enter`` choosing a quant of the first card (two of its diffusion quants
+   are on disk as sparse files: the choice is saved to settings.json and every mounted card
+   redrawn); p50 / p95 / max, and distill's CPU per key.
 3. ``distill models list`` wall time with the same catalog (``--list-models`` models, default
    1000: the largest catalog distill accepts).
 
@@ -81,7 +83,7 @@ def make_env(tmp: Path, n: int) -> dict[str, str]:
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "model-catalog.json").write_text(json.dumps(big_catalog(n)))
     (cfg / "settings.json").write_text(json.dumps({"schema_version": 1}))
-    return {
+    env = {
         "XDG_CONFIG_HOME": str(tmp / "config"),
         "XDG_DATA_HOME": str(tmp / "data"),
         "XDG_STATE_HOME": str(tmp / "state"),
@@ -96,6 +98,30 @@ def make_env(tmp: Path, n: int) -> dict[str, str]:
         # PYTHONPATH=<another checkout> measures that tree's distill_tui (before/after)
         **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
     }
+    downloaded(env, 2)
+    return env
+
+
+def downloaded(env: dict[str, str], quants: int) -> None:
+    """The first model's first ``quants`` diffusion quants on disk (sparse files of their
+    size, recorded in the inventory): rows ``enter`` can choose."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        from distill_tui.context import CoreContext
+        from distill_tui.paths import AppPaths
+
+        core = CoreContext.build(AppPaths.from_env())
+        model = core.catalog.models[0]
+        for q in model.section("diffusion").quants[:quants]:
+            path = core.inventory.abs_path(q.file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.truncate(q.size)
+            core.inventory.record(q.file, q.size, None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -147,6 +173,9 @@ def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]
         out["space"].append(term.wait_marker(term.press("Space"), marker, timeout=10))
         expanded = not expanded
         time.sleep(interval)
+    if not expanded:  # open again (its quants are chosen below)
+        os.write(term.fd, b" ")
+        time.sleep(0.3)
     # the tab bar (shift+tab from the first header): right / left switch the category
     out["tabs"] = []
     t0 = time.perf_counter()
@@ -158,6 +187,22 @@ def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]
         os.write(term.fd, KEYS["Right" if i % 2 == 0 else "Left"])
         out["tabs"].append(term.wait_marker(t0, b"\x1b[", timeout=10))
         time.sleep(max(interval, 0.4))  # (the tab underline animates for 0.3 s)
+    # back to the first card (tab: its header), down into its diffusion quants: enter
+    # chooses the highlighted one (on disk), down/up move between the two (not timed)
+    out["quant"] = []
+    for key in (b"\t", b"\x1b[B"):
+        t0 = time.perf_counter()
+        os.write(term.fd, key)
+        term.wait_marker(t0, b"\x1b[", timeout=10)
+        time.sleep(0.3)
+    for i in range(presses // 2):
+        t0 = time.perf_counter()
+        os.write(term.fd, b"\r")
+        # the header redrawn from the saved choice ("selected set <its size>")
+        out["quant"].append(term.wait_marker(t0, b"selected set", timeout=10))
+        time.sleep(max(interval, 0.3))
+        os.write(term.fd, b"\x1b[B" if i % 2 == 0 else b"\x1b[A")
+        time.sleep(0.3)
     return out
 
 
@@ -221,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         results["down_up_cpu"] = stats("down/up, distill's CPU per key", lat["down_up_cpu"])
         results["space"] = stats("space (card collapse/expand)", lat["space"])
         results["tabs"] = stats("right/left (tab switch)", lat["tabs"])
-        results["all_keys"] = stats("all keys", lat["down_up"] + lat["space"] + lat["tabs"])
+        results["quant"] = stats("enter (choose a quant: settings saved)", lat["quant"])
+        results["all_keys"] = stats(
+            "all keys", lat["down_up"] + lat["space"] + lat["tabs"] + lat["quant"]
+        )
         if args.list_models:
             lenv = make_env(tmp / "list", args.list_models)
             results["models_list"] = stats(

@@ -133,16 +133,43 @@ async def test_upscaler_download_activate_and_remove(hub_catalog_v3: HubCatalog)
                 break
             await pilot.pause(0.05)
         assert card.ready
+        # del on the file row asks first (n keeps it)
+        if card.collapsed:
+            await pilot.press("space")
+        await pilot.press("down")
+        row = card.rows[0]
+        assert scr.focused_row() is row and row.state == "done"
+        await pilot.press("delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await pilot.pause()
+        assert core.inventory.abs_path(rel).exists()
+        # a on the header: the active upscaler (saved, said on the card)
+        await pilot.press("up")
         await pilot.press("a")
         await pilot.pause()
         saved = json.loads(core.paths.settings_file.read_text())
         assert saved["active_upscaler_id"] == UPSCALER
         assert "· active" in str(card.title_widget.label)
-        # del on the file row: asked first, then gone
-        if card.collapsed:
-            await pilot.press("space")
-        await pilot.press("down")
-        assert scr.focused_row() is card.rows[0]
+        # the active upscaler's file is not removed (removal.py's rule): said, no question
+        row.focus()
+        await pilot.pause()
+        await pilot.press("delete")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal)
+        assert any("active upscaler" in str(n.message) for n in app._notifications)
+        assert core.inventory.abs_path(rel).exists()
+        # another upscaler made active: now it goes (asked first)
+        other = next(c for c in scr.cards if c.model.id == "realesrgan-x4plus-anime")
+        other.title_widget.focus()
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        assert core.settings.settings.active_upscaler_id == other.model.id
+        assert "· active" not in str(card.title_widget.label)
+        row.focus()
+        await pilot.pause()
         await pilot.press("delete")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmModal)

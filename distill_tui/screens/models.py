@@ -230,6 +230,8 @@ class ModelManagerScreen(DistillScreen):
         self._windowing = False
         self._window_dirty = False
         self._synced_on_compose = False
+        #: the settings the cards were last drawn from (sync_all)
+        self._synced_settings: Any = None
         #: the card the focus is in (tinted: ModelCard.set_focus_within)
         self._tinted: ModelCard | None = None
         #: the tabs: (tab id, label, model type or None for all)
@@ -548,7 +550,9 @@ class ModelManagerScreen(DistillScreen):
 
     # ---- state -> widgets ------------------------------------------------------------
     def sync_all(self) -> None:
-        active = self.core.settings.settings.active_model_id
+        settings = self.core.settings.settings
+        self._synced_settings = settings
+        active = settings.active_model_id
         events = self._merged_events()
         for card in self._cards:
             if card is not None and self._mounted(card):  # (the others: as they mount)
@@ -766,7 +770,9 @@ class ModelManagerScreen(DistillScreen):
 
     @on(SettingsChanged)
     def _settings_changed(self) -> None:
-        self.sync_all()
+        # (a choice made here was drawn already: the settings are the ones last synced)
+        if self.core.settings.settings is not self._synced_settings:
+            self.sync_all()
 
     # ---- focus helpers ---------------------------------------------------------------
     def focused_row(self) -> Row | None:
