@@ -1,6 +1,6 @@
 """The Model Manager (F3) with a large user catalog: first paint and key -> repaint.
 
-    .venv/bin/python -m bench.model_manager_scale [--models 300] [--size 120x40] [--presses 40]
+    .venv/bin/python -m bench.model_manager_scale [--models 300] [--size 120x40] [--presses 40] [--on-disk 2]
     PYTHONPATH=/path/to/other/checkout .venv/bin/python -m bench.model_manager_scale  # before
 
 A temporary XDG tree holds a user catalog of ``--models`` models (the bundled two plus copies
@@ -78,7 +78,7 @@ def big_catalog(n: int) -> dict:
     return {"catalogVersion": bundled["catalogVersion"], "models": models[:n]}
 
 
-def make_env(tmp: Path, n: int) -> dict[str, str]:
+def make_env(tmp: Path, n: int, on_disk: int = 2) -> dict[str, str]:
     cfg = tmp / "config" / "distill"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "model-catalog.json").write_text(json.dumps(big_catalog(n)))
@@ -98,7 +98,7 @@ def make_env(tmp: Path, n: int) -> dict[str, str]:
         # PYTHONPATH=<another checkout> measures that tree's distill_tui (before/after)
         **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
     }
-    downloaded(env, 2)
+    downloaded(env, on_disk)
     return env
 
 
@@ -155,7 +155,9 @@ def settle(term: PtyTerm, t0: float, timeout: float = 120.0) -> float:
     raise TimeoutError("distill never went idle")
 
 
-def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]:
+def keys(
+    term: PtyTerm, presses: int, interval: float, quants: bool = True
+) -> dict[str, list[float]]:
     """down/up on the rows (the highlighted row's ``>`` moves: any output after the key is the
     repaint, so the time to the first output byte is measured) and space on a card header."""
     out: dict[str, list[float]] = {"down_up": [], "space": [], "down_up_cpu": []}
@@ -190,6 +192,8 @@ def keys(term: PtyTerm, presses: int, interval: float) -> dict[str, list[float]]
     # back to the first card (tab: its header), down into its diffusion quants: enter
     # chooses the highlighted one (on disk), down/up move between the two (not timed)
     out["quant"] = []
+    if not quants:  # (no quant on disk to choose)
+        return out
     for key in (b"\t", b"\x1b[B"):
         t0 = time.perf_counter()
         os.write(term.fd, key)
@@ -230,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--presses", type=int, default=40)
     ap.add_argument("--interval", type=float, default=0.15)
     ap.add_argument("--f3-runs", type=int, default=3)
+    ap.add_argument(
+        "--on-disk",
+        type=int,
+        default=2,
+        help="diffusion quants of the first model on disk (sparse); 2 or more: enter is timed",
+    )
     ap.add_argument("--list-runs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for F3's paint")
     args = ap.parse_args(argv)
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     tmp = Path(tempfile.mkdtemp(prefix="distill-scale-"))
     try:
-        env = make_env(tmp, args.models)
+        env = make_env(tmp, args.models, args.on_disk)
         paints, cpus = [], []
         term = None
         for run in range(args.f3_runs):
@@ -260,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"after the paint, every card mounted and distill idle in {results['f3_settled_s']} s"
         )
-        lat = keys(term, args.presses, args.interval)
+        lat = keys(term, args.presses, args.interval, quants=args.on_disk >= 2)
         term.close()
         results["down_up"] = stats("down/up (row cursor)", lat["down_up"])
         results["down_up_cpu"] = stats("down/up, distill's CPU per key", lat["down_up_cpu"])
         results["space"] = stats("space (card collapse/expand)", lat["space"])
         results["tabs"] = stats("right/left (tab switch)", lat["tabs"])
-        results["quant"] = stats("enter (choose a quant: settings saved)", lat["quant"])
+        if lat["quant"]:
+            results["quant"] = stats("enter (choose a quant: settings saved)", lat["quant"])
         results["all_keys"] = stats(
             "all keys", lat["down_up"] + lat["space"] + lat["tabs"] + lat["quant"]
         )
