@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -585,8 +586,14 @@ class Catalog(_Model):
                     )
         return catalog
 
+    @cached_property
+    def _by_id(self) -> dict[str, CatalogModel]:
+        return {m.id: m for m in self.models}
+
     def get(self, model_id: str) -> CatalogModel | None:
-        return next((m for m in self.models if m.id == model_id), None)
+        """The model of ``model_id`` (a dict lookup: screens ask this per card and per key,
+        with up to 1,000 models)."""
+        return self._by_id.get(model_id)
 
     def require(self, model_id: str) -> CatalogModel:
         m = self.get(model_id)
