@@ -150,7 +150,8 @@ def test_http_endpoint_on_a_lan_name_is_accepted_and_keeps_the_token_there(monke
     from distill_tui.catalog import CatalogError, parse_catalog
 
     raw = json.loads(Path(AppPaths.from_env().user_catalog_file).read_text())
-    raw["models"][0]["vae"]["downloadUrl"] = "http://elsewhere.lan/a/b/resolve/main/f"
+    vae = next(c for c in raw["models"][0]["components"] if c["role"] == "vae")  # catalog v3
+    vae["file"]["downloadUrl"] = "http://elsewhere.lan/a/b/resolve/main/f"
     with pytest.raises(CatalogError, match="HF_ENDPOINT"):
         parse_catalog(json.dumps(raw), "x.json")
 

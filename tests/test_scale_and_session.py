@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.catalog_raw import bundled_v3
 from tests.hub_fixtures import build_hub_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 M4 = "flux2-klein-4b"
+BUNDLED_IDS = [m["id"] for m in bundled_v3()["models"]]  # a refused catalog: the bundled one
 TE_Q3 = "text_encoders/Qwen3-4B-Q3_K_M.gguf"
 SIZE = 4 << 20
 #: the documented limit (README, distill_tui.catalog.MAX_MODELS)
@@ -88,7 +90,7 @@ def test_a_catalog_over_the_limit_is_refused_with_one_line(isolated_dirs):
     assert f"has {MAX_MODELS + 1} models; distill accepts at most {MAX_MODELS}" in warning[0]
     assert str(path) in warning[0] and "moved aside" in warning[0]
     # the bundled catalog is used; the user's file is kept beside, not deleted
-    assert [m["id"] for m in json.loads(out.stdout)["models"]] == [M4, "flux2-klein-9b"]
+    assert [m["id"] for m in json.loads(out.stdout)["models"]] == BUNDLED_IDS
     kept = list(path.parent.glob("model-catalog.json.corrupt-*"))
     assert len(kept) == 1 and len(json.loads(kept[0].read_text())["models"]) == MAX_MODELS + 1
 
@@ -111,7 +113,7 @@ def test_a_catalog_file_over_32_mb_is_refused_before_it_is_read(isolated_dirs):
     out = distill("models", "list", "--json")
     assert out.returncode == 0 and "Traceback" not in out.stderr
     assert out.stderr.count("\n") == 1 and "distill reads catalogs of at most 32 MB" in out.stderr
-    assert [m["id"] for m in json.loads(out.stdout)["models"]] == [M4, "flux2-klein-9b"]
+    assert [m["id"] for m in json.loads(out.stdout)["models"]] == BUNDLED_IDS
 
 
 def test_readme_documents_the_limit():
