@@ -76,6 +76,31 @@ async def test_tabs_follow_the_model_types(hub_catalog_v3: HubCatalog) -> None:
         assert shown(app) == images + upscalers
 
 
+async def test_brackets_switch_tabs_from_a_card(hub_catalog_v3: HubCatalog) -> None:
+    """``]`` / ``[`` change tabs wherever the focus is (a card's row), and F1 lists them: the
+    tab bar was reachable only by shift+tab to it, then left/right."""
+    from textual.widgets import Tabs
+
+    core, app = make_app(hub_catalog_v3)
+    upscalers = [m.id for m in core.catalog.of_type("upscaler")]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        tabs = screen(app).query_one("#model-tabs", Tabs)
+        assert not tabs.has_focus
+        await pilot.press("]", "]")
+        await pilot.pause()
+        assert str(tabs.active_tab.label) == "Upscalers" and shown(app) == upscalers
+        await pilot.press("[", "[")
+        await pilot.pause()
+        assert str(tabs.active_tab.label) == "All Models"
+        from distill_tui.screens.help import HelpModal
+
+        _title, rows = HelpModal.rows_for(app.screen)
+        keys = {r.key: r.description for r in rows}
+        assert keys.get("]") == "Next tab" and keys.get("[") == "Previous tab", keys
+
+
 async def test_no_upscaler_no_upscalers_tab(hub_catalog: HubCatalog) -> None:
     core, app = make_app(hub_catalog)
     assert not core.catalog.of_type("upscaler")

@@ -163,6 +163,22 @@ class ModelManagerScreen(DistillScreen):
             tooltip="Make the focused upscaler the active one (what distill upscale uses)",
         ),
         Binding(
+            "]",
+            "next_tab",
+            "Next tab",
+            show=False,
+            id="models.next_tab",
+            tooltip="The next tab: All Models, Image Generation, Upscalers",
+        ),
+        Binding(
+            "[",
+            "previous_tab",
+            "Previous tab",
+            show=False,
+            id="models.previous_tab",
+            tooltip="The previous tab",
+        ),
+        Binding(
             "enter",
             "link_file",
             "Link",
@@ -838,6 +854,14 @@ class ModelManagerScreen(DistillScreen):
         return state == "done"
 
     # ---- navigation ------------------------------------------------------------------
+    def action_next_tab(self) -> None:
+        """``]`` / ``[``: the tabs from anywhere on the screen (lazygit's keys), not only from
+        the tab bar once it is focused."""
+        self.query_one("#model-tabs", Tabs).action_next_tab()
+
+    def action_previous_tab(self) -> None:
+        self.query_one("#model-tabs", Tabs).action_previous_tab()
+
     def action_focus_next_row(self) -> None:
         widget = self._move_among_cards(1) or self.focus_next()
         if isinstance(widget, QuantRadioSet):
