@@ -128,6 +128,8 @@ async def test_gallery_u_upscales_a_generated_image_into_a_linked_4x_entry(
         assert Path(source).is_file() and old.images == [source]  # the source entry stays
         await wait_for(pilot, lambda: table.row_count == 2, 10)
         assert app.screen.selected.id == new.id  # the new entry is selected
+        # the caption follows the selection on the next refresh (a loaded CI box: not at once)
+        await wait_for(pilot, lambda: "upscaled 4x from" in gallery_caption(app), 10)
         caption = gallery_caption(app)
         assert "upscaled 4x from" in caption and Path(source).name in caption
         assert "Tiny ESRGAN x4" in caption
